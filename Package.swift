@@ -1,0 +1,76 @@
+// swift-tools-version: 6.1
+//
+// InfraSight: an eBPF auditing tracer. The `infrasight` executable is the host; every
+// probe plugin under Plugins/ is its own dynamic library, loaded at run time through the
+// C ABI in Sources/CInfraSightABI. BPF C under bpf/ is compiled by the ProbeBuilder
+// build-tool plugin as part of `swift build`.
+import PackageDescription
+
+/// First-party probe plugins: folder under Plugins/ → product (lib<product>.so).
+let probePlugins: [(folder: String, target: String)] = [
+    ("tracing", "TracingPlugin"),
+]
+
+var products: [Product] = [
+    .executable(name: "infrasight", targets: ["infrasight"]),
+    // Plugin authors link the SDK statically into their own dynamic library.
+    .library(name: "InfraSightSDK", targets: ["InfraSightSDK"]),
+    .plugin(name: "ProbeBuilder", targets: ["ProbeBuilder"]),
+]
+var targets: [Target] = [
+    // The dlopen boundary: C types only.
+    .target(name: "CInfraSightABI"),
+    // The ring-buffer record layouts, shared verbatim with the BPF C.
+    .target(name: "CInfraSightEvent", path: "bpf", sources: ["event_layout.c"], publicHeadersPath: "include"),
+    .systemLibrary(name: "CLibbpf", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]),
+    .target(name: "InfraSightSchema"),
+    .target(name: "InfraSightSDK", dependencies: ["CInfraSightABI", "CInfraSightEvent", "InfraSightSchema"]),
+    .target(name: "InfraSightBPF", dependencies: ["CLibbpf"]),
+    .target(
+        name: "InfraSightCore",
+        dependencies: [
+            "CInfraSightABI", "CInfraSightEvent", "InfraSightSchema", "InfraSightBPF",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+    .executableTarget(
+        name: "infrasight",
+        dependencies: [
+            "InfraSightCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+    .executableTarget(name: "probe-embed", path: "BuildTools/probe-embed"),
+    .plugin(name: "ProbeBuilder", capability: .buildTool(), dependencies: ["probe-embed"], path: "BuildTools/ProbeBuilder"),
+    .testTarget(
+        name: "InfraSightCoreTests",
+        dependencies: ["InfraSightCore", "InfraSightSchema", "infrasight"]),
+    .testTarget(
+        name: "IntegrationTests",
+        dependencies: ["InfraSightCore", "InfraSightSchema", "infrasight"]),
+]
+
+for plugin in probePlugins {
+    products.append(.library(name: "infrasight-\(plugin.folder)", type: .dynamic, targets: [plugin.target]))
+    targets.append(
+        .target(
+            name: plugin.target,
+            dependencies: ["InfraSightSDK"],
+            path: "Plugins/\(plugin.folder)",
+            plugins: ["ProbeBuilder"]))
+}
+
+let package = Package(
+    name: "infrasight",
+    platforms: [.macOS(.v14)],
+    products: products,
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: targets,
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,104 @@
+import CInfraSightEvent
+import InfraSightSDK
+
+/// The `tracing` plugin: process launches (execve, execveat), file opens (open, openat,
+/// openat2, creat) and permission changes (chmod, fchmod, fchmodat, fchmodat2), into
+/// audit.tracing_events.
+///
+/// `event_type` is the family (`execve`, `open`, `chmod`), as in the original schema;
+/// the appended `syscall` column names the exact call. fchmod names no path: its
+/// `filename` is empty and `fd` holds the descriptor.
+public final class TracingProbe: ProbeModule {
+    public static let name = "tracing"
+    public static let version = "0.1.0"
+    public static let summary = "Process execution, file opens and permission changes (execve, open, chmod families)"
+    public static var bpfObject: [UInt8] { EmbeddedBPFObject.tracing.bytes }
+    public static var tables: [EmbeddedDDL] { [EmbeddedDDL.tracing_events] }
+
+    let filename, eventType, syscall, argv, flags, mode, fd: UInt32
+
+    public init(options: ProbeOptions) throws {
+        let columns = try ColumnIndex(EmbeddedDDL.tracing_events)
+        filename = try columns("filename")
+        eventType = try columns("event_type")
+        syscall = try columns("syscall")
+        argv = try columns("argv")
+        flags = try columns("flags")
+        mode = try columns("mode")
+        fd = try columns("fd")
+    }
+
+    static let filenameOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.filename)!
+    static let argvOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.argv)!
+
+    public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {
+        // Records without argv end where it starts; read the fixed part field by field.
+        guard record.bytes.count >= Self.argvOffset else { return .malformed }
+        let base = record.bytes.baseAddress!
+        let header = record.header
+        func field<T>(_ path: KeyPath<is_tracing_event, T>) -> T {
+            base.loadUnaligned(fromByteOffset: MemoryLayout<is_tracing_event>.offset(of: path)!, as: T.self)
+        }
+        switch Int32(header.kind) {
+        case Int32(IS_TRACING_EXECVE.rawValue):
+            row.put(eventType, string: "execve"); row.put(syscall, string: "execve")
+        case Int32(IS_TRACING_EXECVEAT.rawValue):
+            row.put(eventType, string: "execve"); row.put(syscall, string: "execveat")
+        case Int32(IS_TRACING_OPEN.rawValue):
+            row.put(eventType, string: "open"); row.put(syscall, string: "open")
+        case Int32(IS_TRACING_OPENAT.rawValue):
+            row.put(eventType, string: "open"); row.put(syscall, string: "openat")
+        case Int32(IS_TRACING_OPENAT2.rawValue):
+            row.put(eventType, string: "open"); row.put(syscall, string: "openat2")
+        case Int32(IS_TRACING_CREAT.rawValue):
+            row.put(eventType, string: "open"); row.put(syscall, string: "creat")
+        case Int32(IS_TRACING_CHMOD.rawValue):
+            row.put(eventType, string: "chmod"); row.put(syscall, string: "chmod")
+        case Int32(IS_TRACING_FCHMOD.rawValue):
+            row.put(eventType, string: "chmod"); row.put(syscall, string: "fchmod")
+        case Int32(IS_TRACING_FCHMODAT.rawValue):
+            row.put(eventType, string: "chmod"); row.put(syscall, string: "fchmodat")
+        case Int32(IS_TRACING_FCHMODAT2.rawValue):
+            row.put(eventType, string: "chmod"); row.put(syscall, string: "fchmodat2")
+        default:
+            return .malformed
+        }
+        let filenameLength = Int(field(\.filename_len))
+        guard filenameLength < Int(IS_PATH_LEN) else { return .malformed }
+        row.put(filename, bytes: base + Self.filenameOffset, length: filenameLength)
+        row.put(flags, uint: field(\.flags))
+        row.put(mode, uint: UInt64(field(\.mode)))
+        row.put(fd, int: Int64(field(\.fd)))
+
+        let argvLength = Int(field(\.argv_len))
+        if argvLength > 0 {
+            guard argvLength <= Int(IS_ARGV_LEN), let p = record.pointer(at: Self.argvOffset, length: argvLength) else {
+                return .malformed
+            }
+            writeArgv(p, length: argvLength, truncated: field(\.argv_truncated) != 0, into: row)
+        }
+        return .row
+    }
+
+    /// argv arrives NUL-separated; it is stored space-separated (like execsnoop), with
+    /// " ..." when the kernel side had to cut it. The scratch buffer is reused: no
+    /// allocation per event.
+    private var scratch = [UInt8](repeating: 0, count: Int(IS_ARGV_LEN) + 8)
+
+    private func writeArgv(_ p: UnsafeRawPointer, length: Int, truncated: Bool, into row: RowWriter) {
+        var n = length
+        let bytes = p.assumingMemoryBound(to: UInt8.self)
+        while n > 0, bytes[n - 1] == 0 { n -= 1 } // the final terminator
+        scratch.withUnsafeMutableBufferPointer { out in
+            for i in 0..<n { out[i] = bytes[i] == 0 ? 0x20 : bytes[i] }
+            if truncated {
+                for (j, c) in " ...".utf8.enumerated() { out[n + j] = c }
+                n += 4
+            }
+            row.put(argv, bytes: UnsafeRawPointer(out.baseAddress!), length: n)
+        }
+    }
+}
+
+@_cdecl("infrasight_plugin_entry")
+public func infrasightPluginEntry() -> UnsafeRawPointer { exportProbeModule(TracingProbe.self) }

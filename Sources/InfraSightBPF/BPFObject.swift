@@ -1,0 +1,195 @@
+import CLibbpf
+import Foundation
+import Glibc
+
+/// An opened BPF ELF object (libbpf `struct bpf_object`). Owns the object: programs, maps
+/// and links die with it. Not thread-safe: configure, load and attach from one thread.
+public final class BPFObject {
+    let raw: OpaquePointer
+    public let name: String
+    /// Programs skipped before load because their tracepoint does not exist here.
+    public private(set) var skipped: [(program: String, target: String)] = []
+    private var links: [BPFLink] = []
+
+    /// Opens an object from bytes that must stay valid for the object's lifetime (plugin
+    /// descriptors keep theirs until the process exits).
+    public init(bytes: UnsafeRawBufferPointer, name: String) throws(BPFError) {
+        LibbpfLog.install()
+        guard FileManager.default.fileExists(atPath: "/sys/kernel/btf/vmlinux") else { throw .noBTF }
+        self.name = name
+        var opts = bpf_object_open_opts()
+        opts.sz = MemoryLayout<bpf_object_open_opts>.size
+        let objectName = strdup(name)
+        defer { free(objectName) }
+        opts.object_name = UnsafePointer(objectName)
+        guard let object = bpf_object__open_mem(bytes.baseAddress, bytes.count, &opts), libbpf_get_error(UnsafeRawPointer(object)) == 0 else {
+            let log = LibbpfLog.drain().last ?? errnoText(errno)
+            throw .open(log)
+        }
+        raw = object
+    }
+
+    deinit {
+        links.removeAll()
+        bpf_object__close(raw)
+    }
+
+    /// The object's programs with their section (attach point) names.
+    public var programs: [(name: String, section: String)] {
+        var out: [(String, String)] = []
+        var prog = bpf_object__next_program(raw, nil)
+        while let p = prog {
+            out.append((String(cString: bpf_program__name(p)), String(cString: bpf_program__section_name(p))))
+            prog = bpf_object__next_program(raw, p)
+        }
+        return out
+    }
+
+    /// Sets a `const volatile` global in .rodata. Must be called before `load()`.
+    /// Returns 0, -ENOENT when there is no such variable, -EINVAL on a size mismatch.
+    public func setReadOnly(_ variable: String, bytes: UnsafeRawBufferPointer) -> Int32 {
+        guard let btf = bpf_object__btf(raw) else { return -ENOENT }
+        var map = bpf_object__next_map(raw, nil)
+        while let m = map {
+            let mapName = String(cString: bpf_map__name(m))
+            if mapName.hasSuffix(".rodata") {
+                let sectionId = btf__find_by_name_kind(btf, ".rodata", 15 /* BTF_KIND_DATASEC (the name is declared twice in the imported headers) */)
+                guard sectionId > 0, let section = btf__type_by_id(btf, UInt32(sectionId)) else { return -ENOENT }
+                var size = 0
+                guard let data = bpf_map__initial_value(m, &size) else { return -ENOENT }
+                let count = Int(btf_vlen(section))
+                guard let infos = btf_var_secinfos(section) else { return -ENOENT }
+                for i in 0..<count {
+                    let info = infos[i]
+                    guard let varType = btf__type_by_id(btf, info.type),
+                        let varName = btf__name_by_offset(btf, varType.pointee.name_off),
+                        String(cString: varName) == variable
+                    else { continue }
+                    guard Int(info.size) == bytes.count, Int(info.offset) + bytes.count <= size else { return -EINVAL }
+                    // libbpf 1.1 hands out the initial value read-only: patch a copy and
+                    // set it back, the sanctioned way before load.
+                    var copy = [UInt8](UnsafeRawBufferPointer(start: data, count: size))
+                    copy.withUnsafeMutableBytes { ($0.baseAddress! + Int(info.offset)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+                    return copy.withUnsafeBytes { bpf_map__set_initial_value(m, $0.baseAddress, size) }
+                }
+                return -ENOENT
+            }
+            map = bpf_object__next_map(raw, m)
+        }
+        return -ENOENT
+    }
+
+    /// Disables, before load, every tracepoint program whose tracepoint this kernel lacks
+    /// (e.g. `open` on arm64, `fchmodat2` before 6.6); `skipped` lists them.
+    public func skipMissingTracepoints() {
+        var prog = bpf_object__next_program(raw, nil)
+        while let p = prog {
+            let section = String(cString: bpf_program__section_name(p))
+            for prefix in ["tracepoint/", "tp/"] where section.hasPrefix(prefix) {
+                let target = String(section.dropFirst(prefix.count))
+                if !Tracefs.hasTracepoint(target) {
+                    bpf_program__set_autoload(p, false)
+                    skipped.append((String(cString: bpf_program__name(p)), target))
+                }
+            }
+            prog = bpf_object__next_program(raw, p)
+        }
+    }
+
+    /// Loads the object into the kernel (verifier, maps).
+    public func load() throws(BPFError) {
+        _ = LibbpfLog.drain()
+        let rc = bpf_object__load(raw)
+        guard rc != 0 else { return }
+        let log = LibbpfLog.drain()
+        if rc == -EPERM || rc == -EACCES && log.allSatisfy({ !$0.contains("processed") }) {
+            throw .notPermitted("loading BPF object \(name)")
+        }
+        // libbpf prints "prog 'NAME': failed to load" and the verifier log between
+        // BEGIN/END PROG LOAD LOG markers.
+        if let failed = log.last(where: { $0.contains("failed to load") && $0.contains("prog '") }) {
+            let program = failed.split(separator: "'").dropFirst().first.map(String.init) ?? "?"
+            var verifier: [String] = []
+            if let begin = log.lastIndex(where: { $0.contains("BEGIN PROG LOAD LOG") }),
+                let end = log.lastIndex(where: { $0.contains("END PROG LOAD LOG") }), begin < end
+            {
+                verifier = log[(begin + 1)..<end].filter { !$0.hasPrefix("processed ") && !$0.hasPrefix("verification time") }
+            }
+            if verifier.isEmpty { verifier = [errnoText(rc)] }
+            throw .verifierRejected(program: program, log: verifier)
+        }
+        throw .load(log.last ?? errnoText(rc))
+    }
+
+    /// Attaches every loaded program by its section name (tracepoint/, raw_tp/, tp_btf/).
+    /// The links live as long as the object.
+    public func attachAll() throws(BPFError) {
+        var prog = bpf_object__next_program(raw, nil)
+        var attached = 0
+        while let p = prog {
+            defer { prog = bpf_object__next_program(raw, p) }
+            guard bpf_program__autoload(p) else { continue }
+            let programName = String(cString: bpf_program__name(p))
+            let section = String(cString: bpf_program__section_name(p))
+            guard let link = bpf_program__attach(p), libbpf_get_error(UnsafeRawPointer(link)) == 0 else {
+                let code = errno
+                if code == EPERM || code == EACCES { throw .notPermitted("attaching \(programName)") }
+                throw .attach(program: programName, target: section, errnoText(code))
+            }
+            links.append(BPFLink(link))
+            attached += 1
+        }
+        if attached == 0 { throw .noAttachableProgram(name) }
+    }
+
+    /// The file descriptor of map `name`, or nil.
+    public func mapDescriptor(_ name: String) -> Int32? {
+        guard let map = bpf_object__find_map_by_name(raw, name) else { return nil }
+        let fd = bpf_map__fd(map)
+        return fd >= 0 ? fd : nil
+    }
+
+    /// The maps of type BPF_MAP_TYPE_RINGBUF, by name.
+    public var ringBufferMaps: [(name: String, fd: Int32)] {
+        var out: [(String, Int32)] = []
+        var map = bpf_object__next_map(raw, nil)
+        while let m = map {
+            if bpf_map__type(m) == BPF_MAP_TYPE_RINGBUF {
+                out.append((String(cString: bpf_map__name(m)), bpf_map__fd(m)))
+            }
+            map = bpf_object__next_map(raw, m)
+        }
+        return out
+    }
+}
+
+/// An attached program; detached when released.
+public final class BPFLink {
+    let raw: OpaquePointer
+    init(_ raw: OpaquePointer) { self.raw = raw }
+    deinit { bpf_link__destroy(raw) }
+}
+
+/// Reads a BPF_MAP_TYPE_PERCPU_ARRAY of u64 counters, summed over CPUs.
+public struct PerCPUCounters {
+    let fd: Int32
+    let cpus: Int
+    private var buffer: [UInt64]
+
+    public init(fd: Int32) {
+        self.fd = fd
+        cpus = Int(max(1, libbpf_num_possible_cpus()))
+        buffer = [UInt64](repeating: 0, count: cpus)
+    }
+
+    /// The sum over all CPUs of slot `key`, or nil when the lookup fails.
+    public mutating func sum(_ key: UInt32) -> UInt64? {
+        var k = key
+        let cpus = cpus
+        let rc = buffer.withUnsafeMutableBytes { bpf_map_lookup_elem(fd, &k, $0.baseAddress) }
+        guard rc == 0 else { return nil }
+        var total: UInt64 = 0
+        for i in 0..<cpus { total &+= buffer[i] }
+        return total
+    }
+}

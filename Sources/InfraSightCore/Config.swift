@@ -1,0 +1,169 @@
+import Foundation
+import Yams
+
+/// The configuration file (YAML), default /etc/infrasight/infrasight.yaml.
+///
+/// ```yaml
+/// node_name: worker-1            # default: $NODE_NAME, else the hostname
+/// plugins:
+///   dirs: [/usr/lib/infrasight/plugins]
+///   enabled: [tracing]           # absent: every plugin found is enabled
+///   options:
+///     tracing: { exclude_comms: [sshd] }
+///   pins:
+///     tracing: 3b1f...           # SHA-256 of the plugin file
+/// ```
+/// An unknown key or a value of the wrong type is an error that names the key.
+public struct InfraSightConfig: Equatable, Sendable {
+    public static let defaultPath = "/etc/infrasight/infrasight.yaml"
+    public static let defaultPluginDirs = ["/usr/lib/infrasight/plugins"]
+
+    public var nodeName: String?
+    public var pluginDirs: [String] = InfraSightConfig.defaultPluginDirs
+    /// nil: every plugin found is enabled.
+    public var enabledPlugins: [String]?
+    public var pluginOptions: [String: [String: ConfigValue]] = [:]
+    /// Plugin name → lower-case hex SHA-256.
+    public var pins: [String: String] = [:]
+    /// Where the file was read from; nil when defaults apply.
+    public var source: String?
+
+    public init() {}
+
+    /// Reads `path`, or the default path when nil. A missing default file means defaults;
+    /// a missing explicit file is an error.
+    public static func load(path: String?) throws(ConfigError) -> InfraSightConfig {
+        let file = path ?? defaultPath
+        guard FileManager.default.fileExists(atPath: file) else {
+            if path == nil { return InfraSightConfig() }
+            throw ConfigError(file: file, "file not found")
+        }
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: file, "cannot read the file (permissions?) or it is not UTF-8")
+        }
+        var config = try parse(text, file: file)
+        config.source = file
+        return config
+    }
+
+    public static func parse(_ text: String, file: String = "<config>") throws(ConfigError) -> InfraSightConfig {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            let message = "\(error)".split(separator: "\n").first.map(String.init) ?? "invalid YAML"
+            throw ConfigError(file: file, "invalid YAML: \(message)")
+        }
+        var config = InfraSightConfig()
+        guard let root = node else { return config } // an empty file: defaults
+        let r = ConfigReader(file: file)
+        for (key, value) in try r.mapping(root, at: "") {
+            switch key {
+            case "node_name": config.nodeName = try r.string(value, at: "node_name")
+            case "plugins":
+                for (pkey, pvalue) in try r.mapping(value, at: "plugins") {
+                    let path = "plugins.\(pkey)"
+                    switch pkey {
+                    case "dirs": config.pluginDirs = try r.stringList(pvalue, at: path)
+                    case "enabled": config.enabledPlugins = try r.stringList(pvalue, at: path)
+                    case "options":
+                        for (name, options) in try r.mapping(pvalue, at: path) {
+                            var values: [String: ConfigValue] = [:]
+                            for (option, v) in try r.mapping(options, at: "\(path).\(name)") {
+                                values[option] = try r.value(v, at: "\(path).\(name).\(option)")
+                            }
+                            config.pluginOptions[name] = values
+                        }
+                    case "pins":
+                        for (name, pin) in try r.mapping(pvalue, at: path) {
+                            let hex = try r.string(pin, at: "\(path).\(name)").lowercased()
+                            guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit }) else {
+                                throw ConfigError(file: file, "\(path).\(name) must be a SHA-256 in hex (64 characters)")
+                            }
+                            config.pins[name] = hex
+                        }
+                    default: throw ConfigError(file: file, "unknown key \(path)")
+                    }
+                }
+            default: throw ConfigError(file: file, "unknown key \(key)")
+            }
+        }
+        return config
+    }
+}
+
+/// A scalar or list value of a plugin option, as written in YAML.
+public enum ConfigValue: Equatable, Sendable {
+    case int(Int)
+    case bool(Bool)
+    case string(String)
+    case list([ConfigValue])
+}
+
+/// A configuration error: one line naming the file and the key.
+public struct ConfigError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let file: String
+    public let message: String
+    public init(file: String, _ message: String) {
+        self.file = file
+        self.message = message
+    }
+    public var description: String { "config \(file): \(message)" }
+}
+
+struct ConfigReader {
+    let file: String
+
+    func mapping(_ node: Node, at path: String) throws(ConfigError) -> [(String, Node)] {
+        guard case .mapping(let m) = node else {
+            throw ConfigError(file: file, path.isEmpty ? "the top level must be a mapping" : "\(path) must be a mapping")
+        }
+        var out: [(String, Node)] = []
+        for (k, v) in m {
+            guard case .scalar(let s) = k else { throw ConfigError(file: file, "a key under \(path.isEmpty ? "the top level" : path) is not a string") }
+            out.append((s.string, v))
+        }
+        return out
+    }
+
+    func string(_ node: Node, at path: String) throws(ConfigError) -> String {
+        guard case .scalar(let s) = node, s.style != .plain || !["~", "null", ""].contains(s.string) else {
+            throw ConfigError(file: file, "\(path) must be a string")
+        }
+        return s.string
+    }
+
+    func stringList(_ node: Node, at path: String) throws(ConfigError) -> [String] {
+        guard case .sequence(let seq) = node else { throw ConfigError(file: file, "\(path) must be a list of strings") }
+        var out: [String] = []
+        for (i, item) in seq.enumerated() {
+            out.append(try string(item, at: "\(path)[\(i)]"))
+        }
+        return out
+    }
+
+    func value(_ node: Node, at path: String) throws(ConfigError) -> ConfigValue {
+        switch node {
+        case .scalar(let s):
+            if s.style == .plain {
+                if let i = Int(s.string) { return .int(i) }
+                switch s.string {
+                case "true", "True", "TRUE", "yes", "on": return .bool(true)
+                case "false", "False", "FALSE", "no", "off": return .bool(false)
+                default: break
+                }
+            }
+            return .string(s.string)
+        case .sequence(let seq):
+            var out: [ConfigValue] = []
+            for (i, item) in seq.enumerated() {
+                let v = try value(item, at: "\(path)[\(i)]")
+                if case .list = v { throw ConfigError(file: file, "\(path)[\(i)] must be a scalar") }
+                out.append(v)
+            }
+            return .list(out)
+        default:
+            throw ConfigError(file: file, "\(path) must be a scalar or a list")
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import CInfraSightEvent
+import Foundation
+import Glibc
+
+/// Fills the enrichment columns at the source: node name, user name, wall-clock time
+/// (from the kernel's monotonic timestamp plus the boot offset, not the time of
+/// decoding), latency in ms. Runs on the dispatcher thread; lookups allocate nothing.
+///
+/// Users come from the host's passwd file (`hostRoot`/etc/passwd), read at start and
+/// re-read when a uid is missing, at most every `userRefresh` seconds; an unknown uid is
+/// stored as its decimal number. Container and cgroup-name columns are left empty here
+/// (container `{}` for the labels JSON).
+public final class Enricher {
+    public let nodeName: [UInt8]
+    private var users: [UInt32: [UInt8]] = [:]
+    private let passwdPath: String
+    private var lastUserLoad: Double = 0
+    private let userRefresh: Double = 30
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC, in ns; refreshed every second so a clock step
+    /// (NTP) is followed.
+    private var bootOffsetNs: Int64 = 0
+    private var lastOffsetRefresh: UInt64 = 0
+    private var digits = [UInt8](repeating: 0, count: 24)
+
+    public init(nodeName: String?, hostRoot: String = "/") {
+        let name = nodeName ?? ProcessInfo.processInfo.environment["NODE_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? Enricher.hostname()
+        self.nodeName = Array(name.utf8)
+        passwdPath = (hostRoot as NSString).appendingPathComponent("etc/passwd")
+        loadUsers()
+        refreshOffset(now: Enricher.monotonicNs())
+    }
+
+    static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count - 1)
+        return String(cString: buffer)
+    }
+
+    static func monotonicNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    private func refreshOffset(now: UInt64) {
+        var real = timespec(), mono = timespec()
+        clock_gettime(CLOCK_REALTIME, &real)
+        clock_gettime(CLOCK_MONOTONIC, &mono)
+        bootOffsetNs = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
+        lastOffsetRefresh = now
+    }
+
+    private func loadUsers() {
+        lastUserLoad = Double(Enricher.monotonicNs()) / 1e9
+        guard let text = try? String(contentsOfFile: passwdPath, encoding: .utf8) else { return }
+        var map: [UInt32: [UInt8]] = [:]
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count >= 3, let uid = UInt32(fields[2]) else { continue }
+            if map[uid] == nil { map[uid] = Array(fields[0].utf8) }
+        }
+        users = map
+    }
+
+    /// Wall-clock milliseconds since the epoch of a monotonic timestamp.
+    @inline(__always) public func wallTimeMs(monotonicNs: UInt64) -> Int64 {
+        (Int64(bitPattern: monotonicNs) + bootOffsetNs) / 1_000_000
+    }
+
+    public func fill(_ row: RowBuffer, map: HostColumnMap, header h: UnsafePointer<is_event_header>) {
+        if map.enrichment.isEmpty { return }
+        let now = h.pointee.ts_enter_ns
+        if now &- lastOffsetRefresh > 1_000_000_000 { refreshOffset(now: now) }
+        for (column, field) in map.enrichment {
+            switch field {
+            case .nodeName:
+                nodeName.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
+            case .user:
+                let uid = h.pointee.uid
+                if users[uid] == nil, Double(Enricher.monotonicNs()) / 1e9 - lastUserLoad > userRefresh { loadUsers() }
+                if let name = users[uid] {
+                    name.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
+                } else {
+                    writeDecimal(UInt64(uid), column: column, row: row)
+                }
+            case .latencyMs:
+                let e = h.pointee.ts_enter_ns, x = h.pointee.ts_exit_ns
+                row.setFloat(column, Double(x >= e ? x - e : 0) / 1e6)
+            case .wallTimeMs, .wallTimeDt:
+                row.setInt(column, wallTimeMs(monotonicNs: h.pointee.ts_enter_ns))
+            case .containerLabels:
+                row.setString(column, "{}")
+            case .cgroupName, .containerId, .containerImage:
+                row.setString(column, nil, 0)
+            default: break
+            }
+        }
+    }
+
+    private func writeDecimal(_ value: UInt64, column: Int, row: RowBuffer) {
+        var v = value
+        var n = digits.count
+        digits.withUnsafeMutableBufferPointer { d in
+            repeat {
+                n -= 1
+                d[n] = UInt8(48 + v % 10)
+                v /= 10
+            } while v > 0
+            row.setString(column, UnsafeRawPointer(d.baseAddress! + n), d.count - n)
+        }
+    }
+}

@@ -1,0 +1,183 @@
+import CInfraSightABI
+import CInfraSightEvent
+import Foundation
+import Glibc
+import InfraSightBPF
+import Logging
+import Synchronization
+
+/// A plugin whose BPF programs are loaded and attached, with its channel.
+public final class ActiveProbe {
+    public let channel: PluginChannel
+    let object: BPFObject?
+    private var drops: PerCPUCounters?
+
+    init(channel: PluginChannel, object: BPFObject?) {
+        self.channel = channel
+        self.object = object
+        if let fd = object?.mapDescriptor("is_drops") { drops = PerCPUCounters(fd: fd) }
+    }
+
+    public var name: String { channel.plugin.name }
+
+    /// Events the kernel side could not deliver (ring buffer full, map full), summed over CPUs.
+    public func kernelDrops() -> UInt64 {
+        guard drops != nil else { return 0 }
+        var total: UInt64 = 0
+        for reason in 0..<UInt32(IS_DROP_REASONS.rawValue) {
+            total &+= drops!.sum(reason) ?? 0
+        }
+        return total
+    }
+}
+
+/// Starts the enabled plugins on the kernel and runs the shared dispatcher: one thread,
+/// one libbpf ring-buffer manager over every plugin's ring buffers, each record routed to
+/// its plugin's channel.
+public final class ProbeRuntime {
+    public let probes: [ActiveProbe]
+    /// Plugins that could not start, with the one-line reason.
+    public let failures: [(plugin: String, reason: String)]
+    private let poller = RingBufferPoller()
+    private var contexts: [Unmanaged<PluginChannel>] = []
+    public let stopRequested = Atomic<Bool>(false)
+
+    /// Loads and attaches every plugin. A plugin that fails is reported in `failures` and
+    /// the others still run; throws only when none can start or on a host-wide problem.
+    public init(plugins: [LoadedPlugin], config: InfraSightConfig, enricher: Enricher, consumer: RowConsumer, logger: Logger) throws {
+        if try Tracefs.ensureMounted() {
+            logger.notice("mounted tracefs at \(Tracefs.path) (it was not mounted)")
+        }
+        var probes: [ActiveProbe] = []
+        var failures: [(String, String)] = []
+        for plugin in plugins {
+            do {
+                let options = try PluginOptions.resolve(config: config, plugin: plugin)
+                let probe = try Self.start(plugin, options: options, enricher: enricher, consumer: consumer, logger: logger)
+                probes.append(probe)
+            } catch let error as BPFError {
+                if case .noBTF = error { throw error }
+                failures.append((plugin.name, "\(error)"))
+            } catch {
+                failures.append((plugin.name, "\(error)"))
+            }
+        }
+        self.probes = probes
+        self.failures = failures
+        if probes.isEmpty {
+            if let first = failures.first { throw RuntimeError("plugin \(first.0): \(first.1)") }
+            throw RuntimeError("no plugin to run")
+        }
+        for probe in probes {
+            guard let object = probe.object else { continue }
+            let context = Unmanaged.passRetained(probe.channel)
+            contexts.append(context)
+            for ring in object.ringBufferMaps {
+                try poller.add(fd: ring.fd, context: context.toOpaque()) { ctx, data, size in
+                    guard let ctx, let data else { return 0 }
+                    Unmanaged<PluginChannel>.fromOpaque(ctx).takeUnretainedValue().handle(data, size)
+                    return 0
+                }
+            }
+        }
+    }
+
+    deinit {
+        for c in contexts { c.release() }
+    }
+
+    static func start(_ plugin: LoadedPlugin, options: PluginOptions, enricher: Enricher, consumer: RowConsumer, logger: Logger) throws -> ActiveProbe {
+        let d = plugin.descriptor.pointee
+        var initError: UnsafePointer<CChar>?
+        guard let instance = options.pluginJSON.withCString({ d.create!($0, &initError) }) else {
+            throw RuntimeError("refused its options: \(initError.map { String(cString: $0) } ?? "unknown error")")
+        }
+        let channel = PluginChannel(plugin: plugin, instance: instance, enricher: enricher, consumer: consumer)
+        let bytes = plugin.bpfObject
+        guard bytes.count > 0 else { return ActiveProbe(channel: channel, object: nil) }
+
+        let object = try BPFObject(bytes: bytes, name: plugin.name)
+        try HostFilterWriter.apply(options.filters, to: object)
+        if let configure = d.configure_bpf {
+            final class Box { let object: BPFObject; init(_ o: BPFObject) { object = o } }
+            let box = Unmanaged.passRetained(Box(object))
+            defer { box.release() }
+            var configurator = is_bpf_configurator(host: box.toOpaque()) { host, name, value, size in
+                guard let host, let name, let value else { return -EINVAL }
+                let object = Unmanaged<Box>.fromOpaque(host).takeUnretainedValue().object
+                return object.setReadOnly(String(cString: name), bytes: UnsafeRawBufferPointer(start: value, count: size))
+            }
+            if configure(instance, &configurator) != 0 {
+                throw RuntimeError("BPF configuration failed: \(d.last_error!(instance).map { String(cString: $0) } ?? "unknown error")")
+            }
+        }
+        object.skipMissingTracepoints()
+        for skipped in object.skipped {
+            logger.warning("plugin \(plugin.name): tracepoint \(skipped.target) does not exist on this kernel; \(skipped.program) is not attached")
+        }
+        try object.load()
+        try object.attachAll()
+        return ActiveProbe(channel: channel, object: object)
+    }
+
+    /// Runs the dispatcher on the calling thread until `stop()` or the deadline, then
+    /// drains what the rings still hold. `tick` runs about every `pollMs`.
+    public func run(until deadline: Date?, pollMs: Int32 = 100, tick: () -> Void = {}) {
+        while !stopRequested.load(ordering: .relaxed) {
+            if let deadline, Date() >= deadline { break }
+            let rc = poller.poll(timeoutMs: pollMs)
+            if rc < 0, rc != -EINTR { break }
+            tick()
+        }
+        poller.consume()
+    }
+
+    /// Asks `run` to return; safe from any thread.
+    public func stop() { stopRequested.store(true, ordering: .relaxed) }
+}
+
+/// Sets the host's filter variables (infrasight_common.bpf.h) in an object's read-only data.
+enum HostFilterWriter {
+    static func apply(_ filters: HostFilters, to object: BPFObject) throws {
+        func set<T>(_ name: String, _ value: T, required: Bool) throws {
+            var v = value
+            let rc = withUnsafeBytes(of: &v) { object.setReadOnly(name, bytes: $0) }
+            if rc == -ENOENT && !required { return }
+            if rc != 0 { throw RuntimeError("its BPF object cannot take filter \(name) (\(rc == -ENOENT ? "no such variable" : "size mismatch"))") }
+        }
+        func setList(_ base: String, _ values: [UInt32]) throws {
+            guard !values.isEmpty else { return }
+            var array = [UInt32](repeating: 0, count: HostFilters.maxEntries)
+            for (i, v) in values.enumerated() { array[i] = v }
+            try array.withUnsafeBytes { bytes in
+                let rc = object.setReadOnly("is_\(base)s", bytes: bytes)
+                if rc != 0 { throw RuntimeError("its BPF object does not support the \(base)s filter") }
+            }
+            try set("is_\(base)_count", UInt32(values.count), required: true)
+        }
+        func setComms(_ base: String, _ values: [String]) throws {
+            guard !values.isEmpty else { return }
+            var array = [UInt8](repeating: 0, count: HostFilters.maxEntries * HostFilters.commLength)
+            for (i, v) in values.enumerated() {
+                for (j, b) in v.utf8.prefix(HostFilters.commLength - 1).enumerated() { array[i * HostFilters.commLength + j] = b }
+            }
+            try array.withUnsafeBytes { bytes in
+                let rc = object.setReadOnly("is_\(base)s", bytes: bytes)
+                if rc != 0 { throw RuntimeError("its BPF object does not support the \(base)s filter") }
+            }
+            try set("is_\(base)_count", UInt32(values.count), required: true)
+        }
+        if filters.excludeSelf { try set("is_self_pid", UInt32(getpid()), required: false) }
+        try setList("include_pid", filters.includePids)
+        try setList("exclude_pid", filters.excludePids)
+        try setList("include_uid", filters.includeUids)
+        try setList("exclude_uid", filters.excludeUids)
+        try setComms("include_comm", filters.includeComms)
+        try setComms("exclude_comm", filters.excludeComms)
+    }
+}
+
+public struct RuntimeError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

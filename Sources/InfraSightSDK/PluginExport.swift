@@ -1,0 +1,123 @@
+import CInfraSightABI
+import Foundation
+
+/// Builds the C descriptor for `module` once and returns it; call it from the plugin's
+/// exported entry symbol:
+///
+/// ```swift
+/// @_cdecl("infrasight_plugin_entry")
+/// public func entry() -> UnsafeRawPointer { exportProbeModule(MyProbe.self) }
+/// ```
+///
+/// The descriptor and everything it points to are allocated once and never freed, as the
+/// ABI requires. One plugin library exports one module.
+public func exportProbeModule<M: ProbeModule>(_ module: M.Type) -> UnsafeRawPointer {
+    exportLock.lock()
+    defer { exportLock.unlock() }
+    if let descriptor = exportedDescriptor { return UnsafeRawPointer(descriptor) }
+    exportedType = module
+    let descriptor = makeDescriptor(module)
+    exportedDescriptor = descriptor
+    return UnsafeRawPointer(descriptor)
+}
+
+private let exportLock = NSLock()
+nonisolated(unsafe) private var exportedDescriptor: UnsafeMutablePointer<is_plugin_descriptor>?
+nonisolated(unsafe) private var exportedType: (any ProbeModule.Type)?
+/// The last init failure, kept alive as the ABI promises (until the next init).
+nonisolated(unsafe) private var lastInitError: UnsafeMutablePointer<CChar>?
+
+/// A plugin instance behind the opaque `is_plugin_instance *`.
+private final class Instance {
+    let module: any ProbeModule
+    var lastError: UnsafeMutablePointer<CChar>?
+    init(_ module: any ProbeModule) { self.module = module }
+
+    func fail(_ message: String) {
+        free(lastError)
+        lastError = strdup(message)
+    }
+}
+
+/// A string that lives as long as the process.
+private func forever(_ s: String) -> UnsafePointer<CChar> { UnsafePointer(strdup(s)!) }
+
+private func makeDescriptor<M: ProbeModule>(_ module: M.Type) -> UnsafeMutablePointer<is_plugin_descriptor> {
+    let object = module.bpfObject
+    var objectPointer: UnsafePointer<UInt8>?
+    if !object.isEmpty {
+        let bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: object.count)
+        bytes.initialize(from: object, count: object.count)
+        objectPointer = UnsafePointer(bytes)
+    }
+
+    let tables = UnsafeMutablePointer<is_table_descriptor>.allocate(capacity: max(1, module.tables.count))
+    for (i, table) in module.tables.enumerated() {
+        let name = (try? ColumnIndex(table).schema.qualifiedName) ?? table.name
+        tables[i] = is_table_descriptor(
+            struct_size: UInt32(MemoryLayout<is_table_descriptor>.size), name: forever(name), ddl: forever(table.text))
+    }
+    let options = UnsafeMutablePointer<is_option_descriptor>.allocate(capacity: max(1, module.options.count))
+    for (i, option) in module.options.enumerated() {
+        options[i] = is_option_descriptor(
+            struct_size: UInt32(MemoryLayout<is_option_descriptor>.size), name: forever(option.name),
+            type: forever(option.kind.rawValue), description: forever(option.description),
+            default_value: option.defaultValue.map(forever))
+    }
+
+    let descriptor = UnsafeMutablePointer<is_plugin_descriptor>.allocate(capacity: 1)
+    descriptor.initialize(
+        to: is_plugin_descriptor(
+            magic: IS_PLUGIN_MAGIC,
+            abi_major: UInt16(IS_PLUGIN_ABI_MAJOR),
+            abi_minor: UInt16(IS_PLUGIN_ABI_MINOR),
+            struct_size: UInt32(MemoryLayout<is_plugin_descriptor>.size),
+            name: forever(module.name),
+            version: forever(module.version),
+            description: forever(module.summary),
+            bpf_object: objectPointer,
+            bpf_object_size: object.count,
+            tables: UnsafePointer(tables),
+            table_count: UInt32(module.tables.count),
+            options: UnsafePointer(options),
+            option_count: UInt32(module.options.count),
+            create: { json, errorOut in
+                guard let type = exportedType else { return nil }
+                do {
+                    let options = try ProbeOptions(json: json.map { String(cString: $0) } ?? "{}")
+                    let module = try type.init(options: options)
+                    return OpaquePointer(Unmanaged.passRetained(Instance(module)).toOpaque())
+                } catch {
+                    free(lastInitError)
+                    lastInitError = strdup("\(error)")
+                    errorOut?.pointee = UnsafePointer(lastInitError)
+                    return nil
+                }
+            },
+            configure_bpf: { instance, configurator in
+                guard let instance, let configurator else { return -EINVAL }
+                let box = Unmanaged<Instance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue()
+                do {
+                    try box.module.configureBPF(BPFConfigurator(raw: configurator))
+                    return 0
+                } catch {
+                    box.fail("\(error)")
+                    return -EINVAL
+                }
+            },
+            decode: { instance, record, size, writer in
+                guard let instance, let record, let writer else { return IS_DECODE_ERROR }
+                let box = Unmanaged<Instance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue()
+                switch box.module.decode(RawRecord(UnsafeRawBufferPointer(start: record, count: size)), into: RowWriter(writer)) {
+                case .row: return IS_DECODE_ROW
+                case .skip: return IS_DECODE_SKIP
+                case .malformed: return IS_DECODE_ERROR
+                }
+            },
+            last_error: { instance in
+                guard let instance else { return nil }
+                let box = Unmanaged<Instance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue()
+                return UnsafePointer(box.lastError)
+            }))
+    return descriptor
+}

@@ -1,0 +1,69 @@
+import CInfraSightABI
+import CInfraSightEvent
+
+/// Writes a row's columns through the host's `is_row_writer`. Valid only inside `decode`.
+/// Strings are copied by the host before each call returns.
+public struct RowWriter {
+    @usableFromInline let raw: UnsafePointer<is_row_writer>
+
+    @inlinable init(_ raw: UnsafePointer<is_row_writer>) { self.raw = raw }
+
+    @inlinable public func put(_ column: UInt32, uint value: UInt64) {
+        raw.pointee.put_uint(raw.pointee.host, column, value)
+    }
+
+    @inlinable public func put(_ column: UInt32, int value: Int64) {
+        raw.pointee.put_int(raw.pointee.host, column, value)
+    }
+
+    @inlinable public func put(_ column: UInt32, double value: Double) {
+        raw.pointee.put_float(raw.pointee.host, column, value)
+    }
+
+    /// Writes `length` bytes at `bytes`; they need be neither NUL-terminated nor UTF-8.
+    @inlinable public func put(_ column: UInt32, bytes: UnsafeRawPointer, length: Int) {
+        raw.pointee.put_string(raw.pointee.host, column, bytes.assumingMemoryBound(to: CChar.self), length)
+    }
+
+    /// Writes a Swift string (a static name, typically: no allocation for ASCII literals).
+    @inlinable public func put(_ column: UInt32, string: StaticString) {
+        string.withUTF8Buffer { buffer in
+            raw.pointee.put_string(raw.pointee.host, column, UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self), buffer.count)
+        }
+    }
+
+    @inlinable public func putNull(_ column: UInt32) {
+        raw.pointee.put_null(raw.pointee.host, column)
+    }
+}
+
+/// One ring-buffer record, valid only inside `decode`. Its size is at least the header's.
+public struct RawRecord {
+    public let bytes: UnsafeRawBufferPointer
+
+    @inlinable public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    /// The common header, copied out (the record may be unaligned for Swift's view).
+    @inlinable public var header: is_event_header { bytes.loadUnaligned(as: is_event_header.self) }
+
+    /// The record as `T` when it is at least `MemoryLayout<T>.size` bytes, else nil.
+    @inlinable public func load<T>(as type: T.Type) -> T? {
+        bytes.count >= MemoryLayout<T>.size ? bytes.loadUnaligned(as: T.self) : nil
+    }
+
+    /// A pointer to the byte at `offset` when `offset + length` fits, else nil.
+    @inlinable public func pointer(at offset: Int, length: Int) -> UnsafeRawPointer? {
+        guard offset >= 0, length >= 0, offset + length <= bytes.count else { return nil }
+        return bytes.baseAddress! + offset
+    }
+
+    /// The length of the NUL-terminated string in `capacity` bytes at `offset` (the
+    /// capacity when there is no NUL, so a missing terminator cannot run past the field).
+    @inlinable public func cStringLength(at offset: Int, capacity: Int) -> Int {
+        guard let p = pointer(at: offset, length: capacity) else { return 0 }
+        let bytes = p.assumingMemoryBound(to: UInt8.self)
+        var n = 0
+        while n < capacity, bytes[n] != 0 { n += 1 }
+        return n
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Glibc
+import InfraSightCore
+import Logging
+
+extension TracePrinter.Format: ExpressibleByArgument {}
+
+struct TraceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace",
+        abstract: "Print live events from the enabled plugins (JSON lines or a table); a summary per plugin on exit.")
+
+    @OptionGroup var source: PluginSourceOptions
+    @Option(help: ArgumentHelp("Plugins to run, comma-separated (default: the enabled ones).", valueName: "a,b"))
+    var plugins: String?
+    @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
+    @Option(help: "Output format: json (one object per line) or table.") var format: TracePrinter.Format = .json
+
+    func validate() throws {
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+    }
+
+    func run() throws {
+        InfraSight.bootstrapLogging()
+        let logger = Logger(label: "infrasight")
+        let config = try source.loadConfig()
+        let catalog = source.catalog(config)
+        let names = plugins.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        let selected: [LoadedPlugin]
+        do {
+            selected = try catalog.active(names: names)
+        } catch {
+            throw failure(error.description)
+        }
+        for e in catalog.entries where e.status == .error && (names == nil || names!.contains(e.name ?? "")) {
+            logger.warning("\(e.path): \(e.error ?? "error")")
+        }
+        guard !selected.isEmpty else { throw failure("no plugin enabled; searched: \(catalog.searchedDirs.joined(separator: ", "))") }
+
+        let printer = TracePrinter(format: format)
+        let runtime: ProbeRuntime
+        do {
+            runtime = try ProbeRuntime(plugins: selected, config: config, enricher: Enricher(nodeName: config.nodeName), consumer: printer, logger: logger)
+        } catch {
+            throw failure("\(error)")
+        }
+        for f in runtime.failures { logger.error("plugin \(f.plugin): \(f.reason)") }
+
+        let signals = SignalStopper { runtime.stop() }
+        let deadline = duration.map { Date().addingTimeInterval($0) }
+        runtime.run(until: deadline) { printer.flush() }
+        printer.flush()
+        _ = signals
+        for probe in runtime.probes {
+            let c = probe.channel.counters
+            printError(
+                "\(probe.name): received \(c.received.load(ordering: .relaxed)), kernel drops \(probe.kernelDrops()), decode errors \(c.decodeErrors.load(ordering: .relaxed)), rows \(c.rows.load(ordering: .relaxed))")
+        }
+    }
+}
+
+/// Turns SIGINT and SIGTERM into a call of `stop` (once per signal), so commands stop
+/// cleanly and still print their summary.
+final class SignalStopper {
+    private var sources: [DispatchSourceSignal] = []
+
+    init(_ stop: @escaping @Sendable () -> Void) {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler(handler: stop)
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

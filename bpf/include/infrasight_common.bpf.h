@@ -1,0 +1,158 @@
+/*
+ * infrasight_common.bpf.h — what every plugin's BPF program shares: the drop counters,
+ * the filters set in read-only data by the host, header filling, and the wake-up policy.
+ *
+ * Include after vmlinux.h and the libbpf headers. A plugin declares its own ring buffer
+ * named `events` and calls is_submit() to send a record.
+ */
+#ifndef INFRASIGHT_COMMON_BPF_H
+#define INFRASIGHT_COMMON_BPF_H
+
+#include "infrasight_event.h"
+
+#define IS_FILTER_MAX 16
+
+/* Filters: `const volatile` so the host sets them before load and the verifier prunes
+ * what is unused. A zero count means "no filter of this kind". */
+const volatile __u32 is_self_pid = 0; /* the agent itself, excluded when non-zero */
+const volatile __u32 is_include_pid_count = 0;
+const volatile __u32 is_include_pids[IS_FILTER_MAX] = {};
+const volatile __u32 is_exclude_pid_count = 0;
+const volatile __u32 is_exclude_pids[IS_FILTER_MAX] = {};
+const volatile __u32 is_include_uid_count = 0;
+const volatile __u32 is_include_uids[IS_FILTER_MAX] = {};
+const volatile __u32 is_exclude_uid_count = 0;
+const volatile __u32 is_exclude_uids[IS_FILTER_MAX] = {};
+const volatile __u32 is_include_comm_count = 0;
+const volatile char is_include_comms[IS_FILTER_MAX][IS_COMM_LEN] = {};
+const volatile __u32 is_exclude_comm_count = 0;
+const volatile char is_exclude_comms[IS_FILTER_MAX][IS_COMM_LEN] = {};
+/* Wake the reader only when this many bytes are waiting; the reader also drains on a
+ * timer, so a quiet ring is never stranded. 0 wakes on every record. */
+const volatile __u64 is_wakeup_bytes = 256 * 1024;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, IS_DROP_REASONS);
+    __type(key, __u32);
+    __type(value, __u64);
+} is_drops SEC(".maps");
+
+static __always_inline void is_count_drop(__u32 reason)
+{
+    __u64 *slot = bpf_map_lookup_elem(&is_drops, &reason);
+    if (slot)
+        *slot += 1;
+}
+
+static __always_inline bool is_in_list(__u32 value, const volatile __u32 *list, __u32 count)
+{
+    for (int i = 0; i < IS_FILTER_MAX; i++) {
+        if (i >= count)
+            break;
+        if (list[i] == value)
+            return true;
+    }
+    return false;
+}
+
+static __always_inline bool is_comm_equal(const char *comm, const volatile char *want)
+{
+    for (int i = 0; i < IS_COMM_LEN; i++) {
+        if (comm[i] != want[i])
+            return false;
+        if (comm[i] == 0)
+            return true;
+    }
+    return true;
+}
+
+static __always_inline bool is_comm_in_list(const char *comm, const volatile char (*list)[IS_COMM_LEN], __u32 count)
+{
+    for (int i = 0; i < IS_FILTER_MAX; i++) {
+        if (i >= count)
+            break;
+        if (is_comm_equal(comm, list[i]))
+            return true;
+    }
+    return false;
+}
+
+/* True when the current task passes the pid and uid filters (cheap; checked at enter). */
+static __always_inline bool is_task_wanted(void)
+{
+    __u32 pid = bpf_get_current_pid_tgid() >> 32;
+    __u32 uid = (__u32)bpf_get_current_uid_gid();
+    if (is_self_pid && pid == is_self_pid)
+        return false;
+    if (is_include_pid_count && !is_in_list(pid, is_include_pids, is_include_pid_count))
+        return false;
+    if (is_exclude_pid_count && is_in_list(pid, is_exclude_pids, is_exclude_pid_count))
+        return false;
+    if (is_include_uid_count && !is_in_list(uid, is_include_uids, is_include_uid_count))
+        return false;
+    if (is_exclude_uid_count && is_in_list(uid, is_exclude_uids, is_exclude_uid_count))
+        return false;
+    if (is_include_comm_count || is_exclude_comm_count) {
+        char comm[IS_COMM_LEN] = {};
+        bpf_get_current_comm(comm, sizeof(comm));
+        if (is_include_comm_count && !is_comm_in_list(comm, is_include_comms, is_include_comm_count))
+            return false;
+        if (is_exclude_comm_count && is_comm_in_list(comm, is_exclude_comms, is_exclude_comm_count))
+            return false;
+    }
+    return true;
+}
+
+/* Fills the task part of a header from the current task. */
+static __always_inline void is_fill_task(struct is_event_header *h)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    __u64 id = bpf_get_current_pid_tgid();
+    __u64 ug = bpf_get_current_uid_gid();
+    h->pid = id >> 32;
+    h->tid = (__u32)id;
+    h->uid = (__u32)ug;
+    h->gid = ug >> 32;
+    h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+    h->cgroup_id = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(h->comm, sizeof(h->comm));
+
+    /* The ids as seen in the task's own pid namespace: the last level of its struct pid. */
+    struct pid *pid = BPF_CORE_READ(task, thread_pid);
+    unsigned int level = BPF_CORE_READ(pid, level);
+    struct upid up = {};
+    bpf_core_read(&up, sizeof(up), &pid->numbers[level]);
+    h->ns_pid = up.nr;
+    struct pid *ppid = BPF_CORE_READ(task, real_parent, thread_pid);
+    unsigned int plevel = BPF_CORE_READ(ppid, level);
+    /* A parent outside the task's namespace (a level above it) has no id there: 0. */
+    h->ns_ppid = 0;
+    if (plevel >= level) {
+        struct upid pup = {};
+        bpf_core_read(&pup, sizeof(pup), &ppid->numbers[level]);
+        h->ns_ppid = pup.nr;
+    }
+}
+
+/* Flags for a ring-buffer submission: wake the reader only past the fill threshold. */
+static __always_inline __u64 is_wakeup_flags(void *ringbuf)
+{
+    if (!is_wakeup_bytes)
+        return 0;
+    return bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >= is_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+                                                                             : BPF_RB_NO_WAKEUP;
+}
+
+/* Sends `size` bytes at `record` to `ringbuf`, counting a full ring as a drop. */
+static __always_inline int is_output(void *ringbuf, void *record, __u64 size)
+{
+    long err = bpf_ringbuf_output(ringbuf, record, size, is_wakeup_flags(ringbuf));
+    if (err) {
+        is_count_drop(IS_DROP_RINGBUF_FULL);
+        return -1;
+    }
+    return 0;
+}
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * infrasight_event.h — the one definition of every record that crosses the ring buffer.
+ *
+ * Included by the BPF C (after vmlinux.h) and imported by Swift through the
+ * CInfraSightEvent target, so BPF and user space can never disagree on a layout.
+ * Every ring-buffer record starts with struct is_event_header. Members are laid out
+ * with explicit padding so the layout is the same for -target bpf and x86_64/aarch64.
+ */
+#ifndef INFRASIGHT_EVENT_H
+#define INFRASIGHT_EVENT_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define IS_COMM_LEN 16
+#define IS_PATH_LEN 256
+#define IS_ARGV_LEN 1024 /* bytes of argv kept; each argument starts in the first half */
+#define IS_MAX_ARGS 20
+
+/* Indices of the per-CPU drop counters every plugin's BPF object keeps in map is_drops. */
+enum is_drop_reason {
+    IS_DROP_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve/output failed */
+    IS_DROP_MAP_FULL = 1,     /* an in-flight map refused an update */
+    IS_DROP_REASONS = 4,
+};
+
+/* The common header. `pid` is the thread-group id (what user space calls a pid), `tid`
+ * the thread id; ns_pid/ns_ppid are the same ids as seen from the task's own pid
+ * namespace. Timestamps are CLOCK_MONOTONIC (bpf_ktime_get_ns) nanoseconds; a record
+ * with no duration has ts_exit_ns == ts_enter_ns. */
+struct is_event_header {
+    __u16 table;       /* index into the plugin's table descriptors */
+    __u16 kind;        /* plugin-defined event kind (e.g. which syscall) */
+    __u32 size;        /* total record size in bytes, header included */
+    __u32 pid;
+    __u32 tid;
+    __u32 ppid;
+    __u32 uid;
+    __u32 gid;
+    __u32 ns_pid;
+    __u32 ns_ppid;
+    __u32 _pad0;
+    __u64 cgroup_id;
+    __u64 ts_enter_ns;
+    __u64 ts_exit_ns;
+    __s64 return_code;
+    char comm[IS_COMM_LEN];
+};
+
+/* ---- tracing plugin: execve/execveat, open/openat/openat2/creat, chmod family ---- */
+
+enum is_tracing_kind {
+    IS_TRACING_EXECVE = 1,
+    IS_TRACING_EXECVEAT,
+    IS_TRACING_OPEN,
+    IS_TRACING_OPENAT,
+    IS_TRACING_OPENAT2,
+    IS_TRACING_CREAT,
+    IS_TRACING_CHMOD,
+    IS_TRACING_FCHMOD,
+    IS_TRACING_FCHMODAT,
+    IS_TRACING_FCHMODAT2,
+};
+
+struct is_tracing_event {
+    struct is_event_header hdr;
+    __u64 flags;            /* open flags; AT_* flags of execveat/fchmodat2 */
+    __u32 mode;             /* creation mode of open, new mode of chmod */
+    __s32 fd;               /* dirfd of *at calls, fd of fchmod; -100 is AT_FDCWD */
+    __u32 filename_len;     /* bytes in filename, NUL excluded */
+    __u32 argv_len;         /* bytes in argv: arguments separated by NUL */
+    __u32 argc;             /* arguments read (capped at IS_MAX_ARGS) */
+    __u32 argv_truncated;   /* 1 when more arguments or bytes existed */
+    char filename[IS_PATH_LEN];
+    char argv[IS_ARGV_LEN]; /* only exec records carry it: others end at this member */
+};
+
+#endif
