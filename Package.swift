@@ -43,12 +43,16 @@ var targets: [Target] = [
         ]),
     .executableTarget(name: "probe-embed", path: "BuildTools/probe-embed"),
     .plugin(name: "ProbeBuilder", capability: .buildTool(), dependencies: ["probe-embed"], path: "BuildTools/ProbeBuilder"),
+    // Helpers the tests share: processes, temp dirs, fixture compilation, paths.
+    .target(name: "InfraSightTestSupport", path: "Tests/Support"),
     .testTarget(
         name: "InfraSightCoreTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "infrasight"]),
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightTestSupport"]),
+    // Run the built `infrasight` and plugins on the real kernel (root required):
+    // `swift build` first, so every product exists.
     .testTarget(
         name: "IntegrationTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "infrasight"]),
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightTestSupport"]),
 ]
 
 for plugin in probePlugins {

@@ -9,8 +9,9 @@ import PackagePlugin
 ///
 /// Sources: `bpf/<folder>.bpf.c` and every `schema/*.sql` of the target's package, plus
 /// every `*.bpf.c` and `*.sql` in the target's own folder (how an out-of-tree plugin
-/// carries its own). BPF include paths: `bpf/include` and `bpf/vmlinux` of the package
-/// that ships the InfraSight headers (found among the dependencies), then the folder.
+/// carries its own). BPF include paths: the target's folder, the public headers of the C
+/// targets it depends on, then `bpf/include` and `bpf/vmlinux` of the package that ships
+/// the InfraSight headers (found among the dependencies).
 @main
 struct ProbeBuilder: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
@@ -38,7 +39,15 @@ struct ProbeBuilder: BuildToolPlugin {
         guard let headers = Self.headerPackage(context.package) else {
             throw ProbeBuilderError("no package with bpf/include/infrasight_event.h among the dependencies of \(context.package.displayName)")
         }
-        let includeDirs = [headers.appending(path: "bpf/include"), headers.appending(path: "bpf/vmlinux"), folder]
+        // The target's folder, the public headers of every C target it depends on (a
+        // plugin's own event header lives in one, so BPF and Swift share it), then ours.
+        var includeDirs = [folder]
+        for case let dependency as ClangSourceModuleTarget in target.recursiveTargetDependencies {
+            if let dir = dependency.publicHeadersDirectoryURL, !includeDirs.contains(dir) { includeDirs.append(dir) }
+        }
+        for dir in [headers.appending(path: "bpf/include"), headers.appending(path: "bpf/vmlinux")] where !includeDirs.contains(dir) {
+            includeDirs.append(dir)
+        }
         let headerFiles = includeDirs.flatMap { files(in: $0, suffix: ".h") }
         let clang = try context.tool(named: "clang").url
         let objcopy = try? context.tool(named: "llvm-objcopy").url

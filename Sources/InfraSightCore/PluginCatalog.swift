@@ -28,11 +28,16 @@ public struct PluginCatalog: Sendable {
     /// directory of the running executable (so a development build finds its own plugins).
     public static func directories(config: InfraSightConfig, extraDirs: [String], executableDir: String?) -> [String] {
         var dirs: [String] = []
-        for d in extraDirs + config.pluginDirs + [executableDir].compactMap({ $0 }) {
-            let normalized = (d as NSString).standardizingPath
-            if !dirs.contains(normalized) { dirs.append(normalized) }
+        for d in (extraDirs + config.pluginDirs).map(absolute) + [executableDir].compactMap({ $0 }) where !dirs.contains(d) {
+            dirs.append(d)
         }
         return dirs
+    }
+
+    /// `path` made absolute (against the working directory) and standardized.
+    static func absolute(_ path: String) -> String {
+        let full = path.hasPrefix("/") ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return (full as NSString).standardizingPath
     }
 
     /// The directory holding the running executable.
@@ -51,12 +56,13 @@ public struct PluginCatalog: Sendable {
     }
 
     public static func discover(config: InfraSightConfig, extraDirs: [String], executableDir: String? = PluginCatalog.executableDir) -> PluginCatalog {
+        let executableDir = executableDir.map(absolute)
         let dirs = directories(config: config, extraDirs: extraDirs, executableDir: executableDir)
         var loader = PluginLoader(pluginDirs: dirs, pins: config.pins)
         var entries: [PluginEntry] = []
-        let exeDir = executableDir.map { ($0 as NSString).standardizingPath }
+        let explicit = Set((extraDirs + config.pluginDirs).map(absolute))
         for dir in dirs {
-            for file in pluginFiles(in: dir, isExecutableDir: dir == exeDir && !extraDirs.contains(dir) && !config.pluginDirs.contains(dir)) {
+            for file in pluginFiles(in: dir, isExecutableDir: !explicit.contains(dir)) {
                 do {
                     let plugin = try loader.load(file)
                     let enabled = config.enabledPlugins?.contains(plugin.name) ?? true
@@ -81,9 +87,9 @@ public struct PluginCatalog: Sendable {
 
     /// Runs every loader check on one file (its own directory counts as a plugin directory).
     public static func verify(file: String, config: InfraSightConfig, extraDirs: [String]) throws(PluginLoadError) -> LoadedPlugin {
-        let own = ((file as NSString).deletingLastPathComponent as NSString).standardizingPath
+        let own = (absolute(file) as NSString).deletingLastPathComponent
         var dirs = directories(config: config, extraDirs: extraDirs, executableDir: nil)
-        dirs.append(own.isEmpty ? "." : own)
+        dirs.append(own)
         var loader = PluginLoader(pluginDirs: dirs, pins: config.pins)
         let plugin = try loader.load(file)
         do {

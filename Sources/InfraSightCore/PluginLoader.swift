@@ -171,6 +171,36 @@ enum ELFCheck {
         guard type == 3 else { return .failure(Failure(reason: "not a shared object (ELF type \(type))")) }
         let machine = UInt16(bytes[18]) | UInt16(bytes[19]) << 8
         guard machine == Self.machine else { return .failure(Failure(reason: "built for another machine (ELF machine \(machine))")) }
+        return checkLayout(data)
+    }
+
+    /// The dynamic loader maps segments without checking them against the file size: a
+    /// truncated library kills the process with SIGBUS inside dlopen. So every header
+    /// table and every loaded segment must lie inside the file before dlopen sees it.
+    static func checkLayout(_ data: Data) -> Result<Void, Failure> {
+        let size = UInt64(data.count)
+        func u16(_ o: Int) -> UInt64 { UInt64(data[data.startIndex + o]) | UInt64(data[data.startIndex + o + 1]) << 8 }
+        func u32(_ o: Int) -> UInt64 { u16(o) | u16(o + 2) << 16 }
+        func u64(_ o: Int) -> UInt64 { u32(o) | u32(o + 4) << 32 }
+        let phoff = u64(32), shoff = u64(40)
+        let phentsize = u16(54), phnum = u16(56), shentsize = u16(58), shnum = u16(60)
+        guard phentsize >= 56, phoff <= size, phnum * phentsize <= size - phoff else {
+            return .failure(Failure(reason: "truncated or malformed ELF: the program headers lie outside the file"))
+        }
+        if shnum > 0 {
+            guard shentsize >= 64, shoff <= size, shnum * shentsize <= size - shoff else {
+                return .failure(Failure(reason: "truncated or malformed ELF: the section headers lie outside the file (\(size) bytes)"))
+            }
+        }
+        for i in 0..<Int(phnum) {
+            let base = Int(phoff) + i * Int(phentsize)
+            let type = u32(base)
+            guard type == 1 || type == 2 else { continue } // PT_LOAD, PT_DYNAMIC
+            let offset = u64(base + 8), fileSize = u64(base + 32)
+            guard offset <= size, fileSize <= size - offset else {
+                return .failure(Failure(reason: "truncated or malformed ELF: segment \(i) ends at byte \(offset &+ fileSize), past the end of the file (\(size) bytes)"))
+            }
+        }
         return .success(())
     }
 }

@@ -47,6 +47,7 @@ struct TraceCommand: ParsableCommand {
             throw failure("\(error)")
         }
         for f in runtime.failures { logger.error("plugin \(f.plugin): \(f.reason)") }
+        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", "))")
 
         let signals = SignalStopper { runtime.stop() }
         let deadline = duration.map { Date().addingTimeInterval($0) }

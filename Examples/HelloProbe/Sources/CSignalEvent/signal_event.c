@@ -1,0 +1,1 @@
+/* C targets need a source file; the header is the point. */

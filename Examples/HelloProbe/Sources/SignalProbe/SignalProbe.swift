@@ -1,0 +1,62 @@
+import CSignalEvent
+import InfraSightSDK
+
+/// Signals sent with kill(2), into audit.signal_events. Columns named like the host's
+/// well-known fields (pid, comm, user, wall_time_ms, ...) are filled by the host; this
+/// decoder writes only target_pid, signal, signal_name and event_type.
+public final class SignalProbe: ProbeModule {
+    public static let name = "signals"
+    public static let version = "1.0.0"
+    public static let summary = "Signals sent with kill(2): sender, target, signal"
+    public static var bpfObject: [UInt8] { EmbeddedBPFObject.signals.bytes }
+    public static var tables: [EmbeddedDDL] { [EmbeddedDDL.signal_events] }
+    public static var options: [ProbeOption] {
+        [ProbeOption("skip_probes", .bool, "ignore kill(pid, 0), which only checks that a process exists", default: "false")]
+    }
+
+    let targetPid, signal, signalName, eventType: UInt32
+    let skipProbes: Bool
+
+    public init(options: ProbeOptions) throws {
+        let columns = try ColumnIndex(EmbeddedDDL.signal_events)
+        targetPid = try columns("target_pid")
+        signal = try columns("signal")
+        signalName = try columns("signal_name")
+        eventType = try columns("event_type")
+        skipProbes = try options.bool("skip_probes") ?? false
+    }
+
+    public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {
+        guard let event = record.load(as: signal_event.self) else { return .malformed }
+        if skipProbes && event.signal == 0 { return .skip }
+        row.put(eventType, string: "kill")
+        row.put(targetPid, int: Int64(event.target_pid))
+        row.put(signal, uint: UInt64(event.signal))
+        row.put(signalName, string: Self.name(of: event.signal))
+        return .row
+    }
+
+    static func name(of signal: UInt32) -> StaticString {
+        switch signal {
+        case 0: "0"
+        case 1: "SIGHUP"
+        case 2: "SIGINT"
+        case 3: "SIGQUIT"
+        case 6: "SIGABRT"
+        case 9: "SIGKILL"
+        case 10: "SIGUSR1"
+        case 12: "SIGUSR2"
+        case 13: "SIGPIPE"
+        case 14: "SIGALRM"
+        case 15: "SIGTERM"
+        case 17: "SIGCHLD"
+        case 18: "SIGCONT"
+        case 19: "SIGSTOP"
+        case 20: "SIGTSTP"
+        default: "other"
+        }
+    }
+}
+
+@_cdecl("infrasight_plugin_entry")
+public func infrasightPluginEntry() -> UnsafeRawPointer { exportProbeModule(SignalProbe.self) }

@@ -1,0 +1,65 @@
+import Foundation
+import InfraSightSchema
+import InfraSightTestSupport
+import Testing
+
+/// The original schema (seeds/database-schema.md): every table must start with exactly
+/// these columns, types and order.
+let originalColumns: [String: String] = [
+    "tracing_events": "pid UInt32, uid UInt32, gid UInt32, ppid UInt32, user_pid UInt32, user_ppid UInt32, cgroup_id UInt64, cgroup_name String, comm String, filename String, monotonic_ts_enter_ns UInt64, monotonic_ts_exit_ns UInt64, return_code Int64, latency_ns UInt64, event_type String, node_name String, user String, latency_ms Float64, wall_time_ms Int64, wall_time_dt DateTime64(3), container_id String, container_image String, container_labels_json JSON",
+    "network_events": "pid UInt32, uid UInt32, gid UInt32, ppid UInt32, user_pid UInt32, user_ppid UInt32, cgroup_id UInt64, cgroup_name String, comm String, sa_family String, saddr_ipv4 String, daddr_ipv4 String, sport String, dport String, saddr_ipv6 String, daddr_ipv6 String, resolved_domain Nullable(String), monotonic_ts_enter_ns UInt64, monotonic_ts_exit_ns UInt64, return_code Int64, latency_ns UInt64, event_type String, node_name String, user String, latency_ms Float64, wall_time_ms Int64, wall_time_dt DateTime64(3), container_id String, container_image String, container_labels_json JSON",
+    "ptrace_events": "pid UInt32, uid UInt32, gid UInt32, ppid UInt32, user_pid UInt32, user_ppid UInt32, cgroup_id UInt64, cgroup_name String, comm String, request Int64, target_pid Int64, addr UInt64, data UInt64, request_name String, monotonic_ts_enter_ns UInt64, monotonic_ts_exit_ns UInt64, return_code Int64, latency_ns UInt64, event_type String, node_name String, user String, latency_ms Float64, wall_time_ms Int64, wall_time_dt DateTime64(3), container_id String, container_image String, container_labels_json JSON",
+    "mmap_events": "pid UInt32, uid UInt32, gid UInt32, ppid UInt32, user_pid UInt32, user_ppid UInt32, cgroup_id UInt64, cgroup_name String, comm String, addr UInt64, len UInt64, prot UInt64, flags UInt64, fd UInt64, off UInt64, monotonic_ts_enter_ns UInt64, monotonic_ts_exit_ns UInt64, return_code Int64, latency_ns UInt64, event_type String, node_name String, user String, latency_ms Float64, wall_time_ms Int64, wall_time_dt DateTime64(3), container_id String, container_image String, container_labels_json JSON",
+    "mount_events": "pid UInt32, uid UInt32, gid UInt32, ppid UInt32, user_pid UInt32, user_ppid UInt32, cgroup_id UInt64, cgroup_name String, comm String, dev_name String, dir_name String, type String, flags UInt64, monotonic_ts_enter_ns UInt64, monotonic_ts_exit_ns UInt64, return_code Int64, latency_ns UInt64, event_type String, node_name String, user String, latency_ms Float64, wall_time_ms Int64, wall_time_dt DateTime64(3), container_id String, container_image String, container_labels_json JSON",
+    "resource_events": "pid UInt32, comm String, uid UInt32, gid UInt32, ppid UInt32, user_pid UInt32, user_ppid UInt32, cgroup_id UInt64, cgroup_name String, user String, cpu_ns UInt64, user_faults UInt64, kernel_faults UInt64, vm_mmap_bytes UInt64, vm_munmap_bytes UInt64, vm_brk_grow_bytes UInt64, vm_brk_shrink_bytes UInt64, bytes_written UInt64, bytes_read UInt64, isActive UInt32, wall_time_dt DateTime64(3), wall_time_ms Int64, container_id String, container_image String, container_labels_json JSON",
+]
+
+@Suite struct SchemaTests {
+    @Test(arguments: originalColumns.keys.sorted())
+    func schemaFileStartsWithTheOriginalColumnsInOrder(table: String) throws {
+        let text = try String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)
+        let schema = try TableSchema(ddl: text)
+        #expect(schema.database == "audit")
+        #expect(schema.name == table)
+        let expected = originalColumns[table]!.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let actual = schema.columns.map { "\($0.name) \($0.type)" }
+        #expect(Array(actual.prefix(expected.count)) == expected)
+    }
+
+    @Test func everyTableIsMergeTreeOrderedByWallTime() throws {
+        for table in originalColumns.keys {
+            let text = try String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)
+            #expect(text.contains("ENGINE = MergeTree()"))
+            #expect(text.contains("ORDER BY wall_time_ms"))
+        }
+    }
+
+    @Test func parsesTypesItKnows() {
+        #expect(ColumnType(parsing: "Nullable(String)") == .nullable(.string))
+        #expect(ColumnType(parsing: "DateTime64(3)") == .dateTime64(precision: 3))
+        #expect(ColumnType(parsing: "DateTime64(3, 'UTC')") == .dateTime64(precision: 3))
+        #expect(ColumnType(parsing: "JSON") == .json)
+        #expect(ColumnType(parsing: "Array(String)") == .other("Array(String)"))
+    }
+
+    @Test func refusesMalformedDDL() {
+        #expect(throws: DDLError.self) { try TableSchema(ddl: "SELECT 1") }
+        #expect(throws: DDLError.self) { try TableSchema(ddl: "CREATE TABLE t ENGINE = Memory") }
+        #expect(throws: DDLError.self) { try TableSchema(ddl: "CREATE TABLE t (a UInt32, a String) ENGINE = Memory") }
+        #expect(throws: DDLError.self) { try TableSchema(ddl: "CREATE TABLE t (a Array(UInt8)) ENGINE = Memory") }
+        #expect(throws: DDLError.self) { try TableSchema(ddl: "CREATE TABLE t () ENGINE = Memory") }
+    }
+
+    @Test func skipsCommentsAndIndexClauses() throws {
+        let schema = try TableSchema(ddl: """
+            -- a comment (with, commas)
+            CREATE TABLE IF NOT EXISTS `db`.`t` (
+              a UInt32, -- trailing, comment
+              `b` Nullable(String),
+              INDEX ia a TYPE minmax GRANULARITY 1
+            ) ENGINE = MergeTree() ORDER BY a
+            """)
+        #expect(schema.qualifiedName == "db.t")
+        #expect(schema.columns == [Column(name: "a", type: .uint32), Column(name: "b", type: .nullable(.string))])
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import Glibc
+
+/// Where the package and its build products are.
+public enum Paths {
+    /// The package root (this file is Tests/Support/TestSupport.swift).
+    public static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// The debug build products (`swift build` must have run: tests use the real binary
+    /// and the real plugin libraries).
+    public static var binDir: String { "\(packageRoot)/.build/debug" }
+    public static var infrasight: String { "\(binDir)/infrasight" }
+    public static var tracingPlugin: String { "\(binDir)/libinfrasight-tracing.so" }
+    public static var abiHeaderDir: String { "\(packageRoot)/Sources/CInfraSightABI/include" }
+}
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The result of a finished process.
+public struct ProcessResult {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+/// Runs a program to completion; stdout and stderr go through files, so a chatty program
+/// cannot block on a full pipe.
+@discardableResult
+public func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, cwd: String? = nil) throws -> ProcessResult {
+    let p = try BackgroundProcess(executable, arguments, environment: environment, cwd: cwd)
+    return p.wait()
+}
+
+/// A program running in the background with its output captured in files.
+public final class BackgroundProcess {
+    public let process = Process()
+    let dir: String
+    public let stdoutPath: String
+    public let stderrPath: String
+
+    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, cwd: String? = nil, stdoutPath: String? = nil) throws {
+        dir = try makeTempDir(prefix: "proc")
+        self.stdoutPath = stdoutPath ?? "\(dir)/stdout"
+        stderrPath = "\(dir)/stderr"
+        FileManager.default.createFile(atPath: self.stdoutPath, contents: nil)
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        process.standardOutput = FileHandle(forWritingAtPath: self.stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until stderr contains `text`; throws on timeout or if the process exits first.
+    public func waitForStderr(_ text: String, timeout: Double = 60) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if stderr.contains(text) { return }
+            if !process.isRunning {
+                throw TestFailure("process exited (status \(process.terminationStatus)) before printing '\(text)'; stderr: \(stderr)")
+            }
+            usleep(50_000)
+        }
+        throw TestFailure("timed out waiting for '\(text)'; stderr: \(stderr)")
+    }
+
+    public func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    public func wait() -> ProcessResult {
+        process.waitUntilExit()
+        return ProcessResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+    }
+}
+
+/// A new directory (mode 0755, so plugin permission checks accept it).
+public func makeTempDir(prefix: String = "infrasight-test") throws -> String {
+    var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+    guard let p = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
+    let path = String(cString: p)
+    chmod(path, 0o755)
+    return path
+}
+
+/// Compiles C with the system compiler (for plugin fixtures and workload helpers).
+public func compileC(_ source: String, to output: String, flags: [String]) throws {
+    let dir = (output as NSString).deletingLastPathComponent
+    let file = "\(dir)/\(UUID().uuidString).c"
+    try source.write(toFile: file, atomically: true, encoding: .utf8)
+    defer { unlink(file) }
+    let r = try run("/usr/bin/cc", flags + ["-o", output, file])
+    guard r.status == 0 else { throw TestFailure("cc failed: \(r.stderr)") }
+}
+
+/// Parses JSON lines (invalid lines are a test failure).
+public func jsonLines(_ text: String) throws -> [[String: Any]] {
+    try text.split(separator: "\n").map { line in
+        guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw TestFailure("not a JSON object: \(line)")
+        }
+        return object
+    }
+}
+
+/// Integer value of a JSON field.
+public func int(_ object: [String: Any], _ key: String) -> Int64? {
+    (object[key] as? NSNumber)?.int64Value
+}
+
+extension Paths {
+    /// The build directory with symlinks resolved, as the binary reports its own directory.
+    public static var realBinDir: String {
+        (URL(fileURLWithPath: infrasight).resolvingSymlinksInPath().deletingLastPathComponent().path)
+    }
+}
