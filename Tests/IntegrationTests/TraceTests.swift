@@ -1,0 +1,183 @@
+import Foundation
+import Glibc
+import InfraSightTestSupport
+import Testing
+
+/// `infrasight trace` on the real kernel: real syscalls from spawned children, and the
+/// exact rows they must produce. Requires root (CI runs as root).
+@Suite(.serialized) struct TraceTests {
+    /// Starts `infrasight trace` and waits until its programs are attached.
+    static func startTrace(_ arguments: [String], stdoutPath: String? = nil) throws -> BackgroundProcess {
+        let trace = try BackgroundProcess(Paths.infrasight, ["trace"] + arguments, stdoutPath: stdoutPath)
+        try trace.waitForStderr("infrasight: note: started: ")
+        return trace
+    }
+
+    /// Runs a program to completion and returns its pid.
+    static func spawn(_ executable: String, _ arguments: [String] = []) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        return p.processIdentifier
+    }
+
+    static func stop(_ trace: BackgroundProcess) throws -> (rows: [[String: Any]], stderr: String) {
+        usleep(300_000) // the dispatcher drains quiet rings every 100 ms
+        trace.signal(SIGINT)
+        let r = trace.wait()
+        #expect(r.status == 0, "trace exited with \(r.status): \(r.stderr)")
+        return (try jsonLines(r.stdout), r.stderr)
+    }
+
+    @Test func execOpenAndChmodProduceExactRows() throws {
+        let dir = try makeTempDir(prefix: "trace")
+        let file = "\(dir)/data.txt"
+        try "hello\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let script = "\(dir)/probe-script.sh"
+        try "#!/bin/sh\nexit 0\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let me = getpid()
+
+        let trace = try Self.startTrace(["--plugins", "tracing", "--format", "json"])
+        let truePid = try Self.spawn("/bin/true")
+        let scriptPid = try Self.spawn(script)
+        let catPid = try Self.spawn("/bin/cat", [file])
+        let missingPid = try Self.spawn("/bin/cat", ["\(dir)/missing"])
+        let chmodPid = try Self.spawn("/bin/chmod", ["600", file])
+        let (rows, stderr) = try Self.stop(trace)
+
+        func row(_ pid: Int32, _ type: String, _ filename: String) -> [String: Any]? {
+            rows.first { int($0, "pid") == Int64(pid) && $0["event_type"] as? String == type && $0["filename"] as? String == filename }
+        }
+        func checkCommon(_ r: [String: Any], pid: Int32, comm: String, returnCode: Int64?) {
+            #expect(r["table"] as? String == "tracing_events")
+            #expect(int(r, "pid") == Int64(pid))
+            #expect(int(r, "ppid") == Int64(me))
+            #expect(int(r, "uid") == Int64(getuid()))
+            #expect(int(r, "gid") == Int64(getgid()))
+            #expect(r["comm"] as? String == comm)
+            if let returnCode { #expect(int(r, "return_code") == returnCode) }
+            #expect((int(r, "latency_ns") ?? 0) > 0)
+            #expect(int(r, "monotonic_ts_exit_ns")! - int(r, "monotonic_ts_enter_ns")! == int(r, "latency_ns")!)
+            #expect(r["user"] as? String == (getuid() == 0 ? "root" : String(getuid())))
+        }
+
+        let trueRow = try #require(row(truePid, "execve", "/bin/true"), "no execve row for /bin/true; stderr: \(stderr)")
+        checkCommon(trueRow, pid: truePid, comm: "true", returnCode: 0)
+        #expect(trueRow["syscall"] as? String == "execve")
+        #expect(trueRow["argv"] as? String == "/bin/true")
+
+        let scriptRow = try #require(row(scriptPid, "execve", script))
+        checkCommon(scriptRow, pid: scriptPid, comm: "probe-script.sh", returnCode: 0)
+
+        let catRow = try #require(row(catPid, "open", file))
+        checkCommon(catRow, pid: catPid, comm: "cat", returnCode: nil)
+        #expect((int(catRow, "return_code") ?? -1) >= 3) // a new descriptor
+        #expect(catRow["syscall"] as? String == "openat")
+        let catExec = try #require(row(catPid, "execve", "/bin/cat"))
+        #expect(catExec["argv"] as? String == "/bin/cat \(file)")
+
+        let missingRow = try #require(row(missingPid, "open", "\(dir)/missing"))
+        checkCommon(missingRow, pid: missingPid, comm: "cat", returnCode: -2)
+
+        let chmodRow = try #require(row(chmodPid, "chmod", file))
+        checkCommon(chmodRow, pid: chmodPid, comm: "chmod", returnCode: 0)
+        #expect(int(chmodRow, "mode") == 0o600)
+        #expect(["fchmodat", "fchmodat2"].contains(chmodRow["syscall"] as? String ?? ""))
+
+        // Our own process is excluded by default: no row is infrasight's.
+        #expect(!rows.contains { int($0, "pid") == Int64(trace.pid) })
+        #expect(stderr.contains("tracing: received "))
+        #expect(stderr.contains("decode errors 0"))
+    }
+
+    @Test func wallTimeIsTheRealTimeOfTheSyscall() throws {
+        let trace = try Self.startTrace(["--plugins", "tracing"])
+        let before = Int64(Date().timeIntervalSince1970 * 1000)
+        let pid = try Self.spawn("/bin/true")
+        let after = Int64(Date().timeIntervalSince1970 * 1000)
+        let (rows, _) = try Self.stop(trace)
+        let r = try #require(rows.first { int($0, "pid") == Int64(pid) && $0["event_type"] as? String == "execve" })
+        let wall = try #require(int(r, "wall_time_ms"))
+        #expect(wall >= before - 1000 && wall <= after + 1000)
+        #expect((r["wall_time_dt"] as? String)?.count == 23)
+    }
+
+    @Test func commFilterFromConfigKeepsOnlyThatCommand() throws {
+        let dir = try makeTempDir(prefix: "trace")
+        try "plugins:\n  options:\n    tracing:\n      include_comms: [cat]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        let trace = try Self.startTrace(["--plugins", "tracing", "--config", "\(dir)/c.yaml"])
+        let catPid = try Self.spawn("/bin/cat", ["/etc/hostname"])
+        _ = try Self.spawn("/bin/ls", [dir])
+        let (rows, _) = try Self.stop(trace)
+        #expect(rows.contains { int($0, "pid") == Int64(catPid) && $0["filename"] as? String == "/etc/hostname" })
+        #expect(!rows.isEmpty && rows.allSatisfy { $0["comm"] as? String == "cat" })
+    }
+
+    @Test func sigtermStopsCleanlyAndPrintsTheSummary() throws {
+        let trace = try Self.startTrace(["--plugins", "tracing", "--format", "table"])
+        _ = try Self.spawn("/bin/true")
+        usleep(300_000)
+        trace.signal(SIGTERM)
+        let r = trace.wait()
+        #expect(r.status == 0)
+        #expect(r.stdout.hasPrefix("TIME"))
+        #expect(r.stdout.contains("tracing_events"))
+        #expect(r.stderr.contains("tracing: received "))
+    }
+
+    @Test func durationEndsTheTrace() throws {
+        let r = try run(Paths.infrasight, ["trace", "--plugins", "tracing", "--duration", "1"])
+        #expect(r.status == 0)
+        #expect(r.stderr.contains("tracing: received "))
+    }
+
+    @Test func anUnknownPluginIsOneLineAndNonZero() throws {
+        let r = try run(Paths.infrasight, ["trace", "--plugins", "nosuch", "--duration", "1"])
+        #expect(r.status == 1)
+        #expect(r.stderr.hasPrefix("infrasight: plugin nosuch not found; searched: "))
+        #expect(r.stderr.split(separator: "\n").count == 1)
+    }
+
+    /// Conservation: every event is either received or counted as a kernel drop.
+    @Test func everyOpenIsReceivedOrCountedAsDropped() throws {
+        let dir = try makeTempDir(prefix: "conserve")
+        let helper = "\(dir)/openloop"
+        try compileC("""
+            #include <fcntl.h>
+            #include <stdlib.h>
+            #include <unistd.h>
+            int main(int argc, char **argv) {
+                long n = atol(argv[2]);
+                for (long i = 0; i < n; i++) {
+                    int fd = open(argv[1], O_RDONLY);
+                    if (fd >= 0) close(fd);
+                }
+                return 0;
+            }
+            """, to: helper, flags: ["-O2", "-static"])
+        let marker = "\(dir)/marker"
+        FileManager.default.createFile(atPath: marker, contents: Data())
+        // Only the helper's comm: a static binary opens nothing but the marker, so the
+        // plugin's counts are exactly the helper's opens.
+        try "plugins:\n  options:\n    tracing:\n      include_comms: [openloop]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        let trace = try Self.startTrace(["--plugins", "tracing", "--config", "\(dir)/c.yaml"], stdoutPath: "/dev/null")
+        let total = 200_000
+        _ = try Self.spawn(helper, [marker, String(total)])
+        usleep(500_000)
+        trace.signal(SIGINT)
+        let r = trace.wait()
+        #expect(r.status == 0)
+        let summary = try #require(r.stderr.split(separator: "\n").first { $0.hasPrefix("infrasight: tracing: received ") }, "\(r.stderr)")
+        let numbers = summary.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        // received, kernel drops, decode errors, rows
+        #expect(numbers.count == 4, "\(summary)")
+        #expect(numbers[0] + numbers[1] == total, "\(summary)")
+        #expect(numbers[2] == 0)
+        #expect(numbers[3] == numbers[0])
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what InfraSight needs to build and run on Debian/Ubuntu, then builds it.
+# Run as root (it uses apt-get). Idempotent.
+#   scripts/setup.sh            # system packages + release build
+#   scripts/setup.sh --deps     # system packages only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v swift >/dev/null 2>&1; then
+    echo "setup: Swift 6.1 or newer is required (https://www.swift.org/install/linux/); 'swift' is not on PATH" >&2
+    exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (apt-get installs the build dependencies; tracing needs root too)" >&2
+    exit 1
+fi
+
+packages=(
+    libbpf-dev libelf-dev zlib1g-dev pkg-config   # the libbpf binding
+    gcc libc6-dev                                 # C fixtures and workload helpers in tests
+    bpftool                                       # regenerating bpf/vmlinux/vmlinux.h
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# tracefs: libbpf resolves tracepoints through it (infrasight also mounts it itself).
+if [ ! -d /sys/kernel/tracing/events ]; then
+    mount -t tracefs nodev /sys/kernel/tracing || true
+fi
+
+[ "${1:-}" = "--deps" ] && exit 0
+swift build -c release
+echo "setup: built .build/release/infrasight"
