@@ -28,18 +28,23 @@ public final class TracingProbe: ProbeModule {
         fd = try columns("fd")
     }
 
+    // Field offsets, computed once: key-path offset lookups are too slow per event.
     static let filenameOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.filename)!
     static let argvOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.argv)!
+    static let flagsOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.flags)!
+    static let modeOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.mode)!
+    static let fdOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.fd)!
+    static let filenameLenOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.filename_len)!
+    static let kindOffset = MemoryLayout<is_event_header>.offset(of: \is_event_header.kind)!
+    static let argvLenOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.argv_len)!
+    static let truncatedOffset = MemoryLayout<is_tracing_event>.offset(of: \is_tracing_event.argv_truncated)!
 
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {
         // Records without argv end where it starts; read the fixed part field by field.
         guard record.bytes.count >= Self.argvOffset else { return .malformed }
         let base = record.bytes.baseAddress!
-        let header = record.header
-        func field<T>(_ path: KeyPath<is_tracing_event, T>) -> T {
-            base.loadUnaligned(fromByteOffset: MemoryLayout<is_tracing_event>.offset(of: path)!, as: T.self)
-        }
-        switch Int32(header.kind) {
+        let kind = base.loadUnaligned(fromByteOffset: Self.kindOffset, as: UInt16.self)
+        switch Int32(kind) {
         case Int32(IS_TRACING_EXECVE.rawValue):
             row.put(eventType, string: "execve"); row.put(syscall, string: "execve")
         case Int32(IS_TRACING_EXECVEAT.rawValue):
@@ -63,19 +68,20 @@ public final class TracingProbe: ProbeModule {
         default:
             return .malformed
         }
-        let filenameLength = Int(field(\.filename_len))
+        let filenameLength = Int(base.loadUnaligned(fromByteOffset: Self.filenameLenOffset, as: UInt32.self))
         guard filenameLength < Int(IS_PATH_LEN) else { return .malformed }
         row.put(filename, bytes: base + Self.filenameOffset, length: filenameLength)
-        row.put(flags, uint: field(\.flags))
-        row.put(mode, uint: UInt64(field(\.mode)))
-        row.put(fd, int: Int64(field(\.fd)))
+        row.put(flags, uint: base.loadUnaligned(fromByteOffset: Self.flagsOffset, as: UInt64.self))
+        row.put(mode, uint: UInt64(base.loadUnaligned(fromByteOffset: Self.modeOffset, as: UInt32.self)))
+        row.put(fd, int: Int64(base.loadUnaligned(fromByteOffset: Self.fdOffset, as: Int32.self)))
 
-        let argvLength = Int(field(\.argv_len))
+        let argvLength = Int(base.loadUnaligned(fromByteOffset: Self.argvLenOffset, as: UInt32.self))
         if argvLength > 0 {
             guard argvLength <= Int(IS_ARGV_LEN), let p = record.pointer(at: Self.argvOffset, length: argvLength) else {
                 return .malformed
             }
-            writeArgv(p, length: argvLength, truncated: field(\.argv_truncated) != 0, into: row)
+            let truncated = base.loadUnaligned(fromByteOffset: Self.truncatedOffset, as: UInt32.self) != 0
+            writeArgv(p, length: argvLength, truncated: truncated, into: row)
         }
         return .row
     }

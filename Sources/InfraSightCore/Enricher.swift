@@ -14,13 +14,16 @@ public final class Enricher {
     public let nodeName: [UInt8]
     private var users: [UInt32: [UInt8]] = [:]
     private let passwdPath: String
-    private var lastUserLoad: Double = 0
     private let userRefresh: Double = 30
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, in ns; refreshed every second so a clock step
     /// (NTP) is followed.
     private var bootOffsetNs: Int64 = 0
     private var lastOffsetRefresh: UInt64 = 0
-    private var digits = [UInt8](repeating: 0, count: 24)
+    /// The last uid looked up and its name: consecutive events mostly share a user.
+    private var lastUid: UInt32 = .max
+    private var lastUser: [UInt8] = []
+    private var lastUserMiss: UInt64 = 0
+    private static let emptyLabels: [UInt8] = Array("{}".utf8)
 
     public init(nodeName: String?, hostRoot: String = "/") {
         let name = nodeName ?? ProcessInfo.processInfo.environment["NODE_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? Enricher.hostname()
@@ -51,7 +54,6 @@ public final class Enricher {
     }
 
     private func loadUsers() {
-        lastUserLoad = Double(Enricher.monotonicNs()) / 1e9
         guard let text = try? String(contentsOfFile: passwdPath, encoding: .utf8) else { return }
         var map: [UInt32: [UInt8]] = [:]
         for line in text.split(separator: "\n") {
@@ -77,19 +79,15 @@ public final class Enricher {
                 nodeName.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .user:
                 let uid = h.pointee.uid
-                if users[uid] == nil, Double(Enricher.monotonicNs()) / 1e9 - lastUserLoad > userRefresh { loadUsers() }
-                if let name = users[uid] {
-                    name.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
-                } else {
-                    writeDecimal(UInt64(uid), column: column, row: row)
-                }
+                if uid != lastUid { lookUpUser(uid, now: now) }
+                lastUser.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .latencyMs:
                 let e = h.pointee.ts_enter_ns, x = h.pointee.ts_exit_ns
                 row.setFloat(column, Double(x >= e ? x - e : 0) / 1e6)
             case .wallTimeMs, .wallTimeDt:
                 row.setInt(column, wallTimeMs(monotonicNs: h.pointee.ts_enter_ns))
             case .containerLabels:
-                row.setString(column, "{}")
+                Enricher.emptyLabels.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .cgroupName, .containerId, .containerImage:
                 row.setString(column, nil, 0)
             default: break
@@ -97,16 +95,23 @@ public final class Enricher {
         }
     }
 
-    private func writeDecimal(_ value: UInt64, column: Int, row: RowBuffer) {
-        var v = value
-        var n = digits.count
-        digits.withUnsafeMutableBufferPointer { d in
-            repeat {
-                n -= 1
-                d[n] = UInt8(48 + v % 10)
-                v /= 10
-            } while v > 0
-            row.setString(column, UnsafeRawPointer(d.baseAddress! + n), d.count - n)
+    /// Sets `lastUser` to the name of `uid`, re-reading passwd on a miss at most every
+    /// `userRefresh` seconds (a user created after start resolves); an unknown uid is its
+    /// decimal number. Allocates only when the user changes.
+    private func lookUpUser(_ uid: UInt32, now: UInt64) {
+        lastUid = uid
+        if let name = users[uid] {
+            lastUser = name
+            return
         }
+        if Double(now &- lastUserMiss) / 1e9 > userRefresh {
+            lastUserMiss = now
+            loadUsers()
+            if let name = users[uid] {
+                lastUser = name
+                return
+            }
+        }
+        lastUser = Array(String(uid).utf8)
     }
 }

@@ -39,6 +39,15 @@ public final class LoadedPlugin: @unchecked Sendable {
         self.options = options
     }
 
+    /// Creates a plugin instance (the plugin's `create`) with its resolved options.
+    public func createInstance(options: PluginOptions) throws(RuntimeError) -> OpaquePointer {
+        var error: UnsafePointer<CChar>?
+        guard let instance = options.pluginJSON.withCString({ descriptor.pointee.create!($0, &error) }) else {
+            throw RuntimeError("refused its options: \(error.map { String(cString: $0) } ?? "unknown error")")
+        }
+        return instance
+    }
+
     /// The embedded BPF object, empty when the plugin has none.
     public var bpfObject: UnsafeRawBufferPointer {
         let d = descriptor.pointee

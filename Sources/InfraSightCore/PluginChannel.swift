@@ -34,7 +34,7 @@ public final class PluginChannel {
     private var writer: is_row_writer
     private let decode: @convention(c) (OpaquePointer?, UnsafeRawPointer?, Int, UnsafePointer<is_row_writer>?) -> Int32
 
-    init(plugin: LoadedPlugin, instance: OpaquePointer, enricher: Enricher, consumer: RowConsumer) {
+    public init(plugin: LoadedPlugin, instance: OpaquePointer, enricher: Enricher, consumer: RowConsumer) {
         self.plugin = plugin
         self.instance = instance
         self.enricher = enricher
@@ -64,8 +64,10 @@ public final class PluginChannel {
     /// Decodes one record into a row and hands it to the consumer. Malformed records (too
     /// short, a size field that disagrees, an unknown table, a decoder refusal) are
     /// counted as decode errors and never reach the consumer.
+    /// Called by the dispatcher for every ring-buffer record; public for benchmarks and
+    /// tests that feed records without a kernel.
     @inline(__always)
-    func handle(_ data: UnsafeRawPointer, _ size: Int) {
+    public func handle(_ data: UnsafeRawPointer, _ size: Int) {
         counters.received.add(1, ordering: .relaxed)
         guard size >= MemoryLayout<is_event_header>.size else {
             counters.decodeErrors.add(1, ordering: .relaxed)

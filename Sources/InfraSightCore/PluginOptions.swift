@@ -34,6 +34,9 @@ public struct PluginOptions: Equatable, Sendable {
     public var filters = HostFilters()
     public var pluginJSON = "{}"
 
+    /// Defaults: the host's default filters, no plugin options.
+    public init() {}
+
     /// Every option a plugin accepts: the host's filters, then its own.
     public static func accepted(by plugin: LoadedPlugin) -> [PluginOptionInfo] {
         HostFilters.options + plugin.options

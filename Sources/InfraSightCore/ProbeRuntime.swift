@@ -88,10 +88,7 @@ public final class ProbeRuntime {
 
     static func start(_ plugin: LoadedPlugin, options: PluginOptions, enricher: Enricher, consumer: RowConsumer, logger: Logger) throws -> ActiveProbe {
         let d = plugin.descriptor.pointee
-        var initError: UnsafePointer<CChar>?
-        guard let instance = options.pluginJSON.withCString({ d.create!($0, &initError) }) else {
-            throw RuntimeError("refused its options: \(initError.map { String(cString: $0) } ?? "unknown error")")
-        }
+        let instance = try plugin.createInstance(options: options)
         let channel = PluginChannel(plugin: plugin, instance: instance, enricher: enricher, consumer: consumer)
         let bytes = plugin.bpfObject
         guard bytes.count > 0 else { return ActiveProbe(channel: channel, object: nil) }

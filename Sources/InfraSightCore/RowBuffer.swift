@@ -6,15 +6,46 @@ import InfraSightSchema
 public final class RowBuffer {
     public enum Kind: UInt8 { case unset, uint, int, float, string, null }
 
+    /// How a column is encoded, flattened from its ColumnType once per table so the hot
+    /// path switches on a byte instead of walking an indirect enum.
+    public struct Encoding {
+        public enum Base: UInt8 { case int8, int16, int32, int64, float32, float64, dateTime, dateTime64, string, json }
+        public let base: Base
+        public let nullable: Bool
+        /// DateTime64 precision (digits after the second).
+        public let precision: Int8
+
+        init(_ type: ColumnType) {
+            nullable = type.isNullable
+            var p: Int8 = 0
+            switch type.base {
+            case .uint8, .int8: base = .int8
+            case .uint16, .int16: base = .int16
+            case .uint32, .int32: base = .int32
+            case .uint64, .int64: base = .int64
+            case .float32: base = .float32
+            case .float64: base = .float64
+            case .dateTime: base = .dateTime
+            case .dateTime64(let precision): base = .dateTime64; p = Int8(precision)
+            case .json: base = .json
+            case .string, .nullable, .other: base = .string
+            }
+            precision = p
+        }
+    }
+
     public let schema: TableSchema
     public let tableIndex: Int
-    /// Per column: what was written.
-    public private(set) var kinds: [Kind]
+    public let columnCount: Int
+    /// Per column: what was written. Plain pointers, not arrays: this is the hot path and
+    /// arrays in a class pay uniqueness and exclusivity checks on every store.
+    public let kinds: UnsafeMutablePointer<Kind>
     /// Per column: the integer value (`int` stored as its bit pattern) or the float's bits.
-    public private(set) var words: [UInt64]
+    public let words: UnsafeMutablePointer<UInt64>
     /// Per column: the string's offset and length in `arena`.
-    public private(set) var offsets: [Int]
-    public private(set) var lengths: [Int]
+    public let offsets: UnsafeMutablePointer<Int>
+    public let lengths: UnsafeMutablePointer<Int>
+    public let encodings: UnsafeMutablePointer<Encoding>
     public let arena: UnsafeMutablePointer<UInt8>
     public let arenaCapacity: Int
     public private(set) var arenaUsed = 0
@@ -26,50 +57,62 @@ public final class RowBuffer {
         self.schema = schema
         self.tableIndex = tableIndex
         let n = schema.columns.count
-        kinds = Array(repeating: .unset, count: n)
-        words = Array(repeating: 0, count: n)
-        offsets = Array(repeating: 0, count: n)
-        lengths = Array(repeating: 0, count: n)
+        columnCount = n
+        kinds = .allocate(capacity: n)
+        kinds.initialize(repeating: .unset, count: n)
+        words = .allocate(capacity: n)
+        words.initialize(repeating: 0, count: n)
+        offsets = .allocate(capacity: n)
+        offsets.initialize(repeating: 0, count: n)
+        lengths = .allocate(capacity: n)
+        lengths.initialize(repeating: 0, count: n)
+        encodings = .allocate(capacity: n)
+        for (i, column) in schema.columns.enumerated() { (encodings + i).initialize(to: Encoding(column.type)) }
         self.arenaCapacity = arenaCapacity
         arena = .allocate(capacity: arenaCapacity)
     }
 
-    deinit { arena.deallocate() }
-
-    @inline(__always) public var columnCount: Int { kinds.count }
+    deinit {
+        kinds.deallocate()
+        words.deallocate()
+        offsets.deallocate()
+        lengths.deallocate()
+        encodings.deallocate()
+        arena.deallocate()
+    }
 
     public func reset() {
-        kinds.withUnsafeMutableBufferPointer { $0.update(repeating: .unset) }
+        kinds.update(repeating: .unset, count: columnCount)
         arenaUsed = 0
         invalid = false
     }
 
     @inline(__always) public func setUInt(_ column: Int, _ value: UInt64) {
-        guard column >= 0, column < kinds.count else { invalid = true; return }
+        guard column >= 0, column < columnCount else { invalid = true; return }
         kinds[column] = .uint
         words[column] = value
     }
 
     @inline(__always) public func setInt(_ column: Int, _ value: Int64) {
-        guard column >= 0, column < kinds.count else { invalid = true; return }
+        guard column >= 0, column < columnCount else { invalid = true; return }
         kinds[column] = .int
         words[column] = UInt64(bitPattern: value)
     }
 
     @inline(__always) public func setFloat(_ column: Int, _ value: Double) {
-        guard column >= 0, column < kinds.count else { invalid = true; return }
+        guard column >= 0, column < columnCount else { invalid = true; return }
         kinds[column] = .float
         words[column] = value.bitPattern
     }
 
     @inline(__always) public func setNull(_ column: Int) {
-        guard column >= 0, column < kinds.count else { invalid = true; return }
+        guard column >= 0, column < columnCount else { invalid = true; return }
         kinds[column] = .null
     }
 
     /// Copies `length` bytes, repairing invalid UTF-8 (each bad byte becomes U+FFFD).
     public func setString(_ column: Int, _ bytes: UnsafeRawPointer?, _ length: Int) {
-        guard column >= 0, column < kinds.count, length >= 0 else { invalid = true; return }
+        guard column >= 0, column < columnCount, length >= 0 else { invalid = true; return }
         let start = arenaUsed
         if length > 0, let bytes {
             guard UTF8Repair.copy(from: bytes.assumingMemoryBound(to: UInt8.self), count: length,
