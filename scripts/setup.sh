@@ -31,10 +31,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# tracefs: libbpf resolves tracepoints through it (infrasight also mounts it itself).
-if [ ! -d /sys/kernel/tracing/events ]; then
-    mount -t tracefs nodev /sys/kernel/tracing || true
-fi
 
 [ "${1:-}" = "--deps" ] && exit 0
 swift build -c release
