@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --deps
 swift build
+swift build --build-tests
 swift test --skip-build 2>&1 | tee .build/test.log
