@@ -34,10 +34,20 @@ var targets: [Target] = [
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+    // The ADBC and Arrow C declarations that drive embedded ClickHouse (chdb).
+    .target(name: "CChdbADBC"),
+    .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+    // Storage: embedded ClickHouse and ClickHouse over HTTP, batching, the query socket.
+    .target(
+        name: "InfraSightStorage",
+        dependencies: [
+            "InfraSightCore", "InfraSightSchema", "CChdbADBC", "CZlib",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     .executableTarget(
         name: "infrasight",
         dependencies: [
-            "InfraSightCore",
+            "InfraSightCore", "InfraSightStorage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -49,12 +59,12 @@ var targets: [Target] = [
     .target(name: "InfraSightTestSupport", path: "Tests/Support"),
     .testTarget(
         name: "InfraSightCoreTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightTestSupport"]),
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightTestSupport"]),
     // Run the built `infrasight` and plugins on the real kernel (root required):
     // `swift build` first, so every product exists.
     .testTarget(
         name: "IntegrationTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightTestSupport"]),
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightTestSupport"]),
 ]
 
 for plugin in probePlugins {

@@ -19,6 +19,8 @@ packages=(
     libbpf-dev libelf-dev zlib1g-dev pkg-config   # the libbpf binding
     gcc libc6-dev                                 # C fixtures and workload helpers in tests
     bpftool                                       # regenerating bpf/vmlinux/vmlinux.h
+    libpython3.11 python3-pip                     # embedded ClickHouse (chdb) needs libpython's symbols
+    libcurl4                                      # URLSession (the ClickHouse HTTP client) runs on libcurl
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -31,6 +33,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+
+# Embedded ClickHouse: the pinned chdb-core wheel, unpacked into .chdb/ where the binary
+# looks for it (INFRASIGHT_CHDB_LIBRARY or storage.chdb_library override).
+CHDB_VERSION=26.9.0
+if [ ! -f .chdb/chdb/_chdb.abi3.so ] || [ "$(cat .chdb/VERSION 2>/dev/null)" != "$CHDB_VERSION" ]; then
+    echo "setup: installing chdb-core $CHDB_VERSION into .chdb/"
+    rm -rf .chdb
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check --no-deps --target .chdb "chdb-core==$CHDB_VERSION" 2>&1 | grep -v "Running pip as the 'root' user" || true
+    test -f .chdb/chdb/_chdb.abi3.so || { echo "setup: chdb-core did not install" >&2; exit 1; }
+    echo "$CHDB_VERSION" > .chdb/VERSION
+fi
 
 [ "${1:-}" = "--deps" ] && exit 0
 swift build -c release

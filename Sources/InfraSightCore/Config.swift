@@ -27,6 +27,7 @@ public struct InfraSightConfig: Equatable, Sendable {
     public var pins: [String: String] = [:]
     /// Where the file was read from; nil when defaults apply.
     public var source: String?
+    public var storage = StorageConfig()
 
     public init() {}
 
@@ -85,10 +86,50 @@ public struct InfraSightConfig: Equatable, Sendable {
                     default: throw ConfigError(file: file, "unknown key \(path)")
                     }
                 }
+            case "storage":
+                for (skey, svalue) in try r.mapping(value, at: "storage") {
+                    let path = "storage.\(skey)"
+                    switch skey {
+                    case "data_dir": config.storage.dataDir = try r.string(svalue, at: path)
+                    case "clickhouse_url": config.storage.clickHouseURL = try r.string(svalue, at: path)
+                    case "chdb_library": config.storage.chdbLibrary = try r.string(svalue, at: path)
+                    case "batch_max_rows": config.storage.batchMaxRows = try r.positiveInt(svalue, at: path)
+                    case "batch_max_delay_ms": config.storage.batchMaxDelayMs = try r.positiveInt(svalue, at: path)
+                    case "queue_max_bytes": config.storage.queueMaxBytes = try r.positiveInt(svalue, at: path)
+                    default: throw ConfigError(file: file, "unknown key \(path)")
+                    }
+                }
             default: throw ConfigError(file: file, "unknown key \(key)")
             }
         }
         return config
+    }
+}
+
+/// Where and how rows are stored (`storage:` in the config file).
+public struct StorageConfig: Equatable, Sendable {
+    /// Embedded ClickHouse's data directory (default: see `defaultDataDir`).
+    public var dataDir: String?
+    /// A ClickHouse server (`http://user:pass@host:8123/`); when set, it replaces the embedded engine.
+    public var clickHouseURL: String?
+    /// The chdb library (`_chdb.abi3.so`), when not in a standard place.
+    public var chdbLibrary: String?
+    /// A batch is sealed at this many rows...
+    public var batchMaxRows = 200_000
+    /// ...or when its oldest row is this old: at most ~1 insert/s per table at high rates,
+    /// under a second of delay at low ones.
+    public var batchMaxDelayMs = 1000
+    /// Sealed batches waiting for the store, in bytes; beyond it a batch is dropped and counted.
+    public var queueMaxBytes = 256 << 20
+
+    public init() {}
+
+    /// root: /var/lib/infrasight; others: $XDG_DATA_HOME/infrasight or ~/.local/share/infrasight.
+    public static var defaultDataDir: String {
+        if geteuid() == 0 { return "/var/lib/infrasight" }
+        let env = ProcessInfo.processInfo.environment
+        if let xdg = env["XDG_DATA_HOME"], !xdg.isEmpty { return "\(xdg)/infrasight" }
+        return "\(env["HOME"] ?? NSHomeDirectory())/.local/share/infrasight"
     }
 }
 
@@ -131,6 +172,13 @@ struct ConfigReader {
             throw ConfigError(file: file, "\(path) must be a string")
         }
         return s.string
+    }
+
+    func positiveInt(_ node: Node, at path: String) throws(ConfigError) -> Int {
+        guard case .scalar(let s) = node, let v = Int(s.string), v > 0 else {
+            throw ConfigError(file: file, "\(path) must be a positive integer")
+        }
+        return v
     }
 
     func stringList(_ node: Node, at path: String) throws(ConfigError) -> [String] {

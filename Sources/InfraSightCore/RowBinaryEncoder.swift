@@ -45,11 +45,15 @@ public final class RowBinaryEncoder {
         capacity = c
     }
 
-    public func encode(_ row: RowBuffer) {
+    public func encode(_ row: RowBuffer) { encode(row, as: row.encodings) }
+
+    /// Encodes with `encodings` instead of the row's own: the store's types for the same
+    /// columns (e.g. DateTime where the row has DateTime64, for an older server).
+    public func encode(_ row: RowBuffer, as encodings: UnsafePointer<RowBuffer.Encoding>) {
         // Fixed-width columns need at most 9 bytes each; strings reserve their own room.
         reserve(row.columnCount * 9)
         for i in 0..<row.columnCount {
-            let e = row.encodings[i]
+            let e = encodings[i]
             let kind = row.kinds[i]
             if e.nullable {
                 if kind == .null || kind == .unset {

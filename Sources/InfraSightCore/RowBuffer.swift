@@ -15,7 +15,7 @@ public final class RowBuffer {
         /// DateTime64 precision (digits after the second).
         public let precision: Int8
 
-        init(_ type: ColumnType) {
+        public init(_ type: ColumnType) {
             nullable = type.isNullable
             var p: Int8 = 0
             switch type.base {
@@ -52,6 +52,8 @@ public final class RowBuffer {
     /// Set when a value could not be stored (bad column index, arena full): the row
     /// counts as a decode error.
     public private(set) var invalid = false
+    /// A slot for the consumer (e.g. the index of this table's batch): set once at setup.
+    public var consumerSlot = -1
 
     public init(schema: TableSchema, tableIndex: Int, arenaCapacity: Int = 64 * 1024) {
         self.schema = schema

@@ -19,6 +19,8 @@ public struct TableSchema: Equatable, Sendable {
     public let name: String
     public let columns: [Column]
     public let ddl: String
+    /// What follows the column list (`ENGINE = ... ORDER BY ...`), without a trailing `;`.
+    public let tail: String
 
     /// `database.name`, or `name`.
     public var qualifiedName: String { database.map { "\($0).\(name)" } ?? name }
@@ -26,12 +28,27 @@ public struct TableSchema: Equatable, Sendable {
     /// The index of the column named `name`, or nil.
     public func index(of name: String) -> Int? { columns.firstIndex { $0.name == name } }
 
-    public init(database: String?, name: String, columns: [Column], ddl: String) {
+    public init(database: String?, name: String, columns: [Column], ddl: String, tail: String = "ENGINE = MergeTree() ORDER BY tuple()") {
         self.database = database
         self.name = name
         self.columns = columns
         self.ddl = ddl
+        self.tail = tail
     }
+
+    /// The DDL as a single statement without comments or a trailing `;`.
+    public var statement: String { "CREATE TABLE IF NOT EXISTS \(qualifiedName) (\n  \(columns.map { "\($0.name) \($0.type)" }.joined(separator: ",\n  "))\n)\n\(tail)" }
+
+    /// The same table with column types replaced (e.g. for a server that lacks a type).
+    public func mappingTypes(_ transform: (ColumnType) -> ColumnType) -> TableSchema {
+        let mapped = columns.map { Column(name: $0.name, type: transform($0.type)) }
+        var copy = TableSchema(database: database, name: name, columns: mapped, ddl: ddl, tail: tail)
+        copy = TableSchema(database: database, name: name, columns: mapped, ddl: copy.statement, tail: tail)
+        return copy
+    }
+
+    /// The explicit column list of an INSERT: `(a, b, c)`.
+    public var columnList: String { "(" + columns.map { "`\($0.name)`" }.joined(separator: ", ") + ")" }
 
     /// Parses a `CREATE TABLE [IF NOT EXISTS] [db.]name (col Type, ...) ENGINE ...` statement.
     /// Index, projection and constraint clauses inside the column list are skipped.
@@ -74,7 +91,10 @@ public struct TableSchema: Equatable, Sendable {
             columns.append(Column(name: columnName, type: type))
         }
         guard !columns.isEmpty else { throw DDLError("CREATE TABLE \(nameText) has no columns") }
-        self.init(database: database, name: name, columns: columns, ddl: ddl)
+        var tail = String(String.UnicodeScalarView(scalars[tokens.i...])).trimmingCharacters(in: .whitespacesAndNewlines)
+        while tail.hasSuffix(";") { tail = String(tail.dropLast()).trimmingCharacters(in: .whitespacesAndNewlines) }
+        guard !tail.isEmpty else { throw DDLError("CREATE TABLE \(nameText) has no ENGINE clause") }
+        self.init(database: database, name: name, columns: columns, ddl: ddl, tail: tail)
     }
 
     static func stripComments(_ text: String) -> String {

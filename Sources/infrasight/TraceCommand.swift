@@ -25,28 +25,9 @@ struct TraceCommand: ParsableCommand {
     func run() throws {
         InfraSight.bootstrapLogging()
         let logger = Logger(label: "infrasight")
-        let config = try source.loadConfig()
-        let catalog = source.catalog(config)
-        let names = plugins.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
-        let selected: [LoadedPlugin]
-        do {
-            selected = try catalog.active(names: names)
-        } catch {
-            throw failure(error.description)
-        }
-        for e in catalog.entries where e.status == .error && (names == nil || names!.contains(e.name ?? "")) {
-            logger.warning("\(e.path): \(e.error ?? "error")")
-        }
-        guard !selected.isEmpty else { throw failure("no plugin enabled; searched: \(catalog.searchedDirs.joined(separator: ", "))") }
-
+        let selection = try PluginSelection(source: source, names: PluginSelection.names(plugins), logger: logger)
         let printer = TracePrinter(format: format)
-        let runtime: ProbeRuntime
-        do {
-            runtime = try ProbeRuntime(plugins: selected, config: config, enricher: Enricher(nodeName: config.nodeName), consumer: printer, logger: logger)
-        } catch {
-            throw failure("\(error)")
-        }
-        for f in runtime.failures { logger.error("plugin \(f.plugin): \(f.reason)") }
+        let runtime = try selection.start(consumer: printer, logger: logger)
         logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", "))")
 
         let signals = SignalStopper { runtime.stop() }

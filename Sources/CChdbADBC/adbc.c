@@ -1,0 +1,1 @@
+#include "infrasight_adbc.h"

@@ -1,0 +1,226 @@
+import Foundation
+import InfraSightCore
+import InfraSightSchema
+import Synchronization
+
+/// Storage counters of one plugin, readable from any thread.
+public final class StorageCounters: Sendable {
+    public let plugin: String
+    /// Rows the store confirmed.
+    public let stored = Atomic<UInt64>(0)
+    /// Rows dropped because the batch queue was full (the store is slower than the kernel).
+    public let queueDrops = Atomic<UInt64>(0)
+    /// Rows dropped because the store refused their batch or stayed unreachable past the
+    /// retry budget.
+    public let storeDrops = Atomic<UInt64>(0)
+    public init(plugin: String) { self.plugin = plugin }
+}
+
+/// Turns rows into RowBinary batches per table and stores them from a sink thread.
+///
+/// The dispatcher thread calls `consume` (encode into the table's open batch, no lock, no
+/// allocation) and `tick` (seal batches that are old enough); a batch is sealed at
+/// `maxRows` or when its first row is `maxDelay` old, then queued. The queue is bounded in
+/// bytes: a batch that does not fit is dropped and its rows counted as queue drops for its
+/// plugin. The sink thread stores batches in order, retrying an unavailable store with
+/// backoff (for at most `retryBudget` per batch, then the rows are counted as store drops).
+public final class BatchWriter: RowConsumer, @unchecked Sendable {
+    final class OpenBatch {
+        let table: TableSchema
+        let encodings: UnsafeMutablePointer<RowBuffer.Encoding>
+        let encoder = RowBinaryEncoder(capacity: 1 << 20)
+        let counters: StorageCounters
+        var firstRowAt: UInt64 = 0
+
+        init(table: TableSchema, counters: StorageCounters) {
+            self.table = table
+            self.counters = counters
+            encodings = .allocate(capacity: table.columns.count)
+            for (i, c) in table.columns.enumerated() { (encodings + i).initialize(to: RowBuffer.Encoding(c.type)) }
+        }
+
+        deinit { encodings.deallocate() }
+    }
+
+    let store: EventStore
+    let maxRows: Int
+    let maxDelayNs: UInt64
+    let queueMaxBytes: Int
+    let retryBudget: TimeInterval
+    private var open: [OpenBatch] = []
+    public private(set) var counters: [String: StorageCounters] = [:]
+
+    private let condition = NSCondition()
+    private var queue: [Batch] = []
+    private var queuedBytes = 0
+    private var finishing = false
+    private var finished = false
+    private var thread: Thread?
+    /// The last store error, for the status line and logs (under `condition`).
+    private var lastError: String?
+    public let inserts = Atomic<UInt64>(0)
+    private let onError: @Sendable (String) -> Void
+
+    public init(store: EventStore, maxRows: Int, maxDelayMs: Int, queueMaxBytes: Int, retryBudget: TimeInterval = 60,
+                onError: @escaping @Sendable (String) -> Void) {
+        self.store = store
+        self.maxRows = maxRows
+        maxDelayNs = UInt64(maxDelayMs) * 1_000_000
+        self.queueMaxBytes = queueMaxBytes
+        self.retryBudget = retryBudget
+        self.onError = onError
+    }
+
+    /// Registers a channel's tables with the store's schemas (same order as the plugin's).
+    public func register(_ channel: PluginChannel, storeTables: [TableSchema]) {
+        let c = counters[channel.plugin.name] ?? StorageCounters(plugin: channel.plugin.name)
+        counters[channel.plugin.name] = c
+        for (row, table) in zip(channel.rows, storeTables) {
+            row.consumerSlot = open.count
+            open.append(OpenBatch(table: table, counters: c))
+        }
+    }
+
+    public func start() {
+        let t = Thread { [unowned self] in self.sinkLoop() }
+        t.name = "infrasight-sink"
+        thread = t
+        t.start()
+    }
+
+    public func consume(_ row: RowBuffer, from channel: PluginChannel) {
+        let batch = open[row.consumerSlot]
+        if batch.encoder.rows == 0 { batch.firstRowAt = Self.now() }
+        batch.encoder.encode(row, as: batch.encodings)
+        if batch.encoder.rows >= maxRows { seal(batch) }
+    }
+
+    /// Seals batches whose first row is old enough. Dispatcher thread.
+    public func tick() {
+        let now = Self.now()
+        for batch in open where batch.encoder.rows > 0 && now &- batch.firstRowAt >= maxDelayNs {
+            seal(batch)
+        }
+    }
+
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    private func seal(_ open: OpenBatch) {
+        let rows = open.encoder.rows
+        let bytes = Data(open.encoder.buffer)
+        open.encoder.clear()
+        let batch = Batch(table: open.table, bytes: bytes, rows: rows, id: UUID().uuidString, plugin: open.counters.plugin)
+        condition.lock()
+        if queuedBytes + bytes.count > queueMaxBytes && !queue.isEmpty {
+            condition.unlock()
+            open.counters.queueDrops.add(UInt64(rows), ordering: .relaxed)
+            return
+        }
+        queue.append(batch)
+        queuedBytes += bytes.count
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Rows and bytes waiting for the store.
+    public var backlog: (batches: Int, bytes: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (queue.count, queuedBytes)
+    }
+
+    /// Seals every open batch and waits until the sink has stored (or given up on) all of
+    /// them. After `timeout`, batches still waiting are counted as store drops and the
+    /// batch being retried is abandoned at its next attempt.
+    public func finish(timeout: TimeInterval) {
+        for batch in open where batch.encoder.rows > 0 { seal(batch) }
+        condition.lock()
+        finishing = true
+        condition.broadcast()
+        let deadline = Date().addingTimeInterval(timeout)
+        while !finished && Date() < deadline {
+            _ = condition.wait(until: min(deadline, Date().addingTimeInterval(0.1)))
+        }
+        if !finished {
+            abandoned = true
+            // Everything but the batch in flight (the sink accounts for that one).
+            for batch in queue.dropFirst(inFlight ? 1 : 0) {
+                counters[batch.plugin]?.storeDrops.add(UInt64(batch.rows), ordering: .relaxed)
+            }
+            queue.removeSubrange((inFlight ? 1 : 0)...)
+            queuedBytes = queue.reduce(0) { $0 + $1.bytes.count }
+            while !finished { condition.wait() }
+        }
+        condition.unlock()
+    }
+
+    private var abandoned = false
+    private var inFlight = false
+
+    private func sinkLoop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !finishing { condition.wait() }
+            if queue.isEmpty {
+                finished = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let batch = queue[0]
+            inFlight = true
+            condition.unlock()
+
+            let stored = store(batch)
+            let c = counters[batch.plugin]
+            if stored {
+                c?.stored.add(UInt64(batch.rows), ordering: .relaxed)
+            } else {
+                c?.storeDrops.add(UInt64(batch.rows), ordering: .relaxed)
+            }
+            condition.lock()
+            queue.removeFirst()
+            queuedBytes -= batch.bytes.count
+            inFlight = false
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Inserts with retries while the store is unavailable; false when the batch is lost.
+    private func store(_ batch: Batch) -> Bool {
+        let started = Date()
+        var delay = 0.2
+        var reported = false
+        while true {
+            do {
+                try store.insert(batch)
+                inserts.add(1, ordering: .relaxed)
+                if reported { onError("store available again; batch of \(batch.rows) rows into \(batch.table.qualifiedName) stored") }
+                return true
+            } catch {
+                guard error.retryable else {
+                    onError("\(batch.rows) rows for \(batch.table.qualifiedName) refused: \(error)")
+                    return false
+                }
+                condition.lock()
+                let giveUp = abandoned || Date().timeIntervalSince(started) > retryBudget
+                condition.unlock()
+                if giveUp {
+                    onError("\(batch.rows) rows for \(batch.table.qualifiedName) dropped after retrying for \(Int(Date().timeIntervalSince(started))) s: \(error)")
+                    return false
+                }
+                if !reported {
+                    onError("\(error); retrying")
+                    reported = true
+                }
+                Thread.sleep(forTimeInterval: delay * Double.random(in: 0.8...1.2))
+                delay = min(delay * 2, 5)
+            }
+        }
+    }
+}

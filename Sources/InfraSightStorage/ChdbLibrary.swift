@@ -1,0 +1,75 @@
+import CChdbADBC
+import Foundation
+import Glibc
+
+/// Finds and loads embedded ClickHouse: the chdb-core wheel's `_chdb.abi3.so`, driven
+/// through its ADBC entry point `chdb_adbc_init`.
+///
+/// Where it looks, in order: `$INFRASIGHT_CHDB_LIBRARY`, the config's
+/// `storage.chdb_library`, `.chdb/chdb/_chdb.abi3.so` in the directory holding the
+/// executable or any of its parents (where scripts/setup.sh installs the pinned wheel),
+/// `/usr/lib/infrasight/chdb/_chdb.abi3.so`.
+///
+/// Loading rules (measured, ENVIRONMENT.md): libpython3.11 is loaded first with
+/// RTLD_GLOBAL (the library needs its symbols; Python is never started), then the library
+/// with RTLD_DEEPBIND, so it binds its own C++ runtime instead of the one Swift loaded
+/// (without it, any query error kills the process).
+public enum ChdbLibrary {
+    public static let pinnedVersion = "26.9.0"
+    public static let environmentVariable = "INFRASIGHT_CHDB_LIBRARY"
+    public static let installHint = "install it with `sudo scripts/setup.sh` (pip install --target .chdb chdb-core==\(pinnedVersion)), or point \(environmentVariable) or storage.chdb_library at its _chdb.abi3.so"
+
+    nonisolated(unsafe) private static var loaded: (path: String, initialize: is_adbc_driver_init_fn)?
+    private static let lock = NSLock()
+
+    /// The library path that would be used, or nil.
+    public static func locate(configured: String?) -> String? {
+        var candidates: [String] = []
+        if let env = ProcessInfo.processInfo.environment[environmentVariable], !env.isEmpty { candidates.append(env) }
+        if let configured { candidates.append(configured) }
+        if let exe = Bundle.main.executablePath {
+            var dir = URL(fileURLWithPath: exe).resolvingSymlinksInPath().deletingLastPathComponent()
+            for _ in 0..<6 {
+                candidates.append(dir.appendingPathComponent(".chdb/chdb/_chdb.abi3.so").path)
+                dir.deleteLastPathComponent()
+            }
+        }
+        candidates.append("/usr/lib/infrasight/chdb/_chdb.abi3.so")
+        // An explicit setting that points nowhere is an error, not a reason to look elsewhere.
+        if let first = candidates.first, ProcessInfo.processInfo.environment[environmentVariable] != nil || configured != nil {
+            return first
+        }
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// Loads the library once per process and returns its ADBC driver initializer.
+    static func load(configured: String?) throws(StorageError) -> is_adbc_driver_init_fn {
+        lock.lock()
+        defer { lock.unlock() }
+        if let loaded { return loaded.initialize }
+        guard let path = locate(configured: configured) else {
+            throw StorageError("embedded ClickHouse (chdb-core) is not installed; \(installHint)")
+        }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StorageError("embedded ClickHouse library \(path) does not exist; \(installHint)")
+        }
+        if dlopen("libpython3.11.so.1.0", RTLD_NOW | RTLD_GLOBAL) == nil {
+            throw StorageError("embedded ClickHouse needs libpython3.11.so.1.0 (apt-get install libpython3.11): \(dlerror().map { String(cString: $0) } ?? "")")
+        }
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) else {
+            throw StorageError("cannot load embedded ClickHouse from \(path): \(dlerror().map { String(cString: $0) } ?? "")")
+        }
+        guard let symbol = dlsym(handle, "chdb_adbc_init") else {
+            throw StorageError("\(path) has no chdb_adbc_init: not a chdb-core \(pinnedVersion) library")
+        }
+        let initialize = unsafeBitCast(symbol, to: is_adbc_driver_init_fn.self)
+        loaded = (path, initialize)
+        return initialize
+    }
+}
+
+/// A storage failure, printed as one line.
+public struct StorageError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

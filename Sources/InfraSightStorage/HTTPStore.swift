@@ -1,0 +1,169 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import InfraSightSchema
+
+/// A ClickHouse server over its HTTP interface (`http://user:pass@host:8123/`, or https).
+///
+/// The client is URLSession (libcurl on Linux): it ships with the toolchain, so the
+/// storage path adds no dependency and no build time, and a batch insert is one large
+/// request every ~second per table, where the server's parsing, not the client, sets the
+/// pace (see docs/performance.md).
+///
+/// Inserts are RowBinary with an explicit column list, gzip-compressed above 64 KiB. The
+/// server's `version()` decides what it can hold: DateTime64 (20.1+) else DateTime, JSON
+/// (24.8+) else String; from 22.2 every batch carries `insert_deduplication_token` and new
+/// tables get `non_replicated_deduplication_window`, so a retried batch is stored once.
+public final class HTTPStore: EventStore, @unchecked Sendable {
+    public let endpoint: URL
+    let user: String?
+    let password: String?
+    let session: URLSession
+    public private(set) var version: (major: Int, minor: Int) = (0, 0)
+    public private(set) var versionText = ""
+
+    /// Parses the URL and asks the server its version (one round trip).
+    public init(url: String, timeout: TimeInterval = 30) throws(StorageError) {
+        guard var components = URLComponents(string: url), let scheme = components.scheme, ["http", "https"].contains(scheme),
+            components.host?.isEmpty == false
+        else {
+            throw StorageError("--clickhouse-url must look like http://user:password@host:8123/ (got \(Self.redacted(url)))")
+        }
+        user = components.user?.removingPercentEncoding
+        password = components.password?.removingPercentEncoding
+        components.user = nil
+        components.password = nil
+        if components.path.isEmpty { components.path = "/" }
+        components.query = nil
+        endpoint = components.url!
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeout
+        configuration.timeoutIntervalForResource = timeout * 4
+        session = URLSession(configuration: configuration)
+        let text = String(decoding: try send(sql: "SELECT version()", body: nil, parameters: [:]), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        versionText = text
+        let parts = text.split(separator: ".").compactMap { Int($0) }
+        guard parts.count >= 2 else { throw StorageError("ClickHouse at \(endpoint) answered version() with '\(text)'") }
+        version = (parts[0], parts[1])
+    }
+
+    /// The URL without its password, for messages.
+    static func redacted(_ url: String) -> String {
+        guard var c = URLComponents(string: url), c.password != nil else { return url }
+        c.password = "***"
+        return c.string ?? url
+    }
+
+    public var summary: String { "ClickHouse \(versionText) at \(endpoint)" }
+
+    func atLeast(_ major: Int, _ minor: Int) -> Bool { version.major > major || (version.major == major && version.minor >= minor) }
+    var supportsDateTime64: Bool { atLeast(20, 1) }
+    var supportsJSON: Bool { atLeast(24, 8) }
+    var jsonNeedsExperimentalSetting: Bool { !atLeast(25, 3) }
+    var supportsDeduplicationToken: Bool { atLeast(22, 2) }
+
+    /// The table as this server can hold it.
+    public func serverSchema(_ table: TableSchema) -> TableSchema {
+        var mapped = table.mappingTypes { type in
+            func map(_ t: ColumnType) -> ColumnType {
+                switch t {
+                case .dateTime64 where !supportsDateTime64: return .dateTime
+                case .json where !supportsJSON: return .string
+                case .nullable(let inner): return .nullable(map(inner))
+                default: return t
+                }
+            }
+            return map(type)
+        }
+        if supportsDeduplicationToken, mapped.tail.contains("MergeTree"), !mapped.tail.uppercased().contains("SETTINGS") {
+            mapped = TableSchema(database: mapped.database, name: mapped.name, columns: mapped.columns, ddl: mapped.ddl,
+                                 tail: mapped.tail + " SETTINGS non_replicated_deduplication_window = 1000")
+        }
+        return mapped
+    }
+
+    public func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] {
+        for db in Set(tables.compactMap(\.database)).sorted() {
+            _ = try send(sql: "CREATE DATABASE IF NOT EXISTS `\(db)`", body: nil, parameters: [:])
+        }
+        var out: [TableSchema] = []
+        for t in tables {
+            let s = serverSchema(t)
+            var parameters: [String: String] = [:]
+            if supportsJSON && jsonNeedsExperimentalSetting && s.columns.contains(where: { $0.type.base == .json }) {
+                parameters["allow_experimental_json_type"] = "1"
+            }
+            _ = try send(sql: s.statement, body: nil, parameters: parameters)
+            out.append(s)
+        }
+        return out
+    }
+
+    public func insert(_ batch: Batch) throws(StorageError) {
+        var parameters: [String: String] = [:]
+        if supportsJSON { parameters["input_format_binary_read_json_as_string"] = "1" }
+        if supportsDeduplicationToken { parameters["insert_deduplication_token"] = batch.id }
+        _ = try send(sql: "INSERT INTO \(batch.table.qualifiedName) \(batch.table.columnList) FORMAT RowBinary", body: batch.bytes, parameters: parameters)
+    }
+
+    public func query(_ text: String, format: String) throws(StorageError) -> Data {
+        let q = UserQuery(text)
+        return try send(sql: q.sql, body: nil, parameters: ["default_format": q.format ?? format])
+    }
+
+    /// One request: the SQL in the URL when there is a body, else as the body.
+    func send(sql: String, body: Data?, parameters: [String: String]) throws(StorageError) -> Data {
+        var components = URLComponents(url: endpoint, resolvingAgainstBaseURL: false)!
+        var items = parameters.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+        if body != nil { items.insert(URLQueryItem(name: "query", value: sql), at: 0) }
+        components.queryItems = items.isEmpty ? nil : items
+        var request = URLRequest(url: components.url!)
+        request.httpMethod = "POST"
+        if let user {
+            let token = Data("\(user):\(password ?? "")".utf8).base64EncodedString()
+            request.setValue("Basic \(token)", forHTTPHeaderField: "Authorization")
+        }
+        var payload = body ?? Data(sql.utf8)
+        if payload.count > 64 * 1024, let compressed = Gzip.compress(payload) {
+            payload = compressed
+            request.setValue("gzip", forHTTPHeaderField: "Content-Encoding")
+        }
+        request.httpBody = payload
+
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?) = (nil, nil, nil)
+        session.dataTask(with: request) { data, response, error in
+            result = (data, response, error)
+            done.signal()
+        }.resume()
+        done.wait()
+
+        if let error = result.2 {
+            throw .unavailable("cannot reach ClickHouse at \(endpoint): \(error.localizedDescription)")
+        }
+        let status = (result.1 as? HTTPURLResponse)?.statusCode ?? 0
+        let data = result.0 ?? Data()
+        guard status == 200 else {
+            let message = String(decoding: data.prefix(2000), as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "HTTP \(status)"
+            let code = Self.exceptionCode(message)
+            // Authentication (192 unknown user, 193 wrong password, 516) and anything the
+            // server refuses as a request error will not get better by retrying.
+            if [192, 193, 194, 516].contains(code) || status == 401 || status == 403 {
+                throw StorageError("ClickHouse at \(endpoint) refused the credentials\(user.map { " for user \($0)" } ?? ""): \(message)")
+            }
+            if status >= 500 && ![62, 60, 47, 27, 33, 53, 70, 117].contains(code) {
+                throw .unavailable("ClickHouse at \(endpoint): \(message)")
+            }
+            throw StorageError("ClickHouse at \(endpoint): \(message)")
+        }
+        return data
+    }
+
+    /// The N of "Code: N." in a ClickHouse error message.
+    static func exceptionCode(_ message: String) -> Int? {
+        guard let r = message.range(of: "Code: ") else { return nil }
+        return Int(message[r.upperBound...].prefix(while: { $0.isNumber }))
+    }
+}

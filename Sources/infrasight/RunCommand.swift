@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import InfraSightCore
+import InfraSightSchema
+import InfraSightStorage
+import Logging
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Trace this host into ClickHouse (embedded by default): load the enabled plugins, create the tables, store every event.",
+        discussion: "SIGINT/SIGTERM (or --duration) stop tracing and flush every accepted row before exit.")
+
+    @OptionGroup var source: PluginSourceOptions
+    @OptionGroup var storage: StorageOptions
+    @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
+
+    func validate() throws {
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+    }
+
+    func run() throws {
+        InfraSight.bootstrapLogging()
+        let logger = Logger(label: "infrasight")
+        let selection = try PluginSelection(source: source, names: nil, logger: logger)
+        let config = selection.config
+        let store = try storage.open(config)
+        let pluginTables = selection.plugins.flatMap(\.tables)
+        let storeTables: [String: TableSchema]
+        do {
+            let prepared = try store.prepare(pluginTables)
+            storeTables = Dictionary(zip(pluginTables.map(\.qualifiedName), prepared), uniquingKeysWith: { a, _ in a })
+        } catch {
+            throw failure(error.description)
+        }
+        let writer = BatchWriter(
+            store: store, maxRows: config.storage.batchMaxRows, maxDelayMs: config.storage.batchMaxDelayMs,
+            queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
+        let runtime = try selection.start(consumer: writer, logger: logger)
+        for probe in runtime.probes {
+            writer.register(probe.channel, storeTables: probe.channel.plugin.tables.map { storeTables[$0.qualifiedName]! })
+        }
+        var queryServer: QueryServer?
+        if let embedded = store as? EmbeddedStore {
+            do {
+                queryServer = try QueryServer(store: store, dataDir: embedded.engine.dataDir)
+                queryServer?.start()
+            } catch {
+                logger.warning("queries during the run are unavailable: \(error)")
+            }
+        }
+        writer.start()
+        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")
+
+        let signals = SignalStopper { runtime.stop() }
+        let status = StatusLine(runtime: runtime, writer: writer)
+        let deadline = duration.map { Date().addingTimeInterval($0) }
+        runtime.run(until: deadline) {
+            writer.tick()
+            status.update()
+        }
+        status.finish()
+        writer.finish(timeout: 60)
+        queryServer?.stop()
+        _ = signals
+        for probe in runtime.probes {
+            let c = probe.channel.counters
+            let s = writer.counters[probe.name]
+            printError(
+                "\(probe.name): received \(c.received.load(ordering: .relaxed)), kernel drops \(probe.kernelDrops()), decode errors \(c.decodeErrors.load(ordering: .relaxed)), queue drops \(s?.queueDrops.load(ordering: .relaxed) ?? 0), store drops \(s?.storeDrops.load(ordering: .relaxed) ?? 0), rows stored \(s?.stored.load(ordering: .relaxed) ?? 0)")
+        }
+    }
+}
+
+/// On a terminal, one line on stderr refreshed every second: events/s, rows stored, drops.
+final class StatusLine {
+    let runtime: ProbeRuntime
+    let writer: BatchWriter
+    let enabled = isatty(STDERR_FILENO) != 0
+    var last = Date()
+    var lastReceived: UInt64 = 0
+
+    init(runtime: ProbeRuntime, writer: BatchWriter) {
+        self.runtime = runtime
+        self.writer = writer
+    }
+
+    func update() {
+        guard enabled, Date().timeIntervalSince(last) >= 1 else { return }
+        let received = runtime.probes.reduce(0) { $0 + $1.channel.counters.received.load(ordering: .relaxed) }
+        let kernelDrops = runtime.probes.reduce(0) { $0 + $1.kernelDrops() }
+        let stored = writer.counters.values.reduce(0) { $0 + $1.stored.load(ordering: .relaxed) }
+        let dropped = writer.counters.values.reduce(0) { $0 + $1.queueDrops.load(ordering: .relaxed) + $1.storeDrops.load(ordering: .relaxed) }
+        let rate = Double(received - lastReceived) / Date().timeIntervalSince(last)
+        last = Date()
+        lastReceived = received
+        let text = String(format: "events/s %.0f | rows stored %llu | drops %llu (kernel %llu) | queued %d KiB", rate, stored, dropped + kernelDrops, kernelDrops, writer.backlog.bytes / 1024)
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+    }
+
+    func finish() {
+        if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+import InfraSightCore
+import InfraSightStorage
+
+/// `--data-dir DIR | --clickhouse-url URL`: where rows are stored and queried.
+struct StorageOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp("Embedded ClickHouse data directory (default: /var/lib/infrasight as root, else ~/.local/share/infrasight).", valueName: "DIR"))
+    var dataDir: String?
+
+    @Option(name: .customLong("clickhouse-url"), help: ArgumentHelp("A ClickHouse server instead of the embedded engine: http(s)://user:password@host:8123/ (or set INFRASIGHT_CLICKHOUSE_URL, which keeps the password out of ps).", valueName: "URL"))
+    var clickHouseURL: String?
+
+    func validate() throws {
+        if dataDir != nil && clickHouseURL != nil {
+            throw ValidationError("--data-dir and --clickhouse-url are alternatives; give one")
+        }
+    }
+
+    /// The server URL from the flag, the environment or the config, if any.
+    func serverURL(_ config: InfraSightConfig) -> String? {
+        if dataDir != nil { return nil }
+        if let clickHouseURL { return clickHouseURL }
+        if let env = ProcessInfo.processInfo.environment["INFRASIGHT_CLICKHOUSE_URL"], !env.isEmpty { return env }
+        return config.storage.clickHouseURL
+    }
+
+    func resolvedDataDir(_ config: InfraSightConfig) -> String {
+        let dir = dataDir ?? config.storage.dataDir ?? StorageConfig.defaultDataDir
+        return dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
+    }
+
+    /// Opens the store, or throws an ExitCode after printing one line.
+    func open(_ config: InfraSightConfig) throws -> EventStore {
+        do {
+            if let url = serverURL(config) { return try HTTPStore(url: url) }
+            return try EmbeddedStore(dataDir: resolvedDataDir(config), library: config.storage.chdbLibrary)
+        } catch {
+            throw failure(error.description)
+        }
+    }
+}
