@@ -20,7 +20,8 @@ packages=(
     gcc libc6-dev                                 # C fixtures and workload helpers in tests
     bpftool                                       # regenerating bpf/vmlinux/vmlinux.h
     libpython3.11 python3-pip                     # embedded ClickHouse (chdb) needs libpython's symbols
-    libcurl4                                      # URLSession (the ClickHouse HTTP client) runs on libcurl
+    libcurl4 curl                                 # URLSession (the ClickHouse HTTP client) runs on libcurl; tests use curl
+    clickhouse-server clickhouse-client           # tests against a real ClickHouse server (it is not started here)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -126,6 +126,16 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Queues a ready-made batch, as `seal` does (tests and benchmarks).
+    public func enqueueForTesting(_ batch: Batch, counters: StorageCounters) throws {
+        self.counters[batch.plugin] = counters
+        condition.lock()
+        queue.append(batch)
+        queuedBytes += batch.bytes.count
+        condition.signal()
+        condition.unlock()
+    }
+
     /// Rows and bytes waiting for the store.
     public var backlog: (batches: Int, bytes: Int) {
         condition.lock()

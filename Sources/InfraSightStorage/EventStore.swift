@@ -12,6 +12,14 @@ public struct Batch: Sendable {
     public let id: String
     /// The plugin whose rows these are (for per-plugin counters).
     public let plugin: String
+
+    public init(table: TableSchema, bytes: Data, rows: Int, id: String, plugin: String) {
+        self.table = table
+        self.bytes = bytes
+        self.rows = rows
+        self.id = id
+        self.plugin = plugin
+    }
 }
 
 /// Where rows go: embedded ClickHouse or a ClickHouse server. Implementations are

@@ -21,6 +21,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     let password: String?
     let session: URLSession
     public private(set) var version: (major: Int, minor: Int) = (0, 0)
+    private let challenges = ChallengeRefusal()
     public private(set) var versionText = ""
 
     /// Parses the URL and asks the server its version (one round trip).
@@ -40,7 +41,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         configuration.timeoutIntervalForResource = timeout * 4
-        session = URLSession(configuration: configuration)
+        session = URLSession(configuration: configuration, delegate: challenges, delegateQueue: nil)
         let text = String(decoding: try send(sql: "SELECT version()", body: nil, parameters: [:]), as: UTF8.self)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         versionText = text
@@ -133,13 +134,20 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         request.httpBody = payload
 
         let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?) = (nil, nil, nil)
-        session.dataTask(with: request) { data, response, error in
-            result = (data, response, error)
+        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?, Int?) = (nil, nil, nil, nil)
+        let task = session.dataTask(with: request) { data, response, error in
+            result.0 = data
+            result.1 = response
+            result.2 = error
             done.signal()
-        }.resume()
+        }
+        result.3 = task.taskIdentifier
+        task.resume()
         done.wait()
 
+        if let task = result.3, challenges.wasChallenged(task) {
+            throw StorageError("ClickHouse at \(endpoint) refused the credentials\(user.map { " for user \($0)" } ?? ""): HTTP 401")
+        }
         if let error = result.2 {
             throw .unavailable("cannot reach ClickHouse at \(endpoint): \(error.localizedDescription)")
         }
@@ -165,5 +173,27 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     static func exceptionCode(_ message: String) -> Int? {
         guard let r = message.range(of: "Code: ") else { return nil }
         return Int(message[r.upperBound...].prefix(while: { $0.isNumber }))
+    }
+}
+
+/// Answers HTTP authentication challenges by cancelling: the credentials were already sent
+/// in the request, so a challenge means they were refused. (Left unanswered, libcurl-based
+/// URLSession on Linux was seen to never complete the task.)
+final class ChallengeRefusal: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
+    private let lock = NSLock()
+    private var challenged = Set<Int>()
+
+    func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
+                    completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
+        lock.lock()
+        challenged.insert(task.taskIdentifier)
+        lock.unlock()
+        completionHandler(.cancelAuthenticationChallenge, nil)
+    }
+
+    func wasChallenged(_ taskIdentifier: Int) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return challenged.remove(taskIdentifier) != nil
     }
 }

@@ -15,14 +15,9 @@ import Testing
 
     /// Runs a program to completion and returns its pid.
     static func spawn(_ executable: String, _ arguments: [String] = []) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        return p.processIdentifier
+        let p = try BackgroundProcess(executable, arguments)
+        _ = p.wait()
+        return p.pid
     }
 
     static func stop(_ trace: BackgroundProcess) throws -> (rows: [[String: Any]], stderr: String) {

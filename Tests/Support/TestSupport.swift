@@ -38,51 +38,81 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
     return p.wait()
 }
 
-/// A program running in the background with its output captured in files.
+/// A program running in the background with its output captured in files. Spawned with
+/// posix_spawn and reaped with waitpid (Foundation's Process was seen to stop reaping
+/// children while a long-lived one runs).
 public final class BackgroundProcess {
-    public let process = Process()
+    public let pid: pid_t
     let dir: String
     public let stdoutPath: String
     public let stderrPath: String
+    private var status: Int32?
 
     public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, cwd: String? = nil, stdoutPath: String? = nil) throws {
         dir = try makeTempDir(prefix: "proc")
         self.stdoutPath = stdoutPath ?? "\(dir)/stdout"
         stderrPath = "\(dir)/stderr"
-        FileManager.default.createFile(atPath: self.stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        process.standardOutput = FileHandle(forWritingAtPath: self.stdoutPath)
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, self.stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var env = ProcessInfo.processInfo.environment
+        if let environment { env.merge(environment) { $1 } }
+        // A working directory through env(1) --chdir: posix_spawn's chdir action is not
+        // visible to Swift here.
+        let command = cwd.map { ["/usr/bin/env", "--chdir=\($0)", executable] } ?? [executable]
+        let argv = (command + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, command[0], &actions, nil, argv, envp)
+        guard rc == 0 else { throw TestFailure("cannot start \(executable): \(String(cString: strerror(rc)))") }
+        pid = child
     }
 
-    public var pid: Int32 { process.processIdentifier }
     public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    public var isRunning: Bool {
+        if status != nil { return false }
+        var s: Int32 = 0
+        let r = waitpid(pid, &s, WNOHANG)
+        if r == pid { status = Self.exitCode(s); return false }
+        return r == 0
+    }
+
+    static func exitCode(_ s: Int32) -> Int32 {
+        (s & 0x7f) == 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f)
+    }
 
     /// Waits until stderr contains `text`; throws on timeout or if the process exits first.
     public func waitForStderr(_ text: String, timeout: Double = 60) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if stderr.contains(text) { return }
-            if !process.isRunning {
-                throw TestFailure("process exited (status \(process.terminationStatus)) before printing '\(text)'; stderr: \(stderr)")
+            if !isRunning {
+                throw TestFailure("process exited (status \(status ?? -1)) before printing '\(text)'; stderr: \(stderr)")
             }
             usleep(50_000)
         }
         throw TestFailure("timed out waiting for '\(text)'; stderr: \(stderr)")
     }
 
-    public func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+    public func signal(_ sig: Int32) { kill(pid, sig) }
 
+    /// Waits for the exit; the status is the exit code, or 128 + the signal.
     public func wait() -> ProcessResult {
-        process.waitUntilExit()
-        return ProcessResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+        if status == nil {
+            var s: Int32 = 0
+            while waitpid(pid, &s, 0) < 0 && errno == EINTR {}
+            status = Self.exitCode(s)
+        }
+        return ProcessResult(status: status!, stdout: stdout, stderr: stderr)
     }
 }
 

@@ -1,0 +1,173 @@
+import Foundation
+import Glibc
+import InfraSightCore
+import InfraSightSchema
+import InfraSightStorage
+import InfraSightTestSupport
+import Testing
+
+/// Rows through the real stores: embedded ClickHouse (chdb) and Debian's ClickHouse server.
+@Suite(.serialized) struct StorageTests {
+    /// One embedded engine per test process (ClickHouse holds one data directory per process).
+    static let embedded: EmbeddedStore = {
+        let dir = try! makeTempDir(prefix: "embedded")
+        return try! EmbeddedStore(dataDir: dir, library: nil)
+    }()
+
+    static let typesTable = try! TableSchema(ddl: """
+        CREATE TABLE IF NOT EXISTS audit.types_test (
+          u64 UInt64, i64 Int64, u32 UInt32, f Float64, s String, n Nullable(String),
+          d DateTime64(3), j JSON, seq UInt32
+        ) ENGINE = MergeTree() ORDER BY seq
+        """)
+
+    /// Rows covering every type's edge: max/min integers, empty and non-UTF-8 strings, NULL.
+    static func typedRows(_ count: Int = 4) -> [RowBuffer] {
+        (0..<count).map { i in
+            let row = RowBuffer(schema: typesTable, tableIndex: 0)
+            row.reset()
+            row.setUInt(0, i == 0 ? UInt64.max : UInt64(i))
+            row.setInt(1, i == 0 ? Int64.min : -Int64(i))
+            row.setUInt(2, UInt64(UInt32.max))
+            row.setFloat(3, 0.5 + Double(i))
+            switch i {
+            case 0: row.setString(4, "")
+            case 1: ([0x61, 0xFF, 0x62] as [UInt8]).withUnsafeBytes { row.setString(4, $0.baseAddress, 3) } // a\xFFb
+            default: row.setString(4, "tab\there \\ \"q\" é")
+            }
+            if i % 2 == 0 { row.setNull(5) } else { row.setString(5, "present") }
+            row.setInt(6, 1_795_310_611_824 + Int64(i))
+            row.setString(7, "{\"app\":\"demo\",\"n\":\(i)}")
+            row.setUInt(8, UInt64(i))
+            return row
+        }
+    }
+
+    static func batch(_ rows: [RowBuffer], as table: TableSchema) -> Batch {
+        let encoder = RowBinaryEncoder()
+        let encodings = UnsafeMutablePointer<RowBuffer.Encoding>.allocate(capacity: table.columns.count)
+        defer { encodings.deallocate() }
+        for (i, c) in table.columns.enumerated() { (encodings + i).initialize(to: RowBuffer.Encoding(c.type)) }
+        for r in rows { encoder.encode(r, as: encodings) }
+        return Batch(table: table, bytes: Data(encoder.buffer), rows: rows.count, id: UUID().uuidString, plugin: "test")
+    }
+
+    func text(_ data: Data) -> String { String(decoding: data, as: UTF8.self) }
+
+    @Test func everyTypeRoundTripsThroughEmbeddedClickHouse() throws {
+        let store = Self.embedded
+        let tables = try store.prepare([Self.typesTable])
+        _ = try store.query("TRUNCATE TABLE audit.types_test", format: "TSV")
+        try store.insert(Self.batch(Self.typedRows(), as: tables[0]))
+        let out = text(try store.query("SELECT u64, i64, u32, f, s, n, d, seq FROM audit.types_test ORDER BY seq", format: "TSV"))
+        #expect(out == """
+            18446744073709551615\t-9223372036854775808\t4294967295\t0.5\t\t\\N\t2026-11-22 01:23:31.824\t0
+            1\t-1\t4294967295\t1.5\ta\u{FFFD}b\tpresent\t2026-11-22 01:23:31.825\t1
+            2\t-2\t4294967295\t2.5\ttab\\there \\\\ "q" é\t\\N\t2026-11-22 01:23:31.826\t2
+            3\t-3\t4294967295\t3.5\ttab\\there \\\\ "q" é\tpresent\t2026-11-22 01:23:31.827\t3
+
+            """)
+        // Labels JSON is queryable by path on the embedded engine.
+        let byPath = text(try store.query("SELECT j.app::String, count() FROM audit.types_test GROUP BY 1", format: "TSV"))
+        #expect(byPath == "demo\t4\n")
+        let count = text(try store.query("SELECT count() FROM audit.types_test FORMAT JSONEachRow", format: "TSV"))
+        #expect(count.contains("\"count()\":\"4\"") || count.contains("\"count()\":4"))
+    }
+
+    @Test func nonSelectStatementsComeBackAsTSV() throws {
+        _ = try Self.embedded.prepare([Self.typesTable])
+        let tables = text(try Self.embedded.query("SHOW TABLES FROM audit", format: "TSV"))
+        #expect(tables.split(separator: "\n").contains("types_test"))
+        #expect(throws: StorageError.self) { try Self.embedded.query("SHOW TABLES FROM audit", format: "JSON") }
+        do {
+            _ = try Self.embedded.query("SELECT nosuchcolumn FROM audit.types_test", format: "TSV")
+            Issue.record("no error")
+        } catch {
+            #expect(error.description.contains("UNKNOWN_IDENTIFIER"))
+            #expect(!error.description.contains("\n"))
+        }
+    }
+
+    @Test func everyTypeRoundTripsThroughAnOldClickHouseServer() throws {
+        let server = try ClickHouseServer()
+        let store = try HTTPStore(url: server.url)
+        #expect(store.version.major == 18)
+        let tables = try store.prepare([Self.typesTable])
+        // 18.16 has neither DateTime64 nor JSON: mapped, same columns in the same order.
+        #expect(tables[0].columns.map(\.name) == Self.typesTable.columns.map(\.name))
+        #expect(tables[0].columns[6].type == .dateTime)
+        #expect(tables[0].columns[7].type == .string)
+        try store.insert(Self.batch(Self.typedRows(), as: tables[0]))
+        let out = try server.query("SELECT u64, i64, u32, f, s, n, toUnixTimestamp(d), j, seq FROM audit.types_test ORDER BY seq FORMAT TSV")
+        #expect(out == """
+            18446744073709551615\t-9223372036854775808\t4294967295\t0.5\t\t\\N\t1795310611\t{"app":"demo","n":0}\t0
+            1\t-1\t4294967295\t1.5\ta\u{FFFD}b\tpresent\t1795310611\t{"app":"demo","n":1}\t1
+            2\t-2\t4294967295\t2.5\ttab\\there \\\\ "q" é\t\\N\t1795310611\t{"app":"demo","n":2}\t2
+            3\t-3\t4294967295\t3.5\ttab\\there \\\\ "q" é\tpresent\t1795310611\t{"app":"demo","n":3}\t3
+
+            """)
+        // A big batch goes gzip-compressed; rows written == rows read.
+        let many = (0..<20_000).map { i -> RowBuffer in
+            let r = Self.typedRows(2)[1]
+            r.setUInt(8, UInt64(100 + i))
+            return r
+        }
+        let big = Self.batch(many, as: tables[0])
+        #expect(big.bytes.count > 64 * 1024)
+        try store.insert(big)
+        #expect(try server.query("SELECT count() FROM audit.types_test") == "20004\n")
+    }
+
+    @Test func aWrongPasswordOrUnreachableServerIsOneClearError() throws {
+        let server = try ClickHouseServer()
+        do {
+            _ = try HTTPStore(url: "http://default:wrong@127.0.0.1:\(server.httpPort)/")
+            Issue.record("no error")
+        } catch {
+            #expect(error.description.hasPrefix("ClickHouse at http://127.0.0.1:\(server.httpPort)/ refused the credentials for user default"))
+            #expect(!error.retryable)
+        }
+        server.stop()
+        do {
+            _ = try HTTPStore(url: server.url)
+            Issue.record("no error")
+        } catch {
+            #expect(error.description.hasPrefix("unavailable: cannot reach ClickHouse at http://127.0.0.1:\(server.httpPort)/"))
+            #expect(error.retryable)
+        }
+        let cli = try run(Paths.infrasight, ["query", "--clickhouse-url", "http://default:wrong@127.0.0.1:\(server.httpPort)/", "SELECT 1"])
+        #expect(cli.status == 1)
+        #expect(cli.stderr.split(separator: "\n").count == 1)
+        #expect(!cli.stderr.contains("wrong"), "the password must not be echoed")
+        let bad = try run(Paths.infrasight, ["query", "--clickhouse-url", "ftp://x", "SELECT 1"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr == "infrasight: --clickhouse-url must look like http://user:password@host:8123/ (got ftp://x)\n")
+    }
+
+    @Test func aServerStoppedDuringABatchGetsItOnceWhenItComesBack() throws {
+        let server = try ClickHouseServer()
+        let store = try HTTPStore(url: server.url)
+        let tables = try store.prepare([Self.typesTable])
+        let errors = ErrorLog()
+        let writer = BatchWriter(store: store, maxRows: 1000, maxDelayMs: 50, queueMaxBytes: 64 << 20, onError: { errors.add($0) })
+        let counters = StorageCounters(plugin: "test")
+        writer.start()
+        server.stop()
+        // Hand the writer batches while the server is down.
+        for _ in 0..<3 { try writer.enqueueForTesting(Self.batch(Self.typedRows(), as: tables[0]), counters: counters) }
+        sleep(2)
+        #expect(errors.lines.contains { $0.contains("retrying") })
+        try server.start()
+        writer.finish(timeout: 60)
+        #expect(counters.stored.load(ordering: .relaxed) == 12)
+        #expect(counters.storeDrops.load(ordering: .relaxed) == 0)
+        #expect(try server.query("SELECT count(), uniqExact(seq) FROM audit.types_test FORMAT TSV") == "12\t4\n")
+    }
+}
+
+final class ErrorLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _lines: [String] = []
+    func add(_ s: String) { lock.lock(); _lines.append(s); lock.unlock() }
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return _lines }
+}
