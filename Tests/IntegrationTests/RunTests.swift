@@ -1,0 +1,115 @@
+import Foundation
+import Glibc
+import InfraSightTestSupport
+import Testing
+
+/// `infrasight run` end to end: real syscalls → kernel → plugin → ClickHouse → `infrasight query`.
+@Suite(.serialized) struct RunTests {
+    static func spawn(_ executable: String, _ arguments: [String] = []) throws -> Int32 {
+        let p = try BackgroundProcess(executable, arguments)
+        _ = p.wait()
+        return p.pid
+    }
+
+    func query(_ args: [String], _ sql: String) throws -> String {
+        let r = try run(Paths.infrasight, ["query"] + args + [sql])
+        guard r.status == 0 else { throw TestFailure("query failed (\(r.status)): \(r.stderr)") }
+        return r.stdout
+    }
+
+    @Test func runStoresKnownCommandsIntoEmbeddedClickHouseQueryableDuringAndAfter() throws {
+        let data = try makeTempDir(prefix: "rundata")
+        let dir = try makeTempDir(prefix: "runwork")
+        let file = "\(dir)/secret.txt"
+        try "x\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let me = getpid()
+        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data])
+        try agent.waitForStderr("infrasight: note: started: tracing")
+        let catPid = try Self.spawn("/bin/cat", [file])
+        let missingPid = try Self.spawn("/bin/cat", ["\(dir)/missing"])
+        let chmodPid = try Self.spawn("/bin/chmod", ["600", file])
+        // While run holds the data directory, queries go through its socket.
+        var during = ""
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            during = try query(["--data-dir", data], "SELECT count() FROM audit.tracing_events WHERE pid = \(chmodPid) AND event_type = 'chmod'")
+            if during != "0\n" { break }
+            usleep(300_000)
+        }
+        #expect(during == "1\n")
+        #expect(throws: TestFailure.self) { try query(["--data-dir", data], "DROP TABLE audit.tracing_events") }
+        agent.signal(SIGTERM)
+        let r = agent.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        let summary = try #require(r.stderr.split(separator: "\n").first { $0.hasPrefix("infrasight: tracing: received ") })
+        #expect(summary.contains("queue drops 0, store drops 0"))
+
+        // After: the engine opened directly.
+        let rows = try query(["--data-dir", data], """
+            SELECT pid, ppid, uid, comm, event_type, filename, return_code, latency_ns > 0, user, container_id FROM audit.tracing_events
+            WHERE pid IN (\(catPid), \(missingPid), \(chmodPid)) AND event_type != 'execve' AND filename LIKE '\(dir)/%'
+            ORDER BY monotonic_ts_enter_ns
+            """)
+        let user = getuid() == 0 ? "root" : String(getuid())
+        let lines = rows.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(rows)")
+        #expect(lines.first?.hasPrefix("\(catPid)\t\(me)\t\(getuid())\tcat\topen\t\(file)\t") == true)
+        #expect(lines.first?.hasSuffix("\t1\t\(user)\t") == true)
+        #expect(lines.dropFirst().first == "\(missingPid)\t\(me)\t\(getuid())\tcat\topen\t\(dir)/missing\t-2\t1\t\(user)\t")
+        #expect(lines.last == "\(chmodPid)\t\(me)\t\(getuid())\tchmod\tchmod\t\(file)\t0\t1\t\(user)\t")
+        // The stored count equals what the agent says it stored.
+        let stored = Int(summary.split(separator: " ").last!)!
+        #expect(try query(["--data-dir", data], "SELECT count() FROM audit.tracing_events") == "\(stored)\n")
+        #expect(try query(["--data-dir", data, "--format", "JSONEachRow"], "SELECT event_type FROM audit.tracing_events WHERE pid = \(chmodPid) AND event_type = 'chmod'") == "{\"event_type\":\"chmod\"}\n")
+        let groups = try query(["--data-dir", data], "SELECT event_type, count() FROM audit.tracing_events GROUP BY event_type ORDER BY event_type")
+        #expect(groups.contains("chmod\t") && groups.contains("execve\t") && groups.contains("open\t"))
+    }
+
+    @Test func runWritesToAClickHouseServer() throws {
+        let server = try ClickHouseServer()
+        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--duration", "4"], environment: ["INFRASIGHT_CLICKHOUSE_URL": server.url])
+        try agent.waitForStderr("infrasight: note: started: tracing")
+        let pid = try Self.spawn("/bin/cat", ["/etc/hostname"])
+        let r = agent.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("ClickHouse 18.16"))
+        let row = try server.query("SELECT comm, event_type, return_code FROM audit.tracing_events WHERE pid = \(pid) AND filename = '/etc/hostname' FORMAT TSV")
+        #expect(row == "cat\topen\t3\n")
+        let viaCLI = try run(Paths.infrasight, ["query", "SELECT count() FROM audit.tracing_events WHERE pid = \(pid) AND filename = '/etc/hostname'"], environment: ["INFRASIGHT_CLICKHOUSE_URL": server.url])
+        #expect(viaCLI.stdout == "1\n", "\(viaCLI.stderr)")
+        // The server holds the mapped types: DateTime for DateTime64, String for JSON.
+        let types = try server.query("SELECT name, type FROM system.columns WHERE database = 'audit' AND table = 'tracing_events' AND name IN ('wall_time_dt', 'container_labels_json') ORDER BY name FORMAT TSV")
+        #expect(types == "container_labels_json\tString\nwall_time_dt\tDateTime\n")
+    }
+
+    @Test func schemaPrintsTheSameDDLAsTheSchemaFiles() throws {
+        let r = try run(Paths.infrasight, ["schema", "print", "tracing_events"])
+        #expect(r.status == 0)
+        #expect(r.stdout.hasPrefix("CREATE DATABASE IF NOT EXISTS audit;\n\nCREATE TABLE IF NOT EXISTS audit.tracing_events (\n  pid UInt32,\n  uid UInt32,"))
+        #expect(r.stdout.contains("container_labels_json JSON,\n  syscall String"))
+        let cluster = try run(Paths.infrasight, ["schema", "print", "--cluster", "prod"])
+        #expect(cluster.stdout.contains("CREATE DATABASE IF NOT EXISTS audit ON CLUSTER prod;"))
+        #expect(cluster.stdout.contains("CREATE TABLE IF NOT EXISTS audit.tracing_events_local ON CLUSTER prod ("))
+        #expect(cluster.stdout.contains("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/audit/tracing_events', '{replica}')\nORDER BY wall_time_ms"))
+        #expect(cluster.stdout.contains("CREATE TABLE IF NOT EXISTS audit.tracing_events ON CLUSTER prod AS audit.tracing_events_local\nENGINE = Distributed(prod, audit, tracing_events_local, rand())"))
+        let missing = try run(Paths.infrasight, ["schema", "print", "nosuch"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr == "infrasight: no enabled plugin has a table nosuch\n")
+    }
+
+    @Test func schemaApplyCreatesTheTablesInEmbeddedClickHouse() throws {
+        let data = try makeTempDir(prefix: "schemadata")
+        let r = try run(Paths.infrasight, ["schema", "apply", "--data-dir", data])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("applied 1 table to embedded ClickHouse at \(data): audit.tracing_events"))
+        #expect(try query(["--data-dir", data], "SHOW TABLES FROM audit") == "tracing_events\n")
+    }
+
+    @Test func aMissingChdbLibraryIsOneLineSayingHowToInstallIt() throws {
+        let data = try makeTempDir(prefix: "nolib")
+        let r = try run(Paths.infrasight, ["query", "--data-dir", data, "SELECT 1"], environment: ["INFRASIGHT_CHDB_LIBRARY": "/nonexistent/_chdb.abi3.so"])
+        #expect(r.status == 1)
+        #expect(r.stderr.hasPrefix("infrasight: embedded ClickHouse library /nonexistent/_chdb.abi3.so does not exist; install it with `sudo scripts/setup.sh`"))
+        #expect(r.stderr.split(separator: "\n").count == 1)
+    }
+}
