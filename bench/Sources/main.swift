@@ -1,9 +1,14 @@
 // infrasight-bench: InfraSight's benchmarks. Each prints one JSON object with its figures.
 //   infrasight-bench decode [--records N]   decode + RowBinary encode on one core
+//   infrasight-bench sink [--rows N]        rows/s through our sink into embedded ClickHouse,
+//                                           beside the engine's own INSERT FROM INFILE
+//   infrasight-bench http --url URL [--rows N]  URLSession inserts beside curl's, same bytes
 import CInfraSightEvent
 import Foundation
 import Glibc
 import InfraSightCore
+import InfraSightSchema
+import InfraSightStorage
 import Synchronization
 
 /// Counts rows and RowBinary-encodes them like the storage path, resetting the buffer as
@@ -53,11 +58,16 @@ func syntheticRecords() -> [[UInt8]] {
     return records
 }
 
-func decodeBench(records total: Int) throws {
-    // One thread does all the work, as the dispatcher does: the figure is per core.
+/// The tracing plugin from the benchmark's own build directory.
+func tracingPlugin() throws -> LoadedPlugin {
     let dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
     var loader = PluginLoader(pluginDirs: [dir], pins: [:])
-    let plugin = try loader.load("\(dir)/libinfrasight-tracing.so")
+    return try loader.load("\(dir)/libinfrasight-tracing.so")
+}
+
+func decodeBench(records total: Int) throws {
+    // One thread does all the work, as the dispatcher does: the figure is per core.
+    let plugin = try tracingPlugin()
     let instance = try plugin.createInstance(options: PluginOptions())
     let consumer = EncodingConsumer()
     let channel = PluginChannel(plugin: plugin, instance: instance, enricher: Enricher(nodeName: "bench"), consumer: consumer)
@@ -86,18 +96,140 @@ func decodeBench(records total: Int) throws {
         """)
 }
 
-let args = Array(CommandLine.arguments.dropFirst())
-switch args.first {
-case "decode":
-    var n = 5_000_000
-    if let i = args.firstIndex(of: "--records"), i + 1 < args.count, let v = Int(args[i + 1]) { n = v }
-    do {
-        try decodeBench(records: n)
-    } catch {
-        FileHandle.standardError.write(Data("infrasight-bench: \(error)\n".utf8))
-        exit(1)
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    var a = timespec(), b = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &a)
+    try body()
+    clock_gettime(CLOCK_MONOTONIC, &b)
+    return Double(b.tv_sec - a.tv_sec) + Double(b.tv_nsec - a.tv_nsec) / 1e9
+}
+
+/// Feeds `total` synthetic records through a channel into `consumer`.
+func feed(_ channel: PluginChannel, total: Int) {
+    let records = syntheticRecords()
+    let buffers: [UnsafeMutableRawPointer] = records.map { r in
+        let p = UnsafeMutableRawPointer.allocate(byteCount: r.count, alignment: 8)
+        r.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: r.count) }
+        return p
     }
-default:
-    FileHandle.standardError.write(Data("usage: infrasight-bench decode [--records N]\n".utf8))
-    exit(2)
+    for i in 0..<total { channel.handle(buffers[i % 10], records[i % 10].count) }
+}
+
+func sinkBench(rows total: Int) throws {
+    let plugin = try tracingPlugin()
+    let data = NSTemporaryDirectory() + "/infrasight-bench-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: data) }
+    let store = try EmbeddedStore(dataDir: data, library: nil)
+    let table = try store.prepare(plugin.tables)[0]
+    _ = try store.query("TRUNCATE TABLE \(table.qualifiedName)", format: "TSV")
+
+    // Ours: decode → encode → batch → queue → INSERT FROM INFILE, until all are stored.
+    let writer = BatchWriter(store: store, maxRows: 200_000, maxDelayMs: 1000, queueMaxBytes: 1 << 30, onError: { print("sink: \($0)") })
+    let channel = PluginChannel(plugin: plugin, instance: try plugin.createInstance(options: PluginOptions()),
+                                enricher: Enricher(nodeName: "bench"), consumer: writer)
+    writer.register(channel, storeTables: [table])
+    writer.start()
+    let ours = seconds {
+        feed(channel, total: total)
+        writer.finish(timeout: 600)
+    }
+    let stored = writer.counters[plugin.name]!.stored.load(ordering: .relaxed)
+
+    // The engine's own: the same rows as one RowBinary file, inserted directly.
+    let whole = RowBinaryEncoder(capacity: 1 << 26)
+    final class Collect: RowConsumer {
+        let encoder: RowBinaryEncoder
+        init(_ e: RowBinaryEncoder) { encoder = e }
+        func consume(_ row: RowBuffer, from channel: PluginChannel) { encoder.encode(row) }
+    }
+    let collect = Collect(whole)
+    let collector = PluginChannel(plugin: plugin, instance: try plugin.createInstance(options: PluginOptions()),
+                                  enricher: Enricher(nodeName: "bench"), consumer: collect)
+    feed(collector, total: total)
+    let file = Data(whole.buffer)
+    let path = "\(data)/baseline.rowbinary"
+    FileManager.default.createFile(atPath: path, contents: file)
+    let engine = try seconds {
+        try store.engine.execute("INSERT INTO \(table.qualifiedName) \(table.columnList) FROM INFILE '\(path)' SETTINGS input_format_binary_read_json_as_string = 1 FORMAT RowBinary")
+    }
+    let oursRate = Double(stored) / ours, engineRate = Double(total) / engine
+    print("""
+        {"bench":"sink_embedded","rows":\(total),"rows_stored":\(stored),"ours_seconds":\(String(format: "%.3f", ours)),\
+        "ours_rows_per_second":\(Int(oursRate)),"engine_seconds":\(String(format: "%.3f", engine)),\
+        "engine_rows_per_second":\(Int(engineRate)),"ratio":\(String(format: "%.3f", oursRate / engineRate)),\
+        "target_ratio":0.8,"target_met":\(oursRate / engineRate >= 0.8)}
+        """)
+}
+
+func httpBench(url: String, rows total: Int) throws {
+    let plugin = try tracingPlugin()
+    let store = try HTTPStore(url: url)
+    let table = try store.prepare(plugin.tables)[0]
+    final class Collect: RowConsumer {
+        let encoder = RowBinaryEncoder(capacity: 1 << 26)
+        var encodings: UnsafeMutablePointer<RowBuffer.Encoding>
+        init(_ t: TableSchema) {
+            encodings = .allocate(capacity: t.columns.count)
+            for (i, c) in t.columns.enumerated() { (encodings + i).initialize(to: RowBuffer.Encoding(c.type)) }
+        }
+        func consume(_ row: RowBuffer, from channel: PluginChannel) { encoder.encode(row, as: encodings) }
+    }
+    let collect = Collect(table)
+    let channel = PluginChannel(plugin: plugin, instance: try plugin.createInstance(options: PluginOptions()),
+                                enricher: Enricher(nodeName: "bench"), consumer: collect)
+    feed(channel, total: total)
+    let bytes = Data(collect.encoder.buffer)
+    let rounds = 3
+    let ours = try seconds {
+        for _ in 0..<rounds {
+            try store.insert(Batch(table: table, bytes: bytes, rows: total, id: UUID().uuidString, plugin: "bench"))
+        }
+    }
+    let file = NSTemporaryDirectory() + "/infrasight-bench-\(getpid()).rowbinary"
+    FileManager.default.createFile(atPath: file, contents: bytes)
+    defer { unlink(file) }
+    var components = URLComponents(string: url)!
+    let user = "\(components.user ?? "default"):\(components.password ?? "")"
+    components.user = nil
+    components.password = nil
+    components.queryItems = [URLQueryItem(name: "query", value: "INSERT INTO \(table.qualifiedName) \(table.columnList) FORMAT RowBinary")]
+    let curl = try seconds {
+        for _ in 0..<rounds {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            p.arguments = ["-s", "-S", "--fail", "-u", user, "--data-binary", "@\(file)", components.url!.absoluteString]
+            try p.run()
+            p.waitUntilExit()
+        }
+    }
+    let mb = Double(bytes.count * rounds) / 1e6
+    print("""
+        {"bench":"http_client","server":"\(store.versionText)","rows_per_insert":\(total),"inserts":\(rounds),\
+        "mb":\(String(format: "%.1f", mb)),"urlsession_rows_per_second":\(Int(Double(total * rounds) / ours)),\
+        "urlsession_mb_per_second":\(String(format: "%.1f", mb / ours)),"curl_rows_per_second":\(Int(Double(total * rounds) / curl)),\
+        "curl_mb_per_second":\(String(format: "%.1f", mb / curl))}
+        """)
+}
+
+let args = Array(CommandLine.arguments.dropFirst())
+func option(_ name: String) -> String? {
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+do {
+    switch args.first {
+    case "decode":
+        try decodeBench(records: option("--records").flatMap { Int($0) } ?? 5_000_000)
+    case "sink":
+        try sinkBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000)
+    case "http":
+        guard let url = option("--url") else { throw StorageError("http needs --url http://user:pass@host:port/") }
+        try httpBench(url: url, rows: option("--rows").flatMap { Int($0) } ?? 200_000)
+    default:
+        FileHandle.standardError.write(Data("usage: infrasight-bench decode [--records N] | sink [--rows N] | http --url URL [--rows N]\n".utf8))
+        exit(2)
+    }
+} catch {
+    FileHandle.standardError.write(Data("infrasight-bench: \(error)\n".utf8))
+    exit(1)
 }
