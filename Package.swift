@@ -9,6 +9,9 @@ import PackageDescription
 /// First-party probe plugins: folder under Plugins/ → product (lib<product>.so).
 let probePlugins: [(folder: String, target: String)] = [
     ("tracing", "TracingPlugin"),
+    ("ptrace", "PtracePlugin"),
+    ("mmap", "MmapPlugin"),
+    ("mount", "MountPlugin"),
 ]
 
 var products: [Product] = [

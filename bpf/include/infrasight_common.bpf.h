@@ -155,4 +155,40 @@ static __always_inline int is_output(void *ringbuf, void *record, __u64 size)
     return 0;
 }
 
+/* Enter/exit joining for plugins whose record starts with is_event_header: the enter
+ * handler stores the record, keyed by pid_tgid, in an LRU hash (LRU so a thread that dies
+ * inside the call cannot leak an entry); the exit handler completes it and sends it. */
+
+/* Stores `record` for the current thread; a refused update counts as a map-full drop. */
+static __always_inline void is_inflight_put(void *map, void *record)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    if (bpf_map_update_elem(map, &id, record, BPF_ANY))
+        is_count_drop(IS_DROP_MAP_FULL);
+}
+
+/* Completes the current thread's stored record with the exit time, the return value and
+ * the task's identity, sends `size` bytes of it, and forgets it. */
+static __always_inline void is_inflight_finish(void *map, void *ringbuf, long ret, __u64 size)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    struct is_event_header *h = bpf_map_lookup_elem(map, &id);
+    if (!h)
+        return; /* the enter happened before we attached, or was filtered */
+    h->ts_exit_ns = bpf_ktime_get_ns();
+    h->return_code = ret;
+    is_fill_task(h);
+    is_output(ringbuf, h, size);
+    bpf_map_delete_elem(map, &id);
+}
+
+/* Starts a record of `size` bytes and `kind` in the header. */
+static __always_inline void is_begin(struct is_event_header *h, __u16 kind, __u32 size)
+{
+    h->table = 0;
+    h->kind = kind;
+    h->size = size;
+    h->ts_enter_ns = bpf_ktime_get_ns();
+}
+
 #endif

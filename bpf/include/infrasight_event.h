@@ -76,4 +76,48 @@ struct is_tracing_event {
     char argv[IS_ARGV_LEN]; /* only exec records carry it: others end at this member */
 };
 
+/* ---- ptrace plugin ---- */
+
+struct is_ptrace_event {
+    struct is_event_header hdr;
+    __s64 request;
+    __s64 target_pid;
+    __u64 addr;
+    __u64 data;
+};
+
+/* ---- mmap plugin ---- */
+
+struct is_mmap_event {
+    struct is_event_header hdr;
+    __u64 addr;
+    __u64 len;
+    __u64 prot;
+    __u64 flags;
+    __s64 fd; /* -1 for anonymous mappings */
+    __u64 off;
+};
+
+/* ---- mount plugin: mount(2) and umount2(2) ---- */
+
+enum is_mount_kind {
+    IS_MOUNT_MOUNT = 1,
+    IS_MOUNT_UMOUNT,
+};
+
+#define IS_MOUNT_STR_LEN 256
+
+struct is_mount_event {
+    struct is_event_header hdr;
+    __u64 flags;
+    __u32 dev_name_len;
+    __u32 dir_name_len;
+    __u32 type_len;
+    __u32 _pad;
+    char dev_name[IS_MOUNT_STR_LEN];
+    char dir_name[IS_MOUNT_STR_LEN];
+    char type[IS_MOUNT_STR_LEN];
+};
+
+
 #endif
