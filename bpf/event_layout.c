@@ -5,4 +5,4 @@
 
 _Static_assert(sizeof(struct is_event_header) == 88, "is_event_header layout changed");
 _Static_assert(offsetof(struct is_event_header, cgroup_id) == 40, "is_event_header layout");
-_Static_assert(offsetof(struct is_tracing_event, filename) == 88 + 32, "is_tracing_event layout");
+_Static_assert(offsetof(struct is_tracing_event, filename) == 88 + 40, "is_tracing_event layout");

@@ -39,6 +39,7 @@ static __always_inline struct is_mount_event *begin(__u16 kind)
     e->flags = 0;
     e->dev_name_len = e->dir_name_len = e->type_len = 0;
     e->dev_name[0] = e->dir_name[0] = e->type[0] = 0;
+    e->dev_name_ptr = e->dir_name_ptr = e->type_ptr = 0;
     return e;
 }
 
@@ -50,16 +51,38 @@ static __always_inline __u32 read_str(char *dst, const char *src)
     return n > 0 ? n - 1 : 0;
 }
 
+/* Re-reads at exit what the enter could not (see infrasight_event.h), then sends. */
+static __always_inline void finish(long ret)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    struct is_mount_event *e = bpf_map_lookup_elem(&inflight, &id);
+    if (!e)
+        return;
+    if (!e->dev_name_len)
+        e->dev_name_len = read_str(e->dev_name, (const char *)e->dev_name_ptr);
+    if (!e->dir_name_len)
+        e->dir_name_len = read_str(e->dir_name, (const char *)e->dir_name_ptr);
+    if (!e->type_len)
+        e->type_len = read_str(e->type, (const char *)e->type_ptr);
+    is_inflight_finish(&inflight, &events, ret, sizeof(struct is_mount_event));
+}
+
 SEC("tracepoint/syscalls/sys_enter_mount")
 int enter_mount(struct trace_event_raw_sys_enter *ctx)
 {
+    /* Arguments first, into registers: the verifier refuses ctx loads through a pointer
+     * the compiler has offset. */
+    __u64 dev = ctx->args[0], dir = ctx->args[1], type = ctx->args[2], flags = ctx->args[3];
     struct is_mount_event *e = begin(IS_MOUNT_MOUNT);
     if (!e)
         return 0;
-    e->dev_name_len = read_str(e->dev_name, (const char *)ctx->args[0]);
-    e->dir_name_len = read_str(e->dir_name, (const char *)ctx->args[1]);
-    e->type_len = read_str(e->type, (const char *)ctx->args[2]);
-    e->flags = ctx->args[3];
+    e->dev_name_ptr = dev;
+    e->dir_name_ptr = dir;
+    e->type_ptr = type;
+    e->dev_name_len = read_str(e->dev_name, (const char *)dev);
+    e->dir_name_len = read_str(e->dir_name, (const char *)dir);
+    e->type_len = read_str(e->type, (const char *)type);
+    e->flags = flags;
     is_inflight_put(&inflight, e);
     return 0;
 }
@@ -68,11 +91,13 @@ int enter_mount(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_umount")
 int enter_umount(struct trace_event_raw_sys_enter *ctx)
 {
+    __u64 dir = ctx->args[0], flags = ctx->args[1];
     struct is_mount_event *e = begin(IS_MOUNT_UMOUNT);
     if (!e)
         return 0;
-    e->dir_name_len = read_str(e->dir_name, (const char *)ctx->args[0]);
-    e->flags = ctx->args[1];
+    e->dir_name_ptr = dir;
+    e->dir_name_len = read_str(e->dir_name, (const char *)dir);
+    e->flags = flags;
     is_inflight_put(&inflight, e);
     return 0;
 }
@@ -80,13 +105,13 @@ int enter_umount(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_mount")
 int exit_mount(struct trace_event_raw_sys_exit *ctx)
 {
-    is_inflight_finish(&inflight, &events, ctx->ret, sizeof(struct is_mount_event));
+    finish(ctx->ret);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_umount")
 int exit_umount(struct trace_event_raw_sys_exit *ctx)
 {
-    is_inflight_finish(&inflight, &events, ctx->ret, sizeof(struct is_mount_event));
+    finish(ctx->ret);
     return 0;
 }

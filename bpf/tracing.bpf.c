@@ -61,11 +61,13 @@ static __always_inline struct is_tracing_event *begin(__u16 kind)
     e->argc = 0;
     e->argv_truncated = 0;
     e->filename[0] = 0;
+    e->filename_ptr = 0;
     return e;
 }
 
 static __always_inline void read_filename(struct is_tracing_event *e, const char *path)
 {
+    e->filename_ptr = (__u64)path;
     long n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), path);
     e->filename_len = n > 0 ? n - 1 : 0;
 }
@@ -115,6 +117,12 @@ static __always_inline int finish(long ret)
         return 0; /* the enter happened before we attached, or was filtered */
     e->hdr.ts_exit_ns = bpf_ktime_get_ns();
     e->hdr.return_code = ret;
+    /* A path the enter could not read is resident now (the kernel copied it), except
+     * after a successful exec, which replaced the address space. */
+    if (!e->filename_len && e->filename_ptr && e->hdr.kind != IS_TRACING_EXECVE && e->hdr.kind != IS_TRACING_EXECVEAT) {
+        long n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), (const char *)e->filename_ptr);
+        e->filename_len = n > 0 ? n - 1 : 0;
+    }
     is_fill_task(&e->hdr);
     if (e->hdr.size == sizeof(*e))
         is_output(&events, e, sizeof(*e));

@@ -102,21 +102,20 @@ public final class BPFObject {
         let rc = bpf_object__load(raw)
         guard rc != 0 else { return }
         let log = LibbpfLog.drain()
-        if rc == -EPERM || rc == -EACCES && log.allSatisfy({ !$0.contains("processed") }) {
-            throw .notPermitted("loading BPF object \(name)")
-        }
         // libbpf prints "prog 'NAME': failed to load" and the verifier log between
-        // BEGIN/END PROG LOAD LOG markers.
-        if let failed = log.last(where: { $0.contains("failed to load") && $0.contains("prog '") }) {
+        // BEGIN/END PROG LOAD LOG markers. A verifier log means the kernel looked at the
+        // program: a rejection, whatever the errno (EACCES and EPERM both occur).
+        if let failed = log.last(where: { $0.contains("failed to load") && $0.contains("prog '") }),
+            let begin = log.lastIndex(where: { $0.contains("BEGIN PROG LOAD LOG") }),
+            let end = log.lastIndex(where: { $0.contains("END PROG LOAD LOG") }), begin < end
+        {
             let program = failed.split(separator: "'").dropFirst().first.map(String.init) ?? "?"
-            var verifier: [String] = []
-            if let begin = log.lastIndex(where: { $0.contains("BEGIN PROG LOAD LOG") }),
-                let end = log.lastIndex(where: { $0.contains("END PROG LOAD LOG") }), begin < end
-            {
-                verifier = log[(begin + 1)..<end].filter { !$0.hasPrefix("processed ") && !$0.hasPrefix("verification time") }
-            }
+            var verifier = log[(begin + 1)..<end].filter { !$0.hasPrefix("processed ") && !$0.hasPrefix("verification time") }
             if verifier.isEmpty { verifier = [errnoText(rc)] }
-            throw .verifierRejected(program: program, log: verifier)
+            throw .verifierRejected(program: program, log: Array(verifier))
+        }
+        if rc == -EPERM || rc == -EACCES {
+            throw .notPermitted("loading BPF object \(name)")
         }
         throw .load(log.last ?? errnoText(rc))
     }

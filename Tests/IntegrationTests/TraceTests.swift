@@ -90,6 +90,33 @@ import Testing
         #expect(stderr.contains("decode errors 0"))
     }
 
+    /// A path in a page the process never touched cannot be read at syscall enter (BPF
+    /// cannot fault pages in); the plugin reads it again at exit, once the kernel has.
+    @Test func aPathInAnUntouchedPageIsStillRecorded() throws {
+        let dir = try makeTempDir(prefix: "trace")
+        let target = "\(dir)/target-file"
+        try "x".write(toFile: target, atomically: true, encoding: .utf8)
+        let pathFile = "\(dir)/path"
+        try (target + "\0").write(toFile: pathFile, atomically: true, encoding: .utf8)
+        let helper = "\(dir)/untouched"
+        try compileC("""
+            #include <fcntl.h>
+            #include <sys/mman.h>
+            int main(int argc, char **argv) {
+                int fd = open(argv[1], O_RDONLY);
+                /* The path lives only in this mapping, whose page is not faulted in yet. */
+                const char *path = mmap(0, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+                if (path == MAP_FAILED) return 1;
+                return open(path, O_RDONLY) >= 0 ? 0 : 2;
+            }
+            """, to: helper, flags: ["-O1"])
+        let trace = try Self.startTrace(["--plugins", "tracing"])
+        let pid = try Self.spawn(helper, [pathFile])
+        let (rows, _) = try Self.stop(trace)
+        let opens = rows.filter { int($0, "pid") == Int64(pid) && $0["event_type"] as? String == "open" }
+        #expect(opens.contains { $0["filename"] as? String == target && (int($0, "return_code") ?? -1) >= 0 }, "\(opens.map { $0["filename"] ?? "" })")
+    }
+
     @Test func wallTimeIsTheRealTimeOfTheSyscall() throws {
         let trace = try Self.startTrace(["--plugins", "tracing"])
         let before = Int64(Date().timeIntervalSince1970 * 1000)

@@ -16,6 +16,11 @@
 #define IS_COMM_LEN 16
 #define IS_PATH_LEN 256
 #define IS_ARGV_LEN 1024 /* bytes of argv kept; each argument starts in the first half */
+
+/* Strings are read from user memory at syscall enter and, when that fails, again at
+ * exit: a tracepoint cannot fault pages in, and a path in a page the process has not
+ * touched yet (a string literal in a fresh binary) is only resident once the kernel has
+ * read it during the call. */
 #define IS_MAX_ARGS 20
 
 /* Indices of the per-CPU drop counters every plugin's BPF object keeps in map is_drops. */
@@ -72,6 +77,7 @@ struct is_tracing_event {
     __u32 argv_len;         /* bytes in argv: arguments separated by NUL */
     __u32 argc;             /* arguments read (capped at IS_MAX_ARGS) */
     __u32 argv_truncated;   /* 1 when more arguments or bytes existed */
+    __u64 filename_ptr;     /* the user pointer, to re-read at exit (kernel side only) */
     char filename[IS_PATH_LEN];
     char argv[IS_ARGV_LEN]; /* only exec records carry it: others end at this member */
 };
@@ -114,6 +120,10 @@ struct is_mount_event {
     __u32 dir_name_len;
     __u32 type_len;
     __u32 _pad;
+    /* The user pointers, to re-read at exit (kernel side only). */
+    __u64 dev_name_ptr;
+    __u64 dir_name_ptr;
+    __u64 type_ptr;
     char dev_name[IS_MOUNT_STR_LEN];
     char dir_name[IS_MOUNT_STR_LEN];
     char type[IS_MOUNT_STR_LEN];
