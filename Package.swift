@@ -12,6 +12,7 @@ let probePlugins: [(folder: String, target: String)] = [
     ("ptrace", "PtracePlugin"),
     ("mmap", "MmapPlugin"),
     ("mount", "MountPlugin"),
+    ("resource", "ResourcePlugin"),
 ]
 
 var products: [Product] = [

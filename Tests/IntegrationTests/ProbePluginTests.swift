@@ -7,8 +7,14 @@ import Testing
 /// helpers that make known calls and print what they got back.
 @Suite(.serialized) struct ProbePluginTests {
     /// Runs `workload` while `infrasight trace --plugins plugins` runs; returns the rows.
-    static func trace(_ plugins: String, _ workload: () throws -> Void) throws -> [[String: Any]] {
-        let trace = try BackgroundProcess(Paths.infrasight, ["trace", "--plugins", plugins])
+    static func trace(_ plugins: String, config: String? = nil, _ workload: () throws -> Void) throws -> [[String: Any]] {
+        var args = ["trace", "--plugins", plugins]
+        if let config {
+            let dir = try makeTempDir(prefix: "cfg")
+            try config.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+            args += ["--config", "\(dir)/c.yaml"]
+        }
+        let trace = try BackgroundProcess(Paths.infrasight, args)
         try trace.waitForStderr("infrasight: note: started: ")
         try workload()
         usleep(300_000)
@@ -163,5 +169,53 @@ import Testing
         #expect(cli["dev_name"] as? String == "cli-tmpfs")
         #expect(cli["dir_name"] as? String == dir)
         #expect(cli["type"] as? String == "tmpfs")
+    }
+
+    @Test func resourceRowsAddUpToWhatAChildDidAndEndWithAnInactiveRow() throws {
+        let dir = try makeTempDir(prefix: "resource")
+        let helper = try Self.helper("burner", """
+            #include <fcntl.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <time.h>
+            #include <unistd.h>
+            static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+            int main(int argc, char **argv) {
+                int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+                char *block = malloc(1 << 20);
+                memset(block, 7, 1 << 20);
+                for (int i = 0; i < 8; i++) if (write(fd, block, 1 << 20) != 1 << 20) return 1;
+                close(fd);
+                volatile unsigned long x = 0;
+                double end = now() + 1.3;   /* CPU-bound: longer than the 1 s interval */
+                while (now() < end) x++;
+                return 0;
+            }
+            """)
+        var pid: Int32 = 0
+        let rows = try Self.trace("resource", config: "plugins:\n  options:\n    resource:\n      interval_seconds: 1\n") {
+            pid = try Self.runHelper(helper, ["\(dir)/out"]).pid
+        }
+        let mine = rows.filter { int($0, "pid") == Int64(pid) }
+        #expect(!mine.isEmpty)
+        let cpu = mine.reduce(Int64(0)) { $0 + (int($1, "cpu_ns") ?? 0) }
+        let written = mine.reduce(Int64(0)) { $0 + (int($1, "bytes_written") ?? 0) }
+        #expect(cpu >= 1_000_000_000, "cpu_ns \(cpu)")
+        #expect(written >= 8 << 20, "bytes_written \(written)")
+        #expect(mine.reduce(Int64(0)) { $0 + (int($1, "vm_mmap_bytes") ?? 0) } > 0)
+        #expect(mine.reduce(Int64(0)) { $0 + (int($1, "user_faults") ?? 0) } > 0)
+        // Active rows while it ran, then exactly one last row with isActive = 0.
+        #expect(mine.contains { int($0, "isActive") == 1 })
+        #expect(mine.filter { int($0, "isActive") == 0 }.count == 1)
+        #expect(int(mine.last!, "isActive") == 0)
+        #expect(mine.allSatisfy { $0["comm"] as? String == "burner" && $0["table"] as? String == "resource_events" })
+    }
+
+    @Test func aBadResourceIntervalIsRefusedWithItsReason() throws {
+        let dir = try makeTempDir(prefix: "cfg")
+        try "plugins:\n  options:\n    resource:\n      interval_seconds: 0\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        let r = try run(Paths.infrasight, ["trace", "--plugins", "resource", "--config", "\(dir)/c.yaml", "--duration", "1"])
+        #expect(r.status == 1)
+        #expect(r.stderr == "infrasight: plugin resource: refused its options: option interval_seconds must be between 1 and 3600\n")
     }
 }
