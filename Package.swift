@@ -13,6 +13,7 @@ let probePlugins: [(folder: String, target: String)] = [
     ("mmap", "MmapPlugin"),
     ("mount", "MountPlugin"),
     ("resource", "ResourcePlugin"),
+    ("network", "NetworkPlugin"),
 ]
 
 var products: [Product] = [

@@ -34,7 +34,11 @@ CREATE TABLE IF NOT EXISTS audit.network_events (
 
   container_id String,
   container_image String,
-  container_labels_json JSON
+  container_labels_json JSON,
+
+  -- InfraSight additions (appended; the columns above are the original schema)
+  protocol String,
+  unix_path String
 )
 ENGINE = MergeTree()
 ORDER BY wall_time_ms;

@@ -22,6 +22,7 @@ packages=(
     libpython3.11 python3-pip                     # embedded ClickHouse (chdb) needs libpython's symbols
     libcurl4 curl                                 # URLSession (the ClickHouse HTTP client) runs on libcurl; tests use curl
     clickhouse-server clickhouse-client           # tests against a real ClickHouse server (it is not started here)
+    iproute2 dnsmasq-base strace                  # network tests: namespaces, a real DNS server; ptrace tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -28,6 +28,11 @@ import Testing
         let catPid = try Self.spawn("/bin/cat", [file])
         let missingPid = try Self.spawn("/bin/cat", ["\(dir)/missing"])
         let chmodPid = try Self.spawn("/bin/chmod", ["600", file])
+        // Something for every other plugin: a traced process, a mount, a connection.
+        _ = try Self.spawn("/usr/bin/strace", ["-o", "/dev/null", "/bin/true"])
+        _ = try Self.spawn("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "run-test", dir])
+        _ = try Self.spawn("/bin/umount", [dir])
+        _ = try Self.spawn("/usr/bin/curl", ["-s", "-m", "1", "http://127.0.0.1:1/"])
         // While run holds the data directory, queries go through its socket.
         var during = ""
         let deadline = Date().addingTimeInterval(20)
@@ -61,6 +66,11 @@ import Testing
         let stored = Int(summary.split(separator: " ").last!)!
         #expect(try query(["--data-dir", data], "SELECT count() FROM audit.tracing_events") == "\(stored)\n")
         #expect(try query(["--data-dir", data, "--format", "JSONEachRow"], "SELECT event_type FROM audit.tracing_events WHERE pid = \(chmodPid) AND event_type = 'chmod'") == "{\"event_type\":\"chmod\"}\n")
+        // Every plugin's table has rows.
+        for table in ["tracing_events", "network_events", "ptrace_events", "mmap_events", "mount_events", "resource_events"] {
+            let n = Int(try query(["--data-dir", data], "SELECT count() FROM audit.\(table)").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            #expect(n > 0, "\(table) is empty")
+        }
         let groups = try query(["--data-dir", data], "SELECT event_type, count() FROM audit.tracing_events GROUP BY event_type ORDER BY event_type")
         #expect(groups.contains("chmod\t") && groups.contains("execve\t") && groups.contains("open\t"))
     }
@@ -101,8 +111,8 @@ import Testing
         let data = try makeTempDir(prefix: "schemadata")
         let r = try run(Paths.infrasight, ["schema", "apply", "--data-dir", data])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.hasPrefix("applied 5 tables to embedded ClickHouse at \(data): audit.mmap_events, audit.mount_events, audit.ptrace_events, audit.resource_events, audit.tracing_events"))
-        #expect(try query(["--data-dir", data], "SHOW TABLES FROM audit") == "mmap_events\nmount_events\nptrace_events\nresource_events\ntracing_events\n")
+        #expect(r.stdout.hasPrefix("applied 6 tables to embedded ClickHouse at \(data): audit.mmap_events, audit.mount_events, audit.network_events, audit.ptrace_events, audit.resource_events, audit.tracing_events"))
+        #expect(try query(["--data-dir", data], "SHOW TABLES FROM audit") == "mmap_events\nmount_events\nnetwork_events\nptrace_events\nresource_events\ntracing_events\n")
     }
 
     @Test func aMissingChdbLibraryIsOneLineSayingHowToInstallIt() throws {

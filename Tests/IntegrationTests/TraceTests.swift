@@ -52,6 +52,9 @@ import Testing
             #expect(r["table"] as? String == "tracing_events")
             #expect(int(r, "pid") == Int64(pid))
             #expect(int(r, "ppid") == Int64(me))
+            // The test runs in the initial pid namespace: the namespace ids are the same.
+            #expect(int(r, "user_pid") == Int64(pid))
+            #expect(int(r, "user_ppid") == Int64(me))
             #expect(int(r, "uid") == Int64(getuid()))
             #expect(int(r, "gid") == Int64(getgid()))
             #expect(r["comm"] as? String == comm)

@@ -118,13 +118,14 @@ static __always_inline void is_fill_task(struct is_event_header *h)
     h->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(h->comm, sizeof(h->comm));
 
-    /* The ids as seen in the task's own pid namespace: the last level of its struct pid. */
-    struct pid *pid = BPF_CORE_READ(task, thread_pid);
+    /* The process ids as seen in the task's own pid namespace: the last level of the
+     * struct pid of the group leader (the process), and of the parent's group leader. */
+    struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
     unsigned int level = BPF_CORE_READ(pid, level);
     struct upid up = {};
     bpf_core_read(&up, sizeof(up), &pid->numbers[level]);
     h->ns_pid = up.nr;
-    struct pid *ppid = BPF_CORE_READ(task, real_parent, thread_pid);
+    struct pid *ppid = BPF_CORE_READ(task, real_parent, group_leader, thread_pid);
     unsigned int plevel = BPF_CORE_READ(ppid, level);
     /* A parent outside the task's namespace (a level above it) has no id there: 0. */
     h->ns_ppid = 0;
