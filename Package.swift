@@ -29,12 +29,14 @@ var targets: [Target] = [
     .target(name: "CInfraSightEvent", path: "bpf", sources: ["event_layout.c"], publicHeadersPath: "include"),
     .systemLibrary(name: "CLibbpf", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]),
     .target(name: "InfraSightSchema"),
+    // Linux calls the Swift Glibc module does not expose (open_by_handle_at).
+    .target(name: "CHostShims"),
     .target(name: "InfraSightSDK", dependencies: ["CInfraSightABI", "CInfraSightEvent", "InfraSightSchema"]),
     .target(name: "InfraSightBPF", dependencies: ["CLibbpf"]),
     .target(
         name: "InfraSightCore",
         dependencies: [
-            "CInfraSightABI", "CInfraSightEvent", "InfraSightSchema", "InfraSightBPF",
+            "CInfraSightABI", "CInfraSightEvent", "InfraSightSchema", "InfraSightBPF", "CHostShims",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),

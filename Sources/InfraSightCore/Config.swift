@@ -19,6 +19,9 @@ public struct InfraSightConfig: Equatable, Sendable {
     public static let defaultPluginDirs = ["/usr/lib/infrasight/plugins"]
 
     public var nodeName: String?
+    /// Where the host's filesystem is: `/`, or e.g. `/host` when the agent runs in a
+    /// container (passwd, the cgroup2 mount and the runtime socket are read under it).
+    public var hostRoot = "/"
     public var pluginDirs: [String] = InfraSightConfig.defaultPluginDirs
     /// nil: every plugin found is enabled.
     public var enabledPlugins: [String]?
@@ -61,6 +64,7 @@ public struct InfraSightConfig: Equatable, Sendable {
         for (key, value) in try r.mapping(root, at: "") {
             switch key {
             case "node_name": config.nodeName = try r.string(value, at: "node_name")
+            case "host_root": config.hostRoot = try r.string(value, at: "host_root")
             case "plugins":
                 for (pkey, pvalue) in try r.mapping(value, at: "plugins") {
                     let path = "plugins.\(pkey)"

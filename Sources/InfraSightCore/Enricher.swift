@@ -8,10 +8,14 @@ import Glibc
 ///
 /// Users come from the host's passwd file (`hostRoot`/etc/passwd), read at start and
 /// re-read when a uid is missing, at most every `userRefresh` seconds; an unknown uid is
-/// stored as its decimal number. Container and cgroup-name columns are left empty here
-/// (container `{}` for the labels JSON).
+/// stored as its decimal number. `cgroup_name` is the cgroup2 path of the event's cgroup,
+/// `container_id` the container id in it (`CgroupResolver`), image and labels come from
+/// the runtime (`ContainerResolver`); a host process has empty container columns and
+/// `{}` labels.
 public final class Enricher {
     public let nodeName: [UInt8]
+    public let cgroups: CgroupResolver
+    public let containers: ContainerResolver
     private var users: [UInt32: [UInt8]] = [:]
     private let passwdPath: String
     private let userRefresh: Double = 30
@@ -23,11 +27,12 @@ public final class Enricher {
     private var lastUid: UInt32 = .max
     private var lastUser: [UInt8] = []
     private var lastUserMiss: UInt64 = 0
-    private static let emptyLabels: [UInt8] = Array("{}".utf8)
 
     public init(nodeName: String?, hostRoot: String = "/") {
         let name = nodeName ?? ProcessInfo.processInfo.environment["NODE_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? Enricher.hostname()
         self.nodeName = Array(name.utf8)
+        cgroups = CgroupResolver(hostRoot: hostRoot)
+        containers = ContainerResolver(hostRoot: hostRoot)
         passwdPath = (hostRoot as NSString).appendingPathComponent("etc/passwd")
         loadUsers()
         refreshOffset(now: Enricher.monotonicNs())
@@ -86,13 +91,45 @@ public final class Enricher {
                 row.setFloat(column, Double(x >= e ? x - e : 0) / 1e6)
             case .wallTimeMs, .wallTimeDt:
                 row.setInt(column, wallTimeMs(monotonicNs: h.pointee.ts_enter_ns))
+            case .cgroupName:
+                let entry = cgroup(h.pointee.cgroup_id)
+                entry.path.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
+            case .containerId:
+                let entry = cgroup(h.pointee.cgroup_id)
+                entry.containerId.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
+            case .containerImage:
+                container(h.pointee.cgroup_id).image.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .containerLabels:
-                Enricher.emptyLabels.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
-            case .cgroupName, .containerId, .containerImage:
-                row.setString(column, nil, 0)
+                container(h.pointee.cgroup_id).labels.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             default: break
             }
         }
+    }
+
+    /// One-entry caches in front of the resolvers: consecutive events mostly share a cgroup.
+    private var lastCgroupId: UInt64 = .max
+    private var lastCgroup = CgroupResolver.Entry(path: [], containerId: [])
+    private var lastContainerCgroupId: UInt64 = .max
+    private var lastContainer = ContainerResolver.Metadata.empty
+
+    @inline(__always) private func cgroup(_ id: UInt64) -> CgroupResolver.Entry {
+        if id != lastCgroupId {
+            lastCgroupId = id
+            lastCgroup = cgroups.resolve(id)
+        }
+        return lastCgroup
+    }
+
+    @inline(__always) private func container(_ id: UInt64) -> ContainerResolver.Metadata {
+        if id != lastContainerCgroupId {
+            let m = containers.metadata(for: cgroup(id).containerId)
+            // Only a found answer is kept here: a miss is retried through the resolver's
+            // own (expiring) negative cache.
+            if m.image.isEmpty { return m }
+            lastContainerCgroupId = id
+            lastContainer = m
+        }
+        return lastContainer
     }
 
     /// Sets `lastUser` to the name of `uid`, re-reading passwd on a miss at most every

@@ -25,10 +25,17 @@ struct PluginSelection {
     /// Loads and attaches the plugins; reports the ones that fail and says which started.
     func start(consumer: RowConsumer, logger: Logger) throws -> ProbeRuntime {
         let runtime: ProbeRuntime
+        let enricher = Enricher(nodeName: config.nodeName, hostRoot: config.hostRoot)
         do {
-            runtime = try ProbeRuntime(plugins: plugins, config: config, enricher: Enricher(nodeName: config.nodeName), consumer: consumer, logger: logger)
+            runtime = try ProbeRuntime(plugins: plugins, config: config, enricher: enricher, consumer: consumer, logger: logger)
         } catch {
             throw failure("\(error)")
+        }
+        if !enricher.cgroups.available {
+            logger.notice("no cgroup2 mount found under \(config.hostRoot): cgroup_name and container_id stay empty")
+        }
+        if enricher.containers.socketPath == nil {
+            logger.notice("no container runtime socket (docker.sock, podman.sock) under \(config.hostRoot): container_image and labels stay empty")
         }
         for f in runtime.failures { logger.error("plugin \(f.plugin): \(f.reason)") }
         return runtime

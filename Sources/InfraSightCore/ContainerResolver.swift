@@ -1,0 +1,114 @@
+import Foundation
+import Glibc
+
+/// Container image and labels from the container runtime's API: the Docker Engine API
+/// over its unix socket (podman serves the same API on its own socket).
+///
+/// Lookups run on the caller's thread, once per container and with a short timeout
+/// (`timeout`, default 100 ms): the first event of a new container waits at most that
+/// long for its metadata, so the rows people look for first carry image and labels; a
+/// runtime that is slower (dockerd answers inspect only once a starting container is up)
+/// or down costs that container's rows their metadata for `retryAfter` (0.5 s), an
+/// unknown container for `negativeTTL`, never an event. Answers are cached for
+/// `positiveTTL`; the cache holds at most `capacity` containers.
+public final class ContainerResolver {
+    public struct Metadata {
+        public let image: [UInt8]
+        /// The labels as a JSON object with sorted keys, `{}` when none.
+        public let labels: [UInt8]
+        public static let empty = Metadata(image: [], labels: Array("{}".utf8))
+    }
+
+    public let socketPath: String?
+    let timeout: Double
+    let positiveTTL = 300.0
+    let negativeTTL = 5.0
+    let retryAfter = 0.5
+    public let capacity: Int
+    private var cache: [[UInt8]: (Metadata, Double)] = [:]
+    public private(set) var lookups = 0
+
+    public init(hostRoot: String = "/", timeout: Double = 0.1, capacity: Int = 4096) {
+        let root = hostRoot == "/" ? "" : hostRoot
+        socketPath = ["\(root)/var/run/docker.sock", "\(root)/run/podman/podman.sock"].first {
+            var st = stat()
+            return stat($0, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+        }
+        self.timeout = timeout
+        self.capacity = capacity
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    public func metadata(for id: [UInt8]) -> Metadata {
+        guard !id.isEmpty, socketPath != nil else { return .empty }
+        let now = Self.now()
+        if let (m, expires) = cache[id], expires > now { return m }
+        lookups += 1
+        let answer = inspect(String(decoding: id, as: UTF8.self))
+        if cache.count >= capacity { cache = cache.filter { $0.value.1 > now } }
+        if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
+        switch answer {
+        case .found(let m): cache[id] = (m, now + positiveTTL); return m
+        case .unknown: cache[id] = (.empty, now + negativeTTL)
+        case .unavailable: cache[id] = (.empty, now + retryAfter)
+        }
+        return .empty
+    }
+
+    enum Answer { case found(Metadata), unknown, unavailable }
+
+    /// GET /containers/<id>/json over the unix socket (HTTP/1.0: the body ends at close).
+    func inspect(_ id: String) -> Answer {
+        guard let socketPath else { return .unavailable }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return .unavailable }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 0, tv_usec: Int(timeout * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socketPath.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return .unavailable }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else { return .unavailable }
+        let request = Array("GET /containers/\(id)/json HTTP/1.0\r\nHost: docker\r\n\r\n".utf8)
+        guard write(fd, request, request.count) == request.count else { return .unavailable }
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        let deadline = Self.now() + timeout
+        while Self.now() < deadline {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            response += chunk[0..<n]
+            if response.count > 4 << 20 { return .unavailable }
+        }
+        if String(decoding: response.prefix(16), as: UTF8.self).contains(" 404") { return .unknown }
+        return Self.parse(response).map(Answer.found) ?? .unavailable
+    }
+
+    /// Image and labels from an inspect response (status line, headers, JSON body).
+    static func parse(_ response: [UInt8]) -> Metadata? {
+        let text = response
+        guard let split = (0..<max(0, text.count - 3)).first(where: { text[$0] == 13 && text[$0 + 1] == 10 && text[$0 + 2] == 13 && text[$0 + 3] == 10 }) else { return nil }
+        let status = String(decoding: text[0..<min(split, 64)], as: UTF8.self)
+        guard status.hasPrefix("HTTP/1.") && status.contains(" 200 ") else { return nil }
+        let body = Data(text[(split + 4)...])
+        guard let json = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
+            let config = json["Config"] as? [String: Any]
+        else { return nil }
+        let image = (config["Image"] as? String) ?? ""
+        let labels = (config["Labels"] as? [String: String]) ?? [:]
+        let encoded = (try? JSONSerialization.data(withJSONObject: labels, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return Metadata(image: Array(image.utf8), labels: Array(encoded))
+    }
+}
