@@ -23,6 +23,7 @@ packages=(
     libcurl4 curl                                 # URLSession (the ClickHouse HTTP client) runs on libcurl; tests use curl
     clickhouse-server clickhouse-client           # tests against a real ClickHouse server (it is not started here)
     iproute2 dnsmasq-base strace                  # network tests: namespaces, a real DNS server; ptrace tests
+    docker.io                                     # container enrichment tests (dockerd is started by the tests)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -28,10 +28,10 @@ public final class Enricher {
     private var lastUser: [UInt8] = []
     private var lastUserMiss: UInt64 = 0
 
-    public init(nodeName: String?, hostRoot: String = "/") {
+    public init(nodeName: String?, hostRoot: String = "/", cgroupCapacity: Int = 16384) {
         let name = nodeName ?? ProcessInfo.processInfo.environment["NODE_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? Enricher.hostname()
         self.nodeName = Array(name.utf8)
-        cgroups = CgroupResolver(hostRoot: hostRoot)
+        cgroups = CgroupResolver(hostRoot: hostRoot, capacity: cgroupCapacity)
         containers = ContainerResolver(hostRoot: hostRoot)
         passwdPath = (hostRoot as NSString).appendingPathComponent("etc/passwd")
         loadUsers()
@@ -58,7 +58,25 @@ public final class Enricher {
         lastOffsetRefresh = now
     }
 
+    private var passwdModified: timespec = timespec()
+    private var lastPasswdCheck: UInt64 = 0
+
+    /// Re-reads passwd when it changed (checked at most every `userRefresh` seconds), so a
+    /// renamed or removed user does not keep its old name.
+    private func checkPasswd(now: UInt64) {
+        guard Double(now &- lastPasswdCheck) / 1e9 > userRefresh else { return }
+        lastPasswdCheck = now
+        var st = stat()
+        guard stat(passwdPath, &st) == 0 else { return }
+        if st.st_mtim.tv_sec != passwdModified.tv_sec || st.st_mtim.tv_nsec != passwdModified.tv_nsec {
+            loadUsers()
+            lastUid = .max
+        }
+    }
+
     private func loadUsers() {
+        var st = stat()
+        if stat(passwdPath, &st) == 0 { passwdModified = st.st_mtim }
         guard let text = try? String(contentsOfFile: passwdPath, encoding: .utf8) else { return }
         var map: [UInt32: [UInt8]] = [:]
         for line in text.split(separator: "\n") {
@@ -83,6 +101,7 @@ public final class Enricher {
             case .nodeName:
                 nodeName.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .user:
+                checkPasswd(now: now)
                 let uid = h.pointee.uid
                 if uid != lastUid { lookUpUser(uid, now: now) }
                 lastUser.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }

@@ -1,0 +1,137 @@
+import Foundation
+import Glibc
+import CInfraSightEvent
+import InfraSightCore
+import InfraSightSchema
+import InfraSightTestSupport
+import Testing
+
+/// Enrichment at the source on the real host: containers (a real dockerd), cgroups,
+/// users, and the bounds of the caches.
+@Suite(.serialized) struct EnrichmentTests {
+    static func trace(_ workload: () throws -> Void) throws -> [[String: Any]] {
+        let trace = try BackgroundProcess(Paths.infrasight, ["trace", "--plugins", "tracing"])
+        try trace.waitForStderr("infrasight: note: started: ")
+        try workload()
+        usleep(300_000)
+        trace.signal(SIGINT)
+        let r = trace.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        return try jsonLines(r.stdout)
+    }
+
+    @Test func containerRowsCarryIdImageAndLabelsAndHostRowsDoNot() throws {
+        try Docker.ready()
+        let id = try Docker.docker(["run", "-d", "--label", "app=demo", "--label", "tier=web", Docker.image, "sleep", "600"])
+        defer { _ = try? Docker.docker(["rm", "-f", id]) }
+        #expect(id.count == 64)
+        var hostPid: Int32 = 0
+        let rows = try Self.trace {
+            _ = try Docker.docker(["exec", id, "cat", "/etc/motd"])
+            _ = try Docker.docker(["exec", id, "sh", "-c", "cat /etc/motd"])
+            let host = try BackgroundProcess("/bin/cat", ["/etc/hostname"])
+            _ = host.wait()
+            hostPid = host.pid
+        }
+        let inContainer = rows.filter { $0["container_id"] as? String == id }
+        let cat = try #require(inContainer.first { $0["comm"] as? String == "cat" && $0["filename"] as? String == "/etc/motd" }, "\(inContainer.count) container rows")
+        #expect(cat["container_image"] as? String == Docker.image)
+        #expect(cat["container_labels_json"] as? [String: String] == ["app": "demo", "tier": "web"])
+        #expect(cat["cgroup_name"] as? String == "/docker/\(id)")
+        // The sh -c exec: its own execve row, in the same container.
+        let sh = try #require(inContainer.first { $0["event_type"] as? String == "execve" && $0["comm"] as? String == "sh" })
+        #expect((sh["argv"] as? String)?.hasPrefix("sh -c cat /etc/motd") == true)
+        #expect(sh["container_image"] as? String == Docker.image)
+        // In the container's pid namespace the ids differ from the host's.
+        #expect(int(cat, "user_pid") != int(cat, "pid"))
+        let host = try #require(rows.first { int($0, "pid") == Int64(hostPid) && $0["filename"] as? String == "/etc/hostname" })
+        #expect(host["container_id"] as? String == "")
+        #expect(host["container_image"] as? String == "")
+        #expect((host["container_labels_json"] as? [String: Any])?.isEmpty == true)
+    }
+
+    @Test func aProcessMovedIntoANewCgroupGetsThatCgroupName() throws {
+        let mount = try #require(CgroupResolver().mountPoint, "no cgroup2 mount")
+        let name = "infrasight-test-\(getpid())"
+        let dir = "\(mount)/\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        defer { rmdir(dir) }
+        var pid: Int32 = 0
+        let rows = try Self.trace {
+            let p = try BackgroundProcess("/bin/sh", ["-c", "echo $$ > \(dir)/cgroup.procs && exec cat /etc/hostname"])
+            _ = p.wait()
+            pid = p.pid
+        }
+        let row = try #require(rows.first { int($0, "pid") == Int64(pid) && $0["filename"] as? String == "/etc/hostname" })
+        #expect(row["cgroup_name"] as? String == "/\(name)")
+        var st = stat()
+        stat(dir, &st)
+        #expect(int(row, "cgroup_id") == Int64(st.st_ino))
+        #expect(row["container_id"] as? String == "")
+    }
+
+    @Test func aProcessOfATestUserHasThatUsersName() throws {
+        let user = "isuser\(getpid() % 100_000)"
+        let add = try run("/usr/sbin/useradd", ["-M", "-N", "-s", "/usr/sbin/nologin", user])
+        #expect(add.status == 0, "\(add.stderr)")
+        defer { _ = try? run("/usr/sbin/userdel", [user]) }
+        let uid = try run("/usr/bin/id", ["-u", user]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        var pid: Int32 = 0
+        let rows = try Self.trace {
+            let p = try BackgroundProcess("/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/bin/cat", "/etc/hostname"])
+            _ = p.wait()
+            pid = p.pid
+        }
+        let row = try #require(rows.first { int($0, "pid") == Int64(pid) && $0["filename"] as? String == "/etc/hostname" })
+        #expect(row["user"] as? String == user)
+        #expect(String(int(row, "uid") ?? -1) == uid)
+    }
+
+    /// 10,000 distinct uids and cgroup ids through the enricher: the caches stay bounded.
+    @Test func cachesStayBoundedUnderTenThousandDistinctUidsAndCgroups() throws {
+        let enricher = Enricher(nodeName: "n", cgroupCapacity: 1000)
+        let schema = try TableSchema(ddl: """
+            CREATE TABLE t (uid UInt32, cgroup_id UInt64, user String, cgroup_name String, container_id String) ENGINE = Memory
+            """)
+        let row = RowBuffer(schema: schema, tableIndex: 0)
+        let map = HostColumnMap(schema: schema)
+        var header = is_event_header()
+        for i in 0..<10_000 {
+            header.uid = UInt32(100_000 + i)
+            header.cgroup_id = UInt64(1_000_000_000 + i)
+            header.ts_enter_ns = UInt64(i)
+            row.reset()
+            withUnsafePointer(to: &header) { enricher.fill(row, map: map, header: $0) }
+            #expect(row.string(2) == String(100_000 + i))
+        }
+        #expect(enricher.cgroups.cachedCount <= 1000)
+        #expect(enricher.cgroups.lookups == 10_000)
+    }
+
+    @Test func runStoresContainerAttributedRows() throws {
+        try Docker.ready()
+        let id = try Docker.docker(["run", "-d", "--label", "team=audit", Docker.image, "sleep", "600"])
+        defer { _ = try? Docker.docker(["rm", "-f", id]) }
+        let data = try makeTempDir(prefix: "rundocker")
+        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data])
+        try agent.waitForStderr("infrasight: note: started: ")
+        _ = try Docker.docker(["exec", id, "cat", "/etc/motd"])
+        usleep(300_000)
+        agent.signal(SIGINT)
+        #expect(agent.wait().status == 0)
+        let r = try run(Paths.infrasight, ["query", "--data-dir", data, """
+            SELECT container_image, container_labels_json.team::String, cgroup_name FROM audit.tracing_events
+            WHERE container_id = '\(id)' AND filename = '/etc/motd' LIMIT 1
+            """])
+        #expect(r.stdout == "\(Docker.image)\taudit\t/docker/\(id)\n", "\(r.stderr)")
+    }
+
+    @Test func withoutARuntimeSocketOneLineSaysContainerFieldsStayEmpty() throws {
+        let root = try makeTempDir(prefix: "hostroot")
+        let cfg = try makeTempDir(prefix: "cfg")
+        try "host_root: \(root)\n".write(toFile: "\(cfg)/c.yaml", atomically: true, encoding: .utf8)
+        let r = try run(Paths.infrasight, ["trace", "--plugins", "tracing", "--config", "\(cfg)/c.yaml", "--duration", "1"])
+        #expect(r.status == 0)
+        #expect(r.stderr.contains("infrasight: note: no container runtime socket (docker.sock, podman.sock) under \(root): container_image and labels stay empty\n"))
+    }
+}
