@@ -170,23 +170,7 @@ import Testing
 
     /// Conservation: every event is either received or counted as a kernel drop.
     @Test func everyOpenIsReceivedOrCountedAsDropped() throws {
-        let dir = try makeTempDir(prefix: "conserve")
-        let helper = "\(dir)/openloop"
-        try compileC("""
-            #include <fcntl.h>
-            #include <stdlib.h>
-            #include <unistd.h>
-            int main(int argc, char **argv) {
-                long n = atol(argv[2]);
-                for (long i = 0; i < n; i++) {
-                    int fd = open(argv[1], O_RDONLY);
-                    if (fd >= 0) close(fd);
-                }
-                return 0;
-            }
-            """, to: helper, flags: ["-O2", "-static"])
-        let marker = "\(dir)/marker"
-        FileManager.default.createFile(atPath: marker, contents: Data())
+        let (helper, marker, dir) = try buildOpenLoop()
         // Only the helper's comm: a static binary opens nothing but the marker, so the
         // plugin's counts are exactly the helper's opens.
         try "plugins:\n  options:\n    tracing:\n      include_comms: [openloop]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)

@@ -156,3 +156,38 @@ extension Paths {
         (URL(fileURLWithPath: infrasight).resolvingSymlinksInPath().deletingLastPathComponent().path)
     }
 }
+
+/// A static program that opens `argv[1]` `argv[2]` times and nothing else (being static,
+/// it loads no libraries): an exact count of openat calls under the comm `openloop`.
+public func buildOpenLoop() throws -> (helper: String, marker: String, dir: String) {
+    let dir = try makeTempDir(prefix: "openloop")
+    let helper = "\(dir)/openloop"
+    try compileC("""
+        #include <fcntl.h>
+        #include <stdlib.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            long n = atol(argv[2]);
+            for (long i = 0; i < n; i++) {
+                int fd = open(argv[1], O_RDONLY);
+                if (fd >= 0) close(fd);
+            }
+            return 0;
+        }
+        """, to: helper, flags: ["-O2", "-static"])
+    let marker = "\(dir)/marker"
+    FileManager.default.createFile(atPath: marker, contents: Data())
+    return (helper, marker, dir)
+}
+
+/// The numbers of a summary line `name: a N, b M, ...`, by label.
+public func summaryNumbers(_ stderr: String, plugin: String) -> [String: Int]? {
+    guard let line = stderr.split(separator: "\n").first(where: { $0.hasPrefix("infrasight: \(plugin): ") }) else { return nil }
+    var out: [String: Int] = [:]
+    for part in line.dropFirst("infrasight: \(plugin): ".count).split(separator: ",") {
+        let words = part.split(separator: " ")
+        guard let n = words.last.flatMap({ Int($0) }) else { continue }
+        out[words.dropLast().joined(separator: " ")] = n
+    }
+    return out
+}
