@@ -59,7 +59,10 @@ var targets: [Target] = [
             .product(name: "Logging", package: "swift-log"),
         ]),
     // Benchmarks (bench/): `swift run -c release infrasight-bench decode`.
-    .executableTarget(name: "infrasight-bench", dependencies: ["InfraSightCore", "InfraSightStorage", "InfraSightSchema", "CInfraSightEvent"], path: "bench/Sources"),
+    .executableTarget(
+        name: "infrasight-bench",
+        dependencies: ["InfraSightCore", "InfraSightStorage", "InfraSightSchema", "InfraSightBPF", "InfraSightSDK", "CInfraSightEvent"],
+        path: "bench/Sources", exclude: ["floor.bpf.c"], plugins: ["ProbeBuilder"]),
     .executableTarget(name: "probe-embed", path: "BuildTools/probe-embed"),
     .plugin(name: "ProbeBuilder", capability: .buildTool(), dependencies: ["probe-embed"], path: "BuildTools/ProbeBuilder"),
     // Helpers the tests share: processes, temp dirs, fixture compilation, paths.

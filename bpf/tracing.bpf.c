@@ -2,10 +2,15 @@
 /*
  * tracing.bpf.c — execve/execveat, open/openat/openat2/creat, chmod/fchmod/fchmodat(2).
  *
- * Enter and exit are joined in the kernel: the enter handler copies the arguments into
- * an LRU hash keyed by pid_tgid, the exit handler completes the record with the return
- * code, the exit timestamp and the task's identity after the call (so an execve row
- * carries the new program's comm), and emits it.
+ * Enter and exit are joined in the kernel, in an LRU hash keyed by pid_tgid, and the
+ * exit handler completes the record with the return code, the exit timestamp and the
+ * task's identity after the call (so an execve row carries the new program's comm).
+ *
+ * Two paths, because this is the hottest probe: opens and chmods keep only their
+ * arguments (a few words) at enter, and at exit build the record directly in the ring
+ * buffer, reading the path then (the kernel has just read it, so its page is resident).
+ * Execs must read path and argv at enter (a successful exec replaces the address
+ * space), so they keep the whole record in the map.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -22,13 +27,32 @@ struct {
     __uint(max_entries, 8 * 1024 * 1024);
 } events SEC(".maps");
 
-/* Calls in flight. LRU so a thread that dies inside a call cannot leak an entry. */
+/* Execs in flight, whole records. LRU so a thread that dies inside a call cannot leak. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 16384);
+    __uint(max_entries, 4096);
     __type(key, __u64);
     __type(value, struct is_tracing_event);
 } inflight SEC(".maps");
+
+/* Opens and chmods in flight: just the arguments. Per-CPU LRU lists (no common LRU):
+ * no shared lock on the hottest path. */
+struct pending_file {
+    __u64 ts_enter_ns;
+    __u64 path;
+    __u64 flags;
+    __u32 mode;
+    __s32 fd;
+    __u16 kind;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(map_flags, BPF_F_NO_COMMON_LRU);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct pending_file);
+} inflight_file SEC(".maps");
 
 /* The record is too big for the 512-byte BPF stack: it is built in a per-CPU slot. */
 struct {
@@ -117,9 +141,9 @@ static __always_inline int finish(long ret)
         return 0; /* the enter happened before we attached, or was filtered */
     e->hdr.ts_exit_ns = bpf_ktime_get_ns();
     e->hdr.return_code = ret;
-    /* A path the enter could not read is resident now (the kernel copied it), except
-     * after a successful exec, which replaced the address space. */
-    if (!e->filename_len && e->filename_ptr && e->hdr.kind != IS_TRACING_EXECVE && e->hdr.kind != IS_TRACING_EXECVEAT) {
+    /* A path the enter could not read is resident now, unless the exec succeeded and
+     * replaced the address space. */
+    if (!e->filename_len && e->filename_ptr && ret < 0) {
         long n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), (const char *)e->filename_ptr);
         e->filename_len = n > 0 ? n - 1 : 0;
     }
@@ -156,105 +180,107 @@ int enter_execveat(struct trace_event_raw_sys_enter *ctx)
     return remember(e);
 }
 
+static __always_inline int remember_file(__u16 kind, __s32 fd, __u64 path, __u64 flags, __u32 mode)
+{
+    if (!is_task_wanted())
+        return 0;
+    struct pending_file p = {
+        .ts_enter_ns = bpf_ktime_get_ns(), .path = path, .flags = flags, .mode = mode, .fd = fd, .kind = kind,
+    };
+    __u64 id = bpf_get_current_pid_tgid();
+    if (bpf_map_update_elem(&inflight_file, &id, &p, BPF_ANY))
+        is_count_drop(IS_DROP_MAP_FULL);
+    return 0;
+}
+
+/* Builds an open/chmod record in the ring buffer at exit. */
+static __always_inline int finish_file(long ret)
+{
+    __u64 id = bpf_get_current_pid_tgid();
+    struct pending_file *p = bpf_map_lookup_elem(&inflight_file, &id);
+    if (!p)
+        return 0; /* the enter happened before we attached, or was filtered */
+    const __u32 size = __builtin_offsetof(struct is_tracing_event, argv);
+    struct is_tracing_event *e = bpf_ringbuf_reserve(&events, size, 0);
+    if (!e) {
+        is_count_drop(IS_DROP_RINGBUF_FULL);
+        bpf_map_delete_elem(&inflight_file, &id);
+        return 0;
+    }
+    e->hdr.table = 0;
+    e->hdr.kind = p->kind;
+    e->hdr.size = size;
+    e->hdr.ts_enter_ns = p->ts_enter_ns;
+    e->hdr.ts_exit_ns = bpf_ktime_get_ns();
+    e->hdr.return_code = ret;
+    e->flags = p->flags;
+    e->mode = p->mode;
+    e->fd = p->fd;
+    e->argv_len = 0;
+    e->argc = 0;
+    e->argv_truncated = 0;
+    e->filename_ptr = p->path;
+    long n = p->path ? bpf_probe_read_user_str(e->filename, sizeof(e->filename), (const char *)p->path) : 0;
+    e->filename_len = n > 0 ? n - 1 : 0;
+    if (n <= 0)
+        e->filename[0] = 0;
+    is_fill_task(&e->hdr);
+    bpf_map_delete_elem(&inflight_file, &id);
+    bpf_ringbuf_submit(e, is_wakeup_flags(&events));
+    return 0;
+}
+
 SEC("tracepoint/syscalls/sys_enter_open")
 int enter_open(struct trace_event_raw_sys_enter *ctx)
 {
-    struct is_tracing_event *e = begin(IS_TRACING_OPEN);
-    if (!e)
-        return 0;
-    read_filename(e, (const char *)ctx->args[0]);
-    e->flags = ctx->args[1];
-    e->mode = ctx->args[2];
-    return remember(e);
+    return remember_file(IS_TRACING_OPEN, AT_FDCWD_VALUE, ctx->args[0], ctx->args[1], ctx->args[2]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat")
 int enter_openat(struct trace_event_raw_sys_enter *ctx)
 {
-    struct is_tracing_event *e = begin(IS_TRACING_OPENAT);
-    if (!e)
-        return 0;
-    e->fd = (__s32)ctx->args[0];
-    read_filename(e, (const char *)ctx->args[1]);
-    e->flags = ctx->args[2];
-    e->mode = ctx->args[3];
-    return remember(e);
+    return remember_file(IS_TRACING_OPENAT, (__s32)ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat2")
 int enter_openat2(struct trace_event_raw_sys_enter *ctx)
 {
-    struct is_tracing_event *e = begin(IS_TRACING_OPENAT2);
-    if (!e)
-        return 0;
-    e->fd = (__s32)ctx->args[0];
-    read_filename(e, (const char *)ctx->args[1]);
+    __u64 dfd = ctx->args[0], path = ctx->args[1], uhow = ctx->args[2];
     struct open_how how = {};
-    if (!bpf_probe_read_user(&how, sizeof(how), (void *)ctx->args[2])) {
-        e->flags = how.flags;
-        e->mode = how.mode;
-    }
-    return remember(e);
+    bpf_probe_read_user(&how, sizeof(how), (void *)uhow);
+    return remember_file(IS_TRACING_OPENAT2, (__s32)dfd, path, how.flags, how.mode);
 }
 
 SEC("tracepoint/syscalls/sys_enter_creat")
 int enter_creat(struct trace_event_raw_sys_enter *ctx)
 {
-    struct is_tracing_event *e = begin(IS_TRACING_CREAT);
-    if (!e)
-        return 0;
-    read_filename(e, (const char *)ctx->args[0]);
-    e->flags = 0x241; /* creat() is open(O_CREAT|O_WRONLY|O_TRUNC) */
-    e->mode = ctx->args[1];
-    return remember(e);
+    /* creat() is open(O_CREAT|O_WRONLY|O_TRUNC) */
+    return remember_file(IS_TRACING_CREAT, AT_FDCWD_VALUE, ctx->args[0], 0x241, ctx->args[1]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_chmod")
 int enter_chmod(struct trace_event_raw_sys_enter *ctx)
 {
-    struct is_tracing_event *e = begin(IS_TRACING_CHMOD);
-    if (!e)
-        return 0;
-    read_filename(e, (const char *)ctx->args[0]);
-    e->mode = ctx->args[1];
-    return remember(e);
+    return remember_file(IS_TRACING_CHMOD, AT_FDCWD_VALUE, ctx->args[0], 0, ctx->args[1]);
 }
 
 /* fchmod names no path: filename stays empty and fd says which file. */
 SEC("tracepoint/syscalls/sys_enter_fchmod")
 int enter_fchmod(struct trace_event_raw_sys_enter *ctx)
 {
-    struct is_tracing_event *e = begin(IS_TRACING_FCHMOD);
-    if (!e)
-        return 0;
-    e->fd = (__s32)ctx->args[0];
-    e->mode = ctx->args[1];
-    return remember(e);
+    return remember_file(IS_TRACING_FCHMOD, (__s32)ctx->args[0], 0, 0, ctx->args[1]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_fchmodat")
 int enter_fchmodat(struct trace_event_raw_sys_enter *ctx)
 {
-    struct is_tracing_event *e = begin(IS_TRACING_FCHMODAT);
-    if (!e)
-        return 0;
-    e->fd = (__s32)ctx->args[0];
-    read_filename(e, (const char *)ctx->args[1]);
-    e->mode = ctx->args[2];
-    return remember(e);
+    return remember_file(IS_TRACING_FCHMODAT, (__s32)ctx->args[0], ctx->args[1], 0, ctx->args[2]);
 }
 
 SEC("tracepoint/syscalls/sys_enter_fchmodat2")
 int enter_fchmodat2(struct trace_event_raw_sys_enter *ctx)
 {
-    struct is_tracing_event *e = begin(IS_TRACING_FCHMODAT2);
-    if (!e)
-        return 0;
-    e->fd = (__s32)ctx->args[0];
-    read_filename(e, (const char *)ctx->args[1]);
-    e->mode = ctx->args[2];
-    e->flags = ctx->args[3];
-    return remember(e);
+    return remember_file(IS_TRACING_FCHMODAT2, (__s32)ctx->args[0], ctx->args[1], ctx->args[3], ctx->args[2]);
 }
 
 #define EXIT_HANDLER(call)                                                \
@@ -266,11 +292,19 @@ int enter_fchmodat2(struct trace_event_raw_sys_enter *ctx)
 
 EXIT_HANDLER(execve)
 EXIT_HANDLER(execveat)
-EXIT_HANDLER(open)
-EXIT_HANDLER(openat)
-EXIT_HANDLER(openat2)
-EXIT_HANDLER(creat)
-EXIT_HANDLER(chmod)
-EXIT_HANDLER(fchmod)
-EXIT_HANDLER(fchmodat)
-EXIT_HANDLER(fchmodat2)
+
+#define FILE_EXIT_HANDLER(call)                                           \
+    SEC("tracepoint/syscalls/sys_exit_" #call)                            \
+    int exit_##call(struct trace_event_raw_sys_exit *ctx)                 \
+    {                                                                     \
+        return finish_file(ctx->ret);                                     \
+    }
+
+FILE_EXIT_HANDLER(open)
+FILE_EXIT_HANDLER(openat)
+FILE_EXIT_HANDLER(openat2)
+FILE_EXIT_HANDLER(creat)
+FILE_EXIT_HANDLER(chmod)
+FILE_EXIT_HANDLER(fchmod)
+FILE_EXIT_HANDLER(fchmodat)
+FILE_EXIT_HANDLER(fchmodat2)

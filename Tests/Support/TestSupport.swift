@@ -70,9 +70,26 @@ public final class BackgroundProcess {
             envp.forEach { free($0) }
         }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, command[0], &actions, nil, argv, envp)
+        var rc = posix_spawn(&child, command[0], &actions, nil, argv, envp)
+        // A file just written may still be open for writing in a child another test is
+        // forking at this moment (ETXTBSY until that child execs): try again shortly.
+        var attempts = 0
+        while rc == ETXTBSY && attempts < 50 {
+            usleep(20_000)
+            attempts += 1
+            rc = posix_spawn(&child, command[0], &actions, nil, argv, envp)
+        }
         guard rc == 0 else { throw TestFailure("cannot start \(executable): \(String(cString: strerror(rc)))") }
         pid = child
+    }
+
+    /// A test that fails midway must not leave its processes behind (a tracer left
+    /// running slows every later test): whatever still runs is killed.
+    deinit {
+        if status == nil && isRunning {
+            kill(pid, SIGKILL)
+            _ = wait()
+        }
     }
 
     public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
