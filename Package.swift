@@ -51,6 +51,15 @@ var targets: [Target] = [
             "InfraSightCore", "InfraSightSchema", "CChdbADBC", "CZlib",
             .product(name: "Logging", package: "swift-log"),
         ]),
+    // The agent → server wire protocol (proto/), generated code committed
+    // (scripts/gen-proto.sh). Only the pipeline targets depend on gRPC.
+    .target(
+        name: "InfraSightPipelineProto",
+        dependencies: [
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
     .executableTarget(
         name: "infrasight",
         dependencies: [
@@ -69,7 +78,7 @@ var targets: [Target] = [
     .target(name: "InfraSightTestSupport", path: "Tests/Support"),
     .testTarget(
         name: "InfraSightCoreTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightTestSupport"]),
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightPipelineProto", "InfraSightTestSupport"]),
     // Run the built `infrasight` and plugins on the real kernel (root required):
     // `swift build` first, so every product exists.
     .testTarget(
@@ -96,6 +105,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: targets,
     swiftLanguageModes: [.v5]
