@@ -60,6 +60,13 @@ var targets: [Target] = [
             .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
+    // Fleet mode: the agent's spool (and, next, the gRPC agent and server).
+    .target(
+        name: "InfraSightPipeline",
+        dependencies: [
+            "InfraSightPipelineProto",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        ]),
     .executableTarget(
         name: "infrasight",
         dependencies: [
@@ -78,7 +85,7 @@ var targets: [Target] = [
     .target(name: "InfraSightTestSupport", path: "Tests/Support"),
     .testTarget(
         name: "InfraSightCoreTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightPipelineProto", "InfraSightTestSupport"]),
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightPipelineProto", "InfraSightPipeline", "InfraSightTestSupport"]),
     // Run the built `infrasight` and plugins on the real kernel (root required):
     // `swift build` first, so every product exists.
     .testTarget(

@@ -1,0 +1,130 @@
+import Foundation
+import Glibc
+import InfraSightPipelineProto
+import SwiftProtobuf
+
+/// The agent's write-ahead spool: every batch is on disk before it is sent, and leaves
+/// only when the server acknowledges it, so neither a server outage nor an agent crash
+/// (kill -9) loses it. After a restart, `pending` returns what was never acknowledged,
+/// in the order it was produced.
+///
+/// One file per batch, `<sequence>.batch` (the serialized `Batch` message), written to a
+/// temporary name, synced and renamed, so a crash leaves a whole file or none. The spool
+/// is bounded by `maxBytes`: a batch that does not fit is refused and counted in
+/// `droppedRows` (the oldest, unacknowledged data is kept: it is what was not delivered
+/// yet). A file that cannot be read back is moved aside as `.corrupt` and counted.
+/// Thread-safe.
+public final class BatchSpool: @unchecked Sendable {
+    public let directory: String
+    public let maxBytes: Int
+    private let lock = NSLock()
+    private var index: [(sequence: UInt64, bytes: Int)] = []
+    private var nextSequence: UInt64 = 1
+    public private(set) var usedBytes = 0
+    public private(set) var droppedRows: UInt64 = 0
+    public private(set) var droppedBatches: UInt64 = 0
+    public private(set) var corruptFiles: UInt64 = 0
+
+    public init(directory: String, maxBytes: Int) throws {
+        self.directory = directory
+        self.maxBytes = maxBytes
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw SpoolError("cannot create spool directory \(directory): \(error.localizedDescription)")
+        }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasSuffix(".batch") {
+            guard let seq = UInt64(name.dropLast(".batch".count)) else { continue }
+            let size = (try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.size] as? Int) ?? 0
+            index.append((seq, size ?? 0))
+            usedBytes += size ?? 0
+        }
+        for name in names where name.hasSuffix(".tmp") { unlink("\(directory)/\(name)") }
+        index.sort { $0.sequence < $1.sequence }
+        nextSequence = (index.last?.sequence ?? 0) + 1
+    }
+
+    func path(_ sequence: UInt64) -> String { String(format: "%@/%020llu.batch", directory, sequence) }
+
+    /// Stores a batch (its `sequence` is assigned here) and returns it, or nil when the
+    /// spool is full (the rows are counted as dropped).
+    @discardableResult
+    public func append(_ batch: Infrasight_V1_Batch) throws -> Infrasight_V1_Batch? {
+        lock.lock()
+        defer { lock.unlock() }
+        var stored = batch
+        stored.sequence = nextSequence
+        let data: Data = try stored.serializedData()
+        guard usedBytes + data.count <= maxBytes else {
+            droppedRows += batch.rowCount
+            droppedBatches += 1
+            return nil
+        }
+        let final = path(nextSequence)
+        let temporary = final + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == data.count, synced == 0, rename(temporary, final) == 0 else {
+            unlink(temporary)
+            throw SpoolError("cannot write \(final) (disk full?)")
+        }
+        index.append((nextSequence, data.count))
+        usedBytes += data.count
+        nextSequence += 1
+        return stored
+    }
+
+    /// Every batch not acknowledged yet, oldest first.
+    public func pending() -> [Infrasight_V1_Batch] {
+        lock.lock()
+        let entries = index
+        lock.unlock()
+        var out: [Infrasight_V1_Batch] = []
+        for entry in entries {
+            let file = path(entry.sequence)
+            guard let data = FileManager.default.contents(atPath: file),
+                let batch = try? Infrasight_V1_Batch(serializedBytes: data)
+            else {
+                lock.lock()
+                corruptFiles += 1
+                forget(entry.sequence)
+                lock.unlock()
+                rename(file, file + ".corrupt")
+                continue
+            }
+            out.append(batch)
+        }
+        return out
+    }
+
+    /// The server stored the batch with this sequence: it leaves the spool.
+    public func acknowledge(sequence: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard forget(sequence) else { return }
+        unlink(path(sequence))
+    }
+
+    @discardableResult
+    private func forget(_ sequence: UInt64) -> Bool {
+        guard let i = index.firstIndex(where: { $0.sequence == sequence }) else { return false }
+        usedBytes -= index[i].bytes
+        index.remove(at: i)
+        return true
+    }
+
+    public var count: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return index.count
+    }
+}
+
+public struct SpoolError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
