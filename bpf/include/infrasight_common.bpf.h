@@ -104,20 +104,52 @@ static __always_inline bool is_task_wanted(void)
     return true;
 }
 
+/* Process identity that costs a dozen kernel reads to find (the parent and the pid
+ * namespace ids), cached per process. An entry is used only while the process's start
+ * time and parent are those it was made with: a reused pid or a reparented process
+ * makes a new one. */
+struct is_identity {
+    __u64 start_time;
+    __u64 parent;
+    __u32 ppid;
+    __u32 ns_pid;
+    __u32 ns_ppid;
+    __u32 _pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(map_flags, BPF_F_NO_COMMON_LRU);
+    __uint(max_entries, 16384);
+    __type(key, __u32);
+    __type(value, struct is_identity);
+} is_identities SEC(".maps");
+
 /* Fills the task part of a header from the current task. */
 static __always_inline void is_fill_task(struct is_event_header *h)
 {
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
     __u64 id = bpf_get_current_pid_tgid();
     __u64 ug = bpf_get_current_uid_gid();
-    h->pid = id >> 32;
+    __u32 tgid = id >> 32;
+    h->pid = tgid;
     h->tid = (__u32)id;
     h->uid = (__u32)ug;
     h->gid = ug >> 32;
-    h->ppid = BPF_CORE_READ(task, real_parent, tgid);
     h->cgroup_id = bpf_get_current_cgroup_id();
     bpf_get_current_comm(h->comm, sizeof(h->comm));
 
+    struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+    __u64 start = BPF_CORE_READ(task, group_leader, start_time);
+    struct is_identity *known = bpf_map_lookup_elem(&is_identities, &tgid);
+    if (known && known->start_time == start && known->parent == (__u64)parent) {
+        h->ppid = known->ppid;
+        h->ns_pid = known->ns_pid;
+        h->ns_ppid = known->ns_ppid;
+        return;
+    }
+
+    h->ppid = BPF_CORE_READ(parent, tgid);
     /* The process ids as seen in the task's own pid namespace: the last level of the
      * struct pid of the group leader (the process), and of the parent's group leader. */
     struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
@@ -125,7 +157,7 @@ static __always_inline void is_fill_task(struct is_event_header *h)
     struct upid up = {};
     bpf_core_read(&up, sizeof(up), &pid->numbers[level]);
     h->ns_pid = up.nr;
-    struct pid *ppid = BPF_CORE_READ(task, real_parent, group_leader, thread_pid);
+    struct pid *ppid = BPF_CORE_READ(parent, group_leader, thread_pid);
     unsigned int plevel = BPF_CORE_READ(ppid, level);
     /* A parent outside the task's namespace (a level above it) has no id there: 0. */
     h->ns_ppid = 0;
@@ -134,6 +166,11 @@ static __always_inline void is_fill_task(struct is_event_header *h)
         bpf_core_read(&pup, sizeof(pup), &ppid->numbers[level]);
         h->ns_ppid = pup.nr;
     }
+    struct is_identity fresh = {
+        .start_time = start, .parent = (__u64)parent, .ppid = h->ppid, .ns_pid = h->ns_pid, .ns_ppid = h->ns_ppid,
+    };
+    /* A full cache only costs the next event the walk again: not a drop. */
+    bpf_map_update_elem(&is_identities, &tgid, &fresh, BPF_ANY);
 }
 
 /* Flags for a ring-buffer submission: wake the reader only past the fill threshold. */
