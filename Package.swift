@@ -67,10 +67,19 @@ var targets: [Target] = [
             "InfraSightPipelineProto",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
+    // Prometheus /metrics, /healthz and /readyz (swift-prometheus over a small NIO HTTP server).
+    .target(
+        name: "InfraSightMetrics",
+        dependencies: [
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
     .executableTarget(
         name: "infrasight",
         dependencies: [
-            "InfraSightCore", "InfraSightStorage",
+            "InfraSightCore", "InfraSightStorage", "InfraSightMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -115,6 +124,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: targets,
     swiftLanguageModes: [.v5]

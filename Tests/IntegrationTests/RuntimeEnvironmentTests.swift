@@ -26,3 +26,35 @@ import Testing
         #expect(r.stdout.contains("| drops "))
     }
 }
+
+/// Prometheus metrics and health endpoints of `run`.
+@Suite(.serialized) struct MetricsEndpointTests {
+    func get(_ url: String) throws -> (code: Int, body: String) {
+        let r = try run("/usr/bin/curl", ["-s", "-m", "5", "-w", "\n%{http_code}", url])
+        let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    @Test func runServesMetricsHealthAndReadiness() throws {
+        let port = Int.random(in: 40_000..<50_000)
+        let data = try makeTempDir(prefix: "metricsdata")
+        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data, "--metrics-listen", "127.0.0.1:\(port)"])
+        try agent.waitForStderr("infrasight: note: started: ")
+        #expect(try get("http://127.0.0.1:\(port)/healthz").code == 200)
+        #expect(try get("http://127.0.0.1:\(port)/readyz") == (200, "ready\n"))
+        _ = try run("/bin/cat", ["/etc/hostname"])
+        sleep(2)
+        let metrics = try get("http://127.0.0.1:\(port)/metrics")
+        #expect(metrics.code == 200)
+        for name in ["infrasight_events_received_total", "infrasight_kernel_drops_total", "infrasight_decode_errors_total",
+                     "infrasight_queue_drops_total", "infrasight_store_drops_total", "infrasight_rows_stored_total"] {
+            #expect(metrics.body.contains("\(name){plugin=\"tracing\"}"), "\(name)")
+            #expect(metrics.body.contains("\(name){plugin=\"network\"}"), "\(name)")
+        }
+        #expect(metrics.body.contains("# TYPE infrasight_rows_stored_total counter"))
+        #expect(metrics.body.contains("infrasight_batch_queue_bytes "))
+        #expect(try get("http://127.0.0.1:\(port)/nope").code == 404)
+        agent.signal(SIGINT)
+        #expect(agent.wait().status == 0)
+    }
+}

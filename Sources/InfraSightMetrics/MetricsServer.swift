@@ -1,0 +1,123 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+
+/// One sampled value: a counter (monotonic total) or a gauge (current level).
+public struct Sample: Sendable {
+    public enum Kind: Sendable { case counter, gauge }
+    public let name: String
+    public let labels: [(String, String)]
+    public let value: Double
+    public let kind: Kind
+    public let help: String
+
+    public init(_ name: String, _ labels: [(String, String)] = [], _ value: Double, _ kind: Kind, help: String) {
+        self.name = name
+        self.labels = labels
+        self.value = value
+        self.kind = kind
+        self.help = help
+    }
+}
+
+/// Serves `/metrics` (Prometheus text format), `/healthz` and `/readyz` over HTTP/1.1.
+///
+/// The values come from `sample`, called at each scrape: the pipeline keeps its own
+/// atomic counters on the hot path and nothing is pushed per event. Counters are exported
+/// as Prometheus counters (incremented by the change since the previous scrape), levels
+/// as gauges. `/healthz` answers 200 while the process serves; `/readyz` 200 once
+/// `ready` says so, 503 before.
+public final class MetricsServer: @unchecked Sendable {
+    let registry = PrometheusCollectorRegistry()
+    let sample: @Sendable () -> [Sample]
+    let ready: @Sendable () -> Bool
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private var channel: Channel?
+    private let lock = NSLock()
+    private var counters: [String: (Counter, Double)] = [:]
+    private var gauges: [String: Gauge] = [:]
+
+    public init(sample: @escaping @Sendable () -> [Sample], ready: @escaping @Sendable () -> Bool) {
+        self.sample = sample
+        self.ready = ready
+    }
+
+    /// Binds `host:port` (port 0 picks one) and returns the bound port.
+    public func start(host: String, port: Int) throws -> Int {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [unowned self] channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(Handler(server: self))
+                }
+            }
+        let channel = try bootstrap.bind(host: host, port: port).wait()
+        self.channel = channel
+        return channel.localAddress?.port ?? port
+    }
+
+    public func stop() {
+        try? channel?.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+
+    func key(_ s: Sample) -> String { s.name + "|" + s.labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",") }
+
+    /// Brings the registry up to date and renders it.
+    func render() -> [UInt8] {
+        let samples = sample()
+        lock.lock()
+        for s in samples {
+            let k = key(s)
+            switch s.kind {
+            case .counter:
+                let (counter, last) = counters[k] ?? (registry.makeCounter(name: s.name, labels: s.labels, help: s.help), 0)
+                if s.value > last { counter.increment(by: s.value - last) }
+                counters[k] = (counter, max(last, s.value))
+            case .gauge:
+                let gauge = gauges[k] ?? registry.makeGauge(name: s.name, labels: s.labels, help: s.help)
+                gauge.set(to: s.value)
+                gauges[k] = gauge
+            }
+        }
+        lock.unlock()
+        return registry.emitToBuffer()
+    }
+
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let server: MetricsServer
+        var path = ""
+        init(server: MetricsServer) { self.server = server }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+            case .body:
+                break
+            case .end:
+                let (status, type, body): (HTTPResponseStatus, String, [UInt8])
+                switch path {
+                case "/metrics": (status, type, body) = (.ok, "text/plain; version=0.0.4", server.render())
+                case "/healthz": (status, type, body) = (.ok, "text/plain", Array("ok\n".utf8))
+                case "/readyz":
+                    (status, type, body) = server.ready() ? (.ok, "text/plain", Array("ready\n".utf8)) : (.serviceUnavailable, "text/plain", Array("starting\n".utf8))
+                default: (status, type, body) = (.notFound, "text/plain", Array("not found\n".utf8))
+                }
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Type", value: type)
+                headers.add(name: "Content-Length", value: String(body.count))
+                headers.add(name: "Connection", value: "close")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+                var buffer = context.channel.allocator.buffer(capacity: body.count)
+                buffer.writeBytes(body)
+                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+            }
+        }
+    }
+}
