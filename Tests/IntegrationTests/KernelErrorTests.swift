@@ -10,7 +10,7 @@ import Testing
     /// never checked), built from BPF C with the toolchain's clang and embedded in a C
     /// fixture library.
     static func buildRejectedPlugin(in dir: String) throws -> String {
-        let bpf = """
+        try buildPlugin(in: dir, name: "badbpf", bpf: """
             typedef unsigned long long u64;
             #define SEC(name) __attribute__((section(name), used))
             char LICENSE[] SEC("license") = "GPL";
@@ -19,7 +19,11 @@ import Testing
                 u64 *p = (u64 *)(*(u64 *)ctx + 12345);
                 return *p == 42;
             }
-            """
+            """)
+    }
+
+    /// A C fixture plugin named `name` embedding the BPF object compiled from `bpf`.
+    static func buildPlugin(in dir: String, name: String, bpf: String) throws -> String {
         try bpf.write(toFile: "\(dir)/bad.bpf.c", atomically: true, encoding: .utf8)
         let clang = try run("/usr/bin/env", ["sh", "-c", "dirname $(command -v swift)"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) + "/clang"
         let c = try run(clang, ["-O2", "-g", "-target", "bpf", "-c", "\(dir)/bad.bpf.c", "-o", "\(dir)/bad.bpf.o"])
@@ -30,8 +34,8 @@ import Testing
             .replacingOccurrences(of: "static const is_plugin_descriptor d = {\n    MAGIC, MAJOR, MINOR, SIZE, NAME, \"1.2.3\", \"a test fixture\", 0, 0,",
                                   with: "static const unsigned char object[] = {\(array)};\nstatic const is_plugin_descriptor d = {\n    MAGIC, MAJOR, MINOR, SIZE, NAME, \"1.2.3\", \"a test fixture\", object, sizeof(object),")
         guard source != PluginFixture.source else { throw TestFailure("fixture template changed") }
-        let path = "\(dir)/libbadbpf.so"
-        try compileC(source, to: path, flags: ["-shared", "-fPIC", "-I", Paths.abiHeaderDir, "-DNAME=\"badbpf\""])
+        let path = "\(dir)/lib\(name).so"
+        try compileC(source, to: path, flags: ["-shared", "-fPIC", "-I", Paths.abiHeaderDir, "-DNAME=\"\(name)\""])
         chmod(path, 0o755)
         return path
     }
@@ -53,6 +57,28 @@ import Testing
         #expect(r.status == 0)
         #expect(r.stderr.contains("infrasight: error: plugin badbpf: the kernel verifier rejected BPF program bad_deref"))
         #expect(r.stderr.contains("infrasight: tracing: received "))
+    }
+
+    @Test func aTracepointThisKernelLacksIsSkippedWithAWarningAndNoneLeftIsAnError() throws {
+        let header = """
+            #define SEC(name) __attribute__((section(name), used))
+            char LICENSE[] SEC("license") = "GPL";
+            SEC("tracepoint/syscalls/sys_enter_no_such_call")
+            int missing(void *ctx) { return 0; }
+            """
+        let dir = try makeTempDir()
+        _ = try Self.buildPlugin(in: dir, name: "partly", bpf: header + """
+            SEC("tracepoint/syscalls/sys_enter_getppid")
+            int present(void *ctx) { return 0; }
+            """)
+        let partly = try run(Paths.infrasight, ["trace", "--plugin-dir", dir, "--plugins", "partly", "--duration", "1"])
+        #expect(partly.status == 0, "\(partly.stderr)")
+        #expect(partly.stderr.contains("infrasight: warning: plugin partly: tracepoint syscalls/sys_enter_no_such_call does not exist on this kernel; missing is not attached\n"), "\(partly.stderr)")
+        let dir2 = try makeTempDir()
+        _ = try Self.buildPlugin(in: dir2, name: "nothing", bpf: header)
+        let nothing = try run(Paths.infrasight, ["trace", "--plugin-dir", dir2, "--plugins", "nothing", "--duration", "1"])
+        #expect(nothing.status == 1)
+        #expect(nothing.stderr.hasSuffix("infrasight: plugin nothing: no program of BPF object nothing can attach on this kernel\n"), "\(nothing.stderr)")
     }
 
     @Test func withoutPrivilegesTheErrorSaysSo() throws {
