@@ -75,7 +75,7 @@ public final class NetworkProbe: ProbeModule {
         case AF_INET6: row.put(family, string: "AF_INET6")
         case AF_UNIX: row.put(family, string: "AF_UNIX")
         case 0: row.put(family, string: "")
-        default: writeText("AF_", Int(fam), into: row, column: family)
+        default: row.put(family, prefix: "AF_", decimal: Int64(fam))
         }
         switch Int32(e.protocol) {
         case 6: row.put(protocolColumn, string: "tcp") // IPPROTO_TCP
@@ -87,8 +87,8 @@ public final class NetworkProbe: ProbeModule {
             let (s, d) = fam == AF_INET ? (saddr4, daddr4) : (saddr6, daddr6)
             writeAddress(fam, base + Self.saddrOffset, into: row, column: s)
             writeAddress(fam, base + Self.daddrOffset, into: row, column: d)
-            writeText("", Int(e.sport), into: row, column: sport)
-            writeText("", Int(e.dport), into: row, column: dport)
+            row.put(sport, decimal: Int64(e.sport))
+            row.put(dport, decimal: Int64(e.dport))
             remote = base + (e.hdr.kind == UInt16(IS_NET_CONNECT.rawValue) ? Self.daddrOffset : Self.saddrOffset)
         } else if fam == AF_UNIX {
             writeUnixPath(base + Self.pathOffset, length: min(Int(e.unix_path_len), Int(IS_UNIX_PATH_LEN)), into: row)
@@ -114,18 +114,6 @@ public final class NetworkProbe: ProbeModule {
                 guard inet_ntop(family, bytes, text, socklen_t(b.count)) != nil else { return }
                 row.put(column, bytes: UnsafeRawPointer(text), length: strlen(text))
             }
-        }
-    }
-
-    /// `prefix` + decimal, through the scratch buffer (no allocation).
-    private func writeText(_ prefix: StaticString, _ value: Int, into row: RowWriter, column: UInt32) {
-        scratch.withUnsafeMutableBufferPointer { b in
-            var n = 0
-            prefix.withUTF8Buffer { for c in $0 { b[n] = c; n += 1 } }
-            var v = value, digits = 0, t = value
-            repeat { digits += 1; t /= 10 } while t > 0
-            for i in stride(from: n + digits - 1, through: n, by: -1) { b[i] = UInt8(48 + v % 10); v /= 10 }
-            row.put(column, bytes: UnsafeRawPointer(b.baseAddress!), length: n + digits)
         }
     }
 

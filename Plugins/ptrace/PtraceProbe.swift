@@ -12,7 +12,6 @@ public final class PtraceProbe: ProbeModule {
     public static var tables: [EmbeddedDDL] { [EmbeddedDDL.ptrace_events] }
 
     let request, targetPid, addr, data, requestName, eventType: UInt32
-    private var scratch = [UInt8](repeating: 0, count: 40)
 
     public init(options: ProbeOptions) throws {
         let c = try ColumnIndex(EmbeddedDDL.ptrace_events)
@@ -34,28 +33,9 @@ public final class PtraceProbe: ProbeModule {
         if let name = Self.requestName(e.request) {
             row.put(requestName, string: name)
         } else {
-            writeUnknown(e.request, into: row)
+            row.put(requestName, prefix: "PTRACE_UNKNOWN_", decimal: e.request)
         }
         return .row
-    }
-
-    /// "PTRACE_UNKNOWN_<n>" in a reused buffer (rare: no allocation on the common path).
-    private func writeUnknown(_ value: Int64, into row: RowWriter) {
-        scratch.withUnsafeMutableBufferPointer { b in
-            var n = 0
-            for c in "PTRACE_UNKNOWN_".utf8 { b[n] = c; n += 1 }
-            var v = value.magnitude
-            if value < 0 { b[n] = UInt8(ascii: "-"); n += 1 }
-            var digits = 0
-            var t = v
-            repeat { digits += 1; t /= 10 } while t > 0
-            for i in stride(from: n + digits - 1, through: n, by: -1) {
-                b[i] = UInt8(48 + v % 10)
-                v /= 10
-            }
-            n += digits
-            row.put(requestName, bytes: UnsafeRawPointer(b.baseAddress!), length: n)
-        }
     }
 
     /// linux/ptrace.h and asm/ptrace-abi.h (x86).

@@ -11,6 +11,8 @@ public final class TracePrinter: RowConsumer {
     let fd: Int32
     var json = JSONRowEncoder()
     var headerPrinted = false
+    /// The plugin columns of each table, found once (the table view is per row).
+    var pluginColumns: [String: [Int]] = [:]
 
     public init(format: Format, fd: Int32 = STDOUT_FILENO) {
         self.format = format
@@ -58,8 +60,10 @@ public final class TracePrinter: RowConsumer {
         line += pad(text("wall_time_dt").replacingOccurrences(of: "\"", with: ""), 23) + " " + pad(row.schema.name, 16) + " "
         line += pad(text("pid"), 7) + " " + pad(text("comm").replacingOccurrences(of: "\"", with: ""), 16) + " " + pad(text("uid"), 6) + " "
         line += pad(text("return_code"), 6) + " " + pad(String(text("latency_ms").prefix(9)), 9)
-        let map = HostColumnMap(schema: row.schema)
-        for i in map.pluginColumns {
+        let qualified = row.schema.qualifiedName
+        let own = pluginColumns[qualified] ?? HostColumnMap(schema: row.schema).pluginColumns
+        pluginColumns[qualified] = own
+        for i in own {
             let kind = row.kinds[i]
             if kind == .unset || kind == .null { continue }
             if kind == .string && row.lengths[i] == 0 { continue }

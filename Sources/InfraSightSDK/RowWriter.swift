@@ -32,6 +32,21 @@ public struct RowWriter {
         }
     }
 
+    /// Writes `prefix` followed by `value` in decimal (e.g. `PTRACE_UNKNOWN_` + 77, or a
+    /// port as text), formatted on the stack: no allocation.
+    public func put(_ column: UInt32, prefix: StaticString = "", decimal value: Int64) {
+        var digits: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { b in
+            var n = 0
+            prefix.withUTF8Buffer { for c in $0.prefix(40) { b[n] = c; n += 1 } }
+            if value < 0 { b[n] = UInt8(ascii: "-"); n += 1 }
+            var v = value.magnitude, count = 0, t = v
+            repeat { count += 1; t /= 10 } while t > 0
+            for i in stride(from: n + count - 1, through: n, by: -1) { b[i] = UInt8(48 + v % 10); v /= 10 }
+            put(column, bytes: UnsafeRawPointer(b.baseAddress!), length: n + count)
+        }
+    }
+
     @inlinable public func putNull(_ column: UInt32) {
         raw.pointee.put_null(raw.pointee.host, column)
     }

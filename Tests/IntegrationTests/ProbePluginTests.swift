@@ -52,6 +52,7 @@ import Testing
                 if (child == 0) { pause(); return 0; }
                 if (ptrace(PTRACE_ATTACH, child, 0, 0) != 0) return 1;
                 waitpid(child, 0, 0);
+                ptrace((enum __ptrace_request)0x7777, child, 0, 0); /* no such request: EIO */
                 if (ptrace(PTRACE_DETACH, child, 0, 0) != 0) return 2;
                 kill(child, SIGKILL);
                 waitpid(child, 0, 0);
@@ -69,6 +70,9 @@ import Testing
         #expect(int(attach, "return_code") == 0)
         #expect(attach["event_type"] as? String == "ptrace")
         #expect(attach["comm"] as? String == "ptracer")
+        let unknown = try #require(mine.first { int($0, "request") == 0x7777 })
+        #expect(unknown["request_name"] as? String == "PTRACE_UNKNOWN_30583")
+        #expect(int(unknown, "return_code") == -Int64(EIO))
         let detach = try #require(mine.first { $0["request_name"] as? String == "PTRACE_DETACH" })
         #expect(int(detach, "request") == 17)
         #expect(int(detach, "target_pid") == child)
