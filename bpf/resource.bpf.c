@@ -17,6 +17,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define PF_EXITING_ 0x00000004 /* include/linux/sched.h */
+
 /* The interval, set by the plugin from its `interval_seconds` option. */
 const volatile __u64 interval_ns = 10ULL * 1000000000ULL;
 
@@ -103,8 +105,9 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
 {
     __u64 now = bpf_ktime_get_ns();
     __u32 prev_tid = prev->pid, next_tid = next->pid;
-    /* The idle task (pid 0) is not a process. */
-    if (prev_tid) {
+    /* The idle task (pid 0) is not a process; an exiting task already sent its last row
+     * (accounting it again would re-create its entry after it is gone). */
+    if (prev_tid && !(prev->flags & PF_EXITING_)) {
         __u64 *start = bpf_map_lookup_elem(&oncpu, &prev_tid);
         if (start && is_task_wanted()) {
             struct stats *s = stats_for(prev->tgid);
@@ -126,7 +129,9 @@ SEC("tp_btf/sched_stat_runtime")
 int BPF_PROG(on_runtime, struct task_struct *curr, u64 runtime)
 {
     __u32 tid = curr->pid;
-    if (!tid || !is_task_wanted())
+    /* The runtime update can be for another CPU's task (remote run-queue updates); the
+     * row is filled from the current task, so only the current task's own update counts. */
+    if (!tid || tid != (__u32)bpf_get_current_pid_tgid() || (curr->flags & PF_EXITING_) || !is_task_wanted())
         return 0;
     __u64 now = bpf_ktime_get_ns();
     __u64 *start = bpf_map_lookup_elem(&oncpu, &tid);

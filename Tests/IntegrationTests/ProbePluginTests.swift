@@ -212,7 +212,7 @@ import Testing
         // Active rows while it ran, then exactly one last row with isActive = 0.
         #expect(mine.contains { int($0, "isActive") == 1 })
         #expect(mine.filter { int($0, "isActive") == 0 }.count == 1)
-        #expect(int(mine.last!, "isActive") == 0)
+        #expect(int(mine.last!, "isActive") == 0, "\(mine.map { [int($0, "isActive") ?? -1, int($0, "cpu_ns") ?? -1, int($0, "wall_time_ms") ?? -1] })")
         #expect(mine.allSatisfy { $0["comm"] as? String == "burner" && $0["table"] as? String == "resource_events" })
     }
 
