@@ -72,10 +72,7 @@ static __always_inline struct is_tracing_event *begin(__u16 kind)
         return NULL;
     e->hdr.table = 0;
     e->hdr.kind = kind;
-    /* Only exec records carry argv: the others end where it starts. */
-    e->hdr.size = (kind == IS_TRACING_EXECVE || kind == IS_TRACING_EXECVEAT)
-                      ? sizeof(*e)
-                      : __builtin_offsetof(struct is_tracing_event, argv);
+    e->hdr.size = sizeof(*e); /* only execs take this path, and only they carry argv */
     e->hdr.ts_enter_ns = bpf_ktime_get_ns();
     e->flags = 0;
     e->mode = 0;
@@ -127,9 +124,7 @@ done:
 
 static __always_inline int remember(struct is_tracing_event *e)
 {
-    __u64 id = bpf_get_current_pid_tgid();
-    if (bpf_map_update_elem(&inflight, &id, e, BPF_ANY))
-        is_count_drop(IS_DROP_MAP_FULL);
+    is_inflight_put(&inflight, e);
     return 0;
 }
 
@@ -139,20 +134,13 @@ static __always_inline int finish(long ret)
     struct is_tracing_event *e = bpf_map_lookup_elem(&inflight, &id);
     if (!e)
         return 0; /* the enter happened before we attached, or was filtered */
-    e->hdr.ts_exit_ns = bpf_ktime_get_ns();
-    e->hdr.return_code = ret;
     /* A path the enter could not read is resident now, unless the exec succeeded and
      * replaced the address space. */
     if (!e->filename_len && e->filename_ptr && ret < 0) {
         long n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), (const char *)e->filename_ptr);
         e->filename_len = n > 0 ? n - 1 : 0;
     }
-    is_fill_task(&e->hdr);
-    if (e->hdr.size == sizeof(*e))
-        is_output(&events, e, sizeof(*e));
-    else
-        is_output(&events, e, __builtin_offsetof(struct is_tracing_event, argv));
-    bpf_map_delete_elem(&inflight, &id);
+    is_inflight_finish(&inflight, &events, ret, sizeof(*e));
     return 0;
 }
 

@@ -38,15 +38,9 @@ public final class ContainerResolver {
         self.capacity = capacity
     }
 
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
     public func metadata(for id: [UInt8]) -> Metadata {
         guard !id.isEmpty, socketPath != nil else { return .empty }
-        let now = Self.now()
+        let now = MonotonicClock.seconds()
         if let (m, expires) = cache[id], expires > now { return m }
         lookups += 1
         let answer = inspect(String(decoding: id, as: UTF8.self))
@@ -64,34 +58,12 @@ public final class ContainerResolver {
 
     /// GET /containers/<id>/json over the unix socket (HTTP/1.0: the body ends at close).
     func inspect(_ id: String) -> Answer {
-        guard let socketPath else { return .unavailable }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return .unavailable }
+        guard let socketPath, let fd = UnixSocket.connect(socketPath, timeout: timeout) else { return .unavailable }
         defer { close(fd) }
-        var tv = timeval(tv_sec: 0, tv_usec: Int(timeout * 1e6))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(socketPath.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return .unavailable }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { return .unavailable }
         let request = Array("GET /containers/\(id)/json HTTP/1.0\r\nHost: docker\r\n\r\n".utf8)
-        guard write(fd, request, request.count) == request.count else { return .unavailable }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        let deadline = Self.now() + timeout
-        while Self.now() < deadline {
-            let n = read(fd, &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            response += chunk[0..<n]
-            if response.count > 4 << 20 { return .unavailable }
-        }
+        guard request.withUnsafeBytes({ UnixSocket.writeAll(fd, $0) }),
+            let response = UnixSocket.readAll(fd, limit: 4 << 20, deadline: MonotonicClock.seconds() + timeout)
+        else { return .unavailable }
         if String(decoding: response.prefix(16), as: UTF8.self).contains(" 404") { return .unknown }
         return Self.parse(response).map(Answer.found) ?? .unavailable
     }

@@ -35,19 +35,13 @@ public final class Enricher {
         containers = ContainerResolver(hostRoot: hostRoot)
         passwdPath = (hostRoot as NSString).appendingPathComponent("etc/passwd")
         loadUsers()
-        refreshOffset(now: Enricher.monotonicNs())
+        refreshOffset(now: MonotonicClock.nanoseconds())
     }
 
     static func hostname() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         gethostname(&buffer, buffer.count - 1)
         return String(cString: buffer)
-    }
-
-    static func monotonicNs() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     private func refreshOffset(now: UInt64) {

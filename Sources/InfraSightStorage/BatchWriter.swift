@@ -90,23 +90,17 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
 
     public func consume(_ row: RowBuffer, from channel: PluginChannel) {
         let batch = open[row.consumerSlot]
-        if batch.encoder.rows == 0 { batch.firstRowAt = Self.now() }
+        if batch.encoder.rows == 0 { batch.firstRowAt = MonotonicClock.nanoseconds() }
         batch.encoder.encode(row, as: batch.encodings)
         if batch.encoder.rows >= maxRows { seal(batch) }
     }
 
     /// Seals batches whose first row is old enough. Dispatcher thread.
     public func tick() {
-        let now = Self.now()
+        let now = MonotonicClock.nanoseconds()
         for batch in open where batch.encoder.rows > 0 && now &- batch.firstRowAt >= maxDelayNs {
             seal(batch)
         }
-    }
-
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     private func seal(_ open: OpenBatch) {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import InfraSightCore
 
 /// Answers read-only queries over a unix socket while `run` holds the embedded data
 /// directory (ClickHouse lets one process open it). The socket lives in the data
@@ -22,7 +23,10 @@ public final class QueryServer: @unchecked Sendable {
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw StorageError("cannot create the query socket: \(String(cString: strerror(errno)))") }
-        var address = try Self.address(path)
+        guard var address = UnixSocket.address(path) else {
+            close(fd)
+            throw StorageError("socket path too long: \(path)")
+        }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
@@ -32,17 +36,6 @@ public final class QueryServer: @unchecked Sendable {
             throw StorageError("cannot listen on \(path): \(String(cString: strerror(e)))")
         }
         listener = fd
-    }
-
-    static func address(_ path: String) throws(StorageError) -> sockaddr_un {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw StorageError("socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-        }
-        return address
     }
 
     public func start() {
@@ -78,7 +71,10 @@ public final class QueryServer: @unchecked Sendable {
     private func handle(_ fd: Int32) {
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let request = Self.readAll(fd, limit: 1 << 20)
+        guard let request = UnixSocket.readAll(fd, limit: 1 << 20) else {
+            Self.reply(fd, ok: false, Data("query too long (over 1 MiB)".utf8))
+            return
+        }
         guard let newline = request.firstIndex(of: 0x0A) else {
             Self.reply(fd, ok: false, Data("malformed request".utf8))
             return
@@ -97,30 +93,10 @@ public final class QueryServer: @unchecked Sendable {
         }
     }
 
-    static func readAll(_ fd: Int32, limit: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while out.count < limit {
-            let n = read(fd, &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            out += buffer[0..<n]
-        }
-        return out
-    }
-
     static func reply(_ fd: Int32, ok: Bool, _ data: Data) {
         var payload = Data([ok ? 0x30 : 0x31])
         payload.append(data)
-        payload.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                off += n
-            }
-        }
+        payload.withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
     }
 
     /// Sends a query to a running `infrasight run`. Returns nil when no server listens
@@ -128,26 +104,13 @@ public final class QueryServer: @unchecked Sendable {
     public static func ask(dataDir: String, sql: String, format: String) throws(StorageError) -> Data? {
         let path = socketPath(dataDir: dataDir)
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
+        guard let fd = UnixSocket.connect(path) else { return nil }
         defer { close(fd) }
-        var address = try Self.address(path)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { return nil }
         var request = Data("\(format)\n".utf8)
         request.append(Data(sql.utf8))
-        request.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                if n <= 0 { return }
-                off += n
-            }
-        }
+        request.withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
         shutdown(fd, Int32(SHUT_WR))
-        let response = readAll(fd, limit: Int.max)
+        let response = UnixSocket.readAll(fd, limit: Int.max) ?? []
         guard let status = response.first else { throw StorageError("the running infrasight closed the query connection without an answer") }
         let body = Data(response.dropFirst())
         if status != 0x30 { throw StorageError(String(decoding: body, as: UTF8.self)) }

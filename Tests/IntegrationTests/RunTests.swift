@@ -5,12 +5,6 @@ import Testing
 
 /// `infrasight run` end to end: real syscalls → kernel → plugin → ClickHouse → `infrasight query`.
 @Suite(.serialized) struct RunTests {
-    static func spawn(_ executable: String, _ arguments: [String] = []) throws -> Int32 {
-        let p = try BackgroundProcess(executable, arguments)
-        _ = p.wait()
-        return p.pid
-    }
-
     func query(_ args: [String], _ sql: String) throws -> String {
         let r = try run(Paths.infrasight, ["query"] + args + [sql])
         guard r.status == 0 else { throw TestFailure("query failed (\(r.status)): \(r.stderr)") }
@@ -25,14 +19,14 @@ import Testing
         let me = getpid()
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data])
         try agent.waitForStderr("infrasight: note: started: ")
-        let catPid = try Self.spawn("/bin/cat", [file])
-        let missingPid = try Self.spawn("/bin/cat", ["\(dir)/missing"])
-        let chmodPid = try Self.spawn("/bin/chmod", ["600", file])
+        let catPid = try spawnAndWait("/bin/cat", [file])
+        let missingPid = try spawnAndWait("/bin/cat", ["\(dir)/missing"])
+        let chmodPid = try spawnAndWait("/bin/chmod", ["600", file])
         // Something for every other plugin: a traced process, a mount, a connection.
-        _ = try Self.spawn("/usr/bin/strace", ["-o", "/dev/null", "/bin/true"])
-        _ = try Self.spawn("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "run-test", dir])
-        _ = try Self.spawn("/bin/umount", [dir])
-        _ = try Self.spawn("/usr/bin/curl", ["-s", "-m", "1", "http://127.0.0.1:1/"])
+        _ = try spawnAndWait("/usr/bin/strace", ["-o", "/dev/null", "/bin/true"])
+        _ = try spawnAndWait("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "run-test", dir])
+        _ = try spawnAndWait("/bin/umount", [dir])
+        _ = try spawnAndWait("/usr/bin/curl", ["-s", "-m", "1", "http://127.0.0.1:1/"])
         // While run holds the data directory, queries go through its socket.
         var during = ""
         let deadline = Date().addingTimeInterval(20)
@@ -79,7 +73,7 @@ import Testing
         let server = try ClickHouseServer()
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--duration", "4"], environment: ["INFRASIGHT_CLICKHOUSE_URL": server.url])
         try agent.waitForStderr("infrasight: note: started: ")
-        let pid = try Self.spawn("/bin/cat", ["/etc/hostname"])
+        let pid = try spawnAndWait("/bin/cat", ["/etc/hostname"])
         let r = agent.wait()
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("ClickHouse 18.16"))

@@ -13,13 +13,6 @@ import Testing
         return trace
     }
 
-    /// Runs a program to completion and returns its pid.
-    static func spawn(_ executable: String, _ arguments: [String] = []) throws -> Int32 {
-        let p = try BackgroundProcess(executable, arguments)
-        _ = p.wait()
-        return p.pid
-    }
-
     static func stop(_ trace: BackgroundProcess) throws -> (rows: [[String: Any]], stderr: String) {
         usleep(300_000) // the dispatcher drains quiet rings every 100 ms
         trace.signal(SIGINT)
@@ -38,11 +31,11 @@ import Testing
         let me = getpid()
 
         let trace = try Self.startTrace(["--plugins", "tracing", "--format", "json"])
-        let truePid = try Self.spawn("/bin/true")
-        let scriptPid = try Self.spawn(script)
-        let catPid = try Self.spawn("/bin/cat", [file])
-        let missingPid = try Self.spawn("/bin/cat", ["\(dir)/missing"])
-        let chmodPid = try Self.spawn("/bin/chmod", ["600", file])
+        let truePid = try spawnAndWait("/bin/true")
+        let scriptPid = try spawnAndWait(script)
+        let catPid = try spawnAndWait("/bin/cat", [file])
+        let missingPid = try spawnAndWait("/bin/cat", ["\(dir)/missing"])
+        let chmodPid = try spawnAndWait("/bin/chmod", ["600", file])
         let (rows, stderr) = try Self.stop(trace)
 
         func row(_ pid: Int32, _ type: String, _ filename: String) -> [String: Any]? {
@@ -114,7 +107,7 @@ import Testing
             }
             """, to: helper, flags: ["-O1"])
         let trace = try Self.startTrace(["--plugins", "tracing"])
-        let pid = try Self.spawn(helper, [pathFile])
+        let pid = try spawnAndWait(helper, [pathFile])
         let (rows, _) = try Self.stop(trace)
         let opens = rows.filter { int($0, "pid") == Int64(pid) && $0["event_type"] as? String == "open" }
         #expect(opens.contains { $0["filename"] as? String == target && (int($0, "return_code") ?? -1) >= 0 }, "\(opens.map { $0["filename"] ?? "" })")
@@ -123,7 +116,7 @@ import Testing
     @Test func wallTimeIsTheRealTimeOfTheSyscall() throws {
         let trace = try Self.startTrace(["--plugins", "tracing"])
         let before = Int64(Date().timeIntervalSince1970 * 1000)
-        let pid = try Self.spawn("/bin/true")
+        let pid = try spawnAndWait("/bin/true")
         let after = Int64(Date().timeIntervalSince1970 * 1000)
         let (rows, _) = try Self.stop(trace)
         let r = try #require(rows.first { int($0, "pid") == Int64(pid) && $0["event_type"] as? String == "execve" })
@@ -136,8 +129,8 @@ import Testing
         let dir = try makeTempDir(prefix: "trace")
         try "plugins:\n  options:\n    tracing:\n      include_comms: [cat]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
         let trace = try Self.startTrace(["--plugins", "tracing", "--config", "\(dir)/c.yaml"])
-        let catPid = try Self.spawn("/bin/cat", ["/etc/hostname"])
-        _ = try Self.spawn("/bin/ls", [dir])
+        let catPid = try spawnAndWait("/bin/cat", ["/etc/hostname"])
+        _ = try spawnAndWait("/bin/ls", [dir])
         let (rows, _) = try Self.stop(trace)
         #expect(rows.contains { int($0, "pid") == Int64(catPid) && $0["filename"] as? String == "/etc/hostname" })
         #expect(!rows.isEmpty && rows.allSatisfy { $0["comm"] as? String == "cat" })
@@ -145,7 +138,7 @@ import Testing
 
     @Test func sigtermStopsCleanlyAndPrintsTheSummary() throws {
         let trace = try Self.startTrace(["--plugins", "tracing", "--format", "table"])
-        _ = try Self.spawn("/bin/true")
+        _ = try spawnAndWait("/bin/true")
         usleep(300_000)
         trace.signal(SIGTERM)
         let r = trace.wait()
@@ -176,7 +169,7 @@ import Testing
         try "plugins:\n  options:\n    tracing:\n      include_comms: [openloop]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
         let trace = try Self.startTrace(["--plugins", "tracing", "--config", "\(dir)/c.yaml"], stdoutPath: "/dev/null")
         let total = 200_000
-        _ = try Self.spawn(helper, [marker, String(total)])
+        _ = try spawnAndWait(helper, [marker, String(total)])
         usleep(500_000)
         trace.signal(SIGINT)
         let r = trace.wait()

@@ -38,6 +38,13 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
     return p.wait()
 }
 
+/// Runs a program to completion and returns its pid (to find its rows).
+public func spawnAndWait(_ executable: String, _ arguments: [String] = []) throws -> Int32 {
+    let p = try BackgroundProcess(executable, arguments)
+    _ = p.wait()
+    return p.pid
+}
+
 /// A program running in the background with its output captured in files. Spawned with
 /// posix_spawn and reaped with waitpid (Foundation's Process was seen to stop reaping
 /// children while a long-lived one runs).
