@@ -3,8 +3,10 @@ import Glibc
 
 /// Reverse DNS for remote addresses, off the hot path: `name(for:)` never blocks; a miss
 /// queues a lookup for a background thread and answers "pending". Results are cached,
-/// positive for `positiveTTL`, negative (no PTR, timeout, error) for `negativeTTL`, in a
-/// cache of at most `capacity` addresses; at most `queueCapacity` lookups wait.
+/// positive for `positiveTTL`, negative (the server says there is no PTR) for
+/// `negativeTTL`, and failures (timeout, unreachable server, SERVFAIL) only for
+/// `failureTTL`, so a DNS server that was briefly down does not hide names for a minute;
+/// in a cache of at most `capacity` addresses; at most `queueCapacity` lookups wait.
 ///
 /// With `server` set, PTR queries go over UDP to that server with `timeout`; otherwise the
 /// system resolver (getnameinfo, /etc/resolv.conf and its own timeouts) is used.
@@ -29,6 +31,9 @@ final class ReverseResolver: @unchecked Sendable {
 
     enum Answer { case name([UInt8]), none, pending }
 
+    /// What one lookup found.
+    enum Lookup: Equatable { case name(String), absent, failed }
+
     private struct Entry { let name: [UInt8]?; let expires: Double }
 
     let server: String?
@@ -37,6 +42,7 @@ final class ReverseResolver: @unchecked Sendable {
     let queueCapacity = 256
     let positiveTTL = 600.0
     let negativeTTL = 60.0
+    let failureTTL = 5.0
     private let condition = NSCondition()
     private var cache: [Address: Entry] = [:]
     private var queue: [Address] = []
@@ -82,7 +88,7 @@ final class ReverseResolver: @unchecked Sendable {
             while queue.isEmpty { condition.wait() }
             let address = queue.removeFirst()
             condition.unlock()
-            let name = server.map { PTRQuery.lookup(address, server: $0, timeout: timeout) } ?? Self.system(address)
+            let found = server.map { PTRQuery.lookup(address, server: $0, timeout: timeout) } ?? Self.system(address)
             condition.lock()
             queued.remove(address)
             if cache.count >= capacity {
@@ -90,13 +96,17 @@ final class ReverseResolver: @unchecked Sendable {
                 cache = cache.filter { $0.value.expires > now }
                 if cache.count >= capacity, let victim = cache.keys.first { cache.removeValue(forKey: victim) }
             }
-            cache[address] = Entry(name: name.map { Array($0.utf8) }, expires: Self.now() + (name == nil ? negativeTTL : positiveTTL))
+            switch found {
+            case .name(let name): cache[address] = Entry(name: Array(name.utf8), expires: Self.now() + positiveTTL)
+            case .absent: cache[address] = Entry(name: nil, expires: Self.now() + negativeTTL)
+            case .failed: cache[address] = Entry(name: nil, expires: Self.now() + failureTTL)
+            }
             condition.unlock()
         }
     }
 
     /// getnameinfo with NI_NAMEREQD: a name only when a PTR record exists.
-    static func system(_ address: Address) -> String? {
+    static func system(_ address: Address) -> Lookup {
         var host = [CChar](repeating: 0, count: 1025)
         let bytes = address.bytes
         let rc: Int32
@@ -119,7 +129,11 @@ final class ReverseResolver: @unchecked Sendable {
                 }
             }
         }
-        return rc == 0 ? String(cString: host) : nil
+        switch rc {
+        case 0: return .name(String(cString: host))
+        case EAI_NONAME: return .absent
+        default: return .failed
+        }
     }
 
     /// Addresses that are never looked up (their names are local knowledge, and asking a
@@ -168,7 +182,7 @@ enum PTRQuery {
         return labels.joined(separator: ".") + ".ip6.arpa"
     }
 
-    static func lookup(_ address: ReverseResolver.Address, server: String, timeout: Double) -> String? {
+    static func lookup(_ address: ReverseResolver.Address, server: String, timeout: Double) -> ReverseResolver.Lookup {
         let id = UInt16.random(in: 0...UInt16.max)
         var packet: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
         for label in name(for: address).split(separator: ".") {
@@ -178,27 +192,38 @@ enum PTRQuery {
         packet += [0, 0, 12, 0, 1] // root, QTYPE PTR, QCLASS IN
 
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { return .failed }
         defer { close(fd) }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var to = sockaddr_in()
         to.sin_family = sa_family_t(AF_INET)
         to.sin_port = UInt16(53).bigEndian
-        guard inet_pton(AF_INET, server, &to.sin_addr) == 1 else { return nil }
+        guard inet_pton(AF_INET, server, &to.sin_addr) == 1 else { return .failed }
         let sent = withUnsafePointer(to: &to) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, packet, packet.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard sent == packet.count else { return nil }
+        guard sent == packet.count else { return .failed }
         var answer = [UInt8](repeating: 0, count: 1500)
         let n = recv(fd, &answer, answer.count, 0)
-        guard n >= 12 else { return nil }
+        guard n >= 12 else { return .failed }
         return parse(Array(answer[0..<n]), id: id)
     }
 
-    /// The first PTR answer's name, or nil (another id, an error code, no answer).
-    static func parse(_ m: [UInt8], id: UInt16) -> String? {
-        guard m.count >= 12, UInt16(m[0]) << 8 | UInt16(m[1]) == id, m[2] & 0x80 != 0, m[3] & 0x0F == 0 else { return nil }
+    /// The first PTR answer's name; `.absent` for NXDOMAIN or an answer without a PTR;
+    /// `.failed` for another id, a server error code or a malformed message.
+    static func parse(_ m: [UInt8], id: UInt16) -> ReverseResolver.Lookup {
+        guard m.count >= 12, UInt16(m[0]) << 8 | UInt16(m[1]) == id, m[2] & 0x80 != 0 else { return .failed }
+        switch m[3] & 0x0F {
+        case 0: break
+        case 3: return .absent
+        default: return .failed
+        }
+        guard let name = firstPTR(m) else { return .absent }
+        return .name(name)
+    }
+
+    static func firstPTR(_ m: [UInt8]) -> String? {
         let qd = Int(m[4]) << 8 | Int(m[5]), an = Int(m[6]) << 8 | Int(m[7])
         var i = 12
         for _ in 0..<qd {

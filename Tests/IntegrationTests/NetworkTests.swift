@@ -194,7 +194,11 @@ import Testing
             dnsmasq.signal(SIGTERM)
             _ = dnsmasq.wait()
         }
-        usleep(300_000)
+        // dnsmasq must answer before the first lookup: a refused query would be a (short-lived)
+        // failure in the resolver's cache and the test would see no name.
+        try waitUntil("dnsmasq listens on 127.0.0.153:53", timeout: 10) {
+            ((try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? "").contains(" 9900007F:0035 ")
+        }
 
         let trace = try Self.startTrace(options: "      dns_server: 127.0.0.153\n      dns_timeout_ms: 2000\n")
         let first = try Self.connection(server: server, client: client, serverNetns: b, clientNetns: a)

@@ -76,15 +76,27 @@ public final class BackgroundProcess {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
+        // The child starts with no blocked signals and default dispositions: posix_spawn
+        // otherwise inherits the calling thread's mask, and the test runner's threads block
+        // most signals (a dnsmasq started from one never saw its SIGTERM).
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t(), all = sigset_t()
+        sigemptyset(&empty)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var child: pid_t = 0
-        var rc = posix_spawn(&child, command[0], &actions, nil, argv, envp)
+        var rc = posix_spawn(&child, command[0], &actions, &attr, argv, envp)
         // A file just written may still be open for writing in a child another test is
         // forking at this moment (ETXTBSY until that child execs): try again shortly.
         var attempts = 0
         while rc == ETXTBSY && attempts < 50 {
             usleep(20_000)
             attempts += 1
-            rc = posix_spawn(&child, command[0], &actions, nil, argv, envp)
+            rc = posix_spawn(&child, command[0], &actions, &attr, argv, envp)
         }
         guard rc == 0 else { throw TestFailure("cannot start \(executable): \(String(cString: strerror(rc)))") }
         pid = child
@@ -214,4 +226,14 @@ public func summaryNumbers(_ stderr: String, plugin: String) -> [String: Int]? {
         out[words.dropLast().joined(separator: " ")] = n
     }
     return out
+}
+
+/// Polls `condition` every 50 ms until it holds; throws naming `what` after `timeout` s.
+public func waitUntil(_ what: String, timeout: Double, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return }
+        usleep(50_000)
+    }
+    throw TestFailure("timed out after \(timeout) s waiting until \(what)")
 }
