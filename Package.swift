@@ -60,12 +60,17 @@ var targets: [Target] = [
             .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         ]),
-    // Fleet mode: the agent's spool (and, next, the gRPC agent and server).
+    // Fleet mode: the agent's spool and sender, the server's service and its store.
     .target(
         name: "InfraSightPipeline",
         dependencies: [
-            "InfraSightPipelineProto",
+            "InfraSightPipelineProto", "InfraSightStorage", "InfraSightSchema",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     // Prometheus /metrics, /healthz and /readyz (swift-prometheus over a small NIO HTTP server).
     .target(
@@ -79,7 +84,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "infrasight",
         dependencies: [
-            "InfraSightCore", "InfraSightStorage", "InfraSightMetrics",
+            "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -123,9 +128,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.36.0"),
     ],
     targets: targets,
     swiftLanguageModes: [.v5]

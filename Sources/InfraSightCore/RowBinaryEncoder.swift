@@ -54,6 +54,7 @@ public final class RowBinaryEncoder {
         reserve(row.columnCount * 9)
         for i in 0..<row.columnCount {
             let e = encodings[i]
+            if e.base == .omitted { continue }
             let kind = row.kinds[i]
             if e.nullable {
                 if kind == .null || kind == .unset {
@@ -89,6 +90,7 @@ public final class RowBinaryEncoder {
                     bytes[count] = 2; bytes[count + 1] = UInt8(ascii: "{"); bytes[count + 2] = UInt8(ascii: "}")
                     count += 3
                 }
+            case .omitted: break
             }
         }
         rows += 1

@@ -9,7 +9,7 @@ public final class RowBuffer {
     /// How a column is encoded, flattened from its ColumnType once per table so the hot
     /// path switches on a byte instead of walking an indirect enum.
     public struct Encoding {
-        public enum Base: UInt8 { case int8, int16, int32, int64, float32, float64, dateTime, dateTime64, string, json }
+        public enum Base: UInt8 { case int8, int16, int32, int64, float32, float64, dateTime, dateTime64, string, json, omitted }
         public let base: Base
         public let nullable: Bool
         /// DateTime64 precision (digits after the second).
@@ -32,6 +32,15 @@ public final class RowBuffer {
             }
             precision = p
         }
+
+        private init(omitted: Void) {
+            base = .omitted
+            nullable = false
+            precision = 0
+        }
+
+        /// A column the consumer leaves out of its rows (e.g. one the server derives).
+        public static let omitted = Encoding(omitted: ())
     }
 
     public let schema: TableSchema

@@ -24,6 +24,9 @@ public final class BatchSpool: @unchecked Sendable {
     public private(set) var droppedRows: UInt64 = 0
     public private(set) var droppedBatches: UInt64 = 0
     public private(set) var corruptFiles: UInt64 = 0
+    /// The last sequence found on disk at start-up: those batches may have reached the
+    /// server before the restart, so they are sent marked as resends.
+    public let recoveredThrough: UInt64
 
     public init(directory: String, maxBytes: Int) throws {
         self.directory = directory
@@ -43,6 +46,7 @@ public final class BatchSpool: @unchecked Sendable {
         for name in names where name.hasSuffix(".tmp") { unlink("\(directory)/\(name)") }
         index.sort { $0.sequence < $1.sequence }
         nextSequence = (index.last?.sequence ?? 0) + 1
+        recoveredThrough = index.last?.sequence ?? 0
     }
 
     func path(_ sequence: UInt64) -> String { String(format: "%@/%020llu.batch", directory, sequence) }
@@ -80,25 +84,45 @@ public final class BatchSpool: @unchecked Sendable {
 
     /// Every batch not acknowledged yet, oldest first.
     public func pending() -> [Infrasight_V1_Batch] {
+        sequences(after: 0, limit: .max).compactMap(read)
+    }
+
+    /// Up to `limit` sequences after `sequence`, oldest first.
+    public func sequences(after sequence: UInt64, limit: Int) -> [UInt64] {
         lock.lock()
-        let entries = index
-        lock.unlock()
-        var out: [Infrasight_V1_Batch] = []
-        for entry in entries {
-            let file = path(entry.sequence)
-            guard let data = FileManager.default.contents(atPath: file),
-                let batch = try? Infrasight_V1_Batch(serializedBytes: data)
-            else {
-                lock.lock()
-                corruptFiles += 1
-                forget(entry.sequence)
-                lock.unlock()
-                rename(file, file + ".corrupt")
-                continue
-            }
-            out.append(batch)
+        defer { lock.unlock() }
+        var out: [UInt64] = []
+        for entry in index where entry.sequence > sequence {
+            out.append(entry.sequence)
+            if out.count == limit { break }
         }
         return out
+    }
+
+    /// One batch, or nil when it is not in the spool (acknowledged, or moved aside as
+    /// `.corrupt` because it could not be read back).
+    public func read(_ sequence: UInt64) -> Infrasight_V1_Batch? {
+        let file = path(sequence)
+        lock.lock()
+        let known = index.contains { $0.sequence == sequence }
+        lock.unlock()
+        guard known else { return nil }
+        if let data = FileManager.default.contents(atPath: file), let batch = try? Infrasight_V1_Batch(serializedBytes: data) {
+            return batch
+        }
+        lock.lock()
+        corruptFiles += 1
+        forget(sequence)
+        lock.unlock()
+        rename(file, file + ".corrupt")
+        return nil
+    }
+
+    /// Bytes on disk.
+    public var bytes: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return usedBytes
     }
 
     /// The server stored the batch with this sequence: it leaves the spool.

@@ -32,11 +32,16 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
         let counters: StorageCounters
         var firstRowAt: UInt64 = 0
 
-        init(table: TableSchema, counters: StorageCounters) {
+        /// `table`: the store's view of the plugin's `source` table: the same columns in the
+        /// same order, possibly with other types, or with some left out.
+        init(source: TableSchema, table: TableSchema, counters: StorageCounters) {
             self.table = table
             self.counters = counters
-            encodings = .allocate(capacity: table.columns.count)
-            for (i, c) in table.columns.enumerated() { (encodings + i).initialize(to: RowBuffer.Encoding(c.type)) }
+            encodings = .allocate(capacity: source.columns.count)
+            for (i, c) in source.columns.enumerated() {
+                let stored = table.columns.first { $0.name == c.name }
+                (encodings + i).initialize(to: stored.map { RowBuffer.Encoding($0.type) } ?? .omitted)
+            }
         }
 
         deinit { encodings.deallocate() }
@@ -44,6 +49,7 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
 
     let store: EventStore
     let maxRows: Int
+    let maxBytes: Int
     let maxDelayNs: UInt64
     let queueMaxBytes: Int
     let retryBudget: TimeInterval
@@ -61,10 +67,13 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
     public let inserts = Atomic<UInt64>(0)
     private let onError: @Sendable (String) -> Void
 
-    public init(store: EventStore, maxRows: Int, maxDelayMs: Int, queueMaxBytes: Int, retryBudget: TimeInterval = 60,
-                onError: @escaping @Sendable (String) -> Void) {
+    /// `maxBytes`: a batch is also sealed when its encoding reaches this size (the agent
+    /// keeps batches under the gRPC message limit).
+    public init(store: EventStore, maxRows: Int, maxBytes: Int = .max, maxDelayMs: Int, queueMaxBytes: Int,
+                retryBudget: TimeInterval = 60, onError: @escaping @Sendable (String) -> Void) {
         self.store = store
         self.maxRows = maxRows
+        self.maxBytes = maxBytes
         maxDelayNs = UInt64(maxDelayMs) * 1_000_000
         self.queueMaxBytes = queueMaxBytes
         self.retryBudget = retryBudget
@@ -77,7 +86,7 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
         counters[channel.plugin.name] = c
         for (row, table) in zip(channel.rows, storeTables) {
             row.consumerSlot = open.count
-            open.append(OpenBatch(table: table, counters: c))
+            open.append(OpenBatch(source: row.schema, table: table, counters: c))
         }
     }
 
@@ -92,7 +101,7 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
         let batch = open[row.consumerSlot]
         if batch.encoder.rows == 0 { batch.firstRowAt = MonotonicClock.nanoseconds() }
         batch.encoder.encode(row, as: batch.encodings)
-        if batch.encoder.rows >= maxRows { seal(batch) }
+        if batch.encoder.rows >= maxRows || batch.encoder.count >= maxBytes { seal(batch) }
     }
 
     /// Seals batches whose first row is old enough. Dispatcher thread.

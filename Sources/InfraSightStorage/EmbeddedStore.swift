@@ -31,8 +31,9 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         for db in Set(tables.compactMap(\.database)).sorted() {
             try engine.execute("CREATE DATABASE IF NOT EXISTS `\(db)`")
         }
-        for t in tables { try engine.execute(t.statement) }
-        return tables
+        let prepared = tables.map(\.withDeduplicationWindow)
+        for t in prepared { try engine.execute(t.statement) }
+        return prepared
     }
 
     func scratchFile(_ suffix: String) -> String {
@@ -49,10 +50,16 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         }
         defer { unlink(file) }
         let result = try engine.execute(
-            "INSERT INTO \(batch.table.qualifiedName) \(batch.table.columnList) FROM INFILE '\(file)' SETTINGS input_format_binary_read_json_as_string = 1 FORMAT RowBinary")
-        if result.affectedRows >= 0 && result.affectedRows != Int64(batch.rows) {
+            "INSERT INTO \(batch.table.qualifiedName) \(batch.table.columnList) FROM INFILE '\(file)' SETTINGS input_format_binary_read_json_as_string = 1, insert_deduplication_token = '\(Self.quoted(batch.id))' FORMAT RowBinary")
+        // 0 rows: a batch id stored before (the deduplication token matched).
+        if result.affectedRows > 0 && result.affectedRows != Int64(batch.rows) {
             throw StorageError("inserted \(result.affectedRows) of \(batch.rows) rows into \(batch.table.qualifiedName)")
         }
+    }
+
+    /// A value for inside single quotes.
+    static func quoted(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
     }
 
     public func query(_ text: String, format: String) throws(StorageError) -> Data {

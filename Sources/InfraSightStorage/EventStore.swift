@@ -37,6 +37,17 @@ public protocol EventStore: AnyObject, Sendable {
     func query(_ sql: String, format: String) throws(StorageError) -> Data
 }
 
+extension TableSchema {
+    /// The table with `non_replicated_deduplication_window` set when it is a MergeTree
+    /// without settings of its own, so inserts carrying an `insert_deduplication_token`
+    /// (the batch id) are stored once even when a batch is retried or resent.
+    public var withDeduplicationWindow: TableSchema {
+        guard tail.contains("MergeTree"), !tail.uppercased().contains("SETTINGS") else { return self }
+        return TableSchema(database: database, name: name, columns: columns, ddl: ddl,
+                           tail: tail + " SETTINGS non_replicated_deduplication_window = 1000")
+    }
+}
+
 extension StorageError {
     /// Whether retrying the same operation later may succeed.
     public var retryable: Bool { description.hasPrefix(StorageError.retryablePrefix) }

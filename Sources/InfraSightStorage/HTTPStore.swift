@@ -78,10 +78,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
             }
             return map(type)
         }
-        if supportsDeduplicationToken, mapped.tail.contains("MergeTree"), !mapped.tail.uppercased().contains("SETTINGS") {
-            mapped = TableSchema(database: mapped.database, name: mapped.name, columns: mapped.columns, ddl: mapped.ddl,
-                                 tail: mapped.tail + " SETTINGS non_replicated_deduplication_window = 1000")
-        }
+        if supportsDeduplicationToken { mapped = mapped.withDeduplicationWindow }
         return mapped
     }
 

@@ -44,17 +44,7 @@ struct RunCommand: ParsableCommand {
             store: store, maxRows: config.storage.batchMaxRows, maxDelayMs: config.storage.batchMaxDelayMs,
             queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
         let readiness = Readiness()
-        var metrics: MetricsServer?
-        if let metricsListen, let address = MetricsAddress(metricsListen) {
-            let server = MetricsServer(sample: { readiness.sample() }, ready: { readiness.ready })
-            do {
-                let port = try server.start(host: address.host, port: address.port)
-                logger.notice("metrics on http://\(address.host):\(port)/metrics")
-            } catch {
-                throw failure("cannot serve metrics on \(metricsListen): \(error)")
-            }
-            metrics = server
-        }
+        let metrics = try startMetrics(metricsListen, readiness: readiness, logger: logger)
         let runtime = try selection.start(consumer: writer, logger: logger)
         for probe in runtime.probes {
             writer.register(probe.channel, storeTables: probe.channel.plugin.tables.map { storeTables[$0.qualifiedName]! })
@@ -138,47 +128,3 @@ struct MetricsAddress {
     }
 }
 
-/// What /metrics and /readyz report for `run`: per plugin, every stage's counter.
-final class Readiness: @unchecked Sendable {
-    private let lock = NSLock()
-    private var runtime: ProbeRuntime?
-    private var writer: BatchWriter?
-
-    func attach(runtime: ProbeRuntime, writer: BatchWriter) {
-        lock.lock()
-        self.runtime = runtime
-        self.writer = writer
-        lock.unlock()
-    }
-
-    var ready: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return runtime != nil
-    }
-
-    func sample() -> [Sample] {
-        lock.lock()
-        let runtime = runtime, writer = writer
-        lock.unlock()
-        guard let runtime, let writer else { return [] }
-        var out: [Sample] = []
-        for probe in runtime.probes {
-            let p = [("plugin", probe.name)]
-            let c = probe.channel.counters
-            out.append(Sample("infrasight_events_received_total", p, Double(c.received.load(ordering: .relaxed)), .counter, help: "Records read from the plugin's ring buffers"))
-            out.append(Sample("infrasight_kernel_drops_total", p, Double(probe.kernelDrops()), .counter, help: "Events the kernel side could not deliver (ring buffer or map full)"))
-            out.append(Sample("infrasight_decode_errors_total", p, Double(c.decodeErrors.load(ordering: .relaxed)), .counter, help: "Records refused as malformed"))
-            if let s = writer.counters[probe.name] {
-                out.append(Sample("infrasight_queue_drops_total", p, Double(s.queueDrops.load(ordering: .relaxed)), .counter, help: "Rows dropped because the batch queue was full"))
-                out.append(Sample("infrasight_store_drops_total", p, Double(s.storeDrops.load(ordering: .relaxed)), .counter, help: "Rows the store refused or could not take in time"))
-                out.append(Sample("infrasight_rows_stored_total", p, Double(s.stored.load(ordering: .relaxed)), .counter, help: "Rows the store confirmed"))
-            }
-        }
-        let backlog = writer.backlog
-        out.append(Sample("infrasight_batch_queue_bytes", [], Double(backlog.bytes), .gauge, help: "Sealed batches waiting for the store, in bytes"))
-        out.append(Sample("infrasight_batch_queue_batches", [], Double(backlog.batches), .gauge, help: "Sealed batches waiting for the store"))
-        out.append(Sample("infrasight_inserts_total", [], Double(writer.inserts.load(ordering: .relaxed)), .counter, help: "Batches inserted into the store"))
-        return out
-    }
-}

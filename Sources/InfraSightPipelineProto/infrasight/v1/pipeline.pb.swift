@@ -148,6 +148,8 @@ public nonisolated struct Infrasight_V1_TableDefinition: Sendable {
   public init() {}
 }
 
+/// A batch may leave out columns the server derives centrally (latency_ms from latency_ns,
+/// wall_time_dt from wall_time_ms); any other column left out gets the table's default.
 public nonisolated struct Infrasight_V1_Column: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -185,6 +187,11 @@ public nonisolated struct Infrasight_V1_Batch: Sendable {
 
   /// The agent's order of batches, for resending in order after a reconnect.
   public var sequence: UInt64 = 0
+
+  /// True when this batch may have reached the server before (it was sent on an earlier
+  /// connection, or found in the spool at start-up, without an ack): the server checks its
+  /// ledger of stored batch ids before storing it. A fresh batch is never looked up.
+  public var resend: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -509,7 +516,7 @@ nonisolated extension Infrasight_V1_Column: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Infrasight_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Batch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}batch_id\0\u{1}table\0\u{1}columns\0\u{1}rows\0\u{3}row_count\0\u{1}plugin\0\u{1}sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}batch_id\0\u{1}table\0\u{1}columns\0\u{1}rows\0\u{3}row_count\0\u{1}plugin\0\u{1}sequence\0\u{1}resend\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -524,6 +531,7 @@ nonisolated extension Infrasight_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf.
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.rowCount) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.plugin) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.resend) }()
       default: break
       }
     }
@@ -551,6 +559,9 @@ nonisolated extension Infrasight_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf.
     if self.sequence != 0 {
       try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 7)
     }
+    if self.resend != false {
+      try visitor.visitSingularBoolField(value: self.resend, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -562,6 +573,7 @@ nonisolated extension Infrasight_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.rowCount != rhs.rowCount {return false}
     if lhs.plugin != rhs.plugin {return false}
     if lhs.sequence != rhs.sequence {return false}
+    if lhs.resend != rhs.resend {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

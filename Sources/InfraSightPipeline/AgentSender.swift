@@ -1,0 +1,258 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import InfraSightPipelineProto
+import Logging
+import Synchronization
+
+/// Streams the spool to the server: one bidirectional stream per connection, Hello first
+/// (with every table's DDL), then the spooled batches in sequence order, at most `window`
+/// unacknowledged at a time (flow control: a server that stores slowly acks slowly, and
+/// HTTP/2 flow control holds the rest). A batch leaves the spool only when its Ack
+/// arrives. On any connection failure the sender waits (exponential backoff from 0.5 s to
+/// 30 s, ±20 % jitter so a fleet does not reconnect in lockstep), reconnects and resends
+/// every unacknowledged batch in order, marked as a resend so the server stores it once.
+///
+/// A refusal the agent cannot fix by retrying (a wrong or missing token, a certificate
+/// the server does not accept, a table that conflicts with the server's) is fatal:
+/// `failure` is set and `run` returns; the spool keeps its batches for the next start.
+public final class AgentSender: Sendable {
+    public struct Counters: Sendable {
+        public var connected = false
+        public var connects: UInt64 = 0
+        public var batchesAcked: UInt64 = 0
+        public var rowsAcked: UInt64 = 0
+        /// Batches the server had stored before (resent after a lost ack).
+        public var duplicatesAcked: UInt64 = 0
+        public var lastError: String?
+        /// Rows acked per plugin.
+        public var rowsByPlugin: [String: UInt64] = [:]
+    }
+
+    let spool: BatchSpool
+    let host: String
+    let port: Int
+    let security: PipelineSecurity
+    let hello: Infrasight_V1_Hello
+    let window: Int
+    let maxMessageBytes: Int
+    let logger: Logger
+    private let state = Mutex(Counters())
+    private let fatal = Mutex<String?>(nil)
+    private let draining = Atomic<Bool>(false)
+    private let wake = Atomic<UInt64>(0)
+
+    public init(spool: BatchSpool, server: String, security: PipelineSecurity, hello: Infrasight_V1_Hello, window: Int = 8,
+                maxMessageBytes: Int, logger: Logger) throws(PipelineError) {
+        guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]), (1...65535).contains(port) else {
+            throw PipelineError("--server must be HOST:PORT (got \(server))")
+        }
+        var host = String(server[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw PipelineError("--server must be HOST:PORT (got \(server))") }
+        self.spool = spool
+        self.host = host
+        self.port = port
+        self.security = security
+        self.hello = hello
+        self.window = window
+        self.maxMessageBytes = maxMessageBytes
+        self.logger = logger
+        _ = try security.clientTransport()
+    }
+
+    public var counters: Counters { state.withLock { $0 } }
+    /// Set when the server refused the agent for good.
+    public var failure: String? { fatal.withLock { $0 } }
+
+    /// New batches are in the spool.
+    public func notify() { wake.add(1, ordering: .relaxed) }
+
+    /// Stop once the spool is empty (every batch acknowledged).
+    public func drain() { draining.store(true, ordering: .relaxed) }
+
+    /// Runs until drained (spool empty after `drain()`), a fatal refusal, or cancellation.
+    public func run() async {
+        var delay = 0.5
+        while !Task.isCancelled {
+            if draining.load(ordering: .relaxed) && spool.count == 0 { return }
+            let outcome = await connectOnce()
+            switch outcome {
+            case .drained: return
+            case .fatal(let reason):
+                fatal.withLock { $0 = reason }
+                return
+            case .failed(let reason, let welcomed):
+                if welcomed { delay = 0.5 }
+                let first = state.withLock { s -> Bool in
+                    let changed = s.lastError != reason || s.connected
+                    s.connected = false
+                    s.lastError = reason
+                    return changed
+                }
+                let wait = delay * Double.random(in: 0.8...1.2)
+                if first { logger.warning("server \(host):\(port): \(reason); retrying (spool: \(spool.count) batches, \(spool.bytes >> 10) KiB)") }
+                try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+                delay = min(delay * 2, 30)
+            }
+        }
+    }
+
+    enum Outcome { case drained, fatal(String), failed(String, welcomed: Bool) }
+
+    /// The per-connection state shared by the request producer and the response reader.
+    final class Connection: Sendable {
+        struct State {
+            var welcomed = false
+            var inFlight: [(sequence: UInt64, id: String, rows: UInt64, plugin: String)] = []
+            var lastSent: UInt64 = 0
+            var refusal: (reason: String, fatal: Bool)?
+        }
+        let state = Mutex(State())
+    }
+
+    func connectOnce() async -> Outcome {
+        let connection = Connection()
+        do {
+            var config = HTTP2ClientTransport.Posix.Config.defaults
+            config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
+            // The transport's own reconnects are not used: each attempt is one connection,
+            // and the backoff above decides when to try again.
+            config.backoff = .init(initial: .milliseconds(100), max: .milliseconds(100), multiplier: 1, jitter: 0)
+            let transport = try HTTP2ClientTransport.Posix(
+                target: .dns(host: host, port: port), transportSecurity: try security.clientTransport(), config: config)
+            var metadata: Metadata = [:]
+            if let token = security.token { metadata.addString("Bearer \(token)", forKey: "authorization") }
+            var options = CallOptions.defaults
+            options.waitForReady = false
+            options.maxRequestMessageBytes = maxMessageBytes
+            let outcome: Outcome = try await withGRPCClient(transport: transport) { client in
+                let pipeline = Infrasight_V1_Pipeline.Client(wrapping: client)
+                return try await pipeline.stream(
+                    metadata: metadata, options: options,
+                    requestProducer: { writer in try await self.produce(writer, connection) },
+                    onResponse: { response in try await self.consume(response, connection) })
+            }
+            return outcome
+        } catch let error as RPCError {
+            let welcomed = connection.state.withLock { $0.welcomed }
+            if let refusal = connection.state.withLock({ $0.refusal }) {
+                return refusal.fatal ? .fatal("server refused the agent: \(refusal.reason)") : .failed("refused: \(refusal.reason)", welcomed: welcomed)
+            }
+            switch error.code {
+            case .unauthenticated, .permissionDenied:
+                return .fatal("server refused the agent: \(error.message)")
+            default:
+                let text = Self.describe(error)
+                if Self.isCertificateProblem(text) { return .fatal("TLS with \(host):\(port) failed: \(text)") }
+                return .failed(text, welcomed: welcomed)
+            }
+        } catch {
+            let welcomed = connection.state.withLock { $0.welcomed }
+            if let refusal = connection.state.withLock({ $0.refusal }), refusal.fatal { return .fatal("server refused the agent: \(refusal.reason)") }
+            return .failed("\(error)", welcomed: welcomed)
+        }
+    }
+
+    /// An RPC error with its cause chain, on one line.
+    static func describe(_ error: RPCError) -> String {
+        var text = "\(error.code): \(error.message)"
+        var cause: (any Error)? = error.cause
+        var depth = 0
+        while let c = cause, depth < 4 {
+            text += " (\(c))"
+            cause = (c as? RPCError)?.cause
+            depth += 1
+        }
+        return text.replacingOccurrences(of: "\n", with: " ")
+    }
+
+    /// TLS verification failures will not go away by retrying with the same files.
+    static func isCertificateProblem(_ text: String) -> Bool {
+        ["CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "CERTIFICATE", "handshakeFailed", "TLSV1_ALERT", "SSLV3_ALERT"].contains { text.contains($0) }
+    }
+
+    func produce(_ writer: RPCWriter<Infrasight_V1_AgentMessage>, _ connection: Connection) async throws {
+        var hello = Infrasight_V1_AgentMessage()
+        hello.hello = self.hello
+        try await writer.write(hello)
+        // Resends: everything that was in flight before and everything from before a restart.
+        let resendThrough = max(spool.recoveredThrough, sentThrough.load(ordering: .relaxed))
+        while true {
+            try Task.checkCancellation()
+            let (welcomed, inFlight, lastSent) = connection.state.withLock { ($0.welcomed, $0.inFlight.count, $0.lastSent) }
+            if welcomed && inFlight < window {
+                let next = spool.sequences(after: lastSent, limit: window - inFlight)
+                for sequence in next {
+                    guard var batch = spool.read(sequence) else { continue }
+                    batch.resend = sequence <= resendThrough
+                    connection.state.withLock {
+                        $0.inFlight.append((sequence, batch.batchID, batch.rowCount, batch.plugin))
+                        $0.lastSent = sequence
+                    }
+                    sentThrough.store(max(sentThrough.load(ordering: .relaxed), sequence), ordering: .relaxed)
+                    var message = Infrasight_V1_AgentMessage()
+                    message.batch = batch
+                    try await writer.write(message)
+                }
+                if !next.isEmpty { continue }
+            }
+            if welcomed && inFlight == 0 && draining.load(ordering: .relaxed) && spool.count == 0 { return }
+            let seen = wake.load(ordering: .relaxed)
+            var waited = 0
+            while wake.load(ordering: .relaxed) == seen && waited < 20 {
+                try await Task.sleep(nanoseconds: 5_000_000)
+                waited += 1
+                if connection.state.withLock({ $0.inFlight.count }) < inFlight { break }
+            }
+        }
+    }
+
+    /// The highest sequence ever sent in this process.
+    private let sentThrough = Atomic<UInt64>(0)
+
+    func consume(_ response: StreamingClientResponse<Infrasight_V1_ServerMessage>, _ connection: Connection) async throws -> Outcome {
+        for try await message in response.messages {
+            switch message.kind {
+            case .welcome(let welcome):
+                connection.state.withLock { $0.welcomed = true }
+                let reconnect = state.withLock { s -> String? in
+                    s.connected = true
+                    s.connects += 1
+                    defer { s.lastError = nil }
+                    return s.lastError
+                }
+                if let reconnect {
+                    logger.notice("connected to server \(host):\(port) (\(welcome.serverVersion)) after: \(reconnect); resending \(spool.count) spooled batches")
+                } else {
+                    logger.notice("connected to server \(host):\(port) (\(welcome.serverVersion))")
+                }
+            case .ack(let ack):
+                let entry = connection.state.withLock { s -> (sequence: UInt64, id: String, rows: UInt64, plugin: String)? in
+                    guard let i = s.inFlight.firstIndex(where: { $0.id == ack.batchID }) else { return nil }
+                    return s.inFlight.remove(at: i)
+                }
+                guard let entry else { throw RPCError(code: .internalError, message: "ack for a batch not in flight: \(ack.batchID)") }
+                spool.acknowledge(sequence: entry.sequence)
+                state.withLock {
+                    $0.batchesAcked += 1
+                    $0.rowsAcked += entry.rows
+                    $0.rowsByPlugin[entry.plugin, default: 0] += entry.rows
+                    if ack.duplicate { $0.duplicatesAcked += 1 }
+                }
+                wake.add(1, ordering: .relaxed)
+            case .refusal(let refusal):
+                connection.state.withLock { $0.refusal = (refusal.reason, refusal.fatal) }
+                if refusal.fatal { return .fatal("server refused the agent: \(refusal.reason)") }
+                return .failed("refused: \(refusal.reason)", welcomed: connection.state.withLock { $0.welcomed })
+            case nil:
+                break
+            }
+            if draining.load(ordering: .relaxed) && spool.count == 0 && connection.state.withLock({ $0.inFlight.isEmpty }) {
+                return .drained
+            }
+        }
+        if draining.load(ordering: .relaxed) && spool.count == 0 { return .drained }
+        return .failed("the server ended the stream", welcomed: connection.state.withLock { $0.welcomed })
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import GRPCNIOTransportHTTP2Posix
+
+/// TLS material and the bearer token, as files. Secrets are read from files or the
+/// environment, never taken as command-line values (those show in `ps`), and never logged.
+public struct PipelineSecurity: Sendable {
+    /// PEM certificate chain this side presents (server: required for TLS; agent: for mTLS).
+    public var certificate: String?
+    /// PEM private key of `certificate`.
+    public var key: String?
+    /// PEM CA bundle that verifies the other side (agent: the server's CA, else the system
+    /// roots; server: clients must present a certificate from this CA — mutual TLS).
+    public var ca: String?
+    /// The shared bearer token (already read from its file or variable).
+    public var token: String?
+
+    public init(certificate: String? = nil, key: String? = nil, ca: String? = nil, token: String? = nil) {
+        self.certificate = certificate
+        self.key = key
+        self.ca = ca
+        self.token = token
+    }
+
+    public var usesTLS: Bool { certificate != nil || ca != nil }
+
+    /// Reads a token from `file` (first line, trimmed) or from the environment variable.
+    public static func token(file: String?, environment variable: String) throws(PipelineError) -> String? {
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw PipelineError("cannot read the token file \(file)")
+            }
+            let token = String(decoding: data, as: UTF8.self).split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            guard !token.isEmpty else { throw PipelineError("the token file \(file) is empty") }
+            return token
+        }
+        if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
+        return nil
+    }
+
+    func check() throws(PipelineError) {
+        for (flag, path) in [("certificate", certificate), ("key", key), ("CA", ca)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                throw PipelineError("cannot read the TLS \(flag) file \(path)")
+            }
+        }
+    }
+
+    /// The server's transport security: plaintext, TLS, or mutual TLS when `ca` is set.
+    func serverTransport() throws(PipelineError) -> HTTP2ServerTransport.Posix.TransportSecurity {
+        try check()
+        if ca != nil && certificate == nil { throw PipelineError("--tls-ca on the server (mutual TLS) needs --tls-cert and --tls-key") }
+        guard let certificate else { return .plaintext }
+        guard let key else { throw PipelineError("--tls-cert needs --tls-key") }
+        let chain: [TLSConfig.CertificateSource] = [.file(path: certificate, format: .pem)]
+        let privateKey: TLSConfig.PrivateKeySource = .file(path: key, format: .pem)
+        guard let ca else { return .tls(certificateChain: chain, privateKey: privateKey) }
+        return .mTLS(certificateChain: chain, privateKey: privateKey) { config in
+            config.trustRoots = .certificates([.file(path: ca, format: .pem)])
+            config.clientCertificateVerification = .noHostnameVerification
+        }
+    }
+
+    /// The agent's transport security: plaintext unless a CA or a client certificate is set.
+    func clientTransport() throws(PipelineError) -> HTTP2ClientTransport.Posix.TransportSecurity {
+        try check()
+        guard usesTLS else { return .plaintext }
+        if certificate != nil && key == nil { throw PipelineError("--tls-cert needs --tls-key") }
+        return .tls { config in
+            if let certificate, let key {
+                config.certificateChain = [.file(path: certificate, format: .pem)]
+                config.privateKey = .file(path: key, format: .pem)
+            }
+            if let ca { config.trustRoots = .certificates([.file(path: ca, format: .pem)]) }
+            config.serverCertificateVerification = .fullVerification
+        }
+    }
+
+    /// Constant-time comparison of an `authorization` header with the expected token.
+    static func matches(_ header: String?, token: String) -> Bool {
+        guard let header else { return false }
+        let given = Array(header.utf8), expected = Array("Bearer \(token)".utf8)
+        var diff = UInt8(given.count == expected.count ? 0 : 1)
+        for i in 0..<min(given.count, expected.count) { diff |= given[i] ^ expected[i] }
+        return diff == 0
+    }
+}
+
+public struct PipelineError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

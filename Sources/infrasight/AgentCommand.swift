@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import InfraSightCore
+import InfraSightMetrics
+import InfraSightPipeline
+import InfraSightPipelineProto
+import InfraSightStorage
+import Logging
+
+struct AgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Trace this host and stream the rows to an `infrasight server` over gRPC.",
+        discussion: """
+            Every sealed batch is written to a disk spool first and leaves it only when the server \
+            acknowledges it, so server or ClickHouse outages and agent restarts lose nothing (up to \
+            --spool-max-mb; what the limit forces out is counted). SIGINT/SIGTERM (or --duration) stop \
+            tracing, then the agent waits up to --drain-timeout for the server to take the spool.
+            """)
+
+    @OptionGroup var source: PluginSourceOptions
+    @Option(help: ArgumentHelp("The server's gRPC address.", valueName: "HOST:PORT")) var server: String
+    @OptionGroup var security: PipelineSecurityOptions
+    @Option(help: ArgumentHelp("Stop tracing after SECONDS.", valueName: "SECONDS")) var duration: Double?
+    @Option(name: .customLong("spool-dir"), help: ArgumentHelp("Where unacknowledged batches wait (default: <data dir>/spool).", valueName: "DIR"))
+    var spoolDir: String?
+    @Option(name: .customLong("spool-max-mb"), help: ArgumentHelp("Spool size limit in MiB.", valueName: "MIB")) var spoolMaxMB = 1024
+    @Option(name: .customLong("drain-timeout"), help: ArgumentHelp("At exit, wait this long for the server to acknowledge the spool.", valueName: "SECONDS"))
+    var drainTimeout: Double = 30
+    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.", valueName: "HOST:PORT"))
+    var metricsListen: String?
+
+    func validate() throws {
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if spoolMaxMB <= 0 { throw ValidationError("--spool-max-mb must be positive") }
+        if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
+    }
+
+    /// gRPC messages stay well under the server's limit.
+    static let maxBatchBytes = 8 << 20
+
+    func run() throws {
+        InfraSight.bootstrapLogging()
+        let logger = Logger(label: "infrasight")
+        let selection = try PluginSelection(source: source, names: nil, logger: logger)
+        let config = selection.config
+        let security = try security.security()
+        let spoolPath = spoolDir ?? ((config.storage.dataDir ?? StorageConfig.defaultDataDir) + "/spool")
+        let spool: BatchSpool
+        do {
+            spool = try BatchSpool(directory: spoolPath, maxBytes: spoolMaxMB << 20)
+        } catch {
+            throw failure("\(error)")
+        }
+        let pluginTables = selection.plugins.flatMap(\.tables)
+        let nodeName = Enricher(nodeName: config.nodeName, hostRoot: config.hostRoot).nodeName
+        var hello = Infrasight_V1_Hello()
+        hello.nodeName = String(decoding: nodeName, as: UTF8.self)
+        hello.agentID = Self.agentID(node: hello.nodeName, hostRoot: config.hostRoot)
+        hello.version = infrasightVersion
+        hello.tables = pluginTables.map { t in
+            var d = Infrasight_V1_TableDefinition()
+            d.name = t.qualifiedName
+            d.ddl = t.statement
+            return d
+        }
+        let sender: AgentSender
+        do {
+            sender = try AgentSender(spool: spool, server: server, security: security, hello: hello, maxMessageBytes: Self.maxBatchBytes * 2, logger: logger)
+        } catch {
+            throw failure("\(error)", code: 2)
+        }
+        let store = SpoolStore(spool: spool) { sender.notify() }
+        let storeTables = try! store.prepare(pluginTables)
+        let tablesByName = Dictionary(zip(pluginTables.map(\.qualifiedName), storeTables), uniquingKeysWith: { a, _ in a })
+        let writer = BatchWriter(
+            store: store, maxRows: config.storage.batchMaxRows, maxBytes: Self.maxBatchBytes, maxDelayMs: config.storage.batchMaxDelayMs,
+            queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
+        let readiness = Readiness()
+        readiness.agent = sender
+        readiness.spool = spool
+        let metrics = try startMetrics(metricsListen, readiness: readiness, logger: logger)
+        if spool.count > 0 { logger.notice("spool \(spoolPath): \(spool.count) batches from before; sending them first") }
+        let runtime = try selection.start(consumer: writer, logger: logger)
+        for probe in runtime.probes {
+            writer.register(probe.channel, storeTables: probe.channel.plugin.tables.map { tablesByName[$0.qualifiedName]! })
+        }
+        writer.start()
+        let senderTask = Task.detached { await sender.run() }
+        readiness.attach(runtime: runtime, writer: writer)
+        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → server \(server) (spool \(spoolPath))")
+
+        let signals = SignalStopper { runtime.stop() }
+        let deadline = duration.map { Date().addingTimeInterval($0) }
+        runtime.run(until: deadline) {
+            writer.tick()
+            if sender.failure != nil { runtime.stop() }
+        }
+        writer.finish(timeout: 60)
+        sender.drain()
+        let drainDeadline = Date().addingTimeInterval(drainTimeout)
+        while sender.failure == nil && spool.count > 0 && Date() < drainDeadline { usleep(20_000) }
+        senderTask.cancel()
+        _ = try? blockingWait { await senderTask.value }
+        metrics?.stop()
+        _ = signals
+        let delivered = sender.counters.rowsByPlugin
+        for probe in runtime.probes {
+            let c = probe.channel.counters
+            let s = writer.counters[probe.name]
+            printError(
+                "\(probe.name): received \(c.received.load(ordering: .relaxed)), kernel drops \(probe.kernelDrops()), decode errors \(c.decodeErrors.load(ordering: .relaxed)), queue drops \(s?.queueDrops.load(ordering: .relaxed) ?? 0), spool drops \(s?.storeDrops.load(ordering: .relaxed) ?? 0), rows spooled \(s?.stored.load(ordering: .relaxed) ?? 0), rows delivered \(delivered[probe.name] ?? 0)")
+        }
+        if let reason = sender.failure {
+            throw failure("\(reason) (\(spool.count) batches stay in the spool at \(spoolPath))")
+        }
+        if spool.count > 0 {
+            logger.warning("\(spool.count) batches (\(spool.bytes >> 10) KiB) were not acknowledged in \(Int(drainTimeout)) s; they stay in \(spoolPath) and are sent at the next start")
+        }
+    }
+
+    /// Stable across restarts: the node name and the machine id.
+    static func agentID(node: String, hostRoot: String) -> String {
+        let root = hostRoot.hasSuffix("/") ? hostRoot : hostRoot + "/"
+        let machine = (try? String(contentsOfFile: root + "etc/machine-id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        return machine.isEmpty ? node : "\(node)/\(machine.prefix(12))"
+    }
+}
+
+/// Starts the metrics endpoint when asked to.
+func startMetrics(_ listen: String?, readiness: Readiness, logger: Logger) throws -> MetricsServer? {
+    guard let listen, let address = MetricsAddress(listen) else { return nil }
+    let server = MetricsServer(sample: { readiness.sample() }, ready: { readiness.ready })
+    do {
+        let port = try server.start(host: address.host, port: address.port)
+        logger.notice("metrics on http://\(address.host):\(port)/metrics")
+    } catch {
+        throw failure("cannot serve metrics on \(listen): \(error)")
+    }
+    return server
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import InfraSightPipeline
+
+/// TLS and token options shared by `agent` and `server`. Paths only: secret values are
+/// read from files (or INFRASIGHT_TOKEN), never passed as arguments visible in `ps`.
+struct PipelineSecurityOptions: ParsableArguments {
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("PEM certificate chain this side presents (server: enables TLS; agent: client certificate for mutual TLS).", valueName: "FILE"))
+    var certificate: String?
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "FILE"))
+    var key: String?
+    @Option(name: .customLong("tls-ca"), help: ArgumentHelp("PEM CA bundle (agent: verifies the server, enables TLS; server: requires client certificates from this CA, mutual TLS).", valueName: "FILE"))
+    var ca: String?
+    @Option(name: .customLong("token-file"), help: ArgumentHelp("File holding the bearer token (or set INFRASIGHT_TOKEN).", valueName: "FILE"))
+    var tokenFile: String?
+
+    func security() throws -> PipelineSecurity {
+        do {
+            return PipelineSecurity(certificate: certificate, key: key, ca: ca, token: try PipelineSecurity.token(file: tokenFile, environment: "INFRASIGHT_TOKEN"))
+        } catch {
+            throw failure(error.description, code: 2)
+        }
+    }
+}
+
+/// `HOST:PORT` for listening (IPv6 as `[::]:50051`).
+func listenAddress(_ text: String, flag: String) throws -> MetricsAddress {
+    guard let address = MetricsAddress(text) else { throw ValidationError("\(flag) must be HOST:PORT, e.g. 0.0.0.0:50051") }
+    return address
+}
+
+/// Runs an async operation from the synchronous command code and waits for it.
+func blockingWait<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var result: Result<T, any Error>!
+    Task.detached {
+        do { result = .success(try await operation()) } catch { result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try result.get()
+}
+
+/// The version agents and servers report to each other.
+let infrasightVersion = "0.2.0"

@@ -1,0 +1,101 @@
+import Foundation
+import InfraSightCore
+import InfraSightMetrics
+import InfraSightPipeline
+import InfraSightStorage
+
+/// What /metrics and /readyz report for `run`, `agent` and `server`: per plugin, every
+/// stage's counter; the agent's spool and connection; the server's store and agents.
+final class Readiness: @unchecked Sendable {
+    private let lock = NSLock()
+    private var runtime: ProbeRuntime?
+    private var writer: BatchWriter?
+    /// Agent: the sender and its spool.
+    var agent: AgentSender?
+    var spool: BatchSpool?
+    /// Server: its storage and the connected agents.
+    var server: (storage: ServerStorage, agents: AgentRegistry)?
+
+    func attach(runtime: ProbeRuntime, writer: BatchWriter) {
+        lock.lock()
+        self.runtime = runtime
+        self.writer = writer
+        lock.unlock()
+    }
+
+    /// run/agent: tracing has started. server: listening and the store is reachable.
+    var ready: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if let server { return server.storage.counters.storeAvailable }
+        return runtime != nil
+    }
+
+    func sample() -> [Sample] {
+        lock.lock()
+        let runtime = runtime, writer = writer
+        lock.unlock()
+        var out: [Sample] = []
+        if let runtime, let writer { out += tracing(runtime, writer) }
+        if let agent, let spool { out += Self.agent(agent, spool) }
+        if let server { out += Self.server(server.storage, server.agents) }
+        return out
+    }
+
+    func tracing(_ runtime: ProbeRuntime, _ writer: BatchWriter) -> [Sample] {
+        var out: [Sample] = []
+        let delivered = agent?.counters.rowsByPlugin
+        for probe in runtime.probes {
+            let p = [("plugin", probe.name)]
+            let c = probe.channel.counters
+            out.append(Sample("infrasight_events_received_total", p, Double(c.received.load(ordering: .relaxed)), .counter, help: "Records read from the plugin's ring buffers"))
+            out.append(Sample("infrasight_kernel_drops_total", p, Double(probe.kernelDrops()), .counter, help: "Events the kernel side could not deliver (ring buffer or map full)"))
+            out.append(Sample("infrasight_decode_errors_total", p, Double(c.decodeErrors.load(ordering: .relaxed)), .counter, help: "Records refused as malformed"))
+            if let s = writer.counters[probe.name] {
+                out.append(Sample("infrasight_queue_drops_total", p, Double(s.queueDrops.load(ordering: .relaxed)), .counter, help: "Rows dropped because the batch queue was full"))
+                if delivered == nil {
+                    out.append(Sample("infrasight_store_drops_total", p, Double(s.storeDrops.load(ordering: .relaxed)), .counter, help: "Rows the store refused or could not take in time"))
+                    out.append(Sample("infrasight_rows_stored_total", p, Double(s.stored.load(ordering: .relaxed)), .counter, help: "Rows the store confirmed"))
+                } else {
+                    out.append(Sample("infrasight_spool_drops_total", p, Double(s.storeDrops.load(ordering: .relaxed)), .counter, help: "Rows dropped because the spool was full"))
+                    out.append(Sample("infrasight_rows_spooled_total", p, Double(s.stored.load(ordering: .relaxed)), .counter, help: "Rows written to the spool"))
+                    out.append(Sample("infrasight_rows_delivered_total", p, Double(delivered?[probe.name] ?? 0), .counter, help: "Rows the server acknowledged as stored"))
+                }
+            }
+        }
+        let backlog = writer.backlog
+        out.append(Sample("infrasight_batch_queue_bytes", [], Double(backlog.bytes), .gauge, help: "Sealed batches waiting for the store, in bytes"))
+        out.append(Sample("infrasight_batch_queue_batches", [], Double(backlog.batches), .gauge, help: "Sealed batches waiting for the store"))
+        out.append(Sample("infrasight_inserts_total", [], Double(writer.inserts.load(ordering: .relaxed)), .counter, help: "Batches handed to the store (the spool, for the agent)"))
+        return out
+    }
+
+    static func agent(_ agent: AgentSender, _ spool: BatchSpool) -> [Sample] {
+        let c = agent.counters
+        return [
+            Sample("infrasight_spool_bytes", [], Double(spool.bytes), .gauge, help: "Bytes of unacknowledged batches in the spool"),
+            Sample("infrasight_spool_batches", [], Double(spool.count), .gauge, help: "Unacknowledged batches in the spool"),
+            Sample("infrasight_spool_dropped_rows_total", [], Double(spool.droppedRows), .counter, help: "Rows the spool limit forced out"),
+            Sample("infrasight_spool_corrupt_files_total", [], Double(spool.corruptFiles), .counter, help: "Spool files that could not be read back"),
+            Sample("infrasight_grpc_connected", [], c.connected ? 1 : 0, .gauge, help: "1 while the stream to the server is up"),
+            Sample("infrasight_grpc_connects_total", [], Double(c.connects), .counter, help: "Streams the server welcomed"),
+            Sample("infrasight_batches_acked_total", [], Double(c.batchesAcked), .counter, help: "Batches the server acknowledged"),
+            Sample("infrasight_duplicate_acks_total", [], Double(c.duplicatesAcked), .counter, help: "Resent batches the server had already stored"),
+        ]
+    }
+
+    static func server(_ storage: ServerStorage, _ agents: AgentRegistry) -> [Sample] {
+        let c = storage.counters
+        var out = [
+            Sample("infrasight_server_agents_connected", [], Double(agents.count), .gauge, help: "Agents with an open stream"),
+            Sample("infrasight_server_batches_stored_total", [], Double(c.batchesStored), .counter, help: "Batches stored"),
+            Sample("infrasight_server_duplicate_batches_total", [], Double(c.duplicateBatches), .counter, help: "Resent batches found stored before (nothing stored again)"),
+            Sample("infrasight_server_store_retries_total", [], Double(c.storeRetries), .counter, help: "Store attempts that found it unavailable"),
+            Sample("infrasight_server_store_available", [], c.storeAvailable ? 1 : 0, .gauge, help: "0 while the store is unreachable"),
+        ]
+        for (table, rows) in c.rowsByTable.sorted(by: { $0.key < $1.key }) {
+            out.append(Sample("infrasight_server_rows_stored_total", [("table", table)], Double(rows), .counter, help: "Rows stored, per table"))
+        }
+        return out
+    }
+}

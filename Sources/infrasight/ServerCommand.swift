@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import InfraSightCore
+import InfraSightMetrics
+import InfraSightPipeline
+import InfraSightStorage
+import Logging
+
+struct ServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Receive rows from `infrasight agent`s over gRPC and store them in ClickHouse (embedded by default).",
+        discussion: """
+            Applies the tables agents declare (CREATE ... IF NOT EXISTS; a conflicting definition is \
+            refused), derives the columns agents leave out, acknowledges a batch only once it is stored \
+            and stores a resent batch once. While the store is down it holds the agents back instead of \
+            dropping. SIGINT/SIGTERM (or --duration) stop it.
+            """)
+
+    @Option(help: ArgumentHelp("Address to listen on.", valueName: "HOST:PORT")) var listen = "0.0.0.0:50051"
+    @OptionGroup var storage: StorageOptions
+    @Option(name: .long, help: ArgumentHelp("Configuration file (storage keys).", valueName: "FILE")) var config: String?
+    @OptionGroup var security: PipelineSecurityOptions
+    @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
+    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.", valueName: "HOST:PORT"))
+    var metricsListen: String?
+
+    func validate() throws {
+        _ = try listenAddress(listen, flag: "--listen")
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
+    }
+
+    /// Agents send batches of at most 8 MiB; room for twice that.
+    static let maxMessageBytes = 16 << 20
+
+    func run() throws {
+        InfraSight.bootstrapLogging()
+        let logger = Logger(label: "infrasight")
+        let configuration: InfraSightConfig
+        do {
+            configuration = try InfraSightConfig.load(path: config)
+        } catch {
+            throw failure(error.description, code: 2)
+        }
+        let security = try security.security()
+        let store = try storage.open(configuration)
+        let serverStorage: ServerStorage
+        do {
+            serverStorage = try ServerStorage(store: store, logger: logger)
+        } catch {
+            throw failure(error.description)
+        }
+        let agents = AgentRegistry()
+        let service = PipelineService(storage: serverStorage, token: security.token, version: infrasightVersion, logger: logger, agents: agents)
+        let address = try listenAddress(listen, flag: "--listen")
+        let server: PipelineServer
+        let port: Int
+        do {
+            server = try PipelineServer(host: address.host, port: address.port, security: security, service: service,
+                                        maxMessageBytes: Self.maxMessageBytes, logger: logger)
+            port = try blockingWait { try await server.port() }
+        } catch {
+            throw failure("cannot listen on \(listen): \(error)")
+        }
+        let readiness = Readiness()
+        readiness.server = (serverStorage, agents)
+        let metrics = try startMetrics(metricsListen, readiness: readiness, logger: logger)
+        var queryServer: QueryServer?
+        if let embedded = store as? EmbeddedStore {
+            do {
+                queryServer = try QueryServer(store: store, dataDir: embedded.engine.dataDir)
+                queryServer?.start()
+            } catch {
+                logger.warning("queries while the server runs are unavailable: \(error)")
+            }
+        }
+        let mode = security.usesTLS ? (security.ca != nil ? "mutual TLS" : "TLS") : "plaintext"
+        logger.notice("listening on \(address.host):\(port) (\(mode)\(security.token != nil ? ", bearer token" : "")) → \(store.summary)")
+
+        let stop = DispatchSemaphore(value: 0)
+        let signals = SignalStopper { stop.signal() }
+        if let duration {
+            _ = stop.wait(timeout: .now() + duration)
+        } else {
+            stop.wait()
+        }
+        _ = try? blockingWait { await server.stop() }
+        queryServer?.stop()
+        metrics?.stop()
+        _ = signals
+        let c = serverStorage.counters
+        printError("server: batches stored \(c.batchesStored), rows stored \(c.rowsStored), duplicate batches \(c.duplicateBatches)")
+    }
+}

@@ -1,0 +1,307 @@
+import Foundation
+import Glibc
+import InfraSightTestSupport
+import Testing
+
+/// Fleet mode on real processes: `infrasight agent` tracing this host → gRPC →
+/// `infrasight server` → ClickHouse (embedded, or Debian's server), through server
+/// crashes, ClickHouse outages and agent crashes, with tokens and (mutual) TLS.
+@Suite(.serialized) struct FleetTests {
+    /// A running `infrasight server` and the port it listens on.
+    struct Server {
+        let process: BackgroundProcess
+        let port: Int
+        let dataDir: String?
+
+        /// `port` 0 picks a free one.
+        static func start(port: Int = 0, store: [String], extra: [String] = [], environment: [String: String]? = nil) throws -> Server {
+            let p = try BackgroundProcess(Paths.infrasight, ["server", "--listen", "127.0.0.1:\(port)"] + store + extra, environment: environment)
+            try p.waitForStderr("listening on 127.0.0.1:", timeout: 60)
+            let text = try String(contentsOfFile: p.stderrPath, encoding: .utf8)
+            let tail = text.components(separatedBy: "listening on 127.0.0.1:")[1]
+            let bound = try #require(Int(tail.prefix(while: \.isNumber)))
+            let dataDir = store.first == "--data-dir" ? store[1] : nil
+            return Server(process: p, port: bound, dataDir: dataDir)
+        }
+
+        /// SIGINT, then the exit status and stderr.
+        func stop() -> ProcessResult {
+            process.signal(SIGINT)
+            return process.wait()
+        }
+    }
+
+    /// An agent tracing only the open loop helper's opens, into `spool`.
+    static func agent(port: Int, spool: String, extra: [String] = [], environment: [String: String]? = nil, dir: String) throws -> BackgroundProcess {
+        let config = "\(dir)/agent.yaml"
+        if !FileManager.default.fileExists(atPath: config) {
+            try """
+                plugins:
+                  enabled: [tracing]
+                  options:
+                    tracing:
+                      include_comms: [openloop]
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+        }
+        let p = try BackgroundProcess(Paths.infrasight, ["agent", "--server", "127.0.0.1:\(port)", "--config", config, "--spool-dir", spool] + extra,
+                                      environment: environment)
+        try p.waitForStderr("infrasight: note: started: ", timeout: 60)
+        return p
+    }
+
+    static func count(_ dataDir: String, _ sql: String) throws -> Int {
+        let r = try run(Paths.infrasight, ["query", "--data-dir", dataDir, sql])
+        guard r.status == 0, let n = Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw TestFailure("query failed: \(r.stdout) \(r.stderr)")
+        }
+        return n
+    }
+
+    static func openLoop(_ helper: String, _ marker: String, _ n: Int) throws {
+        let child = try BackgroundProcess(helper, [marker, String(n)])
+        guard child.wait().status == 0 else { throw TestFailure("open loop failed") }
+    }
+
+    /// The agent's summary: every event received or dropped in the kernel, every received
+    /// one spooled or counted, every spooled one delivered.
+    static func checkConservation(_ r: ProcessResult, total: Int) throws -> Int {
+        let n = try #require(summaryNumbers(r.stderr, plugin: "tracing"), "\(r.stderr)")
+        let received = n["received"] ?? -1, kernel = n["kernel drops"] ?? -1, decode = n["decode errors"] ?? -1
+        let queue = n["queue drops"] ?? -1, spoolDrops = n["spool drops"] ?? -1, spooled = n["rows spooled"] ?? -1
+        #expect(received + kernel == total, "\(n)")
+        #expect(spooled + queue + spoolDrops + decode == received, "\(n)")
+        #expect(n["rows delivered"] == spooled, "\(n)")
+        return spooled
+    }
+
+    @Test func rowsReachEmbeddedClickHouseWithDerivedColumnsAndNothingLost() throws {
+        let (helper, marker, dir) = try buildOpenLoop()
+        let data = try makeTempDir(prefix: "fleet-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        let total = 200_000
+        try Self.openLoop(helper, marker, total)
+        usleep(1_500_000)
+        agent.signal(SIGINT)
+        let r = agent.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        let spooled = try Self.checkConservation(r, total: total)
+        let s = server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(s.stderr.contains("rows stored \(spooled)"), "\(s.stderr)")
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
+        // The agent leaves latency_ms and wall_time_dt out; the server derives them.
+        #expect(try Self.count(data, """
+            SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'
+              AND latency_ms = latency_ns / 1e6 AND toUnixTimestamp64Milli(wall_time_dt) = wall_time_ms AND latency_ns > 0
+            """) == spooled)
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name != '' AND comm = 'openloop'") == spooled)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
+    }
+
+    @Test func aServerKilledMidStreamAndRestartedGetsEveryRowOnce() throws {
+        let (helper, marker, dir) = try buildOpenLoop()
+        let data = try makeTempDir(prefix: "fleet-data")
+        var server: Server? = try Server.start(store: ["--data-dir", data])
+        let port = server!.port
+        let agent = try Self.agent(port: port, spool: "\(dir)/spool", dir: dir)
+        var total = 0
+        for round in 0..<8 {
+            try Self.openLoop(helper, marker, 20_000)
+            total += 20_000
+            usleep(400_000)
+            if round == 2 {
+                server!.process.signal(SIGKILL)
+                _ = server!.process.wait()
+                server = nil
+            }
+            if round == 5 { server = try Server.start(port: port, store: ["--data-dir", data]) }
+        }
+        usleep(1_500_000)
+        agent.signal(SIGINT)
+        let r = agent.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        let spooled = try Self.checkConservation(r, total: total)
+        #expect(r.stderr.contains("retrying"), "\(r.stderr)")
+        _ = server!.stop()
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
+        #expect(try Self.count(data, "SELECT count() - uniqExact(batch_id) FROM infrasight.pipeline_batches FINAL") == 0)
+    }
+
+    @Test func anAgentKilledWithUnsentBatchesSendsThemAfterARestart() throws {
+        let (helper, marker, dir) = try buildOpenLoop()
+        let data = try makeTempDir(prefix: "fleet-data")
+        // No server yet: everything waits in the spool.
+        let port = Int.random(in: 41_000..<50_000)
+        let first = try Self.agent(port: port, spool: "\(dir)/spool", dir: dir)
+        let total = 50_000
+        try Self.openLoop(helper, marker, total)
+        usleep(2_500_000)
+        first.signal(SIGKILL)
+        _ = first.wait()
+        let files = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }
+        #expect(!files.isEmpty)
+
+        let server = try Server.start(port: port, store: ["--data-dir", data])
+        let second = try Self.agent(port: port, spool: "\(dir)/spool", dir: dir)
+        try second.waitForStderr("connected to server", timeout: 30)
+        usleep(1_000_000)
+        second.signal(SIGINT)
+        let r = second.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        _ = server.stop()
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == total)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
+    }
+
+    @Test func clickHouseDownForTenSecondsLosesNothingAndOldTypesAreMapped() throws {
+        let clickhouse = try ClickHouseServer()
+        let (helper, marker, dir) = try buildOpenLoop()
+        let server = try Server.start(store: [], environment: ["INFRASIGHT_CLICKHOUSE_URL": clickhouse.url])
+        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        var total = 0
+        try Self.openLoop(helper, marker, 20_000)
+        total += 20_000
+        usleep(1_500_000)
+        clickhouse.stop()
+        for _ in 0..<4 {
+            try Self.openLoop(helper, marker, 20_000)
+            total += 20_000
+            usleep(3_000_000)
+        }
+        try clickhouse.start()
+        try Self.openLoop(helper, marker, 20_000)
+        total += 20_000
+        usleep(2_000_000)
+        agent.signal(SIGINT)
+        let r = agent.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        let spooled = try Self.checkConservation(r, total: total)
+        let s = server.stop()
+        #expect(s.stderr.contains("holding the agent's batches"), "\(s.stderr)")
+        let stored = try clickhouse.query("SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'")
+        #expect(stored == "\(spooled)\n")
+        // 18.16 has no DateTime64: wall_time_dt is a DateTime derived from wall_time_ms.
+        let derived = try clickhouse.query("SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND toUnixTimestamp(wall_time_dt) = intDiv(wall_time_ms, 1000)")
+        #expect(derived == "\(spooled)\n")
+    }
+
+    @Test func twoAgentsStoreTheirOwnRows() throws {
+        let (helper, marker, dir) = try buildOpenLoop()
+        let data = try makeTempDir(prefix: "fleet-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        let a = try Self.agent(port: server.port, spool: "\(dir)/spool-a", environment: ["NODE_NAME": "node-a"], dir: dir)
+        let b = try Self.agent(port: server.port, spool: "\(dir)/spool-b", environment: ["NODE_NAME": "node-b"], dir: dir)
+        let total = 30_000
+        try Self.openLoop(helper, marker, total)
+        usleep(1_500_000)
+        a.signal(SIGINT)
+        b.signal(SIGINT)
+        let ra = a.wait(), rb = b.wait()
+        let sa = try Self.checkConservation(ra, total: total), sb = try Self.checkConservation(rb, total: total)
+        _ = server.stop()
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name = 'node-a'") == sa)
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name = 'node-b'") == sb)
+    }
+
+    @Test func aTokenServerRefusesAnAgentWithoutTheToken() throws {
+        let (helper, marker, dir) = try buildOpenLoop()
+        let data = try makeTempDir(prefix: "fleet-data")
+        let secret = "tok-\(UInt64.random(in: 0...UInt64.max))"
+        try "\(secret)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
+        let server = try Server.start(store: ["--data-dir", data], extra: ["--token-file", "\(dir)/token"])
+
+        let refused = try Self.agent(port: server.port, spool: "\(dir)/spool-x", dir: dir)
+        let r = refused.wait()
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("server refused the agent") && r.stderr.contains("bearer token"), "\(r.stderr)")
+
+        let wrong = try Self.agent(port: server.port, spool: "\(dir)/spool-y", environment: ["INFRASIGHT_TOKEN": "nope"], dir: dir)
+        #expect(wrong.wait().status == 1)
+
+        let good = try Self.agent(port: server.port, spool: "\(dir)/spool", environment: ["INFRASIGHT_TOKEN": secret], dir: dir)
+        try good.waitForStderr("connected to server", timeout: 30)
+        try Self.openLoop(helper, marker, 1000)
+        usleep(1_500_000)
+        good.signal(SIGINT)
+        let g = good.wait()
+        #expect(g.status == 0, "\(g.stderr)")
+        let s = server.stop()
+        #expect(s.stderr.contains("refused agent at") && s.stderr.contains("no bearer token") && s.stderr.contains("a wrong bearer token"), "\(s.stderr)")
+        #expect(!s.stderr.contains(secret) && !g.stderr.contains(secret))
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 1000)
+    }
+
+    /// Two CAs: the server trusts agents with certificates from the first only.
+    static func makeCertificates(_ dir: String) throws {
+        func ssl(_ args: String) throws {
+            let r = try run("/usr/bin/openssl", args.split(separator: " ").map(String.init))
+            guard r.status == 0 else { throw TestFailure("openssl \(args): \(r.stderr)") }
+        }
+        for ca in ["ca1", "ca2"] {
+            try ssl("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=\(ca) -keyout \(dir)/\(ca).key -out \(dir)/\(ca).pem")
+        }
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: "\(dir)/san.ext", atomically: true, encoding: .utf8)
+        for (name, ca) in [("server", "ca1"), ("agent1", "ca1"), ("agent2", "ca2")] {
+            try ssl("req -newkey rsa:2048 -nodes -subj /CN=\(name) -keyout \(dir)/\(name).key -out \(dir)/\(name).csr")
+            try ssl("x509 -req -in \(dir)/\(name).csr -CA \(dir)/\(ca).pem -CAkey \(dir)/\(ca).key -CAcreateserial -days 2 -extfile \(dir)/san.ext -out \(dir)/\(name).pem")
+        }
+    }
+
+    @Test func mutualTLSAcceptsOnlyAgentsWithACertificateFromItsCA() throws {
+        let (helper, marker, dir) = try buildOpenLoop()
+        try Self.makeCertificates(dir)
+        let data = try makeTempDir(prefix: "fleet-data")
+        let server = try Server.start(store: ["--data-dir", data], extra: ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key", "--tls-ca", "\(dir)/ca1.pem"])
+
+        let outsider = try Self.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent2.pem", "--tls-key", "\(dir)/agent2.key"], dir: dir)
+        let r = outsider.wait()
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("TLS with 127.0.0.1:\(server.port) failed"), "\(r.stderr)")
+
+        let member = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent1.pem", "--tls-key", "\(dir)/agent1.key"], dir: dir)
+        try member.waitForStderr("connected to server", timeout: 30)
+        try Self.openLoop(helper, marker, 1000)
+        usleep(1_500_000)
+        member.signal(SIGINT)
+        let m = member.wait()
+        #expect(m.status == 0, "\(m.stderr)")
+        let s = server.stop()
+        #expect(s.stderr.contains("refused a TLS connection from"), "\(s.stderr)")
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 1000)
+    }
+
+    @Test func aTableThatConflictsWithTheServersIsRefusedOnBothSides() throws {
+        let dir = try makeTempDir(prefix: "fleet")
+        let data = try makeTempDir(prefix: "fleet-data")
+        for sql in ["CREATE DATABASE audit", "CREATE TABLE audit.tracing_events (pid String) ENGINE = MergeTree ORDER BY tuple()"] {
+            let r = try run(Paths.infrasight, ["query", "--data-dir", data, sql])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let server = try Server.start(store: ["--data-dir", data])
+        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        let r = agent.wait()
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("conflicts with the agent's DDL: column pid is String on the server, UInt32"), "\(r.stderr)")
+        let s = server.stop()
+        #expect(s.stderr.contains("refused agent"), "\(s.stderr)")
+    }
+
+    @Test func theExamplePluginsTableReachesTheStoreThroughAnUnchangedServer() throws {
+        let plugins = try ExamplePluginTests.buildExample()
+        let dir = try makeTempDir(prefix: "fleet")
+        let data = try makeTempDir(prefix: "fleet-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        try "plugins:\n  enabled: [signals]\n".write(toFile: "\(dir)/agent.yaml", atomically: true, encoding: .utf8)
+        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--plugin-dir", plugins], dir: dir)
+        let target = try BackgroundProcess("/bin/sleep", ["30"])
+        kill(target.pid, SIGUSR2)
+        _ = target.wait()
+        usleep(1_500_000)
+        agent.signal(SIGINT)
+        let r = agent.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        _ = server.stop()
+        #expect(try Self.count(data, "SELECT count() FROM audit.signal_events WHERE target_pid = \(target.pid) AND signal = \(SIGUSR2)") == 1)
+    }
+}
