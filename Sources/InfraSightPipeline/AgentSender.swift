@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import InfraSightPipelineProto
@@ -119,8 +120,18 @@ public final class AgentSender: Sendable {
             // The transport's own reconnects are not used: each attempt is one connection,
             // and the backoff above decides when to try again.
             config.backoff = .init(initial: .milliseconds(100), max: .milliseconds(100), multiplier: 1, jitter: 0)
+            // An address literal is a literal target: a DNS target would put the IP into
+            // TLS SNI, which NIOSSL refuses.
+            let target: any ResolvableTarget
+            if host.contains(":") {
+                target = ResolvableTargets.IPv6(addresses: [.init(host: host, port: port)])
+            } else if inet_addr(host) != INADDR_NONE {
+                target = ResolvableTargets.IPv4(addresses: [.init(host: host, port: port)])
+            } else {
+                target = ResolvableTargets.DNS(host: host, port: port)
+            }
             let transport = try HTTP2ClientTransport.Posix(
-                target: .dns(host: host, port: port), transportSecurity: try security.clientTransport(), config: config)
+                target: target, transportSecurity: try security.clientTransport(), config: config)
             var metadata: Metadata = [:]
             if let token = security.token { metadata.addString("Bearer \(token)", forKey: "authorization") }
             var options = CallOptions.defaults

@@ -211,12 +211,13 @@ import Testing
         try "\(secret)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
         let server = try Server.start(store: ["--data-dir", data], extra: ["--token-file", "\(dir)/token"])
 
-        let refused = try Self.agent(port: server.port, spool: "\(dir)/spool-x", dir: dir)
+        // --duration bounds a test whose refusal does not come.
+        let refused = try Self.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--duration", "30"], dir: dir)
         let r = refused.wait()
         #expect(r.status == 1)
         #expect(r.stderr.contains("server refused the agent") && r.stderr.contains("bearer token"), "\(r.stderr)")
 
-        let wrong = try Self.agent(port: server.port, spool: "\(dir)/spool-y", environment: ["INFRASIGHT_TOKEN": "nope"], dir: dir)
+        let wrong = try Self.agent(port: server.port, spool: "\(dir)/spool-y", extra: ["--duration", "30"], environment: ["INFRASIGHT_TOKEN": "nope"], dir: dir)
         #expect(wrong.wait().status == 1)
 
         let good = try Self.agent(port: server.port, spool: "\(dir)/spool", environment: ["INFRASIGHT_TOKEN": secret], dir: dir)
@@ -254,7 +255,7 @@ import Testing
         let data = try makeTempDir(prefix: "fleet-data")
         let server = try Server.start(store: ["--data-dir", data], extra: ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key", "--tls-ca", "\(dir)/ca1.pem"])
 
-        let outsider = try Self.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent2.pem", "--tls-key", "\(dir)/agent2.key"], dir: dir)
+        let outsider = try Self.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--duration", "30", "--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent2.pem", "--tls-key", "\(dir)/agent2.key"], dir: dir)
         let r = outsider.wait()
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("TLS with 127.0.0.1:\(server.port) failed"), "\(r.stderr)")
@@ -279,7 +280,7 @@ import Testing
             #expect(r.status == 0, "\(r.stderr)")
         }
         let server = try Server.start(store: ["--data-dir", data])
-        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--duration", "30"], dir: dir)
         let r = agent.wait()
         #expect(r.status == 1)
         #expect(r.stderr.contains("conflicts with the agent's DDL: column pid is String on the server, UInt32"), "\(r.stderr)")
