@@ -1,5 +1,6 @@
 import CHostShims
 import Foundation
+import Synchronization
 import Glibc
 
 /// Resolves cgroup ids (what BPF reports) to cgroup2 paths and container ids.
@@ -20,7 +21,9 @@ public final class CgroupResolver {
     private var mountFD: Int32 = -1
     private var cache: [UInt64: Entry] = [:]
     public let capacity: Int
-    public private(set) var lookups = 0
+    /// Resolver cache hits and misses (each miss is one lookup on the host).
+    public let counters = CacheCounters()
+    public var lookups: Int { Int(counters.misses.load(ordering: .relaxed)) }
 
     /// `hostRoot`: where the host's filesystem is (e.g. /host in a container).
     public init(hostRoot: String = "/", capacity: Int = 16384) {
@@ -50,8 +53,11 @@ public final class CgroupResolver {
     public var available: Bool { mountFD >= 0 }
 
     public func resolve(_ id: UInt64) -> Entry {
-        if let e = cache[id] { return e }
-        lookups += 1
+        if let e = cache[id] {
+            counters.hits.add(1, ordering: .relaxed)
+            return e
+        }
+        counters.misses.add(1, ordering: .relaxed)
         let entry = lookUp(id)
         if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
         cache[id] = entry

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Glibc
 
 /// Container image and labels from the container runtime's API: the Docker Engine API
@@ -26,7 +27,9 @@ public final class ContainerResolver {
     let retryAfter = 0.5
     public let capacity: Int
     private var cache: [[UInt8]: (Metadata, Double)] = [:]
-    public private(set) var lookups = 0
+    /// Resolver cache hits and misses (each miss is one runtime API request).
+    public let counters = CacheCounters()
+    public var lookups: Int { Int(counters.misses.load(ordering: .relaxed)) }
 
     public init(hostRoot: String = "/", timeout: Double = 0.1, capacity: Int = 4096) {
         let root = hostRoot == "/" ? "" : hostRoot
@@ -41,8 +44,11 @@ public final class ContainerResolver {
     public func metadata(for id: [UInt8]) -> Metadata {
         guard !id.isEmpty, socketPath != nil else { return .empty }
         let now = MonotonicClock.seconds()
-        if let (m, expires) = cache[id], expires > now { return m }
-        lookups += 1
+        if let (m, expires) = cache[id], expires > now {
+            counters.hits.add(1, ordering: .relaxed)
+            return m
+        }
+        counters.misses.add(1, ordering: .relaxed)
         let answer = inspect(String(decoding: id, as: UTF8.self))
         if cache.count >= capacity { cache = cache.filter { $0.value.1 > now } }
         if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }

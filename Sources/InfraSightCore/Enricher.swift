@@ -1,6 +1,7 @@
 import CInfraSightEvent
 import Foundation
 import Glibc
+import Synchronization
 
 /// Fills the enrichment columns at the source: node name, user name, wall-clock time
 /// (from the kernel's monotonic timestamp plus the boot offset, not the time of
@@ -17,6 +18,8 @@ public final class Enricher {
     public let cgroups: CgroupResolver
     public let containers: ContainerResolver
     private var users: [UInt32: [UInt8]] = [:]
+    /// uid → name cache hits and misses (behind the one-entry cache of the last uid).
+    public let userCounters = CacheCounters()
     private let passwdPath: String
     private let userRefresh: Double = 30
     /// CLOCK_REALTIME - CLOCK_MONOTONIC, in ns; refreshed every second so a clock step
@@ -151,9 +154,11 @@ public final class Enricher {
     private func lookUpUser(_ uid: UInt32, now: UInt64) {
         lastUid = uid
         if let name = users[uid] {
+            userCounters.hits.add(1, ordering: .relaxed)
             lastUser = name
             return
         }
+        userCounters.misses.add(1, ordering: .relaxed)
         if Double(now &- lastUserMiss) / 1e9 > userRefresh {
             lastUserMiss = now
             loadUsers()
@@ -164,4 +169,11 @@ public final class Enricher {
         }
         lastUser = Array(String(uid).utf8)
     }
+}
+
+/// Hits and misses of one enrichment cache, readable from any thread (metrics).
+public final class CacheCounters: Sendable {
+    public let hits = Atomic<UInt64>(0)
+    public let misses = Atomic<UInt64>(0)
+    public init() {}
 }

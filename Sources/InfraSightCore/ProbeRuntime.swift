@@ -41,10 +41,13 @@ public final class ProbeRuntime {
     private let poller = RingBufferPoller()
     private var contexts: [Unmanaged<PluginChannel>] = []
     public let stopRequested = Atomic<Bool>(false)
+    /// The enricher every plugin's rows go through (its cache counters feed metrics).
+    public let enricher: Enricher
 
     /// Loads and attaches every plugin. A plugin that fails is reported in `failures` and
     /// the others still run; throws only when none can start or on a host-wide problem.
     public init(plugins: [LoadedPlugin], config: InfraSightConfig, enricher: Enricher, consumer: RowConsumer, logger: Logger) throws {
+        self.enricher = enricher
         if try Tracefs.ensureMounted() {
             logger.notice("mounted tracefs at \(Tracefs.path) (it was not mounted)")
         }

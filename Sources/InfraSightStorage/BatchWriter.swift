@@ -65,6 +65,15 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
     /// The last store error, for the status line and logs (under `condition`).
     private var lastError: String?
     public let inserts = Atomic<UInt64>(0)
+    /// Total time in successful inserts and the rows they stored (under `condition`).
+    private var insertNanoseconds: UInt64 = 0
+    private var insertedRows: UInt64 = 0
+    /// For mean insert latency and batch size: seconds and rows over `inserts`.
+    public var insertTiming: (seconds: Double, rows: UInt64, inserts: UInt64) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (Double(insertNanoseconds) / 1e9, insertedRows, inserts.load(ordering: .relaxed))
+    }
     private let onError: @Sendable (String) -> Void
 
     /// `maxBytes`: a batch is also sealed when its encoding reaches this size (the agent
@@ -211,7 +220,13 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
         var reported = false
         while true {
             do {
+                let began = MonotonicClock.nanoseconds()
                 try store.insert(batch)
+                let took = MonotonicClock.nanoseconds() &- began
+                condition.lock()
+                insertNanoseconds &+= took
+                insertedRows &+= UInt64(batch.rows)
+                condition.unlock()
                 inserts.add(1, ordering: .relaxed)
                 if reported { onError("store available again; batch of \(batch.rows) rows into \(batch.table.qualifiedName) stored") }
                 return true

@@ -63,6 +63,15 @@ final class Readiness: @unchecked Sendable {
                 }
             }
         }
+        for (cache, counters) in [("user", runtime.enricher.userCounters), ("cgroup", runtime.enricher.cgroups.counters), ("container", runtime.enricher.containers.counters)] {
+            out.append(Sample("infrasight_enrichment_cache_hits_total", [("cache", cache)], Double(counters.hits.load(ordering: .relaxed)), .counter, help: "Enrichment lookups answered from the cache"))
+            out.append(Sample("infrasight_enrichment_cache_misses_total", [("cache", cache)], Double(counters.misses.load(ordering: .relaxed)), .counter, help: "Enrichment lookups that went to the host (passwd, cgroupfs, runtime API)"))
+        }
+        let timing = writer.insertTiming
+        out.append(Sample("infrasight_insert_seconds_sum", [], timing.seconds, .counter, help: "Time spent in store inserts (with _count: mean insert latency)"))
+        out.append(Sample("infrasight_insert_seconds_count", [], Double(timing.inserts), .counter, help: "Store inserts timed"))
+        out.append(Sample("infrasight_batch_rows_sum", [], Double(timing.rows), .counter, help: "Rows in inserted batches (with _count: mean batch size)"))
+        out.append(Sample("infrasight_batch_rows_count", [], Double(timing.inserts), .counter, help: "Batches inserted"))
         let backlog = writer.backlog
         out.append(Sample("infrasight_batch_queue_bytes", [], Double(backlog.bytes), .gauge, help: "Sealed batches waiting for the store, in bytes"))
         out.append(Sample("infrasight_batch_queue_batches", [], Double(backlog.batches), .gauge, help: "Sealed batches waiting for the store"))

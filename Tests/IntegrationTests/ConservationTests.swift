@@ -7,15 +7,9 @@ import Testing
 /// row or counted as dropped at exactly one stage.
 @Suite(.serialized) struct ConservationTests {
     @Test func everyOpenIsStoredOrCountedThroughRunIntoEmbeddedClickHouse() throws {
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir, comm) = try buildOpenLoop()
         let data = try makeTempDir(prefix: "conserve-data")
-        try """
-            plugins:
-              enabled: [tracing]
-              options:
-                tracing:
-                  include_comms: [openloop]
-            """.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        try writeTracingConfig(comm: comm, to: "\(dir)/c.yaml")
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--config", "\(dir)/c.yaml", "--data-dir", data])
         try agent.waitForStderr("infrasight: note: started: ")
         let total = 500_000

@@ -31,18 +31,16 @@ import Testing
         }
     }
 
-    /// An agent tracing only the open loop helper's opens, into `spool`.
+    /// The open loop helper and an agent config tracing only its opens.
+    static func openLoop() throws -> (helper: String, marker: String, dir: String) {
+        let (helper, marker, dir, comm) = try buildOpenLoop()
+        try writeTracingConfig(comm: comm, to: "\(dir)/agent.yaml")
+        return (helper, marker, dir)
+    }
+
+    /// An agent tracing only the open loop helper's opens (`dir`/agent.yaml), into `spool`.
     static func agent(port: Int, spool: String, extra: [String] = [], environment: [String: String]? = nil, dir: String) throws -> BackgroundProcess {
         let config = "\(dir)/agent.yaml"
-        if !FileManager.default.fileExists(atPath: config) {
-            try """
-                plugins:
-                  enabled: [tracing]
-                  options:
-                    tracing:
-                      include_comms: [openloop]
-                """.write(toFile: config, atomically: true, encoding: .utf8)
-        }
         let p = try BackgroundProcess(Paths.infrasight, ["agent", "--server", "127.0.0.1:\(port)", "--config", config, "--spool-dir", spool] + extra,
                                       environment: environment)
         try p.waitForStderr("infrasight: note: started: ", timeout: 60)
@@ -75,7 +73,7 @@ import Testing
     }
 
     @Test func rowsReachEmbeddedClickHouseWithDerivedColumnsAndNothingLost() throws {
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         let server = try Server.start(store: ["--data-dir", data])
         let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
@@ -95,12 +93,12 @@ import Testing
             SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'
               AND latency_ms = latency_ns / 1e6 AND toUnixTimestamp64Milli(wall_time_dt) = wall_time_ms AND latency_ns > 0
             """) == spooled)
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name != '' AND comm = 'openloop'") == spooled)
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name != '' AND comm = '\(URL(fileURLWithPath: helper).lastPathComponent)'") == spooled)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
     }
 
     @Test func aServerKilledMidStreamAndRestartedGetsEveryRowOnce() throws {
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         var server: Server? = try Server.start(store: ["--data-dir", data])
         let port = server!.port
@@ -129,7 +127,7 @@ import Testing
     }
 
     @Test func anAgentKilledWithUnsentBatchesSendsThemAfterARestart() throws {
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         // No server yet: everything waits in the spool.
         let port = Int.random(in: 41_000..<50_000)
@@ -156,7 +154,7 @@ import Testing
 
     @Test func clickHouseDownForTenSecondsLosesNothingAndOldTypesAreMapped() throws {
         let clickhouse = try ClickHouseServer()
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir) = try Self.openLoop()
         let server = try Server.start(store: [], environment: ["INFRASIGHT_CLICKHOUSE_URL": clickhouse.url])
         let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
         var total = 0
@@ -187,7 +185,7 @@ import Testing
     }
 
     @Test func twoAgentsStoreTheirOwnRows() throws {
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         let server = try Server.start(store: ["--data-dir", data])
         let a = try Self.agent(port: server.port, spool: "\(dir)/spool-a", environment: ["NODE_NAME": "node-a"], dir: dir)
@@ -205,7 +203,7 @@ import Testing
     }
 
     @Test func aTokenServerRefusesAnAgentWithoutTheToken() throws {
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         let secret = "tok-\(UInt64.random(in: 0...UInt64.max))"
         try "\(secret)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
@@ -250,7 +248,7 @@ import Testing
     }
 
     @Test func mutualTLSAcceptsOnlyAgentsWithACertificateFromItsCA() throws {
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir) = try Self.openLoop()
         try Self.makeCertificates(dir)
         let data = try makeTempDir(prefix: "fleet-data")
         let server = try Server.start(store: ["--data-dir", data], extra: ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key", "--tls-ca", "\(dir)/ca1.pem"])
@@ -273,7 +271,7 @@ import Testing
     }
 
     @Test func aTableThatConflictsWithTheServersIsRefusedOnBothSides() throws {
-        let dir = try makeTempDir(prefix: "fleet")
+        let (_, _, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         for sql in ["CREATE DATABASE audit", "CREATE TABLE audit.tracing_events (pid String) ENGINE = MergeTree ORDER BY tuple()"] {
             let r = try run(Paths.infrasight, ["query", "--data-dir", data, sql])

@@ -185,8 +185,9 @@ import Testing
 
         let dir = try makeTempDir(prefix: "dns")
         try "\(server) server.infrasight.test\n".write(toFile: "\(dir)/hosts", atomically: true, encoding: .utf8)
+        try "".write(toFile: "\(dir)/dnsmasq.conf", atomically: true, encoding: .utf8)
         let dnsmasq = try BackgroundProcess("/usr/sbin/dnsmasq", [
-            "--keep-in-foreground", "--conf-file=/dev/null", "--listen-address=127.0.0.153", "--bind-interfaces",
+            "--keep-in-foreground", "--conf-file=\(dir)/dnsmasq.conf", "--listen-address=127.0.0.153", "--bind-interfaces",
             "--no-resolv", "--no-hosts", "--addn-hosts=\(dir)/hosts", "--local=/in-addr.arpa/", "--local=/ip6.arpa/",
             "--pid-file=\(dir)/pid",
         ])
@@ -196,7 +197,7 @@ import Testing
         }
         // dnsmasq must answer before the first lookup: a refused query would be a (short-lived)
         // failure in the resolver's cache and the test would see no name.
-        try waitUntil("dnsmasq listens on 127.0.0.153:53", timeout: 10) {
+        try waitUntil("dnsmasq listens on 127.0.0.153:53 (\(dnsmasq.stderr))", timeout: 10) {
             ((try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? "").contains(" 9900007F:0035 ")
         }
 

@@ -163,10 +163,10 @@ import Testing
 
     /// Conservation: every event is either received or counted as a kernel drop.
     @Test func everyOpenIsReceivedOrCountedAsDropped() throws {
-        let (helper, marker, dir) = try buildOpenLoop()
+        let (helper, marker, dir, comm) = try buildOpenLoop()
         // Only the helper's comm: a static binary opens nothing but the marker, so the
         // plugin's counts are exactly the helper's opens.
-        try "plugins:\n  options:\n    tracing:\n      include_comms: [openloop]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        try "plugins:\n  options:\n    tracing:\n      include_comms: [\(comm)]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
         let trace = try Self.startTrace(["--plugins", "tracing", "--config", "\(dir)/c.yaml"], stdoutPath: "/dev/null")
         let total = 200_000
         _ = try spawnAndWait(helper, [marker, String(total)])

@@ -194,10 +194,12 @@ extension Paths {
 }
 
 /// A static program that opens `argv[1]` `argv[2]` times and nothing else (being static,
-/// it loads no libraries): an exact count of openat calls under the comm `openloop`.
-public func buildOpenLoop() throws -> (helper: String, marker: String, dir: String) {
+/// it loads no libraries): an exact count of openat calls under `comm`, a name of its
+/// own, so suites running at the same time never count each other's opens.
+public func buildOpenLoop() throws -> (helper: String, marker: String, dir: String, comm: String) {
     let dir = try makeTempDir(prefix: "openloop")
-    let helper = "\(dir)/openloop"
+    let comm = "ol" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+    let helper = "\(dir)/\(comm)"
     try compileC("""
         #include <fcntl.h>
         #include <stdlib.h>
@@ -213,7 +215,18 @@ public func buildOpenLoop() throws -> (helper: String, marker: String, dir: Stri
         """, to: helper, flags: ["-O2", "-static"])
     let marker = "\(dir)/marker"
     FileManager.default.createFile(atPath: marker, contents: Data())
-    return (helper, marker, dir)
+    return (helper, marker, dir, comm)
+}
+
+/// Writes a config enabling only `tracing`, restricted to the command `comm`.
+public func writeTracingConfig(comm: String, to path: String) throws {
+    try """
+        plugins:
+          enabled: [tracing]
+          options:
+            tracing:
+              include_comms: [\(comm)]
+        """.write(toFile: path, atomically: true, encoding: .utf8)
 }
 
 /// The numbers of a summary line `name: a N, b M, ...`, by label.

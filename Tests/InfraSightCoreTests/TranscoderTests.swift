@@ -1,0 +1,61 @@
+import Foundation
+import InfraSightSchema
+import InfraSightStorage
+import Testing
+
+/// The server's RowBinary rewriting: type mapping for an older store, derived columns,
+/// and refusal of malformed batches.
+struct TranscoderTests {
+    func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    func str(_ s: String) -> [UInt8] { [UInt8(s.utf8.count)] + Array(s.utf8) }
+
+    let table = TableSchema(database: "audit", name: "t", columns: [
+        Column(name: "pid", type: .uint32),
+        Column(name: "latency_ns", type: .uint64),
+        Column(name: "latency_ms", type: .float64),
+        Column(name: "wall_time_ms", type: .int64),
+        Column(name: "wall_time_dt", type: .dateTime),
+        Column(name: "user", type: .nullable(.string)),
+        Column(name: "extra", type: .string),
+    ], ddl: "")
+
+    @Test func derivesLeftOutColumnsAndMapsTypes() throws {
+        let input = [
+            Column(name: "pid", type: .uint32), Column(name: "latency_ns", type: .uint64),
+            Column(name: "wall_time_ms", type: .int64), Column(name: "user", type: .nullable(.string)),
+        ]
+        let t = try RowBinaryTranscoder(input: input, table: table)
+        #expect(t.output.columns.map(\.name) == ["pid", "latency_ns", "latency_ms", "wall_time_ms", "wall_time_dt", "user"])
+        let row1 = le(UInt32(7)) + le(UInt64(2_500_000)) + le(Int64(1_700_000_000_123)) + [0] + str("root")
+        let row2 = le(UInt32(8)) + le(UInt64(0)) + le(Int64(1_000)) + [1]
+        let out = try t.transcode(Data(row1 + row2), rows: 2)
+        let expected = le(UInt32(7)) + le(UInt64(2_500_000)) + le((2.5).bitPattern) + le(Int64(1_700_000_000_123)) + le(UInt32(1_700_000_000)) + [0] + str("root")
+            + le(UInt32(8)) + le(UInt64(0)) + le((0.0).bitPattern) + le(Int64(1_000)) + le(UInt32(1)) + [1]
+        #expect(Array(out) == expected)
+    }
+
+    @Test func dateTime64BecomesDateTimeForAnOldServer() throws {
+        let old = TableSchema(database: nil, name: "t", columns: [Column(name: "at", type: .dateTime)], ddl: "")
+        let t = try RowBinaryTranscoder(input: [Column(name: "at", type: .dateTime64(precision: 3))], table: old)
+        #expect(Array(try t.transcode(Data(le(Int64(1_700_000_000_999))), rows: 1)) == le(UInt32(1_700_000_000)))
+    }
+
+    @Test func identicalColumnsPassThroughAfterValidation() throws {
+        let same = TableSchema(database: nil, name: "t", columns: [Column(name: "a", type: .string), Column(name: "b", type: .uint8)], ddl: "")
+        let t = try RowBinaryTranscoder(input: same.columns, table: same)
+        #expect(t.isIdentity)
+        let data = Data(str("x") + [5])
+        #expect(try t.transcode(data, rows: 1) == data)
+        #expect(throws: StorageError.self) { try t.transcode(data, rows: 2) }
+        #expect(throws: StorageError.self) { try t.transcode(data + Data([1]), rows: 1) }
+        #expect(throws: StorageError.self) { try t.transcode(Data([9, 65]), rows: 1) }
+    }
+
+    @Test func unknownColumnsAndIncompatibleTypesAreRefused() {
+        #expect(throws: StorageError.self) { try RowBinaryTranscoder(input: [Column(name: "nope", type: .uint8)], table: table) }
+        #expect(throws: StorageError.self) { try RowBinaryTranscoder(input: [Column(name: "pid", type: .string)], table: table) }
+        #expect(throws: StorageError.self) {
+            try RowBinaryTranscoder(input: [Column(name: "pid", type: .uint32), Column(name: "pid", type: .uint32)], table: table)
+        }
+    }
+}
