@@ -55,6 +55,12 @@ import Testing
         return n
     }
 
+    static func metrics(_ port: Int) throws -> String {
+        let r = try run("/usr/bin/curl", ["-s", "-m", "5", "http://127.0.0.1:\(port)/metrics"])
+        guard r.status == 0 else { throw TestFailure("GET /metrics on \(port): \(r.stderr)") }
+        return r.stdout
+    }
+
     static func openLoop(_ helper: String, _ marker: String, _ n: Int) throws {
         let child = try BackgroundProcess(helper, [marker, String(n)])
         guard child.wait().status == 0 else { throw TestFailure("open loop failed") }
@@ -75,15 +81,24 @@ import Testing
     @Test func rowsReachEmbeddedClickHouseWithDerivedColumnsAndNothingLost() throws {
         let (helper, marker, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
-        let server = try Server.start(store: ["--data-dir", data])
-        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        let (agentMetrics, serverMetrics) = (Int.random(in: 40_000..<45_000), Int.random(in: 45_000..<50_000))
+        let server = try Server.start(store: ["--data-dir", data], extra: ["--metrics-listen", "127.0.0.1:\(serverMetrics)"])
+        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--metrics-listen", "127.0.0.1:\(agentMetrics)"], dir: dir)
         let total = 200_000
         try Self.openLoop(helper, marker, total)
         usleep(1_500_000)
+        let a = try Self.metrics(agentMetrics)
+        for line in ["infrasight_grpc_connected 1", "infrasight_spool_bytes ", "infrasight_spool_drops_total{plugin=\"tracing\"} 0",
+                     "infrasight_rows_delivered_total{plugin=\"tracing\"}", "infrasight_enrichment_cache_hits_total{cache=\"cgroup\"}",
+                     "infrasight_insert_seconds_count ", "infrasight_batch_rows_sum "] {
+            #expect(a.contains(line), "\(line)")
+        }
+        #expect(try Self.metrics(serverMetrics).contains("infrasight_server_agents_connected 1"))
         agent.signal(SIGINT)
         let r = agent.wait()
         #expect(r.status == 0, "\(r.stderr)")
         let spooled = try Self.checkConservation(r, total: total)
+        #expect(try Self.metrics(serverMetrics).contains("infrasight_server_rows_stored_total{table=\"audit.tracing_events\"} \(spooled)"))
         let s = server.stop()
         #expect(s.status == 0, "\(s.stderr)")
         #expect(s.stderr.contains("rows stored \(spooled)"), "\(s.stderr)")
