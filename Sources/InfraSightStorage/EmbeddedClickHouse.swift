@@ -38,12 +38,26 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     }
 
     deinit {
+        close()
+        driver.deallocate()
+    }
+
+    private var closed = false
+
+    /// Closes the engine; later statements fail with "closed". Call it on the main thread
+    /// before the process exits: chdb's own exit handlers and a release of the engine on
+    /// another thread during exit deadlock on chdb's locks (seen with `server`, whose gRPC
+    /// tasks held the last reference).
+    public func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !closed else { return }
+        closed = true
         var error = AdbcError()
         _ = driver.pointee.ConnectionRelease(&connection, &error)
         Self.release(&error)
         _ = driver.pointee.DatabaseRelease(&database, &error)
         Self.release(&error)
-        driver.deallocate()
     }
 
     static func release(_ error: inout AdbcError) {
@@ -67,6 +81,7 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     public func execute(_ sql: String) throws(StorageError) -> ArrowResult {
         lock.lock()
         defer { lock.unlock() }
+        guard !closed else { throw StorageError("embedded ClickHouse at \(dataDir) is closed") }
         var error = AdbcError()
         var statement = AdbcStatement()
         try Self.check(driver.pointee.StatementNew(&connection, &statement, &error), &error, "creating a statement")

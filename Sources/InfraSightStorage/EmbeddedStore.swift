@@ -27,6 +27,8 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
 
     public var summary: String { "embedded ClickHouse at \(engine.dataDir)" }
 
+    public func close() { engine.close() }
+
     public func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] {
         for db in Set(tables.compactMap(\.database)).sorted() {
             try engine.execute("CREATE DATABASE IF NOT EXISTS `\(db)`")

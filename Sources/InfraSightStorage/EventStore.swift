@@ -35,6 +35,12 @@ public protocol EventStore: AnyObject, Sendable {
     func insert(_ batch: Batch) throws(StorageError)
     /// Runs a statement and returns its output in `format` (a ClickHouse format name).
     func query(_ sql: String, format: String) throws(StorageError) -> Data
+    /// Releases the store before the process exits (from the main thread); later calls fail.
+    func close()
+}
+
+extension EventStore {
+    public func close() {}
 }
 
 extension TableSchema {

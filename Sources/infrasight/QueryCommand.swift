@@ -33,6 +33,7 @@ struct QueryCommand: ParsableCommand {
             } else {
                 let store = try storage.open(config)
                 output = try store.query(sql, format: format)
+                store.close()
             }
         } catch let error as StorageError {
             throw failure(error.description)

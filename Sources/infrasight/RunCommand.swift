@@ -73,6 +73,7 @@ struct RunCommand: ParsableCommand {
         writer.finish(timeout: 60)
         queryServer?.stop()
         metrics?.stop()
+        store.close()
         _ = signals
         for probe in runtime.probes {
             let c = probe.channel.counters

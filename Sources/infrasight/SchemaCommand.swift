@@ -73,6 +73,7 @@ struct SchemaCommand: ParsableCommand {
                 throw failure(error.description)
             }
             print("applied \(tables.count) table\(tables.count == 1 ? "" : "s") to \(store.summary): \(tables.map(\.qualifiedName).joined(separator: ", "))")
+            store.close()
         }
     }
 }

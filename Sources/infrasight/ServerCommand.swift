@@ -88,6 +88,7 @@ struct ServerCommand: ParsableCommand {
         _ = try? blockingWait { await server.stop() }
         queryServer?.stop()
         metrics?.stop()
+        store.close()
         _ = signals
         let c = serverStorage.counters
         printError("server: batches stored \(c.batchesStored), rows stored \(c.rowsStored), duplicate batches \(c.duplicateBatches)")

@@ -24,10 +24,11 @@ import Testing
             return Server(process: p, port: bound, dataDir: dataDir)
         }
 
-        /// SIGINT, then the exit status and stderr.
-        func stop() -> ProcessResult {
+        /// SIGINT, then the exit status and stderr (a server that does not exit in 60 s
+        /// fails the test).
+        func stop() throws -> ProcessResult {
             process.signal(SIGINT)
-            return process.wait()
+            return try process.wait(timeout: 60)
         }
     }
 
@@ -95,11 +96,11 @@ import Testing
         }
         #expect(try Self.metrics(serverMetrics).contains("infrasight_server_agents_connected 1"))
         agent.signal(SIGINT)
-        let r = agent.wait()
+        let r = try agent.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let spooled = try Self.checkConservation(r, total: total)
         #expect(try Self.metrics(serverMetrics).contains("infrasight_server_rows_stored_total{table=\"audit.tracing_events\"} \(spooled)"))
-        let s = server.stop()
+        let s = try server.stop()
         #expect(s.status == 0, "\(s.stderr)")
         #expect(s.stderr.contains("rows stored \(spooled)"), "\(s.stderr)")
         #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
@@ -132,11 +133,11 @@ import Testing
         }
         usleep(1_500_000)
         agent.signal(SIGINT)
-        let r = agent.wait()
+        let r = try agent.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let spooled = try Self.checkConservation(r, total: total)
         #expect(r.stderr.contains("retrying"), "\(r.stderr)")
-        _ = server!.stop()
+        _ = try server!.stop()
         #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
         #expect(try Self.count(data, "SELECT count() - uniqExact(batch_id) FROM infrasight.pipeline_batches FINAL") == 0)
     }
@@ -160,9 +161,9 @@ import Testing
         try second.waitForStderr("connected to server", timeout: 30)
         usleep(1_000_000)
         second.signal(SIGINT)
-        let r = second.wait()
+        let r = try second.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
-        _ = server.stop()
+        _ = try server.stop()
         #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == total)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
     }
@@ -187,10 +188,10 @@ import Testing
         total += 20_000
         usleep(2_000_000)
         agent.signal(SIGINT)
-        let r = agent.wait()
+        let r = try agent.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let spooled = try Self.checkConservation(r, total: total)
-        let s = server.stop()
+        let s = try server.stop()
         #expect(s.stderr.contains("holding the agent's batches"), "\(s.stderr)")
         let stored = try clickhouse.query("SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'")
         #expect(stored == "\(spooled)\n")
@@ -210,9 +211,9 @@ import Testing
         usleep(1_500_000)
         a.signal(SIGINT)
         b.signal(SIGINT)
-        let ra = a.wait(), rb = b.wait()
+        let ra = try a.wait(timeout: 120), rb = try b.wait(timeout: 120)
         let sa = try Self.checkConservation(ra, total: total), sb = try Self.checkConservation(rb, total: total)
-        _ = server.stop()
+        _ = try server.stop()
         #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name = 'node-a'") == sa)
         #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name = 'node-b'") == sb)
     }
@@ -226,21 +227,21 @@ import Testing
 
         // --duration bounds a test whose refusal does not come.
         let refused = try Self.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--duration", "30"], dir: dir)
-        let r = refused.wait()
+        let r = try refused.wait(timeout: 120)
         #expect(r.status == 1)
         #expect(r.stderr.contains("server refused the agent") && r.stderr.contains("bearer token"), "\(r.stderr)")
 
         let wrong = try Self.agent(port: server.port, spool: "\(dir)/spool-y", extra: ["--duration", "30"], environment: ["INFRASIGHT_TOKEN": "nope"], dir: dir)
-        #expect(wrong.wait().status == 1)
+        #expect(try wrong.wait(timeout: 120).status == 1)
 
         let good = try Self.agent(port: server.port, spool: "\(dir)/spool", environment: ["INFRASIGHT_TOKEN": secret], dir: dir)
         try good.waitForStderr("connected to server", timeout: 30)
         try Self.openLoop(helper, marker, 1000)
         usleep(1_500_000)
         good.signal(SIGINT)
-        let g = good.wait()
+        let g = try good.wait(timeout: 120)
         #expect(g.status == 0, "\(g.stderr)")
-        let s = server.stop()
+        let s = try server.stop()
         #expect(s.stderr.contains("refused agent at") && s.stderr.contains("no bearer token") && s.stderr.contains("a wrong bearer token"), "\(s.stderr)")
         #expect(!s.stderr.contains(secret) && !g.stderr.contains(secret))
         #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 1000)
@@ -269,7 +270,7 @@ import Testing
         let server = try Server.start(store: ["--data-dir", data], extra: ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key", "--tls-ca", "\(dir)/ca1.pem"])
 
         let outsider = try Self.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--duration", "30", "--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent2.pem", "--tls-key", "\(dir)/agent2.key"], dir: dir)
-        let r = outsider.wait()
+        let r = try outsider.wait(timeout: 120)
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("TLS with 127.0.0.1:\(server.port) failed"), "\(r.stderr)")
 
@@ -278,9 +279,9 @@ import Testing
         try Self.openLoop(helper, marker, 1000)
         usleep(1_500_000)
         member.signal(SIGINT)
-        let m = member.wait()
+        let m = try member.wait(timeout: 120)
         #expect(m.status == 0, "\(m.stderr)")
-        let s = server.stop()
+        let s = try server.stop()
         #expect(s.stderr.contains("refused a TLS connection from"), "\(s.stderr)")
         #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 1000)
     }
@@ -294,10 +295,10 @@ import Testing
         }
         let server = try Server.start(store: ["--data-dir", data])
         let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--duration", "30"], dir: dir)
-        let r = agent.wait()
+        let r = try agent.wait(timeout: 120)
         #expect(r.status == 1)
         #expect(r.stderr.contains("conflicts with the agent's DDL: column pid is String on the server, UInt32"), "\(r.stderr)")
-        let s = server.stop()
+        let s = try server.stop()
         #expect(s.stderr.contains("refused agent"), "\(s.stderr)")
     }
 
@@ -313,9 +314,9 @@ import Testing
         _ = target.wait()
         usleep(1_500_000)
         agent.signal(SIGINT)
-        let r = agent.wait()
+        let r = try agent.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
-        _ = server.stop()
+        _ = try server.stop()
         #expect(try Self.count(data, "SELECT count() FROM audit.signal_events WHERE target_pid = \(target.pid) AND signal = \(SIGUSR2)") == 1)
     }
 }

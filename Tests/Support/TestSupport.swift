@@ -141,6 +141,27 @@ public final class BackgroundProcess {
 
     public func signal(_ sig: Int32) { kill(pid, sig) }
 
+    /// Waits at most `timeout` s for the exit; on timeout the process is killed and a
+    /// `TestFailure` says it hung (a hang fails its test instead of the whole run).
+    public func wait(timeout: Double) throws -> ProcessResult {
+        let deadline = Date().addingTimeInterval(timeout)
+        while status == nil {
+            var s: Int32 = 0
+            let r = waitpid(pid, &s, WNOHANG)
+            if r == pid {
+                status = Self.exitCode(s)
+                break
+            }
+            if Date() >= deadline {
+                kill(pid, SIGKILL)
+                _ = wait()
+                throw TestFailure("process \(pid) did not exit within \(timeout) s; killed. stderr: \(stderr)")
+            }
+            usleep(20_000)
+        }
+        return ProcessResult(status: status!, stdout: stdout, stderr: stderr)
+    }
+
     /// Waits for the exit; the status is the exit code, or 128 + the signal.
     public func wait() -> ProcessResult {
         if status == nil {

@@ -1,4 +1,7 @@
 // infrasight-bench: InfraSight's benchmarks. Each prints one JSON object with its figures.
+//   infrasight-bench all                    every benchmark below but http, one JSON object
+//   infrasight-bench sweep [--rates R,R..] [--seconds S]
+//                                           sustained rate: agent → server → embedded ClickHouse
 //   infrasight-bench decode [--records N]   decode + RowBinary encode on one core
 //   infrasight-bench sink [--rows N]        rows/s through our sink into embedded ClickHouse,
 //                                           beside the engine's own INSERT FROM INFILE
@@ -71,7 +74,7 @@ func tracingPlugin() throws -> LoadedPlugin {
     return try loader.load("\(dir)/libinfrasight-tracing.so")
 }
 
-func decodeBench(records total: Int) throws {
+func decodeBench(records total: Int) throws -> String {
     // One thread does all the work, as the dispatcher does: the figure is per core.
     let plugin = try tracingPlugin()
     let instance = try plugin.createInstance(options: PluginOptions())
@@ -94,12 +97,12 @@ func decodeBench(records total: Int) throws {
     let rate = Double(total) / seconds
     let errors = channel.counters.decodeErrors.load(ordering: .relaxed)
     let bytes = consumer.bytes + consumer.encoder.count
-    print("""
+    return """
         {"bench":"decode_encode","records":\(total),"seconds":\(String(format: "%.3f", seconds)),\
         "records_per_second":\(Int(rate)),"ns_per_record":\(String(format: "%.1f", 1e9 / rate)),\
         "rowbinary_bytes_per_record":\(String(format: "%.1f", Double(bytes) / Double(total + 50_000))),\
         "decode_errors":\(errors),"target_records_per_second":2000000,"target_met":\(rate >= 2_000_000)}
-        """)
+        """
 }
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
@@ -121,7 +124,7 @@ func feed(_ channel: PluginChannel, total: Int) {
     for i in 0..<total { channel.handle(buffers[i % 10], records[i % 10].count) }
 }
 
-func sinkBench(rows total: Int) throws {
+func sinkBench(rows total: Int) throws -> String {
     let plugin = try tracingPlugin()
     let data = NSTemporaryDirectory() + "/infrasight-bench-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: data) }
@@ -159,15 +162,15 @@ func sinkBench(rows total: Int) throws {
         try store.engine.execute("INSERT INTO \(table.qualifiedName) \(table.columnList) FROM INFILE '\(path)' SETTINGS input_format_binary_read_json_as_string = 1 FORMAT RowBinary")
     }
     let oursRate = Double(stored) / ours, engineRate = Double(total) / engine
-    print("""
+    return """
         {"bench":"sink_embedded","rows":\(total),"rows_stored":\(stored),"ours_seconds":\(String(format: "%.3f", ours)),\
         "ours_rows_per_second":\(Int(oursRate)),"engine_seconds":\(String(format: "%.3f", engine)),\
         "engine_rows_per_second":\(Int(engineRate)),"ratio":\(String(format: "%.3f", oursRate / engineRate)),\
         "target_ratio":0.8,"target_met":\(oursRate / engineRate >= 0.8)}
-        """)
+        """
 }
 
-func httpBench(url: String, rows total: Int) throws {
+func httpBench(url: String, rows total: Int) throws -> String {
     let plugin = try tracingPlugin()
     let store = try HTTPStore(url: url)
     let table = try store.prepare(plugin.tables)[0]
@@ -209,12 +212,12 @@ func httpBench(url: String, rows total: Int) throws {
         }
     }
     let mb = Double(bytes.count * rounds) / 1e6
-    print("""
+    return """
         {"bench":"http_client","server":"\(store.versionText)","rows_per_insert":\(total),"inserts":\(rounds),\
         "mb":\(String(format: "%.1f", mb)),"urlsession_rows_per_second":\(Int(Double(total * rounds) / ours)),\
         "urlsession_mb_per_second":\(String(format: "%.1f", mb / ours)),"curl_rows_per_second":\(Int(Double(total * rounds) / curl)),\
         "curl_mb_per_second":\(String(format: "%.1f", mb / curl))}
-        """)
+        """
 }
 
 /// ns per openat+close pair over `ops` iterations (best of 3 runs).
@@ -232,7 +235,7 @@ func openatCost(ops: Int) -> Double {
     return best
 }
 
-func overheadBench(ops: Int) throws {
+func overheadBench(ops: Int) throws -> String {
     let baseline = openatCost(ops: ops)
 
     // The floor: empty programs on sys_enter/exit_openat.
@@ -270,12 +273,12 @@ func overheadBench(ops: Int) throws {
     let summary = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").first { $0.hasPrefix("infrasight: tracing:") } ?? ""
     try? FileManager.default.removeItem(atPath: log)
     let floorAdded = floor - baseline, oursAdded = ours - baseline
-    print("""
+    return """
         {"bench":"overhead_openat","ops":\(ops),"baseline_ns":\(Int(baseline)),"floor_ns":\(Int(floor)),"ours_ns":\(Int(ours)),\
         "floor_added_ns":\(Int(floorAdded)),"ours_added_ns":\(Int(oursAdded)),\
         "ratio_to_floor":\(String(format: "%.2f", oursAdded / max(floorAdded, 1))),"target_ratio":2.0,\
         "target_met":\(oursAdded <= 2 * max(floorAdded, 1)),"agent":"\(summary.replacingOccurrences(of: "\"", with: ""))"}
-        """)
+        """
 }
 
 let args = Array(CommandLine.arguments.dropFirst())
@@ -286,16 +289,29 @@ func option(_ name: String) -> String? {
 do {
     switch args.first {
     case "decode":
-        try decodeBench(records: option("--records").flatMap { Int($0) } ?? 5_000_000)
+        print(try decodeBench(records: option("--records").flatMap { Int($0) } ?? 5_000_000))
     case "sink":
-        try sinkBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000)
+        print(try sinkBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000))
     case "overhead":
-        try overheadBench(ops: option("--ops").flatMap { Int($0) } ?? 300_000)
+        print(try overheadBench(ops: option("--ops").flatMap { Int($0) } ?? 300_000))
     case "http":
         guard let url = option("--url") else { throw StorageError("http needs --url http://user:pass@host:port/") }
-        try httpBench(url: url, rows: option("--rows").flatMap { Int($0) } ?? 200_000)
+        print(try httpBench(url: url, rows: option("--rows").flatMap { Int($0) } ?? 200_000))
+    case "sweep":
+        print(try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5))
+    case "all":
+        // Every benchmark, one after another (they must not share the 2 cores), as one
+        // JSON object.
+        let parts = [
+            ("machine", machineJSON()),
+            ("decode_encode", try decodeBench(records: 5_000_000)),
+            ("sink_embedded", try sinkBench(rows: 1_000_000)),
+            ("overhead_openat", try overheadBench(ops: 300_000)),
+            ("sweep", try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5)),
+        ]
+        print("{" + parts.map { "\"\($0.0)\":\($0.1.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ",\n ") + "}")
     default:
-        FileHandle.standardError.write(Data("usage: infrasight-bench decode [--records N] | sink [--rows N] | overhead [--ops N] | http --url URL [--rows N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] | sweep [--rates 10000,25000,...] [--seconds S] | http --url URL [--rows N]\n".utf8))
         exit(2)
     }
 } catch {
