@@ -48,6 +48,8 @@ struct pending_file {
     __s32 fd;
     __u16 kind;
     __u16 active;
+    /* This thread's identity (ppid, namespace pids), kept between its calls. */
+    struct is_identity identity;
 };
 
 struct {
@@ -220,7 +222,7 @@ static __always_inline int finish_file(long ret)
     e->filename_len = n > 0 ? n - 1 : 0;
     if (n <= 0)
         e->filename[0] = 0;
-    is_fill_task(&e->hdr);
+    is_fill_task_local(&e->hdr, &p->identity);
     bpf_ringbuf_submit(e, is_wakeup_flags(&events));
     return 0;
 }
