@@ -84,7 +84,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "infrasight",
         dependencies: [
-            "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto",
+            "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "CHostShims",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

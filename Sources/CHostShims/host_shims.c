@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <string.h>
 
 #ifndef FILEID_KERNFS
@@ -20,4 +21,9 @@ int is_open_cgroup_by_id(int mount_fd, uint64_t cgroup_id)
     memcpy(h.handle.f_handle, &cgroup_id, sizeof(cgroup_id));
     int fd = open_by_handle_at(mount_fd, &h.handle, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     return fd >= 0 ? fd : -errno;
+}
+
+int is_limit_malloc_arenas(int arenas)
+{
+    return mallopt(M_ARENA_MAX, arenas);
 }

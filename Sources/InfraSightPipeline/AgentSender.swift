@@ -8,7 +8,7 @@ import Synchronization
 
 /// Streams the spool to the server: one bidirectional stream per connection, Hello first
 /// (with every table's DDL), then the spooled batches in sequence order, at most `window`
-/// unacknowledged at a time (flow control: a server that stores slowly acks slowly, and
+/// batches and `windowBytes` unacknowledged at a time (flow control: a server that stores slowly acks slowly, and
 /// HTTP/2 flow control holds the rest). A batch leaves the spool only when its Ack
 /// arrives. On any connection failure the sender waits (exponential backoff from 0.5 s to
 /// 30 s, ±20 % jitter so a fleet does not reconnect in lockstep), reconnects and resends
@@ -36,6 +36,8 @@ public final class AgentSender: Sendable {
     let security: PipelineSecurity
     let hello: Infrasight_V1_Hello
     let window: Int
+    /// Unacknowledged bytes at most (beyond one batch).
+    let windowBytes: Int
     let maxMessageBytes: Int
     let logger: Logger
     private let state = Mutex(Counters())
@@ -44,7 +46,7 @@ public final class AgentSender: Sendable {
     private let wake = Atomic<UInt64>(0)
 
     public init(spool: BatchSpool, server: String, security: PipelineSecurity, hello: Infrasight_V1_Hello, window: Int = 8,
-                maxMessageBytes: Int, logger: Logger) throws(PipelineError) {
+                windowBytes: Int = 16 << 20, maxMessageBytes: Int, logger: Logger) throws(PipelineError) {
         guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]), (1...65535).contains(port) else {
             throw PipelineError("--server must be HOST:PORT (got \(server))")
         }
@@ -57,6 +59,7 @@ public final class AgentSender: Sendable {
         self.security = security
         self.hello = hello
         self.window = window
+        self.windowBytes = windowBytes
         self.maxMessageBytes = maxMessageBytes
         self.logger = logger
         _ = try security.clientTransport()
@@ -105,7 +108,7 @@ public final class AgentSender: Sendable {
     final class Connection: Sendable {
         struct State {
             var welcomed = false
-            var inFlight: [(sequence: UInt64, id: String, rows: UInt64, plugin: String)] = []
+            var inFlight: [(sequence: UInt64, id: String, rows: UInt64, plugin: String, bytes: Int)] = []
             var lastSent: UInt64 = 0
             var refusal: (reason: String, fatal: Bool)?
         }
@@ -191,14 +194,25 @@ public final class AgentSender: Sendable {
         let resendThrough = max(spool.recoveredThrough, sentThrough.load(ordering: .relaxed))
         while true {
             try Task.checkCancellation()
-            let (welcomed, inFlight, lastSent) = connection.state.withLock { ($0.welcomed, $0.inFlight.count, $0.lastSent) }
+            let (welcomed, inFlight, inFlightBytes, lastSent) = connection.state.withLock {
+                ($0.welcomed, $0.inFlight.count, $0.inFlight.reduce(0) { $0 + $1.bytes }, $0.lastSent)
+            }
             if welcomed && inFlight < window {
-                let next = spool.sequences(after: lastSent, limit: window - inFlight)
+                // At most `window` batches and `windowBytes` unacknowledged (one batch always
+                // goes): what gRPC buffers for a slow server stays bounded.
+                var budget = windowBytes - inFlightBytes
+                var next: [UInt64] = []
+                for entry in spool.entries(after: lastSent, limit: window - inFlight) {
+                    if entry.bytes > budget && !(inFlight == 0 && next.isEmpty) { break }
+                    budget -= entry.bytes
+                    next.append(entry.sequence)
+                }
                 for sequence in next {
                     guard var batch = spool.read(sequence) else { continue }
                     batch.resend = sequence <= resendThrough
+                    let bytes = batch.rows.count
                     connection.state.withLock {
-                        $0.inFlight.append((sequence, batch.batchID, batch.rowCount, batch.plugin))
+                        $0.inFlight.append((sequence, batch.batchID, batch.rowCount, batch.plugin, bytes))
                         $0.lastSent = sequence
                     }
                     sentThrough.store(max(sentThrough.load(ordering: .relaxed), sequence), ordering: .relaxed)
@@ -239,7 +253,7 @@ public final class AgentSender: Sendable {
                     logger.notice("connected to server \(host):\(port) (\(welcome.serverVersion))")
                 }
             case .ack(let ack):
-                let entry = connection.state.withLock { s -> (sequence: UInt64, id: String, rows: UInt64, plugin: String)? in
+                let entry = connection.state.withLock { s -> (sequence: UInt64, id: String, rows: UInt64, plugin: String, bytes: Int)? in
                     guard let i = s.inFlight.firstIndex(where: { $0.id == ack.batchID }) else { return nil }
                     return s.inFlight.remove(at: i)
                 }

@@ -84,16 +84,16 @@ public final class BatchSpool: @unchecked Sendable {
 
     /// Every batch not acknowledged yet, oldest first.
     public func pending() -> [Infrasight_V1_Batch] {
-        sequences(after: 0, limit: .max).compactMap(read)
+        entries(after: 0, limit: .max).compactMap { read($0.sequence) }
     }
 
-    /// Up to `limit` sequences after `sequence`, oldest first.
-    public func sequences(after sequence: UInt64, limit: Int) -> [UInt64] {
+    /// Up to `limit` batches after `sequence`, oldest first: their sequences and sizes.
+    public func entries(after sequence: UInt64, limit: Int) -> [(sequence: UInt64, bytes: Int)] {
         lock.lock()
         defer { lock.unlock() }
-        var out: [UInt64] = []
+        var out: [(sequence: UInt64, bytes: Int)] = []
         for entry in index where entry.sequence > sequence {
-            out.append(entry.sequence)
+            out.append(entry)
             if out.count == limit { break }
         }
         return out

@@ -31,7 +31,7 @@ struct ServerCommand: ParsableCommand {
         if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
     }
 
-    /// Agents send batches of at most 8 MiB; room for twice that.
+    /// Agents send batches of at most 4 MiB (plus the message around them); room to spare.
     static let maxMessageBytes = 16 << 20
 
     func run() throws {

@@ -10,4 +10,7 @@
  * file descriptor, or -errno. Needs CAP_DAC_READ_SEARCH. */
 int is_open_cgroup_by_id(int mount_fd, uint64_t cgroup_id);
 
+/* Limits glibc malloc to `arenas` arenas (mallopt M_ARENA_MAX). Returns 1 on success. */
+int is_limit_malloc_arenas(int arenas);
+
 #endif
