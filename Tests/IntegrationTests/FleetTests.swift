@@ -62,6 +62,12 @@ import Testing
         return r.stdout
     }
 
+    /// The value of one sample line of a /metrics page (0 when absent).
+    static func value(_ text: String, _ sample: String) -> Int {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(sample + " ") }) else { return 0 }
+        return Int(Double(line.dropFirst(sample.count + 1)) ?? 0)
+    }
+
     static func openLoop(_ helper: String, _ marker: String, _ n: Int) throws {
         let child = try BackgroundProcess(helper, [marker, String(n)])
         guard child.wait().status == 0 else { throw TestFailure("open loop failed") }
@@ -89,7 +95,7 @@ import Testing
         try Self.openLoop(helper, marker, total)
         usleep(1_500_000)
         let a = try Self.metrics(agentMetrics)
-        for line in ["infrasight_grpc_connected 1", "infrasight_spool_bytes ", "infrasight_spool_drops_total{plugin=\"tracing\"} 0",
+        for line in ["infrasight_grpc_connected 1", "infrasight_spool_bytes ", "infrasight_spool_drops_total{plugin=\"tracing\"} 0\n",
                      "infrasight_rows_delivered_total{plugin=\"tracing\"}", "infrasight_enrichment_cache_hits_total{cache=\"cgroup\"}",
                      "infrasight_insert_seconds_count ", "infrasight_batch_rows_sum "] {
             #expect(a.contains(line), "\(line)")
@@ -99,7 +105,7 @@ import Testing
         let r = try agent.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let spooled = try Self.checkConservation(r, total: total)
-        #expect(try Self.metrics(serverMetrics).contains("infrasight_server_rows_stored_total{table=\"audit.tracing_events\"} \(spooled)"))
+        #expect(Self.value(try Self.metrics(serverMetrics), "infrasight_server_rows_stored_total{table=\"audit.tracing_events\"}") == spooled)
         let s = try server.stop()
         #expect(s.status == 0, "\(s.stderr)")
         #expect(s.stderr.contains("rows stored \(spooled)"), "\(s.stderr)")
@@ -147,10 +153,19 @@ import Testing
         let data = try makeTempDir(prefix: "fleet-data")
         // No server yet: everything waits in the spool.
         let port = Int.random(in: 41_000..<50_000)
-        let first = try Self.agent(port: port, spool: "\(dir)/spool", dir: dir)
+        let metrics = Int.random(in: 50_000..<55_000)
+        let first = try Self.agent(port: port, spool: "\(dir)/spool", extra: ["--metrics-listen", "127.0.0.1:\(metrics)"], dir: dir)
         let total = 50_000
         try Self.openLoop(helper, marker, total)
-        usleep(2_500_000)
+        // Killed once every event is in the spool or counted as dropped in the kernel (rows
+        // still in memory die with a kill -9; a debug build may not keep up with the loop).
+        var spooled = 0
+        try waitUntil("the agent has spooled or counted all \(total) events", timeout: 60) {
+            let text = (try? Self.metrics(metrics)) ?? ""
+            spooled = Self.value(text, "infrasight_rows_spooled_total{plugin=\"tracing\"}")
+            return spooled + Self.value(text, "infrasight_kernel_drops_total{plugin=\"tracing\"}") == total
+        }
+        #expect(spooled > 0)
         first.signal(SIGKILL)
         _ = first.wait()
         let files = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }
@@ -164,7 +179,7 @@ import Testing
         let r = try second.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         _ = try server.stop()
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == total)
+        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
     }
 
