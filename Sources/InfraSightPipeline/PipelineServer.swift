@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
@@ -40,6 +41,23 @@ public final class PipelineServer: Sendable {
     public func port() async throws -> Int {
         let address = try await transport.listeningAddress
         return address.ipv4?.port ?? address.ipv6?.port ?? 0
+    }
+
+    /// Why binding `host:port` fails (e.g. "Address already in use"), or nil if it works.
+    public static func bindError(host: String, port: Int) -> String? {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &result)
+        guard rc == 0, let info = result else { return String(cString: gai_strerror(rc)) }
+        defer { freeaddrinfo(result) }
+        let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, 0)
+        guard fd >= 0 else { return String(cString: strerror(errno)) }
+        defer { close(fd) }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        return bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 ? nil : String(cString: strerror(errno))
     }
 
     /// Stops accepting; open streams get `grace` seconds to finish, then are cancelled

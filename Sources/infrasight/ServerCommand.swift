@@ -59,9 +59,14 @@ struct ServerCommand: ParsableCommand {
         do {
             server = try PipelineServer(host: address.host, port: address.port, security: security, service: service,
                                         maxMessageBytes: Self.maxMessageBytes, logger: logger)
+        } catch {
+            throw failure("\(error)", code: 2)
+        }
+        do {
             port = try blockingWait { try await server.port() }
         } catch {
-            throw failure("cannot listen on \(listen): \(error)")
+            // The transport does not say why it could not bind; a bind of our own does.
+            throw failure("cannot listen on \(listen): \(PipelineServer.bindError(host: address.host, port: address.port) ?? "\(error)")")
         }
         let readiness = Readiness()
         readiness.server = (serverStorage, agents)

@@ -183,6 +183,30 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
     }
 
+    @Test func aFullSpoolDropsAndCountsWhatDoesNotFit() throws {
+        let (helper, marker, dir) = try Self.openLoop()
+        // No server, an 8 MiB spool: 150,000 rows (~28 MB) cannot all wait.
+        let agent = try Self.agent(port: Int.random(in: 41_000..<50_000), spool: "\(dir)/spool",
+                                   extra: ["--spool-max-mb", "8", "--drain-timeout", "1"], dir: dir)
+        let total = 150_000
+        try Self.openLoop(helper, marker, total)
+        usleep(2_000_000)
+        agent.signal(SIGINT)
+        let r = try agent.wait(timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        let n = try #require(summaryNumbers(r.stderr, plugin: "tracing"), "\(r.stderr)")
+        let received = n["received"] ?? -1, spooled = n["rows spooled"] ?? -1, spoolDrops = n["spool drops"] ?? -1
+        #expect(received + (n["kernel drops"] ?? -1) == total, "\(n)")
+        #expect(spooled + spoolDrops + (n["queue drops"] ?? -1) + (n["decode errors"] ?? -1) == received, "\(n)")
+        #expect(spoolDrops > 0 && spooled > 0, "\(n)")
+        #expect(n["rows delivered"] == 0)
+        #expect(r.stderr.contains("the spool is full"), "\(r.stderr)")
+        let bytes = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").reduce(0) { sum, name in
+            sum + ((try? FileManager.default.attributesOfItem(atPath: "\(dir)/spool/\(name)")[.size] as? Int) ?? 0)
+        }
+        #expect(bytes > 0 && bytes <= 8 << 20)
+    }
+
     @Test func clickHouseDownForTenSecondsLosesNothingAndOldTypesAreMapped() throws {
         let clickhouse = try ClickHouseServer()
         let (helper, marker, dir) = try Self.openLoop()
