@@ -29,6 +29,8 @@ var targets: [Target] = [
     .target(name: "CInfraSightEvent", path: "bpf", sources: ["event_layout.c"], publicHeadersPath: "include"),
     .systemLibrary(name: "CLibbpf", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]),
     .target(name: "InfraSightSchema"),
+    // Names for numeric codes (ptrace requests), for plugins and the server alike.
+    .target(name: "InfraSightCodes"),
     // Linux calls the Swift Glibc module does not expose (open_by_handle_at).
     .target(name: "CHostShims"),
     .target(name: "InfraSightSDK", dependencies: ["CInfraSightABI", "CInfraSightEvent", "InfraSightSchema"]),
@@ -48,7 +50,7 @@ var targets: [Target] = [
     .target(
         name: "InfraSightStorage",
         dependencies: [
-            "InfraSightCore", "InfraSightSchema", "CChdbADBC", "CZlib",
+            "InfraSightCore", "InfraSightSchema", "InfraSightCodes", "CChdbADBC", "CZlib",
             .product(name: "Logging", package: "swift-log"),
         ]),
     // The agent → server wire protocol (proto/), generated code committed
@@ -112,7 +114,7 @@ for plugin in probePlugins {
     targets.append(
         .target(
             name: plugin.target,
-            dependencies: ["InfraSightSDK"],
+            dependencies: ["InfraSightSDK", "InfraSightCodes"],
             path: "Plugins/\(plugin.folder)",
             plugins: ["ProbeBuilder"]))
 }

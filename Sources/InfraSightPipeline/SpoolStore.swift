@@ -8,8 +8,9 @@ import InfraSightStorage
 /// cannot take (full) is refused, and the batch writer counts its rows as dropped for
 /// its plugin.
 ///
-/// Tables are sent without the columns the server derives (`latency_ms`, `wall_time_dt`
-/// next to `latency_ns`, `wall_time_ms`): they would double the bytes for nothing.
+/// Tables are sent without the columns the server derives (`DerivedColumns`: latency_ms,
+/// wall_time_dt, ptrace request_name, each next to the column it comes from): they would
+/// cost bytes for nothing.
 public final class SpoolStore: EventStore, @unchecked Sendable {
     public let spool: BatchSpool
     /// Called after every batch that entered the spool (wakes the sender).
@@ -22,13 +23,10 @@ public final class SpoolStore: EventStore, @unchecked Sendable {
 
     public var summary: String { "spool \(spool.directory)" }
 
-    /// Derived column → the column it is derived from.
-    static let derived = ["latency_ms": "latency_ns", "wall_time_dt": "wall_time_ms"]
-
     public func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] {
         tables.map { t in
             let names = Set(t.columns.map(\.name))
-            let kept = t.columns.filter { c in Self.derived[c.name].map { !names.contains($0) } ?? true }
+            let kept = t.columns.filter { c in DerivedColumns.source(of: c.name, in: t.qualifiedName).map { !names.contains($0) } ?? true }
             return TableSchema(database: t.database, name: t.name, columns: kept, ddl: t.ddl, tail: t.tail)
         }
     }

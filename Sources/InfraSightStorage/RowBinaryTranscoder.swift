@@ -1,12 +1,29 @@
 import Foundation
+import InfraSightCodes
 import InfraSightSchema
+
+/// Columns a sender may leave out because the store side derives them from another
+/// column of the same row: the agent omits them, the server's transcoder fills them in.
+public enum DerivedColumns {
+    /// (table, or nil for every table; the derived column; the column it comes from).
+    public static let rules: [(table: String?, column: String, source: String)] = [
+        (nil, "latency_ms", "latency_ns"),
+        (nil, "wall_time_dt", "wall_time_ms"),
+        ("audit.ptrace_events", "request_name", "request"),
+    ]
+
+    /// The column `column` of `table` is derived from, if it is derivable.
+    public static func source(of column: String, in table: String) -> String? {
+        rules.first { ($0.table == nil || $0.table == table) && $0.column == column }?.source
+    }
+}
 
 /// Rewrites RowBinary rows encoded for one column list (what an agent sent) into the
 /// store's table: same-named columns are copied or converted (DateTime64 → DateTime and
 /// other precisions for an older server; JSON carried as a string → String), derived
-/// columns the sender left out are computed (`latency_ms` from `latency_ns`,
-/// `wall_time_dt` from `wall_time_ms`), and any other missing column is left to the
-/// table's default. Every row is walked, so a malformed batch (short, trailing bytes, a
+/// columns the sender left out are computed (`DerivedColumns`: `latency_ms` from
+/// `latency_ns`, `wall_time_dt` from `wall_time_ms`, ptrace `request_name` from
+/// `request`), and any other missing column is left to the table's default. Every row is walked, so a malformed batch (short, trailing bytes, a
 /// wrong row count) is refused with a message instead of reaching ClickHouse.
 public struct RowBinaryTranscoder: Sendable {
     /// How one output column is produced.
@@ -16,6 +33,8 @@ public struct RowBinaryTranscoder: Sendable {
         case millisecondsFromNanoseconds(input: Int, to: ColumnType)
         /// DateTime64/DateTime from an integer epoch-milliseconds column.
         case timeFromMilliseconds(input: Int, to: ColumnType)
+        /// A ptrace request's name from its number (`PTRACE_UNKNOWN_<n>` when unknown).
+        case ptraceRequestName(input: Int)
     }
 
     public let input: [Column]
@@ -24,10 +43,6 @@ public struct RowBinaryTranscoder: Sendable {
     let sources: [Source]
     /// Input and output are the same columns with the same types: bytes pass unchanged.
     public let isIdentity: Bool
-
-    /// Columns the store derives when a sender leaves them out: name → (source column,
-    /// how).
-    static let derivable: [String: String] = ["latency_ms": "latency_ns", "wall_time_dt": "wall_time_ms"]
 
     public init(input: [Column], table: TableSchema) throws(StorageError) {
         self.input = input
@@ -45,10 +60,14 @@ public struct RowBinaryTranscoder: Sendable {
                     throw StorageError("column \(column.name) of \(table.qualifiedName) is \(column.type) in the store; the batch has \(input[i].type)")
                 }
                 sources.append(.copy(input: i, from: input[i].type, to: column.type))
-            } else if let from = Self.derivable[column.name], let i = byName[from], Self.isInteger(input[i].type) {
-                switch column.type.base {
-                case .float64 where column.name == "latency_ms": sources.append(.millisecondsFromNanoseconds(input: i, to: column.type))
-                case .dateTime, .dateTime64: sources.append(.timeFromMilliseconds(input: i, to: column.type))
+            } else if let from = DerivedColumns.source(of: column.name, in: table.qualifiedName), let i = byName[from], Self.isInteger(input[i].type) {
+                switch column.name {
+                case "latency_ms" where column.type.base == .float64:
+                    sources.append(.millisecondsFromNanoseconds(input: i, to: column.type))
+                case "wall_time_dt" where Self.isTime(column.type.base):
+                    sources.append(.timeFromMilliseconds(input: i, to: column.type))
+                case "request_name" where column.type == .string:
+                    sources.append(.ptraceRequestName(input: i))
                 default: continue
                 }
             } else {
@@ -59,6 +78,10 @@ public struct RowBinaryTranscoder: Sendable {
         output = TableSchema(database: table.database, name: table.name, columns: columns, ddl: table.ddl, tail: table.tail)
         self.sources = sources
         isIdentity = columns.count == input.count && zip(columns, input).allSatisfy { $0 == $1 }
+    }
+
+    static func isTime(_ t: ColumnType) -> Bool {
+        switch t { case .dateTime, .dateTime64: true; default: false }
     }
 
     static func isInteger(_ t: ColumnType) -> Bool {
@@ -99,6 +122,13 @@ public struct RowBinaryTranscoder: Sendable {
                 case .timeFromMilliseconds(let i, let to):
                     if to.isNullable { out.append(0) }
                     Self.appendTime(milliseconds: Self.integer(data, fields[i], input[i].type), as: to.base, to: &out)
+                case .ptraceRequestName(let i):
+                    let request = Self.integer(data, fields[i], input[i].type)
+                    if let name = CodeNames.ptraceRequest(request) {
+                        name.withUTF8Buffer { Self.appendString($0, to: &out) }
+                    } else {
+                        Self.appendString(Array("PTRACE_UNKNOWN_\(request)".utf8), to: &out)
+                    }
                 }
             }
         }
@@ -106,6 +136,17 @@ public struct RowBinaryTranscoder: Sendable {
             throw StorageError("malformed batch: \(data.count - reader.offset) bytes after \(rows) rows")
         }
         return isIdentity ? data : out
+    }
+
+    /// A RowBinary String: LEB128 length, then the bytes.
+    static func appendString<C: Collection>(_ bytes: C, to out: inout Data) where C.Element == UInt8 {
+        var n = bytes.count
+        while n >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: n) | 0x80)
+            n >>= 7
+        }
+        out.append(UInt8(n))
+        out.append(contentsOf: bytes)
     }
 
     static func append(_ value: UInt64, _ width: Int, to out: inout Data) {

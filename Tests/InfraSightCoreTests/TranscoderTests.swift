@@ -59,3 +59,21 @@ struct TranscoderTests {
         }
     }
 }
+
+/// ptrace request names are derived centrally when the agent leaves them out.
+struct CentralNameTests {
+    @Test func ptraceRequestNamesComeFromTheRequestNumber() throws {
+        let table = TableSchema(database: "audit", name: "ptrace_events", columns: [
+            Column(name: "request", type: .int64), Column(name: "request_name", type: .string),
+        ], ddl: "")
+        let t = try RowBinaryTranscoder(input: [Column(name: "request", type: .int64)], table: table)
+        #expect(t.output.columns.map(\.name) == ["request", "request_name"])
+        func le(_ v: Int64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        let out = try t.transcode(Data(le(0x4206) + le(999)), rows: 2)
+        let seize = Array("PTRACE_SEIZE".utf8), unknown = Array("PTRACE_UNKNOWN_999".utf8)
+        #expect(Array(out) == le(0x4206) + [UInt8(seize.count)] + seize + le(999) + [UInt8(unknown.count)] + unknown)
+        // Another table's `request_name` is not a ptrace request: left to its default.
+        let other = TableSchema(database: "x", name: "y", columns: table.columns, ddl: "")
+        #expect(try RowBinaryTranscoder(input: [Column(name: "request", type: .int64)], table: other).output.columns.map(\.name) == ["request"])
+    }
+}

@@ -341,6 +341,26 @@ import Testing
         #expect(s.stderr.contains("refused agent"), "\(s.stderr)")
     }
 
+    @Test func ptraceRequestNamesAreFilledInByTheServer() throws {
+        let dir = try makeTempDir(prefix: "fleet")
+        let data = try makeTempDir(prefix: "fleet-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        try "plugins:\n  enabled: [ptrace]\n  options:\n    ptrace:\n      include_comms: [strace]\n".write(toFile: "\(dir)/agent.yaml", atomically: true, encoding: .utf8)
+        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        let strace = try BackgroundProcess("/usr/bin/strace", ["-f", "-o", "\(dir)/strace.out", "/bin/true"])
+        #expect(strace.wait().status == 0)
+        usleep(1_500_000)
+        agent.signal(SIGINT)
+        let r = try agent.wait(timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        _ = try server.stop()
+        let rows = "FROM audit.ptrace_events WHERE pid = \(strace.pid)"
+        #expect(try Self.count(data, "SELECT count() \(rows)") > 0)
+        // The agent sends no request_name; every row has the name of its request.
+        #expect(try Self.count(data, "SELECT count() \(rows) AND (request_name = '' OR (request = 16902 AND request_name != 'PTRACE_SEIZE'))") == 0)
+        #expect(try Self.count(data, "SELECT count() \(rows) AND request_name LIKE 'PTRACE_%'") == (try Self.count(data, "SELECT count() \(rows)")))
+    }
+
     @Test func theExamplePluginsTableReachesTheStoreThroughAnUnchangedServer() throws {
         let plugins = try ExamplePluginTests.buildExample()
         let dir = try makeTempDir(prefix: "fleet")
