@@ -17,7 +17,7 @@ import Testing
         #expect(child.wait().status == 0)
         usleep(500_000)
         agent.signal(SIGINT)
-        let r = agent.wait()
+        let r = try agent.wait(timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         let n = try #require(summaryNumbers(r.stderr, plugin: "tracing"), "\(r.stderr)")
         let received = n["received"] ?? -1, kernel = n["kernel drops"] ?? -1, decode = n["decode errors"] ?? -1

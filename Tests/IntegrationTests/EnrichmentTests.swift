@@ -15,7 +15,7 @@ import Testing
         try workload()
         usleep(300_000)
         trace.signal(SIGINT)
-        let r = trace.wait()
+        let r = try trace.wait(timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         return try jsonLines(r.stdout)
     }
@@ -127,7 +127,7 @@ import Testing
         _ = try Docker.docker(["exec", id, "cat", "/etc/motd"])
         usleep(300_000)
         agent.signal(SIGINT)
-        #expect(agent.wait().status == 0)
+        #expect(try agent.wait(timeout: 180).status == 0)
         let r = try run(Paths.infrasight, ["query", "--data-dir", data, """
             SELECT container_image, container_labels_json.team::String, cgroup_name FROM audit.tracing_events
             WHERE container_id = '\(id)' AND filename = '/etc/motd' ORDER BY monotonic_ts_enter_ns DESC LIMIT 1

@@ -38,7 +38,7 @@ import Testing
         _ = victim.wait()
         usleep(300_000)
         trace.signal(SIGINT)
-        let r = trace.wait()
+        let r = try trace.wait(timeout: 180)
         let rows = try jsonLines(r.stdout)
         let row = try #require(rows.first { int($0, "target_pid") == Int64(victim.pid) }, "\(r.stderr)")
         #expect(row["table"] as? String == "signal_events")

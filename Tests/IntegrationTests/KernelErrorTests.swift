@@ -53,7 +53,7 @@ import Testing
         let both = try BackgroundProcess(Paths.infrasight, ["trace", "--plugin-dir", dir, "--plugins", "badbpf,tracing"])
         try both.waitForStderr("infrasight: note: started: tracing")
         both.signal(SIGINT)
-        let r = both.wait()
+        let r = try both.wait(timeout: 180)
         #expect(r.status == 0)
         #expect(r.stderr.contains("infrasight: error: plugin badbpf: the kernel verifier rejected BPF program bad_deref"))
         #expect(r.stderr.contains("infrasight: tracing: received "))

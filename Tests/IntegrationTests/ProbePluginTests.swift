@@ -19,7 +19,7 @@ import Testing
         try workload()
         usleep(300_000)
         trace.signal(SIGINT)
-        let r = trace.wait()
+        let r = try trace.wait(timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(!r.stderr.contains("decode errors 1"), "\(r.stderr)")
         return try jsonLines(r.stdout)

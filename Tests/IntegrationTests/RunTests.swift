@@ -38,7 +38,7 @@ import Testing
         #expect(during == "1\n")
         #expect(throws: TestFailure.self) { try query(["--data-dir", data], "DROP TABLE audit.tracing_events") }
         agent.signal(SIGTERM)
-        let r = agent.wait()
+        let r = try agent.wait(timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         let summary = try #require(r.stderr.split(separator: "\n").first { $0.hasPrefix("infrasight: tracing: received ") })
         #expect(summary.contains("queue drops 0, store drops 0"))
@@ -74,7 +74,7 @@ import Testing
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--duration", "4"], environment: ["INFRASIGHT_CLICKHOUSE_URL": server.url])
         try agent.waitForStderr("infrasight: note: started: ")
         let pid = try spawnAndWait("/bin/cat", ["/etc/hostname"])
-        let r = agent.wait()
+        let r = try agent.wait(timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("ClickHouse 18.16"))
         let row = try server.query("SELECT comm, event_type, return_code FROM audit.tracing_events WHERE pid = \(pid) AND filename = '/etc/hostname' FORMAT TSV")

@@ -16,7 +16,7 @@ import Testing
     static func stop(_ trace: BackgroundProcess) throws -> (rows: [[String: Any]], stderr: String) {
         usleep(300_000) // the dispatcher drains quiet rings every 100 ms
         trace.signal(SIGINT)
-        let r = trace.wait()
+        let r = try trace.wait(timeout: 180)
         #expect(r.status == 0, "trace exited with \(r.status): \(r.stderr)")
         return (try jsonLines(r.stdout), r.stderr)
     }
@@ -141,7 +141,7 @@ import Testing
         _ = try spawnAndWait("/bin/true")
         usleep(300_000)
         trace.signal(SIGTERM)
-        let r = trace.wait()
+        let r = try trace.wait(timeout: 180)
         #expect(r.status == 0)
         #expect(r.stdout.hasPrefix("TIME"))
         #expect(r.stdout.contains("tracing_events"))
@@ -172,7 +172,7 @@ import Testing
         _ = try spawnAndWait(helper, [marker, String(total)])
         usleep(500_000)
         trace.signal(SIGINT)
-        let r = trace.wait()
+        let r = try trace.wait(timeout: 180)
         #expect(r.status == 0)
         let summary = try #require(r.stderr.split(separator: "\n").first { $0.hasPrefix("infrasight: tracing: received ") }, "\(r.stderr)")
         let numbers = summary.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
