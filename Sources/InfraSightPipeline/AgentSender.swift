@@ -45,14 +45,9 @@ public final class AgentSender: Sendable {
     private let draining = Atomic<Bool>(false)
     private let wake = Atomic<UInt64>(0)
 
-    public init(spool: BatchSpool, server: String, security: PipelineSecurity, hello: Infrasight_V1_Hello, window: Int = 8,
+    /// `host`: a name or an address literal (IPv6 without brackets).
+    public init(spool: BatchSpool, host: String, port: Int, security: PipelineSecurity, hello: Infrasight_V1_Hello, window: Int = 8,
                 windowBytes: Int = 16 << 20, maxMessageBytes: Int, logger: Logger) throws(PipelineError) {
-        guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]), (1...65535).contains(port) else {
-            throw PipelineError("--server must be HOST:PORT (got \(server))")
-        }
-        var host = String(server[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { throw PipelineError("--server must be HOST:PORT (got \(server))") }
         self.spool = spool
         self.host = host
         self.port = port

@@ -221,21 +221,9 @@ public final class ServerStorage: Sendable {
 
     static func ledgerRow(_ batch: Infrasight_V1_Batch, agent: String) -> Data {
         var out = Data()
-        func string(_ s: String) {
-            var n = s.utf8.count
-            while n >= 0x80 {
-                out.append(UInt8(truncatingIfNeeded: n) | 0x80)
-                n >>= 7
-            }
-            out.append(UInt8(n))
-            out.append(contentsOf: Array(s.utf8))
-        }
-        func integer<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-        string(batch.batchID)
-        string(agent)
-        string(batch.table)
-        integer(batch.rowCount)
-        integer(UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970)))
+        for text in [batch.batchID, agent, batch.table] { RowBinaryTranscoder.appendString(text.utf8, to: &out) }
+        RowBinaryTranscoder.append(batch.rowCount, 8, to: &out)
+        RowBinaryTranscoder.append(UInt64(UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))), 4, to: &out)
         return out
     }
 }

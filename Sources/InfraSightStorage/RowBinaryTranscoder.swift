@@ -139,7 +139,7 @@ public struct RowBinaryTranscoder: Sendable {
     }
 
     /// A RowBinary String: LEB128 length, then the bytes.
-    static func appendString<C: Collection>(_ bytes: C, to out: inout Data) where C.Element == UInt8 {
+    public static func appendString<C: Collection>(_ bytes: C, to out: inout Data) where C.Element == UInt8 {
         var n = bytes.count
         while n >= 0x80 {
             out.append(UInt8(truncatingIfNeeded: n) | 0x80)
@@ -149,7 +149,8 @@ public struct RowBinaryTranscoder: Sendable {
         out.append(contentsOf: bytes)
     }
 
-    static func append(_ value: UInt64, _ width: Int, to out: inout Data) {
+    /// A fixed-width integer, little-endian, `width` bytes.
+    public static func append(_ value: UInt64, _ width: Int, to out: inout Data) {
         var v = value.littleEndian
         withUnsafeBytes(of: &v) { out.append(contentsOf: $0.prefix(width)) }
     }

@@ -3,7 +3,6 @@ import CHostShims
 import Foundation
 import Glibc
 import InfraSightCore
-import InfraSightMetrics
 import InfraSightPipeline
 import InfraSightPipelineProto
 import InfraSightStorage
@@ -72,7 +71,9 @@ struct AgentCommand: ParsableCommand {
         }
         let sender: AgentSender
         do {
-            sender = try AgentSender(spool: spool, server: server, security: security, hello: hello, maxMessageBytes: Self.maxBatchBytes * 2, logger: logger)
+            guard let address = HostPort(server), address.port > 0 else { throw PipelineError("--server must be HOST:PORT (got \(server))") }
+            sender = try AgentSender(spool: spool, host: address.host, port: address.port, security: security, hello: hello,
+                                     maxMessageBytes: Self.maxBatchBytes * 2, logger: logger)
         } catch {
             throw failure("\(error)", code: 2)
         }
@@ -131,17 +132,4 @@ struct AgentCommand: ParsableCommand {
         let machine = (try? String(contentsOfFile: root + "etc/machine-id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         return machine.isEmpty ? node : "\(node)/\(machine.prefix(12))"
     }
-}
-
-/// Starts the metrics endpoint when asked to.
-func startMetrics(_ listen: String?, readiness: Readiness, logger: Logger) throws -> MetricsServer? {
-    guard let listen, let address = MetricsAddress(listen) else { return nil }
-    let server = MetricsServer(sample: { readiness.sample() }, ready: { readiness.ready })
-    do {
-        let port = try server.start(host: address.host, port: address.port)
-        logger.notice("metrics on http://\(address.host):\(port)/metrics")
-    } catch {
-        throw failure("cannot serve metrics on \(listen): \(error)")
-    }
-    return server
 }

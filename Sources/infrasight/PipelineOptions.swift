@@ -23,9 +23,23 @@ struct PipelineSecurityOptions: ParsableArguments {
     }
 }
 
+/// `HOST:PORT` (IPv6 as `[::1]:9464`): --server, --listen, --metrics-listen.
+struct HostPort {
+    let host: String
+    let port: Int
+    init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+}
+
 /// `HOST:PORT` for listening (IPv6 as `[::]:50051`).
-func listenAddress(_ text: String, flag: String) throws -> MetricsAddress {
-    guard let address = MetricsAddress(text) else { throw ValidationError("\(flag) must be HOST:PORT, e.g. 0.0.0.0:50051") }
+func listenAddress(_ text: String, flag: String) throws -> HostPort {
+    guard let address = HostPort(text) else { throw ValidationError("\(flag) must be HOST:PORT, e.g. 0.0.0.0:50051") }
     return address
 }
 

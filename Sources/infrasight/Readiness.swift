@@ -3,6 +3,7 @@ import InfraSightCore
 import InfraSightMetrics
 import InfraSightPipeline
 import InfraSightStorage
+import Logging
 
 /// What /metrics and /readyz report for `run`, `agent` and `server`: per plugin, every
 /// stage's counter; the agent's spool and connection; the server's store and agents.
@@ -107,4 +108,17 @@ final class Readiness: @unchecked Sendable {
         }
         return out
     }
+}
+
+/// Starts the metrics endpoint of `run`, `agent` or `server` when asked to.
+func startMetrics(_ listen: String?, readiness: Readiness, logger: Logger) throws -> MetricsServer? {
+    guard let listen, let address = HostPort(listen) else { return nil }
+    let server = MetricsServer(sample: { readiness.sample() }, ready: { readiness.ready })
+    do {
+        let port = try server.start(host: address.host, port: address.port)
+        logger.notice("metrics on http://\(address.host):\(port)/metrics")
+    } catch {
+        throw failure("cannot serve metrics on \(listen): \(error)")
+    }
+    return server
 }

@@ -21,7 +21,7 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
-        if let metricsListen, MetricsAddress(metricsListen) == nil {
+        if let metricsListen, HostPort(metricsListen) == nil {
             throw ValidationError("--metrics-listen must be HOST:PORT, e.g. 127.0.0.1:9464")
         }
     }
@@ -49,15 +49,7 @@ struct RunCommand: ParsableCommand {
         for probe in runtime.probes {
             writer.register(probe.channel, storeTables: probe.channel.plugin.tables.map { storeTables[$0.qualifiedName]! })
         }
-        var queryServer: QueryServer?
-        if let embedded = store as? EmbeddedStore {
-            do {
-                queryServer = try QueryServer(store: store, dataDir: embedded.engine.dataDir)
-                queryServer?.start()
-            } catch {
-                logger.warning("queries during the run are unavailable: \(error)")
-            }
-        }
+        let queryServer = startQueryServer(store, logger: logger, unavailable: "queries during the run are unavailable")
         writer.start()
         readiness.attach(runtime: runtime, writer: writer)
         logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")
@@ -114,18 +106,3 @@ final class StatusLine {
         if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
 }
-
-/// `HOST:PORT` (IPv6 as `[::1]:9464`).
-struct MetricsAddress {
-    let host: String
-    let port: Int
-    init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { return nil }
-        self.host = host
-        self.port = port
-    }
-}
-

@@ -71,15 +71,7 @@ struct ServerCommand: ParsableCommand {
         let readiness = Readiness()
         readiness.server = (serverStorage, agents)
         let metrics = try startMetrics(metricsListen, readiness: readiness, logger: logger)
-        var queryServer: QueryServer?
-        if let embedded = store as? EmbeddedStore {
-            do {
-                queryServer = try QueryServer(store: store, dataDir: embedded.engine.dataDir)
-                queryServer?.start()
-            } catch {
-                logger.warning("queries while the server runs are unavailable: \(error)")
-            }
-        }
+        let queryServer = startQueryServer(store, logger: logger, unavailable: "queries while the server runs are unavailable")
         let mode = security.usesTLS ? (security.ca != nil ? "mutual TLS" : "TLS") : "plaintext"
         logger.notice("listening on \(address.host):\(port) (\(mode)\(security.token != nil ? ", bearer token" : "")) → \(store.summary)")
 

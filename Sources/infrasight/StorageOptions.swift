@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import InfraSightCore
 import InfraSightStorage
+import Logging
 
 /// `--data-dir DIR | --clickhouse-url URL`: where rows are stored and queried.
 struct StorageOptions: ParsableArguments {
@@ -38,5 +39,19 @@ struct StorageOptions: ParsableArguments {
         } catch {
             throw failure(error.description)
         }
+    }
+}
+
+/// With embedded ClickHouse, answers `infrasight query` on DATA_DIR/query.sock while this
+/// process holds the data directory; a failure to listen is a warning, not an error.
+func startQueryServer(_ store: EventStore, logger: Logger, unavailable: String) -> QueryServer? {
+    guard let embedded = store as? EmbeddedStore else { return nil }
+    do {
+        let server = try QueryServer(store: store, dataDir: embedded.engine.dataDir)
+        server.start()
+        return server
+    } catch {
+        logger.warning("\(unavailable): \(error)")
+        return nil
     }
 }
