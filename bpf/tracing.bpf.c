@@ -48,6 +48,10 @@ struct pending_file {
     __s32 fd;
     __u16 kind;
     __u16 active;
+    /* Records this thread has sent: picks which submissions look at the ring's fill
+     * level (a counter in a slot already at hand costs less than bpf_get_prandom_u32). */
+    __u32 submissions;
+    __u32 _pad;
     /* This thread's identity (ppid, namespace pids), kept between its calls. */
     struct is_identity identity;
 };
@@ -223,7 +227,7 @@ static __always_inline int finish_file(long ret)
     if (n <= 0)
         e->filename[0] = 0;
     is_fill_task_local(&e->hdr, &p->identity);
-    bpf_ringbuf_submit(e, is_wakeup_flags(&events));
+    bpf_ringbuf_submit(e, is_wakeup_flags_sampled(&events, ++p->submissions));
     return 0;
 }
 

@@ -148,6 +148,17 @@ public final class BPFObject {
         return fd >= 0 ? fd : nil
     }
 
+    /// The sizes in bytes of the BPF_MAP_TYPE_RINGBUF maps, as declared (valid before load).
+    public var ringBufferSizes: [UInt32] {
+        var out: [UInt32] = []
+        var map = bpf_object__next_map(raw, nil)
+        while let m = map {
+            if bpf_map__type(m) == BPF_MAP_TYPE_RINGBUF { out.append(bpf_map__max_entries(m)) }
+            map = bpf_object__next_map(raw, m)
+        }
+        return out
+    }
+
     /// The maps of type BPF_MAP_TYPE_RINGBUF, by name.
     public var ringBufferMaps: [(name: String, fd: Int32)] {
         var out: [(String, Int32)] = []

@@ -98,6 +98,7 @@ public final class ProbeRuntime {
 
         let object = try BPFObject(bytes: bytes, name: plugin.name)
         try HostFilterWriter.apply(options.filters, to: object)
+        try HostFilterWriter.applyWakeupThreshold(to: object)
         if let configure = d.configure_bpf {
             final class Box { let object: BPFObject; init(_ o: BPFObject) { object = o } }
             let box = Unmanaged.passRetained(Box(object))
@@ -138,6 +139,17 @@ public final class ProbeRuntime {
 
 /// Sets the host's filter variables (infrasight_common.bpf.h) in an object's read-only data.
 enum HostFilterWriter {
+    /// Sets `is_wakeup_bytes` to a quarter of the object's smallest ring: the reader is
+    /// woken with three quarters of the ring still free, and no more often than that
+    /// (each wake-up is an interrupt). Objects built without the common header are left
+    /// alone.
+    static func applyWakeupThreshold(to object: BPFObject) throws {
+        guard let smallest = object.ringBufferSizes.min(), smallest > 0 else { return }
+        var bytes = UInt64(smallest / 4)
+        let rc = withUnsafeBytes(of: &bytes) { object.setReadOnly("is_wakeup_bytes", bytes: $0) }
+        if rc != 0 && rc != -ENOENT { throw RuntimeError("its BPF object cannot take is_wakeup_bytes (size mismatch)") }
+    }
+
     static func apply(_ filters: HostFilters, to object: BPFObject) throws {
         func set<T>(_ name: String, _ value: T, required: Bool) throws {
             var v = value

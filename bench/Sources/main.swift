@@ -6,7 +6,7 @@
 //   infrasight-bench sink [--rows N]        rows/s through our sink into embedded ClickHouse,
 //                                           beside the engine's own INSERT FROM INFILE
 //   infrasight-bench http --url URL [--rows N]  URLSession inserts beside curl's, same bytes
-//   infrasight-bench overhead [--ops N] [--config FILE]
+//   infrasight-bench overhead [--ops N] [--rounds R] [--config FILE]
 //                                           ns added per traced openat: empty BPF programs
 //                                           (the floor) and `infrasight run` (all plugins, or
 //                                           those the config enables)
@@ -224,72 +224,6 @@ func httpBench(url: String, rows total: Int) throws -> String {
         """
 }
 
-/// ns per openat+close pair over `ops` iterations (best of 3 runs).
-func openatCost(ops: Int) -> Double {
-    var best = Double.infinity
-    for _ in 0..<3 {
-        let s = seconds {
-            for _ in 0..<ops {
-                let fd = open("/etc/hostname", O_RDONLY)
-                if fd >= 0 { close(fd) }
-            }
-        }
-        best = min(best, s * 1e9 / Double(ops))
-    }
-    return best
-}
-
-func overheadBench(ops: Int) throws -> String {
-    // The machine drifts (a VM's neighbours, frequency): each configuration is compared
-    // with the mean of the untraced loops measured just before and just after it.
-    let baselineBefore = openatCost(ops: ops)
-
-    // The floor: empty programs on sys_enter/exit_openat.
-    let bytes = EmbeddedBPFObject.floor.bytes
-    let floor: Double = try bytes.withUnsafeBytes { raw in
-        _ = try Tracefs.ensureMounted()
-        let object = try BPFObject(bytes: raw, name: "floor")
-        try object.load()
-        try object.attachAll()
-        let cost = openatCost(ops: ops)
-        withExtendedLifetime(object) {}
-        return cost
-    }
-
-    let baselineBetween = openatCost(ops: ops)
-
-    // Ours: `infrasight run` with every plugin, storing into embedded ClickHouse.
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
-    let data = NSTemporaryDirectory() + "/infrasight-overhead-\(getpid())"
-    defer { try? FileManager.default.removeItem(atPath: data) }
-    let log = data + ".log"
-    FileManager.default.createFile(atPath: log, contents: nil)
-    let agent = Process()
-    agent.executableURL = URL(fileURLWithPath: "\(dir)/infrasight")
-    agent.arguments = ["run", "--data-dir", data] + (option("--config").map { ["--config", $0] } ?? [])
-    agent.standardError = FileHandle(forWritingAtPath: log)
-    agent.standardOutput = FileHandle.nullDevice
-    try agent.run()
-    let deadline = Date().addingTimeInterval(60)
-    while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("started:") {
-        guard Date() < deadline, agent.isRunning else { throw StorageError("infrasight run did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
-        usleep(100_000)
-    }
-    let ours = openatCost(ops: ops)
-    agent.interrupt()
-    agent.waitUntilExit()
-    let summary = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").first { $0.hasPrefix("infrasight: tracing:") } ?? ""
-    try? FileManager.default.removeItem(atPath: log)
-    let baselineAfter = openatCost(ops: ops)
-    let floorAdded = floor - (baselineBefore + baselineBetween) / 2, oursAdded = ours - (baselineBetween + baselineAfter) / 2
-    return """
-        {"bench":"overhead_openat","ops":\(ops),"baseline_ns":[\(Int(baselineBefore)),\(Int(baselineBetween)),\(Int(baselineAfter))],"floor_ns":\(Int(floor)),"ours_ns":\(Int(ours)),\
-        "floor_added_ns":\(Int(floorAdded)),"ours_added_ns":\(Int(oursAdded)),\
-        "ratio_to_floor":\(String(format: "%.2f", oursAdded / max(floorAdded, 1))),"target_ratio":2.0,\
-        "target_met":\(oursAdded <= 2 * max(floorAdded, 1)),"agent":"\(summary.replacingOccurrences(of: "\"", with: ""))"}
-        """
-}
-
 let args = Array(CommandLine.arguments.dropFirst())
 func option(_ name: String) -> String? {
     guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
@@ -302,7 +236,7 @@ do {
     case "sink":
         print(try sinkBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000))
     case "overhead":
-        print(try overheadBench(ops: option("--ops").flatMap { Int($0) } ?? 300_000))
+        print(try overheadBench(ops: option("--ops").flatMap { Int($0) } ?? 200_000, rounds: option("--rounds").flatMap { Int($0) } ?? 5))
     case "http":
         guard let url = option("--url") else { throw StorageError("http needs --url http://user:pass@host:port/") }
         print(try httpBench(url: url, rows: option("--rows").flatMap { Int($0) } ?? 200_000))
@@ -315,12 +249,12 @@ do {
             ("machine", machineJSON()),
             ("decode_encode", try decodeBench(records: 5_000_000)),
             ("sink_embedded", try sinkBench(rows: 1_000_000)),
-            ("overhead_openat", try overheadBench(ops: 300_000)),
+            ("overhead_openat", try overheadBench(ops: 200_000, rounds: 5)),
             ("sweep", try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5)),
         ]
         print("{" + parts.map { "\"\($0.0)\":\($0.1.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ",\n ") + "}")
     default:
-        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] | sweep [--rates 10000,25000,...] [--seconds S] | http --url URL [--rows N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | sweep [--rates 10000,25000,...] [--seconds S] | http --url URL [--rows N]\n".utf8))
         exit(2)
     }
 } catch {

@@ -28,7 +28,9 @@ const volatile char is_include_comms[IS_FILTER_MAX][IS_COMM_LEN] = {};
 const volatile __u32 is_exclude_comm_count = 0;
 const volatile char is_exclude_comms[IS_FILTER_MAX][IS_COMM_LEN] = {};
 /* Wake the reader only when this many bytes are waiting; the reader also drains on a
- * timer, so a quiet ring is never stranded. 0 wakes on every record. */
+ * timer, so a quiet ring is never stranded. 0 wakes on every record. The host sets it to
+ * a quarter of the plugin's smallest ring before load: every wake-up is an
+ * inter-processor interrupt (a VM exit on a virtual machine), so fewer is cheaper. */
 const volatile __u64 is_wakeup_bytes = 256 * 1024;
 
 struct {
@@ -78,21 +80,25 @@ static __always_inline bool is_comm_in_list(const char *comm, const volatile cha
     return false;
 }
 
-/* True when the current task passes the pid and uid filters (cheap; checked at enter). */
+/* True when the current task passes the pid, uid and comm filters (checked at enter). The
+ * uid and comm are read only when a filter needs them: the verifier prunes the unused
+ * branches, but not a helper call made before them. */
 static __always_inline bool is_task_wanted(void)
 {
     __u32 pid = bpf_get_current_pid_tgid() >> 32;
-    __u32 uid = (__u32)bpf_get_current_uid_gid();
     if (is_self_pid && pid == is_self_pid)
         return false;
     if (is_include_pid_count && !is_in_list(pid, is_include_pids, is_include_pid_count))
         return false;
     if (is_exclude_pid_count && is_in_list(pid, is_exclude_pids, is_exclude_pid_count))
         return false;
-    if (is_include_uid_count && !is_in_list(uid, is_include_uids, is_include_uid_count))
-        return false;
-    if (is_exclude_uid_count && is_in_list(uid, is_exclude_uids, is_exclude_uid_count))
-        return false;
+    if (is_include_uid_count || is_exclude_uid_count) {
+        __u32 uid = (__u32)bpf_get_current_uid_gid();
+        if (is_include_uid_count && !is_in_list(uid, is_include_uids, is_include_uid_count))
+            return false;
+        if (is_exclude_uid_count && is_in_list(uid, is_exclude_uids, is_exclude_uid_count))
+            return false;
+    }
     if (is_include_comm_count || is_exclude_comm_count) {
         char comm[IS_COMM_LEN] = {};
         bpf_get_current_comm(comm, sizeof(comm));
@@ -125,17 +131,27 @@ struct {
     __type(value, struct is_identity);
 } is_identities SEC(".maps");
 
-/* The ids that are cheap to read: pids, uid/gid, cgroup, comm. */
+/* The ids that are cheap to read: pids, uid/gid, cgroup, comm. Read with plain loads
+ * through the task's BTF pointer rather than the helpers (bpf_get_current_uid_gid,
+ * _cgroup_id, _comm): the same fields, measured ~100 ns less per record. uid/gid are the
+ * kernel's kuid/kgid values, which are the ids in the initial user namespace (what
+ * bpf_get_current_uid_gid returns); the cgroup is the task's default-hierarchy (v2)
+ * cgroup, as bpf_get_current_cgroup_id reports it. */
 static __always_inline void is_fill_basic(struct is_event_header *h)
 {
-    __u64 id = bpf_get_current_pid_tgid();
-    __u64 ug = bpf_get_current_uid_gid();
-    h->pid = id >> 32;
-    h->tid = (__u32)id;
-    h->uid = (__u32)ug;
-    h->gid = ug >> 32;
-    h->cgroup_id = bpf_get_current_cgroup_id();
-    bpf_get_current_comm(h->comm, sizeof(h->comm));
+    struct task_struct *task = bpf_get_current_task_btf();
+    const struct cred *cred = task->cred;
+    h->pid = task->tgid;
+    h->tid = task->pid;
+    h->uid = cred->uid.val;
+    h->gid = cred->gid.val;
+    h->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+    /* comm is 16 bytes; two word loads instead of a byte-wise copy. A rename racing
+     * with this read can mix old and new names, as the helper's copy could too. */
+    const __u64 *comm = (const __u64 *)task->comm;
+    __u64 *out = (__u64 *)h->comm;
+    out[0] = comm[0];
+    out[1] = comm[1];
 }
 
 /* The walk the identity cache saves: the parent's pid and the namespace pids. */
@@ -189,9 +205,9 @@ static __always_inline void is_fill_task(struct is_event_header *h)
  * thread, so only a change of parent (reparenting) invalidates it. */
 static __always_inline void is_fill_task_local(struct is_event_header *h, struct is_identity *slot)
 {
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct task_struct *task = bpf_get_current_task_btf();
     is_fill_basic(h);
-    struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+    struct task_struct *parent = task->real_parent;
     if (slot->parent && slot->parent == (__u64)parent) {
         h->ppid = slot->ppid;
         h->ns_pid = slot->ns_pid;
@@ -205,18 +221,24 @@ static __always_inline void is_fill_task_local(struct is_event_header *h, struct
     slot->ns_ppid = h->ns_ppid;
 }
 
-/* Flags for a ring-buffer submission: wake the reader only past the fill threshold. */
-static __always_inline __u64 is_wakeup_flags(void *ringbuf)
+/* Flags for a ring-buffer submission: wake the reader only past the fill threshold.
+ * `sample` is any value whose low bits cycle between calls (a counter). */
+static __always_inline __u64 is_wakeup_flags_sampled(void *ringbuf, __u64 sample)
 {
     if (!is_wakeup_bytes)
         return 0;
     /* Reading the fill level touches the positions the reader's CPU writes: measured
      * ~230 ns per call, a quarter of a traced openat's exit. One submission in 32 looks;
      * the wake-up comes at most 31 records past the threshold. */
-    if (bpf_get_prandom_u32() & 31)
+    if (sample & 31)
         return BPF_RB_NO_WAKEUP;
     return bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >= is_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
                                                                              : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline __u64 is_wakeup_flags(void *ringbuf)
+{
+    return is_wakeup_flags_sampled(ringbuf, bpf_get_prandom_u32());
 }
 
 /* Sends `size` bytes at `record` to `ringbuf`, counting a full ring as a drop. */
