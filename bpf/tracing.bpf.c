@@ -199,7 +199,8 @@ static __always_inline int remember_file(__u16 kind, __s32 fd, __u64 path, __u64
 /* Builds an open/chmod record in the ring buffer at exit. */
 static __always_inline int finish_file(long ret)
 {
-    struct pending_file *p = bpf_task_storage_get(&inflight_file, bpf_get_current_task_btf(), 0, 0);
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct pending_file *p = bpf_task_storage_get(&inflight_file, task, 0, 0);
     if (!p || !p->active)
         return 0; /* the enter happened before we attached, or was filtered */
     p->active = 0;
@@ -226,7 +227,7 @@ static __always_inline int finish_file(long ret)
     e->filename_len = n > 0 ? n - 1 : 0;
     if (n <= 0)
         e->filename[0] = 0;
-    is_fill_task_local(&e->hdr, &p->identity);
+    is_fill_task_local(&e->hdr, &p->identity, task);
     bpf_ringbuf_submit(e, is_wakeup_flags_sampled(&events, ++p->submissions));
     return 0;
 }

@@ -137,9 +137,8 @@ struct {
  * kernel's kuid/kgid values, which are the ids in the initial user namespace (what
  * bpf_get_current_uid_gid returns); the cgroup is the task's default-hierarchy (v2)
  * cgroup, as bpf_get_current_cgroup_id reports it. */
-static __always_inline void is_fill_basic(struct is_event_header *h)
+static __always_inline void is_fill_basic_from(struct is_event_header *h, struct task_struct *task)
 {
-    struct task_struct *task = bpf_get_current_task_btf();
     const struct cred *cred = task->cred;
     h->pid = task->tgid;
     h->tid = task->pid;
@@ -152,6 +151,11 @@ static __always_inline void is_fill_basic(struct is_event_header *h)
     __u64 *out = (__u64 *)h->comm;
     out[0] = comm[0];
     out[1] = comm[1];
+}
+
+static __always_inline void is_fill_basic(struct is_event_header *h)
+{
+    is_fill_basic_from(h, bpf_get_current_task_btf());
 }
 
 /* The walk the identity cache saves: the parent's pid and the namespace pids. */
@@ -201,12 +205,12 @@ static __always_inline void is_fill_task(struct is_event_header *h)
 }
 
 /* Like is_fill_task, with the identity cached in `slot`, which belongs to the current
- * thread (task-local storage, zeroed when created): no map lookup. The slot dies with the
- * thread, so only a change of parent (reparenting) invalidates it. */
-static __always_inline void is_fill_task_local(struct is_event_header *h, struct is_identity *slot)
+ * thread `task` (bpf_get_current_task_btf(), which the caller has at hand for its
+ * task-local storage; zeroed when created): no map lookup. The slot dies with the thread,
+ * so only a change of parent (reparenting) invalidates it. */
+static __always_inline void is_fill_task_local(struct is_event_header *h, struct is_identity *slot, struct task_struct *task)
 {
-    struct task_struct *task = bpf_get_current_task_btf();
-    is_fill_basic(h);
+    is_fill_basic_from(h, task);
     struct task_struct *parent = task->real_parent;
     if (slot->parent && slot->parent == (__u64)parent) {
         h->ppid = slot->ppid;
