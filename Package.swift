@@ -106,7 +106,7 @@ var targets: [Target] = [
     // `swift build` first, so every product exists.
     .testTarget(
         name: "IntegrationTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightTestSupport"]),
+        dependencies: ["InfraSightBPF", "InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightTestSupport"]),
 ]
 
 for plugin in probePlugins {

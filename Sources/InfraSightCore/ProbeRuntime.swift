@@ -29,6 +29,10 @@ public final class ActiveProbe {
         }
         return total
     }
+
+    /// Each loaded BPF program's run time and run count, which the kernel counts only
+    /// while run-time statistics are on (`sysctl kernel.bpf_stats_enabled=1`).
+    public func programStats() -> [ProgramStats.Sample] { object?.programStats ?? [] }
 }
 
 /// Starts the enabled plugins on the kernel and runs the shared dispatcher: one thread,

@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightBPF
 import InfraSightCore
 import InfraSightMetrics
 import InfraSightPipeline
@@ -52,6 +53,11 @@ final class Readiness: @unchecked Sendable {
             out.append(Sample("infrasight_events_received_total", p, Double(c.received.load(ordering: .relaxed)), .counter, help: "Records read from the plugin's ring buffers"))
             out.append(Sample("infrasight_kernel_drops_total", p, Double(probe.kernelDrops()), .counter, help: "Events the kernel side could not deliver (ring buffer or map full)"))
             out.append(Sample("infrasight_decode_errors_total", p, Double(c.decodeErrors.load(ordering: .relaxed)), .counter, help: "Records refused as malformed"))
+            for program in probe.programStats() {
+                let labels = p + [("program", program.name)]
+                out.append(Sample("infrasight_bpf_program_run_seconds_total", labels, Double(program.runTimeNs) / 1e9, .counter, help: "Time the plugin's BPF program ran in the kernel (counted only while sysctl kernel.bpf_stats_enabled=1)"))
+                out.append(Sample("infrasight_bpf_program_runs_total", labels, Double(program.runCount), .counter, help: "Runs of the plugin's BPF program (counted only while sysctl kernel.bpf_stats_enabled=1)"))
+            }
             if let s = writer.counters[probe.name] {
                 out.append(Sample("infrasight_queue_drops_total", p, Double(s.queueDrops.load(ordering: .relaxed)), .counter, help: "Rows dropped because the batch queue was full"))
                 if delivered == nil {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import InfraSightTestSupport
+import InfraSightBPF
 import Testing
 
 /// How the agent copes with its environment: tracefs missing, a terminal for the status line.
@@ -54,6 +55,35 @@ import Testing
         #expect(metrics.body.contains("# TYPE infrasight_rows_stored_total counter"))
         #expect(metrics.body.contains("infrasight_batch_queue_bytes "))
         #expect(try get("http://127.0.0.1:\(port)/nope").code == 404)
+        agent.signal(SIGINT)
+        #expect(try agent.wait(timeout: 180).status == 0)
+    }
+
+    /// With the kernel's run-time statistics on, /metrics shows what each BPF program
+    /// costs: runs and seconds per plugin and program, counting the opens we make.
+    @Test func runReportsItsProgramsCostWhileStatisticsAreOn() throws {
+        let stats = try ProgramStats.enable()
+        defer { close(stats) }
+        let port = Int.random(in: 40_000..<50_000)
+        let data = try makeTempDir(prefix: "programstats")
+        let config = data + ".yaml"
+        try "plugins:\n  enabled: [tracing]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--config", config, "--data-dir", data, "--metrics-listen", "127.0.0.1:\(port)"])
+        try agent.waitForStderr("infrasight: note: started: ")
+        let opens = 200
+        let (helper, marker, _, _) = try buildOpenLoop()
+        let child = try BackgroundProcess(helper, [marker, String(opens)])
+        #expect(child.wait().status == 0)
+        let exits = "infrasight_bpf_program_runs_total{plugin=\"tracing\",program=\"exit_openat\"}"
+        var page = ""
+        try waitUntil("exit_openat's run count reaches \(opens)", timeout: 10) {
+            page = try get("http://127.0.0.1:\(port)/metrics").body
+            return FleetTests.value(page, exits) >= opens
+        }
+        let seconds = page.split(separator: "\n").first { $0.hasPrefix("infrasight_bpf_program_run_seconds_total{plugin=\"tracing\",program=\"exit_openat\"} ") }
+        let value = Double(seconds?.split(separator: " ").last ?? "") ?? 0
+        #expect(value > 0, "\(seconds ?? "no run-seconds sample")")
+        #expect(page.contains("# TYPE infrasight_bpf_program_runs_total counter"))
         agent.signal(SIGINT)
         #expect(try agent.wait(timeout: 180).status == 0)
     }
