@@ -98,7 +98,7 @@ var targets: [Target] = [
     .executableTarget(name: "probe-embed", path: "BuildTools/probe-embed"),
     .plugin(name: "ProbeBuilder", capability: .buildTool(), dependencies: ["probe-embed"], path: "BuildTools/ProbeBuilder"),
     // Helpers the tests share: processes, temp dirs, fixture compilation, paths.
-    .target(name: "InfraSightTestSupport", path: "Tests/Support"),
+    .target(name: "InfraSightTestSupport", dependencies: ["InfraSightCore"], path: "Tests/Support"),
     .testTarget(
         name: "InfraSightCoreTests",
         dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightPipelineProto", "InfraSightPipeline", "InfraSightTestSupport"]),

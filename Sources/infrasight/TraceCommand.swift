@@ -37,8 +37,10 @@ struct TraceCommand: ParsableCommand {
         _ = signals
         for probe in runtime.probes {
             let c = probe.channel.counters
-            printError(
-                "\(probe.name): received \(c.received.load(ordering: .relaxed)), kernel drops \(probe.kernelDrops()), decode errors \(c.decodeErrors.load(ordering: .relaxed)), rows \(c.rows.load(ordering: .relaxed))")
+            printError(SummaryLine(plugin: probe.name, counts: [
+                ("received", c.received.load(ordering: .relaxed)), ("kernel drops", probe.kernelDrops()),
+                ("decode errors", c.decodeErrors.load(ordering: .relaxed)), ("rows", c.rows.load(ordering: .relaxed)),
+            ]).text)
         }
     }
 }

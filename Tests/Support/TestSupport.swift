@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightCore
 import Glibc
 
 /// Where the package and its build products are.
@@ -252,14 +253,7 @@ public func writeTracingConfig(comm: String, to path: String) throws {
 
 /// The numbers of a summary line `name: a N, b M, ...`, by label.
 public func summaryNumbers(_ stderr: String, plugin: String) -> [String: Int]? {
-    guard let line = stderr.split(separator: "\n").first(where: { $0.hasPrefix("infrasight: \(plugin): ") }) else { return nil }
-    var out: [String: Int] = [:]
-    for part in line.dropFirst("infrasight: \(plugin): ".count).split(separator: ",") {
-        let words = part.split(separator: " ")
-        guard let n = words.last.flatMap({ Int($0) }) else { continue }
-        out[words.dropLast().joined(separator: " ")] = n
-    }
-    return out
+    SummaryLine.parse(stderr, plugin: plugin)
 }
 
 /// Polls `condition` every 50 ms until it holds; throws naming `what` after `timeout` s.

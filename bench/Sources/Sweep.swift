@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import InfraSightCore
 
 /// The sustained end-to-end rate: `infrasight server` (embedded ClickHouse) and, per step,
 /// a fresh `infrasight agent` tracing opens of a generator thread at a fixed rate for
@@ -50,7 +51,7 @@ func sweepBench(rates: [Int], seconds: Double) throws -> String {
         let agentPeakMB = Child.statusKB(agent.pid, "VmHWM:") / 1024
         let serverMB = Child.statusKB(server.pid, "VmRSS:") / 1024
         let summary = agent.stop()
-        let n = parseSummary(summary, plugin: "tracing")
+        let n = SummaryLine.parse(summary, plugin: "tracing") ?? [:]
         let stored = n["rows delivered"] ?? 0
         let drops = (n["kernel drops"] ?? 0) + (n["queue drops"] ?? 0) + (n["spool drops"] ?? 0) + (n["decode errors"] ?? 0)
         let achieved = Double(generated) / generatedSeconds
@@ -115,16 +116,6 @@ func generateOpens(_ path: String, rate: Int, seconds: Double) -> Int {
     thread.start()
     done.wait()
     return count
-}
-
-func parseSummary(_ stderr: String, plugin: String) -> [String: Int] {
-    guard let line = stderr.split(separator: "\n").first(where: { $0.hasPrefix("infrasight: \(plugin): ") }) else { return [:] }
-    var out: [String: Int] = [:]
-    for part in line.dropFirst("infrasight: \(plugin): ".count).split(separator: ",") {
-        let words = part.split(separator: " ")
-        if let n = words.last.flatMap({ Int($0) }) { out[words.dropLast().joined(separator: " ")] = n }
-    }
-    return out
 }
 
 /// The machine the figures come from.

@@ -1,0 +1,31 @@
+/// One plugin's line in the summary `trace`, `run` and `agent` print on stderr at exit:
+/// `PLUGIN: received N, kernel drops N, ...` — every event in exactly one of the counts
+/// after `received`. Scripts, the tests and the benchmarks read it back with `parse`.
+public struct SummaryLine {
+    public var plugin: String
+    public var counts: [(label: String, value: UInt64)]
+
+    public init(plugin: String, counts: [(label: String, value: UInt64)]) {
+        self.plugin = plugin
+        self.counts = counts
+    }
+
+    /// The line as printed (after the `infrasight: ` prefix every stderr line carries).
+    public var text: String {
+        "\(plugin): " + counts.map { "\($0.label) \($0.value)" }.joined(separator: ", ")
+    }
+
+    /// The counts of `plugin`'s summary line in a process's stderr, by label; nil when
+    /// the line is absent.
+    public static func parse(_ stderr: String, plugin: String) -> [String: Int]? {
+        let prefix = "infrasight: \(plugin): "
+        guard let line = stderr.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return nil }
+        var out: [String: Int] = [:]
+        for part in line.dropFirst(prefix.count).split(separator: ",") {
+            let words = part.split(separator: " ")
+            guard let n = words.last.flatMap({ Int($0) }) else { continue }
+            out[words.dropLast().joined(separator: " ")] = n
+        }
+        return out
+    }
+}
