@@ -19,38 +19,13 @@ func openatCost(ops: Int) -> Double {
     return best
 }
 
-/// `infrasight run` (every plugin, or those `--config` enables) in the background until
-/// `stop()`; returns once it says it has started.
-final class RunningAgent {
-    let process = Process()
-    let log: String
-
-    init(data: String) throws {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
-        log = data + ".log"
-        FileManager.default.createFile(atPath: log, contents: nil)
-        process.executableURL = URL(fileURLWithPath: "\(dir)/infrasight")
-        process.arguments = ["run", "--data-dir", data] + (option("--config").map { ["--config", $0] } ?? [])
-        process.standardError = FileHandle(forWritingAtPath: log)
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(60)
-        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("started:") {
-            guard Date() < deadline, process.isRunning else {
-                throw StorageError("infrasight run did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-            }
-            usleep(100_000)
-        }
-    }
-
-    /// Stops the agent; returns its summary line for the tracing plugin.
-    func stop() -> String {
-        process.interrupt()
-        process.waitUntilExit()
-        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        try? FileManager.default.removeItem(atPath: log)
-        return String(text.split(separator: "\n").first { $0.hasPrefix("infrasight: tracing:") } ?? "")
-    }
+/// Starts `infrasight run` (every plugin, or those `--config` enables) storing into `data`;
+/// returns once it says it has started.
+func startRun(data: String) throws -> Child {
+    let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+    let agent = try Child("\(bin)/infrasight", ["run", "--data-dir", data] + (option("--config").map { ["--config", $0] } ?? []), log: data + ".log")
+    _ = try agent.waitFor("started:")
+    return agent
 }
 
 /// Runs `body` with run-time statistics on and returns ns per run of the named programs.
@@ -95,10 +70,12 @@ func overheadBench(ops: Int, rounds: Int) throws -> String {
         }
         let between = openatCost(ops: ops)
         try? FileManager.default.removeItem(atPath: data)
-        let agent = try RunningAgent(data: data)
+        let agent = try startRun(data: data)
         let ours = openatCost(ops: ops)
         if last { ourPrograms = try programCost(["enter_openat", "exit_openat"]) { _ = openatCost(ops: ops / 3) } }
-        summaries.append(agent.stop())
+        let output = agent.stop()
+        try? FileManager.default.removeItem(atPath: data + ".log")
+        summaries.append(String(output.split(separator: "\n").first { $0.hasPrefix("infrasight: tracing:") } ?? ""))
         let after = openatCost(ops: ops)
         baselines += [before, between, after]
         floorAdded.append(floor - (before + between) / 2)
