@@ -179,9 +179,10 @@ int enter_execveat(struct trace_event_raw_sys_enter *ctx)
 
 static __always_inline int remember_file(__u16 kind, __s32 fd, __u64 path, __u64 flags, __u32 mode)
 {
-    if (!is_task_wanted())
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (!is_task_wanted_from(task))
         return 0;
-    struct pending_file *p = bpf_task_storage_get(&inflight_file, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    struct pending_file *p = bpf_task_storage_get(&inflight_file, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (!p) {
         is_count_drop(IS_DROP_MAP_FULL);
         return 0;

@@ -83,9 +83,9 @@ static __always_inline bool is_comm_in_list(const char *comm, const volatile cha
 /* True when the current task passes the pid, uid and comm filters (checked at enter). The
  * uid and comm are read only when a filter needs them: the verifier prunes the unused
  * branches, but not a helper call made before them. */
-static __always_inline bool is_task_wanted(void)
+static __always_inline bool is_task_wanted_from(struct task_struct *task)
 {
-    __u32 pid = bpf_get_current_pid_tgid() >> 32;
+    __u32 pid = task->tgid;
     if (is_self_pid && pid == is_self_pid)
         return false;
     if (is_include_pid_count && !is_in_list(pid, is_include_pids, is_include_pid_count))
@@ -108,6 +108,11 @@ static __always_inline bool is_task_wanted(void)
             return false;
     }
     return true;
+}
+
+static __always_inline bool is_task_wanted(void)
+{
+    return is_task_wanted_from(bpf_get_current_task_btf());
 }
 
 /* Process identity that costs a dozen kernel reads to find (the parent and the pid
