@@ -10,6 +10,16 @@ public struct SummaryLine {
         self.counts = counts
     }
 
+    /// `probe`'s line: what its kernel side and decoder counted (received, kernel drops,
+    /// decode errors), then `stages`, the counts of the command's own later stages.
+    public init(probe: ActiveProbe, then stages: [(label: String, value: UInt64)]) {
+        let c = probe.channel.counters
+        self.init(plugin: probe.name, counts: [
+            ("received", c.received.load(ordering: .relaxed)), ("kernel drops", probe.kernelDrops()),
+            ("decode errors", c.decodeErrors.load(ordering: .relaxed)),
+        ] + stages)
+    }
+
     /// The line as printed (after the `infrasight: ` prefix every stderr line carries).
     public var text: String {
         "\(plugin): " + counts.map { "\($0.label) \($0.value)" }.joined(separator: ", ")

@@ -113,11 +113,9 @@ struct AgentCommand: ParsableCommand {
         _ = signals
         let delivered = sender.counters.rowsByPlugin
         for probe in runtime.probes {
-            let c = probe.channel.counters
             let s = writer.counters[probe.name]
-            printError(SummaryLine(plugin: probe.name, counts: [
-                ("received", c.received.load(ordering: .relaxed)), ("kernel drops", probe.kernelDrops()),
-                ("decode errors", c.decodeErrors.load(ordering: .relaxed)), ("queue drops", s?.queueDrops.load(ordering: .relaxed) ?? 0),
+            printError(SummaryLine(probe: probe, then: [
+                ("queue drops", s?.queueDrops.load(ordering: .relaxed) ?? 0),
                 ("spool drops", s?.storeDrops.load(ordering: .relaxed) ?? 0), ("rows spooled", s?.stored.load(ordering: .relaxed) ?? 0),
                 ("rows delivered", delivered[probe.name] ?? 0),
             ]).text)

@@ -68,11 +68,9 @@ struct RunCommand: ParsableCommand {
         store.close()
         _ = signals
         for probe in runtime.probes {
-            let c = probe.channel.counters
             let s = writer.counters[probe.name]
-            printError(SummaryLine(plugin: probe.name, counts: [
-                ("received", c.received.load(ordering: .relaxed)), ("kernel drops", probe.kernelDrops()),
-                ("decode errors", c.decodeErrors.load(ordering: .relaxed)), ("queue drops", s?.queueDrops.load(ordering: .relaxed) ?? 0),
+            printError(SummaryLine(probe: probe, then: [
+                ("queue drops", s?.queueDrops.load(ordering: .relaxed) ?? 0),
                 ("store drops", s?.storeDrops.load(ordering: .relaxed) ?? 0), ("rows stored", s?.stored.load(ordering: .relaxed) ?? 0),
             ]).text)
         }

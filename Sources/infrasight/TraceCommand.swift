@@ -36,11 +36,7 @@ struct TraceCommand: ParsableCommand {
         printer.flush()
         _ = signals
         for probe in runtime.probes {
-            let c = probe.channel.counters
-            printError(SummaryLine(plugin: probe.name, counts: [
-                ("received", c.received.load(ordering: .relaxed)), ("kernel drops", probe.kernelDrops()),
-                ("decode errors", c.decodeErrors.load(ordering: .relaxed)), ("rows", c.rows.load(ordering: .relaxed)),
-            ]).text)
+            printError(SummaryLine(probe: probe, then: [("rows", probe.channel.counters.rows.load(ordering: .relaxed))]).text)
         }
     }
 }
