@@ -149,17 +149,21 @@ enum HostFilterWriter {
     /// alone.
     static func applyWakeupThreshold(to object: BPFObject) throws {
         guard let smallest = object.ringBufferSizes.min(), smallest > 0 else { return }
-        var bytes = UInt64(smallest / 4)
-        let rc = withUnsafeBytes(of: &bytes) { object.setReadOnly("is_wakeup_bytes", bytes: $0) }
-        if rc != 0 && rc != -ENOENT { throw RuntimeError("its BPF object cannot take is_wakeup_bytes (size mismatch)") }
+        try set("is_wakeup_bytes", UInt64(smallest / 4), in: object, kind: "setting", required: false)
+    }
+
+    /// Sets the `const volatile` variable `name` of the common header to `value`; an
+    /// object without it is fine unless `required`.
+    static func set<T>(_ name: String, _ value: T, in object: BPFObject, kind: String, required: Bool) throws {
+        var v = value
+        let rc = withUnsafeBytes(of: &v) { object.setReadOnly(name, bytes: $0) }
+        if rc == -ENOENT && !required { return }
+        if rc != 0 { throw RuntimeError("its BPF object cannot take \(kind) \(name) (\(rc == -ENOENT ? "no such variable" : "size mismatch"))") }
     }
 
     static func apply(_ filters: HostFilters, to object: BPFObject) throws {
         func set<T>(_ name: String, _ value: T, required: Bool) throws {
-            var v = value
-            let rc = withUnsafeBytes(of: &v) { object.setReadOnly(name, bytes: $0) }
-            if rc == -ENOENT && !required { return }
-            if rc != 0 { throw RuntimeError("its BPF object cannot take filter \(name) (\(rc == -ENOENT ? "no such variable" : "size mismatch"))") }
+            try HostFilterWriter.set(name, value, in: object, kind: "filter", required: required)
         }
         func setList(_ base: String, _ values: [UInt32]) throws {
             guard !values.isEmpty else { return }
