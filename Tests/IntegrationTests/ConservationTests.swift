@@ -15,9 +15,7 @@ import Testing
         let total = 500_000
         let child = try BackgroundProcess(helper, [marker, String(total)])
         #expect(child.wait().status == 0)
-        usleep(500_000)
-        agent.signal(SIGINT)
-        let r = try agent.wait(timeout: 180)
+        let r = try agent.interrupt(after: 0.5, timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         let n = try #require(summaryNumbers(r.stderr, plugin: "tracing"), "\(r.stderr)")
         let received = n["received"] ?? -1, kernel = n["kernel drops"] ?? -1, decode = n["decode errors"] ?? -1

@@ -13,9 +13,7 @@ import Testing
         let trace = try BackgroundProcess(Paths.infrasight, ["trace", "--plugins", "tracing"])
         try trace.waitForStderr("infrasight: note: started: ")
         try workload()
-        usleep(300_000)
-        trace.signal(SIGINT)
-        let r = try trace.wait(timeout: 180)
+        let r = try trace.interrupt(after: 0.3, timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         return try jsonLines(r.stdout)
     }

@@ -70,9 +70,7 @@ import Testing
     }
 
     static func stop(_ trace: BackgroundProcess) throws -> [[String: Any]] {
-        usleep(300_000)
-        trace.signal(SIGINT)
-        let r = try trace.wait(timeout: 180)
+        let r = try trace.interrupt(after: 0.3, timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("decode errors 0"))
         return try jsonLines(r.stdout)

@@ -170,9 +170,7 @@ import Testing
         let trace = try Self.startTrace(["--plugins", "tracing", "--config", "\(dir)/c.yaml"], stdoutPath: "/dev/null")
         let total = 200_000
         _ = try spawnAndWait(helper, [marker, String(total)])
-        usleep(500_000)
-        trace.signal(SIGINT)
-        let r = try trace.wait(timeout: 180)
+        let r = try trace.interrupt(after: 0.5, timeout: 180)
         #expect(r.status == 0)
         let summary = try #require(r.stderr.split(separator: "\n").first { $0.hasPrefix("infrasight: tracing: received ") }, "\(r.stderr)")
         let numbers = summary.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }

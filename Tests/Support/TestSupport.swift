@@ -142,6 +142,14 @@ public final class BackgroundProcess {
 
     public func signal(_ sig: Int32) { kill(pid, sig) }
 
+    /// Lets the process work `settle` more seconds (what it has read reaching its store),
+    /// then interrupts it (SIGINT: a clean stop) and waits at most `timeout` s for the exit.
+    public func interrupt(after settle: Double, timeout: Double = 120) throws -> ProcessResult {
+        usleep(UInt32(settle * 1_000_000))
+        signal(SIGINT)
+        return try wait(timeout: timeout)
+    }
+
     /// Waits at most `timeout` s for the exit; on timeout the process is killed and a
     /// `TestFailure` says it hung (a hang fails its test instead of the whole run).
     public func wait(timeout: Double) throws -> ProcessResult {
