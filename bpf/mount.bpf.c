@@ -54,7 +54,7 @@ static __always_inline __u32 read_str(char *dst, const char *src)
 /* Re-reads at exit what the enter could not (see infrasight_event.h), then sends. */
 static __always_inline void finish(long ret)
 {
-    __u64 id = bpf_get_current_pid_tgid();
+    __u64 id = is_thread_key();
     struct is_mount_event *e = bpf_map_lookup_elem(&inflight, &id);
     if (!e)
         return;

@@ -127,7 +127,7 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-    __u64 id = bpf_get_current_pid_tgid();
+    __u64 id = is_thread_key();
     struct is_network_event *e = bpf_map_lookup_elem(&inflight, &id);
     if (!e)
         return 0;
@@ -159,7 +159,7 @@ int enter_accept4(void *ctx) { return enter_accept_kind(IS_NET_ACCEPT4); }
 
 static __always_inline int exit_accept_any(long ret)
 {
-    __u64 id = bpf_get_current_pid_tgid();
+    __u64 id = is_thread_key();
     struct is_network_event *e = bpf_map_lookup_elem(&inflight, &id);
     if (!e)
         return 0;

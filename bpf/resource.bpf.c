@@ -190,7 +190,7 @@ int on_kernel_fault(void *ctx)
 
 static __always_inline void remember(__u64 value, __u32 kind)
 {
-    __u64 id = bpf_get_current_pid_tgid();
+    __u64 id = is_thread_key();
     struct pending p = {.value = value, .kind = kind};
     if (bpf_map_update_elem(&inflight, &id, &p, BPF_ANY))
         is_count_drop(IS_DROP_MAP_FULL);
@@ -198,7 +198,7 @@ static __always_inline void remember(__u64 value, __u32 kind)
 
 static __always_inline void settle(long ret)
 {
-    __u64 id = bpf_get_current_pid_tgid();
+    __u64 id = is_thread_key();
     struct pending *p = bpf_map_lookup_elem(&inflight, &id);
     if (!p)
         return;

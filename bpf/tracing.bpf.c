@@ -2,7 +2,7 @@
 /*
  * tracing.bpf.c — execve/execveat, open/openat/openat2/creat, chmod/fchmod/fchmodat(2).
  *
- * Enter and exit are joined in the kernel (execs in an LRU hash keyed by pid_tgid, opens
+ * Enter and exit are joined in the kernel (execs in an LRU hash keyed by the thread, opens
  * and chmods in task-local storage), and the exit handler completes the record with the return code, the exit timestamp and the
  * task's identity after the call (so an execve row carries the new program's comm).
  *
@@ -131,6 +131,35 @@ done:
     e->argv_len = off > IS_ARGV_LEN ? IS_ARGV_LEN : off;
 }
 
+/* After a successful exec, what the enter could not read (strings in pages the caller
+ * had not touched: BPF cannot fault them in) is read from the new image, whose stack the
+ * kernel has just written: argv between mm->arg_start and arg_end, NUL-separated as
+ * read_argv leaves it, and the path execve was given right above the environment strings
+ * (where AT_EXECFN points). For a script, that argv is the one the kernel built (the
+ * interpreter first), not the caller's. */
+static __always_inline void read_from_new_image(struct is_tracing_event *e)
+{
+    struct mm_struct *mm = bpf_get_current_task_btf()->mm;
+    if (!mm)
+        return;
+    if (!e->filename_len) {
+        long n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), (const char *)mm->env_end);
+        e->filename_len = n > 0 ? n - 1 : 0;
+    }
+    if (!e->argv_len) {
+        __u64 len = mm->arg_end - mm->arg_start;
+        e->argv_truncated = len > IS_ARGV_LEN;
+        if (len > IS_ARGV_LEN)
+            len = IS_ARGV_LEN;
+        if (len && !bpf_probe_read_user(e->argv, len, (const void *)mm->arg_start)) {
+            e->argv_len = len;
+            __u64 argc = 0;
+            bpf_probe_read_user(&argc, sizeof(argc), (const void *)mm->start_stack);
+            e->argc = argc > IS_MAX_ARGS ? IS_MAX_ARGS : argc;
+        }
+    }
+}
+
 static __always_inline int remember(struct is_tracing_event *e)
 {
     is_inflight_put(&inflight, e);
@@ -139,16 +168,18 @@ static __always_inline int remember(struct is_tracing_event *e)
 
 static __always_inline int finish(long ret)
 {
-    __u64 id = bpf_get_current_pid_tgid();
+    __u64 id = is_thread_key();
     struct is_tracing_event *e = bpf_map_lookup_elem(&inflight, &id);
     if (!e)
         return 0; /* the enter happened before we attached, or was filtered */
     /* A path the enter could not read is resident now, unless the exec succeeded and
-     * replaced the address space. */
+     * replaced the address space: then the new image has its own copy. */
     if (!e->filename_len && e->filename_ptr && ret < 0) {
         long n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), (const char *)e->filename_ptr);
         e->filename_len = n > 0 ? n - 1 : 0;
     }
+    if (ret == 0 && (!e->filename_len || !e->argv_len))
+        read_from_new_image(e);
     is_inflight_finish(&inflight, &events, ret, sizeof(*e));
     return 0;
 }

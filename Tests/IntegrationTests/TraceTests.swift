@@ -86,6 +86,42 @@ import Testing
         #expect(stderr.contains("decode errors 0"))
     }
 
+    /// A thread other than the main one calls execve (Go programs do: runc's init, which
+    /// starts every `docker exec`). The kernel hands the exec'ing thread the process's pid
+    /// during the call, so its exit has another thread id than its enter: the row must
+    /// still be joined and sent, under the process's pid.
+    @Test func anExecFromASecondThreadIsRecorded() throws {
+        let dir = try makeTempDir(prefix: "trace")
+        let helper = "\(dir)/exec-from-thread"
+        try compileC("""
+            #include <pthread.h>
+            #include <unistd.h>
+            static void *run(void *arg) {
+                char *argv[] = {"/bin/echo", "from-second-thread", 0};
+                execv(argv[0], argv);
+                return 0;
+            }
+            int main(void) {
+                pthread_t t;
+                pthread_create(&t, 0, run, 0);
+                pthread_join(t, 0);
+                return 3; /* reached only if the exec failed */
+            }
+            """, to: helper, flags: ["-O1", "-pthread"])
+        let trace = try Self.startTrace(["--plugins", "tracing"])
+        let p = try BackgroundProcess(helper, [])
+        let status = p.wait()
+        let (rows, stderr) = try Self.stop(trace)
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout == "from-second-thread\n")
+        let execs = rows.filter { int($0, "pid") == Int64(p.pid) && $0["event_type"] as? String == "execve" }
+        let echo = try #require(execs.first { $0["filename"] as? String == "/bin/echo" }, "execs of pid \(p.pid): \(execs); stderr: \(stderr)")
+        #expect(echo["argv"] as? String == "/bin/echo from-second-thread")
+        #expect(int(echo, "return_code") == 0)
+        #expect(echo["comm"] as? String == "echo")
+        #expect(int(echo, "user_pid") == Int64(p.pid))
+    }
+
     /// A path in a page the process never touched cannot be read at syscall enter (BPF
     /// cannot fault pages in); the plugin reads it again at exit, once the kernel has.
     @Test func aPathInAnUntouchedPageIsStillRecorded() throws {

@@ -262,13 +262,24 @@ static __always_inline int is_output(void *ringbuf, void *record, __u64 size)
 }
 
 /* Enter/exit joining for plugins whose record starts with is_event_header: the enter
- * handler stores the record, keyed by pid_tgid, in an LRU hash (LRU so a thread that dies
- * inside the call cannot leak an entry); the exit handler completes it and sends it. */
+ * handler stores the record, keyed by is_thread_key(), in an LRU hash (LRU so a thread
+ * that dies inside the call cannot leak an entry); the exit handler completes it and
+ * sends it. */
+
+/* The key that joins a thread's syscall enter with its exit: the address of its
+ * task_struct. Not pid_tgid: a thread other than the leader that calls execve is given
+ * the leader's pid inside the call (de_thread), so its exit has another tid than its
+ * enter — Go programs, runc's init among them, exec that way. The task_struct is the
+ * same before and after. */
+static __always_inline __u64 is_thread_key(void)
+{
+    return bpf_get_current_task();
+}
 
 /* Stores `record` for the current thread; a refused update counts as a map-full drop. */
 static __always_inline void is_inflight_put(void *map, void *record)
 {
-    __u64 id = bpf_get_current_pid_tgid();
+    __u64 id = is_thread_key();
     if (bpf_map_update_elem(map, &id, record, BPF_ANY))
         is_count_drop(IS_DROP_MAP_FULL);
 }
@@ -277,7 +288,7 @@ static __always_inline void is_inflight_put(void *map, void *record)
  * the task's identity, sends `size` bytes of it, and forgets it. */
 static __always_inline void is_inflight_finish(void *map, void *ringbuf, long ret, __u64 size)
 {
-    __u64 id = bpf_get_current_pid_tgid();
+    __u64 id = is_thread_key();
     struct is_event_header *h = bpf_map_lookup_elem(map, &id);
     if (!h)
         return; /* the enter happened before we attached, or was filtered */

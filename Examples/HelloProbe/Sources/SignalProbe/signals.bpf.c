@@ -30,23 +30,13 @@ int enter_kill(struct trace_event_raw_sys_enter *ctx)
     e.hdr.ts_enter_ns = bpf_ktime_get_ns();
     e.target_pid = (__s32)ctx->args[0];
     e.signal = (__u32)ctx->args[1];
-    __u64 id = bpf_get_current_pid_tgid();
-    if (bpf_map_update_elem(&inflight, &id, &e, BPF_ANY))
-        is_count_drop(IS_DROP_MAP_FULL);
+    is_inflight_put(&inflight, &e);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_kill")
 int exit_kill(struct trace_event_raw_sys_exit *ctx)
 {
-    __u64 id = bpf_get_current_pid_tgid();
-    struct signal_event *e = bpf_map_lookup_elem(&inflight, &id);
-    if (!e)
-        return 0;
-    e->hdr.ts_exit_ns = bpf_ktime_get_ns();
-    e->hdr.return_code = ctx->ret;
-    is_fill_task(&e->hdr);
-    is_output(&events, e, sizeof(*e));
-    bpf_map_delete_elem(&inflight, &id);
+    is_inflight_finish(&inflight, &events, ctx->ret, sizeof(struct signal_event));
     return 0;
 }
