@@ -95,9 +95,8 @@ struct AgentCommand: ParsableCommand {
         writer.start()
         let senderTask = Task.detached { await sender.run() }
         readiness.attach(runtime: runtime, writer: writer)
-        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → server \(server) (spool \(spoolPath))")
-
         let signals = SignalStopper { runtime.stop() }
+        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → server \(server) (spool \(spoolPath))")
         let deadline = duration.map { Date().addingTimeInterval($0) }
         runtime.run(until: deadline) {
             writer.tick()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 
 @main
@@ -7,6 +8,27 @@ struct InfraSight: ParsableCommand {
         commandName: "infrasight",
         abstract: "An eBPF auditing tracer: process launches, file opens, permission changes and more, with the user and container behind them.",
         subcommands: [RunCommand.self, AgentCommand.self, ServerCommand.self, TraceCommand.self, QueryCommand.self, SchemaCommand.self, PluginsCommand.self])
+
+    /// A command-line mistake (unknown option, bad value, failed validation) is one line on
+    /// stderr, `infrasight: MESSAGE (see --help)`, and exit status 64 (EX_USAGE), as every other error
+    /// a user can cause; ArgumentParser's own default adds a usage block. `--help` and
+    /// errors thrown while a command runs go through ArgumentParser unchanged.
+    static func main() {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            guard exitCode(for: error) != .success else { exit(withError: error) }
+            let text = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            printError("\(text) (see --help)")
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
+        do {
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 
     static func bootstrapLogging() {
         LoggingSystem.bootstrap { label in StderrLogHandler(label: label) }

@@ -52,9 +52,8 @@ struct RunCommand: ParsableCommand {
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries during the run are unavailable")
         writer.start()
         readiness.attach(runtime: runtime, writer: writer)
-        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")
-
         let signals = SignalStopper { runtime.stop() }
+        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")
         let status = StatusLine(runtime: runtime, writer: writer)
         let deadline = duration.map { Date().addingTimeInterval($0) }
         runtime.run(until: deadline) {

@@ -73,10 +73,9 @@ struct ServerCommand: ParsableCommand {
         let metrics = try startMetrics(metricsListen, readiness: readiness, logger: logger)
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries while the server runs are unavailable")
         let mode = security.usesTLS ? (security.ca != nil ? "mutual TLS" : "TLS") : "plaintext"
-        logger.notice("listening on \(address.host):\(port) (\(mode)\(security.token != nil ? ", bearer token" : "")) → \(store.summary)")
-
         let stop = DispatchSemaphore(value: 0)
         let signals = SignalStopper { stop.signal() }
+        logger.notice("listening on \(address.host):\(port) (\(mode)\(security.token != nil ? ", bearer token" : "")) → \(store.summary)")
         if let duration {
             _ = stop.wait(timeout: .now() + duration)
         } else {

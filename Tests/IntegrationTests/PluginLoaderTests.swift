@@ -184,6 +184,24 @@ import Testing
         #expect(missing.stderr == "infrasight: config \(dir)/none.yaml: file not found\n")
     }
 
+    @Test func aCommandLineMistakeIsOneLineAndStatus64() throws {
+        let cases: [([String], String)] = [
+            (["trace", "--bogus"], "infrasight: Unknown option '--bogus' (see --help)\n"),
+            (["trace", "--duration", "abc"], "infrasight: The value 'abc' is invalid for '--duration <SECONDS>' (see --help)\n"),
+            (["trace", "--duration", "0"], "infrasight: --duration must be positive (see --help)\n"),
+            (["frob"], "infrasight: Unexpected argument 'frob' (see --help)\n"),
+        ]
+        for (arguments, line) in cases {
+            let r = try run(Paths.infrasight, arguments)
+            #expect(r.status == 64, "\(arguments)")
+            #expect(r.stderr == line)
+        }
+        // Help is not an error: the usage goes to stdout, status 0.
+        let help = try run(Paths.infrasight, ["trace", "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("USAGE: infrasight trace"))
+    }
+
     @Test func verifyExitsZeroOnlyForALoadablePlugin() throws {
         let dir = try makeTempDir()
         try PluginFixture.build("\(dir)/ok.so", name: "fixture_verify")

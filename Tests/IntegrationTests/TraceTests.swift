@@ -184,6 +184,21 @@ import Testing
         #expect(r.stderr.contains("tracing: received "))
     }
 
+    /// A SIGINT sent the moment `started` is printed stops the trace, on a busy machine
+    /// too (the signal handlers are in place before that line; under load a signal used to
+    /// arrive before they were, and was ignored: the trace never stopped).
+    @Test func aSignalRightAfterStartedStopsTheTrace() throws {
+        let busy = try (0..<2).map { _ in try BackgroundProcess("/bin/sh", ["-c", "while :; do :; done"]) }
+        defer { for b in busy { b.signal(SIGKILL); _ = b.wait() } }
+        for _ in 0..<10 {
+            let trace = try Self.startTrace(["--plugins", "tracing"])
+            trace.signal(SIGINT)
+            let r = try trace.wait(timeout: 30)
+            #expect(r.status == 0)
+            #expect(r.stderr.contains("tracing: received "))
+        }
+    }
+
     @Test func durationEndsTheTrace() throws {
         let r = try run(Paths.infrasight, ["trace", "--plugins", "tracing", "--duration", "1"])
         #expect(r.status == 0)
