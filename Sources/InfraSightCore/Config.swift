@@ -12,6 +12,8 @@ import Yams
 ///     tracing: { exclude_comms: [sshd] }
 ///   pins:
 ///     tracing: 3b1f...           # SHA-256 of the plugin file
+/// storage: { data_dir: /var/lib/infrasight }
+/// agent: { server: central:50051 }   # see AgentConfig, ServerConfig, RunConfig
 /// ```
 /// An unknown key or a value of the wrong type is an error that names the key.
 public struct InfraSightConfig: Equatable, Sendable {
@@ -31,6 +33,9 @@ public struct InfraSightConfig: Equatable, Sendable {
     /// Where the file was read from; nil when defaults apply.
     public var source: String?
     public var storage = StorageConfig()
+    public var agent = AgentConfig()
+    public var server = ServerConfig()
+    public var run = RunConfig()
 
     public init() {}
 
@@ -91,8 +96,7 @@ public struct InfraSightConfig: Equatable, Sendable {
                     }
                 }
             case "storage":
-                for (skey, svalue) in try r.mapping(value, at: "storage") {
-                    let path = "storage.\(skey)"
+                try r.keys(of: value, at: "storage") { skey, svalue, path throws(ConfigError) in
                     switch skey {
                     case "data_dir": config.storage.dataDir = try r.string(svalue, at: path)
                     case "clickhouse_url": config.storage.clickHouseURL = try r.string(svalue, at: path)
@@ -100,9 +104,13 @@ public struct InfraSightConfig: Equatable, Sendable {
                     case "batch_max_rows": config.storage.batchMaxRows = try r.positiveInt(svalue, at: path)
                     case "batch_max_delay_ms": config.storage.batchMaxDelayMs = try r.positiveInt(svalue, at: path)
                     case "queue_max_bytes": config.storage.queueMaxBytes = try r.positiveInt(svalue, at: path)
-                    default: throw ConfigError(file: file, "unknown key \(path)")
+                    default: return false
                     }
+                    return true
                 }
+            case "agent": config.agent = try r.agent(value)
+            case "server": config.server = try r.server(value)
+            case "run": config.run = try r.run(value)
             default: throw ConfigError(file: file, "unknown key \(key)")
             }
         }

@@ -6,6 +6,21 @@ import InfraSightPipelineProto
 import Logging
 import Synchronization
 
+/// gRPC message compression of the agent's stream. Servers accept all of them; `none`
+/// is the default because the batches are already compact and a node's CPU is the
+/// workload's, `gzip` pays where the link is slow or billed.
+public enum WireCompression: String, CaseIterable, Sendable {
+    case none, gzip, deflate
+
+    var algorithm: CompressionAlgorithm {
+        switch self {
+        case .none: .none
+        case .gzip: .gzip
+        case .deflate: .deflate
+        }
+    }
+}
+
 /// Streams the spool to the server: one bidirectional stream per connection, Hello first
 /// (with every table's DDL), then the spooled batches in sequence order, at most `window`
 /// batches and `windowBytes` unacknowledged at a time (flow control: a server that stores slowly acks slowly, and
@@ -39,6 +54,7 @@ public final class AgentSender: Sendable {
     /// Unacknowledged bytes at most (beyond one batch).
     let windowBytes: Int
     let maxMessageBytes: Int
+    let compression: WireCompression
     let logger: Logger
     private let state = Mutex(Counters())
     private let fatal = Mutex<String?>(nil)
@@ -47,7 +63,7 @@ public final class AgentSender: Sendable {
 
     /// `host`: a name or an address literal (IPv6 without brackets).
     public init(spool: BatchSpool, host: String, port: Int, security: PipelineSecurity, hello: Infrasight_V1_Hello, window: Int = 8,
-                windowBytes: Int = 16 << 20, maxMessageBytes: Int, logger: Logger) throws(PipelineError) {
+                windowBytes: Int = 16 << 20, maxMessageBytes: Int, compression: WireCompression = .none, logger: Logger) throws(PipelineError) {
         self.spool = spool
         self.host = host
         self.port = port
@@ -56,6 +72,7 @@ public final class AgentSender: Sendable {
         self.window = window
         self.windowBytes = windowBytes
         self.maxMessageBytes = maxMessageBytes
+        self.compression = compression
         self.logger = logger
         _ = try security.clientTransport()
     }
@@ -118,6 +135,7 @@ public final class AgentSender: Sendable {
             // The transport's own reconnects are not used: each attempt is one connection,
             // and the backoff above decides when to try again.
             config.backoff = .init(initial: .milliseconds(100), max: .milliseconds(100), multiplier: 1, jitter: 0)
+            config.compression = .init(algorithm: compression.algorithm, enabledAlgorithms: .all)
             // An address literal is a literal target: a DNS target would put the IP into
             // TLS SNI, which NIOSSL refuses.
             let target: any ResolvableTarget
@@ -135,6 +153,7 @@ public final class AgentSender: Sendable {
             var options = CallOptions.defaults
             options.waitForReady = false
             options.maxRequestMessageBytes = maxMessageBytes
+            options.compression = compression.algorithm
             let outcome: Outcome = try await withGRPCClient(transport: transport) { client in
                 let pipeline = Infrasight_V1_Pipeline.Client(wrapping: client)
                 return try await pipeline.stream(

@@ -18,6 +18,8 @@ public final class PipelineServer: Sendable {
     public init(host: String, port: Int, security: PipelineSecurity, service: PipelineService, maxMessageBytes: Int, logger: Logger) throws(PipelineError) {
         var config = HTTP2ServerTransport.Posix.Config.defaults
         config.rpc.maxRequestPayloadSize = maxMessageBytes
+        // Agents choose whether to compress (see WireCompression); the server takes any.
+        config.compression = .init(enabledAlgorithms: .all)
         config.connection.keepalive.clientBehavior.allowWithoutCalls = true
         config.connection.keepalive.clientBehavior.minPingIntervalWithoutCalls = .seconds(10)
         if security.usesTLS {

@@ -20,20 +20,23 @@ struct AgentCommand: ParsableCommand {
             """)
 
     @OptionGroup var source: PluginSourceOptions
-    @Option(help: ArgumentHelp("The server's gRPC address.", valueName: "HOST:PORT")) var server: String
+    @Option(help: ArgumentHelp("The server's gRPC address (or agent.server in the config file).", valueName: "HOST:PORT")) var server: String?
+    @Option(help: ArgumentHelp("Compress the stream: none (default), gzip or deflate.", valueName: "ALGORITHM")) var compression: WireCompression?
     @OptionGroup var security: PipelineSecurityOptions
     @Option(help: ArgumentHelp("Stop tracing after SECONDS.", valueName: "SECONDS")) var duration: Double?
     @Option(name: .customLong("spool-dir"), help: ArgumentHelp("Where unacknowledged batches wait (default: <data dir>/spool).", valueName: "DIR"))
     var spoolDir: String?
-    @Option(name: .customLong("spool-max-mb"), help: ArgumentHelp("Spool size limit in MiB.", valueName: "MIB")) var spoolMaxMB = 1024
-    @Option(name: .customLong("drain-timeout"), help: ArgumentHelp("At exit, wait this long for the server to acknowledge the spool.", valueName: "SECONDS"))
-    var drainTimeout: Double = 30
+    @Option(name: .customLong("spool-max-mb"), help: ArgumentHelp("Spool size limit in MiB (default: 1024).", valueName: "MIB")) var spoolMaxMB: Int?
+    @Option(name: .customLong("drain-timeout"), help: ArgumentHelp("At exit, wait this long for the server to acknowledge the spool (default: 30).", valueName: "SECONDS"))
+    var drainTimeout: Double?
     @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.", valueName: "HOST:PORT"))
     var metricsListen: String?
 
     func validate() throws {
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
-        if spoolMaxMB <= 0 { throw ValidationError("--spool-max-mb must be positive") }
+        if let spoolMaxMB, spoolMaxMB <= 0 { throw ValidationError("--spool-max-mb must be positive") }
+        if let drainTimeout, drainTimeout < 0 { throw ValidationError("--drain-timeout must not be negative") }
+        if let server, HostPort(server) == nil { throw ValidationError("--server must be HOST:PORT (got \(server))") }
         if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
     }
 
@@ -49,11 +52,20 @@ struct AgentCommand: ParsableCommand {
         let logger = Logger(label: "infrasight")
         let selection = try PluginSelection(source: source, names: nil, logger: logger)
         let config = selection.config
-        let security = try security.security()
-        let spoolPath = spoolDir ?? ((config.storage.dataDir ?? StorageConfig.defaultDataDir) + "/spool")
+        // Each flag wins over its key under `agent:` in the config file.
+        guard let server = self.server ?? config.agent.server else {
+            throw failure("no server: give --server HOST:PORT or agent.server in the config file", code: 64)
+        }
+        guard let address = HostPort(server), address.port > 0 else {
+            throw failure("agent.server must be HOST:PORT (got \(server))", code: 2)
+        }
+        let compression = self.compression ?? config.agent.compression.flatMap(WireCompression.init(rawValue:)) ?? .none
+        let drainTimeout = self.drainTimeout ?? config.agent.drainTimeout ?? 30
+        let security = try security.security(config.agent.tls)
+        let spoolPath = spoolDir ?? config.agent.spoolDir ?? ((config.storage.dataDir ?? StorageConfig.defaultDataDir) + "/spool")
         let spool: BatchSpool
         do {
-            spool = try BatchSpool(directory: spoolPath, maxBytes: spoolMaxMB << 20)
+            spool = try BatchSpool(directory: spoolPath, maxBytes: (spoolMaxMB ?? config.agent.spoolMaxMB ?? 1024) << 20)
         } catch {
             throw failure("\(error)")
         }
@@ -71,9 +83,8 @@ struct AgentCommand: ParsableCommand {
         }
         let sender: AgentSender
         do {
-            guard let address = HostPort(server), address.port > 0 else { throw PipelineError("--server must be HOST:PORT (got \(server))") }
             sender = try AgentSender(spool: spool, host: address.host, port: address.port, security: security, hello: hello,
-                                     maxMessageBytes: Self.maxBatchBytes * 2, logger: logger)
+                                     maxMessageBytes: Self.maxBatchBytes * 2, compression: compression, logger: logger)
         } catch {
             throw failure("\(error)", code: 2)
         }
@@ -86,7 +97,7 @@ struct AgentCommand: ParsableCommand {
         let readiness = Readiness()
         readiness.agent = sender
         readiness.spool = spool
-        let metrics = try startMetrics(metricsListen, readiness: readiness, logger: logger)
+        let metrics = try startMetrics(metricsListen ?? config.agent.metricsListen, readiness: readiness, logger: logger)
         if spool.count > 0 { logger.notice("spool \(spoolPath): \(spool.count) batches from before; sending them first") }
         let runtime = try selection.start(consumer: writer, logger: logger)
         for probe in runtime.probes {
@@ -96,7 +107,7 @@ struct AgentCommand: ParsableCommand {
         let senderTask = Task.detached { await sender.run() }
         readiness.attach(runtime: runtime, writer: writer)
         let signals = SignalStopper { runtime.stop() }
-        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → server \(server) (spool \(spoolPath))")
+        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → server \(server)\(compression == .none ? "" : " (\(compression.rawValue))") (spool \(spoolPath))")
         let deadline = duration.map { Date().addingTimeInterval($0) }
         runtime.run(until: deadline) {
             writer.tick()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import InfraSightCore
 import InfraSightPipeline
 
 /// TLS and token options shared by `agent` and `server`. Paths only: secret values are
@@ -14,14 +15,18 @@ struct PipelineSecurityOptions: ParsableArguments {
     @Option(name: .customLong("token-file"), help: ArgumentHelp("File holding the bearer token (or set INFRASIGHT_TOKEN).", valueName: "FILE"))
     var tokenFile: String?
 
-    func security() throws -> PipelineSecurity {
+    /// The flags, each falling back on its key in the config file (`files`).
+    func security(_ files: TLSFilesConfig) throws -> PipelineSecurity {
         do {
-            return PipelineSecurity(certificate: certificate, key: key, ca: ca, token: try PipelineSecurity.token(file: tokenFile, environment: "INFRASIGHT_TOKEN"))
+            let token = try PipelineSecurity.token(file: tokenFile ?? files.tokenFile, environment: "INFRASIGHT_TOKEN")
+            return PipelineSecurity(certificate: certificate ?? files.certificate, key: key ?? files.key, ca: ca ?? files.ca, token: token)
         } catch {
             throw failure(error.description, code: 2)
         }
     }
 }
+
+extension WireCompression: ExpressibleByArgument {}
 
 /// `HOST:PORT` (IPv6 as `[::1]:9464`): --server, --listen, --metrics-listen.
 struct HostPort {

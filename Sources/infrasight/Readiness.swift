@@ -118,7 +118,9 @@ final class Readiness: @unchecked Sendable {
 
 /// Starts the metrics endpoint of `run`, `agent` or `server` when asked to.
 func startMetrics(_ listen: String?, readiness: Readiness, logger: Logger) throws -> MetricsServer? {
-    guard let listen, let address = HostPort(listen) else { return nil }
+    guard let listen else { return nil }
+    // The flag is checked when parsed; a config file's `metrics_listen` is checked here.
+    guard let address = HostPort(listen) else { throw failure("metrics_listen must be HOST:PORT (got \(listen))", code: 2) }
     let server = MetricsServer(sample: { readiness.sample() }, ready: { readiness.ready })
     do {
         let port = try server.start(host: address.host, port: address.port)

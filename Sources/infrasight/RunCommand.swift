@@ -44,7 +44,7 @@ struct RunCommand: ParsableCommand {
             store: store, maxRows: config.storage.batchMaxRows, maxDelayMs: config.storage.batchMaxDelayMs,
             queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
         let readiness = Readiness()
-        let metrics = try startMetrics(metricsListen, readiness: readiness, logger: logger)
+        let metrics = try startMetrics(metricsListen ?? config.run.metricsListen, readiness: readiness, logger: logger)
         let runtime = try selection.start(consumer: writer, logger: logger)
         for probe in runtime.probes {
             writer.register(probe.channel, storeTables: probe.channel.plugin.tables.map { storeTables[$0.qualifiedName]! })

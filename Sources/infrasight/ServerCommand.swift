@@ -17,16 +17,16 @@ struct ServerCommand: ParsableCommand {
             dropping. SIGINT/SIGTERM (or --duration) stop it.
             """)
 
-    @Option(help: ArgumentHelp("Address to listen on.", valueName: "HOST:PORT")) var listen = "0.0.0.0:50051"
+    @Option(help: ArgumentHelp("Address to listen on (default: 0.0.0.0:50051, or server.listen in the config file).", valueName: "HOST:PORT")) var listen: String?
     @OptionGroup var storage: StorageOptions
-    @Option(name: .long, help: ArgumentHelp("Configuration file (storage keys).", valueName: "FILE")) var config: String?
+    @Option(name: .long, help: ArgumentHelp("Configuration file (storage: and server: keys).", valueName: "FILE")) var config: String?
     @OptionGroup var security: PipelineSecurityOptions
     @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
     @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.", valueName: "HOST:PORT"))
     var metricsListen: String?
 
     func validate() throws {
-        _ = try listenAddress(listen, flag: "--listen")
+        if let listen { _ = try listenAddress(listen, flag: "--listen") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
     }
@@ -43,7 +43,7 @@ struct ServerCommand: ParsableCommand {
         } catch {
             throw failure(error.description, code: 2)
         }
-        let security = try security.security()
+        let security = try security.security(configuration.server.tls)
         let store = try storage.open(configuration)
         let serverStorage: ServerStorage
         do {
@@ -53,7 +53,9 @@ struct ServerCommand: ParsableCommand {
         }
         let agents = AgentRegistry()
         let service = PipelineService(storage: serverStorage, token: security.token, version: infrasightVersion, logger: logger, agents: agents)
-        let address = try listenAddress(listen, flag: "--listen")
+        // Each flag wins over its key under `server:` in the config file.
+        let listen = self.listen ?? configuration.server.listen ?? "0.0.0.0:50051"
+        guard let address = HostPort(listen) else { throw failure("server.listen must be HOST:PORT (got \(listen))", code: 2) }
         let server: PipelineServer
         let port: Int
         do {
@@ -70,7 +72,7 @@ struct ServerCommand: ParsableCommand {
         }
         let readiness = Readiness()
         readiness.server = (serverStorage, agents)
-        let metrics = try startMetrics(metricsListen, readiness: readiness, logger: logger)
+        let metrics = try startMetrics(metricsListen ?? configuration.server.metricsListen, readiness: readiness, logger: logger)
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries while the server runs are unavailable")
         let mode = security.usesTLS ? (security.ca != nil ? "mutual TLS" : "TLS") : "plaintext"
         let stop = DispatchSemaphore(value: 0)

@@ -27,6 +27,40 @@ import Testing
         #expect(config.pins["tracing"] == String(repeating: "ab", count: 32))
     }
 
+    @Test func readsEveryFleetKey() throws {
+        let config = try InfraSightConfig.parse("""
+            agent:
+              server: central:50051
+              compression: gzip
+              spool_dir: /var/spool/is
+              spool_max_mb: 64
+              drain_timeout: 2.5
+              metrics_listen: 0.0.0.0:9464
+              tls_cert: /a.pem
+              tls_key: /a.key
+              tls_ca: /ca.pem
+              token_file: /token
+            server:
+              listen: 0.0.0.0:50051
+              metrics_listen: 127.0.0.1:9465
+              tls_cert: /s.pem
+              tls_key: /s.key
+            run:
+              metrics_listen: 127.0.0.1:9466
+            """)
+        #expect(config.agent.server == "central:50051")
+        #expect(config.agent.compression == "gzip")
+        #expect(config.agent.spoolDir == "/var/spool/is")
+        #expect(config.agent.spoolMaxMB == 64)
+        #expect(config.agent.drainTimeout == 2.5)
+        #expect(config.agent.metricsListen == "0.0.0.0:9464")
+        #expect(config.agent.tls.certificate == "/a.pem" && config.agent.tls.key == "/a.key")
+        #expect(config.agent.tls.ca == "/ca.pem" && config.agent.tls.tokenFile == "/token")
+        #expect(config.server.listen == "0.0.0.0:50051" && config.server.metricsListen == "127.0.0.1:9465")
+        #expect(config.server.tls.certificate == "/s.pem" && config.server.tls.key == "/s.key" && config.server.tls.ca == nil)
+        #expect(config.run.metricsListen == "127.0.0.1:9466")
+    }
+
     @Test func anEmptyFileMeansDefaults() throws {
         let config = try InfraSightConfig.parse("")
         #expect(config.pluginDirs == InfraSightConfig.defaultPluginDirs)
@@ -52,6 +86,12 @@ import Testing
         ("plugins:\n  options: [a]", "plugins.options must be a mapping"),
         ("plugins:\n  options:\n    tracing: 3", "plugins.options.tracing must be a mapping"),
         ("- a\n- b", "the top level must be a mapping"),
+        ("agent:\n  servre: a:1", "unknown key agent.servre"),
+        ("agent:\n  compression: lz4", "agent.compression must be one of none, gzip, deflate (got lz4)"),
+        ("agent:\n  spool_max_mb: -1", "agent.spool_max_mb must be a positive integer"),
+        ("agent:\n  drain_timeout: soon", "agent.drain_timeout must be a number of seconds"),
+        ("server:\n  tls_cert: [a]", "server.tls_cert must be a string"),
+        ("run:\n  listen: a:1", "unknown key run.listen"),
     ])
     func errorsNameTheKey(yaml: String, message: String) {
         #expect(throws: ConfigError(file: "f.yaml", message)) { try InfraSightConfig.parse(yaml, file: "f.yaml") }

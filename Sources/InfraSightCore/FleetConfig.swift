@@ -1,0 +1,128 @@
+import Yams
+
+/// The files that secure the agent–server link (`tls_cert`, `tls_key`, `tls_ca`,
+/// `token_file` under `agent:` or `server:`). Paths only: secrets stay in files.
+public struct TLSFilesConfig: Equatable, Sendable {
+    public var certificate: String?
+    public var key: String?
+    public var ca: String?
+    public var tokenFile: String?
+    public init() {}
+}
+
+/// `agent:` in the config file: what `infrasight agent` otherwise takes as flags. A flag
+/// given on the command line wins over the key.
+///
+/// ```yaml
+/// agent:
+///   server: infrasight.example:50051
+///   compression: gzip            # none (default), gzip or deflate
+///   spool_dir: /var/lib/infrasight/spool
+///   spool_max_mb: 1024
+///   drain_timeout: 30            # seconds
+///   metrics_listen: 0.0.0.0:9464
+///   tls_ca: /etc/infrasight/ca.pem
+///   token_file: /etc/infrasight/token
+/// ```
+public struct AgentConfig: Equatable, Sendable {
+    public var server: String?
+    public var compression: String?
+    public var spoolDir: String?
+    public var spoolMaxMB: Int?
+    public var drainTimeout: Double?
+    public var metricsListen: String?
+    public var tls = TLSFilesConfig()
+    public init() {}
+
+    /// The values `compression` may take (gRPC message compression).
+    public static let compressions = ["none", "gzip", "deflate"]
+}
+
+/// `server:` in the config file: what `infrasight server` otherwise takes as flags.
+public struct ServerConfig: Equatable, Sendable {
+    public var listen: String?
+    public var metricsListen: String?
+    public var tls = TLSFilesConfig()
+    public init() {}
+}
+
+/// `run:` in the config file.
+public struct RunConfig: Equatable, Sendable {
+    public var metricsListen: String?
+    public init() {}
+}
+
+extension ConfigReader {
+    /// Calls `read` with each key of the mapping at `section`, its value and its dotted
+    /// path; `read` returns false for a key it does not know, which is an error naming it.
+    func keys(of node: Node, at section: String, _ read: (String, Node, String) throws(ConfigError) -> Bool) throws(ConfigError) {
+        for (key, value) in try mapping(node, at: section) {
+            let path = "\(section).\(key)"
+            guard try read(key, value, path) else { throw ConfigError(file: file, "unknown key \(path)") }
+        }
+    }
+
+    func agent(_ node: Node) throws(ConfigError) -> AgentConfig {
+        var agent = AgentConfig()
+        try keys(of: node, at: "agent") { key, value, path throws(ConfigError) in
+            switch key {
+            case "server": agent.server = try string(value, at: path)
+            case "compression":
+                let name = try string(value, at: path)
+                guard AgentConfig.compressions.contains(name) else {
+                    throw ConfigError(file: file, "\(path) must be one of \(AgentConfig.compressions.joined(separator: ", ")) (got \(name))")
+                }
+                agent.compression = name
+            case "spool_dir": agent.spoolDir = try string(value, at: path)
+            case "spool_max_mb": agent.spoolMaxMB = try positiveInt(value, at: path)
+            case "drain_timeout": agent.drainTimeout = try nonNegativeSeconds(value, at: path)
+            case "metrics_listen": agent.metricsListen = try string(value, at: path)
+            default: return try tlsFile(key, value, at: path, into: &agent.tls)
+            }
+            return true
+        }
+        return agent
+    }
+
+    func server(_ node: Node) throws(ConfigError) -> ServerConfig {
+        var server = ServerConfig()
+        try keys(of: node, at: "server") { key, value, path throws(ConfigError) in
+            switch key {
+            case "listen": server.listen = try string(value, at: path)
+            case "metrics_listen": server.metricsListen = try string(value, at: path)
+            default: return try tlsFile(key, value, at: path, into: &server.tls)
+            }
+            return true
+        }
+        return server
+    }
+
+    func run(_ node: Node) throws(ConfigError) -> RunConfig {
+        var run = RunConfig()
+        try keys(of: node, at: "run") { key, value, path throws(ConfigError) in
+            guard key == "metrics_listen" else { return false }
+            run.metricsListen = try string(value, at: path)
+            return true
+        }
+        return run
+    }
+
+    /// Reads `key` into `tls` when it is one of the TLS file keys; false for other keys.
+    private func tlsFile(_ key: String, _ value: Node, at path: String, into tls: inout TLSFilesConfig) throws(ConfigError) -> Bool {
+        switch key {
+        case "tls_cert": tls.certificate = try string(value, at: path)
+        case "tls_key": tls.key = try string(value, at: path)
+        case "tls_ca": tls.ca = try string(value, at: path)
+        case "token_file": tls.tokenFile = try string(value, at: path)
+        default: return false
+        }
+        return true
+    }
+
+    private func nonNegativeSeconds(_ node: Node, at path: String) throws(ConfigError) -> Double {
+        guard case .scalar(let s) = node, let v = Double(s.string), v >= 0, v.isFinite else {
+            throw ConfigError(file: file, "\(path) must be a number of seconds")
+        }
+        return v
+    }
+}
