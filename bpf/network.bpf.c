@@ -4,7 +4,8 @@
  * from its sockaddr argument (read at enter, again at exit if that failed); the local end
  * of a connect and both ends of an accepted socket come from the socket itself, found
  * through the file descriptor at syscall exit (tracepoints stand in for the kprobes this
- * kernel lacks).
+ * kernel lacks). A non-blocking TCP connect is held until the socket leaves SYN_SENT, so
+ * its row carries the outcome rather than EINPROGRESS.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -17,6 +18,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_UNIX_ 1
 #define AF_INET_ 2
 #define AF_INET6_ 10
+#define EINPROGRESS_ 115
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -36,6 +38,18 @@ struct {
     __type(key, __u32);
     __type(value, struct is_network_event);
 } scratch SEC(".maps");
+
+/* Non-blocking TCP connects whose handshake has not ended, whole records keyed by the
+ * socket: the row is sent when the socket leaves SYN_SENT, with the outcome. A plain hash,
+ * not LRU: a full map must not evict a record silently (the connect is then sent at once,
+ * with -EINPROGRESS). What is still here when the host stops is sent as it is (maps named
+ * is_held*, see infrasight_common.bpf.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 8192);
+    __type(key, __u64);
+    __type(value, struct is_network_event);
+} is_held_connects SEC(".maps");
 
 static __always_inline struct is_network_event *begin(__u16 kind, __s32 fd)
 {
@@ -124,6 +138,49 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
     return 0;
 }
 
+/* Sends the held connect of socket `key` with its outcome: 0 once established, else the
+ * socket's error (-ECONNREFUSED, -ETIMEDOUT, ...), or -EINPROGRESS when it was closed
+ * before the handshake ended. The exit timestamp is the handshake's end. The syscall's exit
+ * and the state change can race on two CPUs: whoever deletes the entry sends the row. */
+static __always_inline void settle_connect(__u64 key, int newstate, struct sock *sk)
+{
+    struct is_network_event *held = bpf_map_lookup_elem(&is_held_connects, &key);
+    if (!held)
+        return;
+    struct is_network_event *out = bpf_ringbuf_reserve(&events, sizeof(*out), 0);
+    if (!out) {
+        if (!bpf_map_delete_elem(&is_held_connects, &key))
+            is_count_drop(IS_DROP_RINGBUF_FULL);
+        return;
+    }
+    bpf_probe_read_kernel(out, sizeof(*out), held);
+    if (bpf_map_delete_elem(&is_held_connects, &key)) {
+        bpf_ringbuf_discard(out, BPF_RB_NO_WAKEUP); /* the other side sent it */
+        return;
+    }
+    out->hdr.ts_exit_ns = bpf_ktime_get_ns();
+    int err = BPF_CORE_READ(sk, sk_err);
+    out->hdr.return_code = newstate != TCP_CLOSE ? 0 : err ? -err : -EINPROGRESS_;
+    bpf_ringbuf_submit(out, is_wakeup_flags(&events));
+}
+
+/* Holds a non-blocking TCP connect until its handshake ends; false when it cannot be held
+ * (the map is full) and must be sent now. The handshake may already have ended before the
+ * entry was in place (on loopback it ends before connect returns): then it is settled here. */
+static __always_inline bool hold_connect(struct is_network_event *e, struct sock *sk)
+{
+    __u64 key = (__u64)sk;
+    e->hdr.ts_exit_ns = bpf_ktime_get_ns();
+    e->hdr.return_code = -EINPROGRESS_;
+    is_fill_task(&e->hdr);
+    if (bpf_map_update_elem(&is_held_connects, &key, e, BPF_NOEXIST))
+        return false;
+    int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+    if (state != TCP_SYN_SENT)
+        settle_connect(key, state, sk);
+    return true;
+}
+
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
@@ -138,8 +195,23 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
         e->protocol = BPF_CORE_READ(sk, sk_protocol);
         if (e->family == AF_INET_ || e->family == AF_INET6_)
             read_end(sk, e->family, true, e->saddr, &e->sport);
+        if (ctx->ret == -EINPROGRESS_ && e->protocol == IPPROTO_TCP && hold_connect(e, sk)) {
+            bpf_map_delete_elem(&inflight, &id);
+            return 0;
+        }
     }
     is_inflight_finish(&inflight, &events, ctx->ret, sizeof(struct is_network_event));
+    return 0;
+}
+
+/* A socket leaving SYN_SENT ends a held connect's handshake (in whatever context the
+ * change happens: often softirq, on the packet that answers the SYN). */
+SEC("tracepoint/sock/inet_sock_set_state")
+int connect_settled(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+    if (ctx->oldstate != TCP_SYN_SENT || ctx->protocol != IPPROTO_TCP)
+        return 0;
+    settle_connect((__u64)ctx->skaddr, ctx->newstate, (struct sock *)ctx->skaddr);
     return 0;
 }
 

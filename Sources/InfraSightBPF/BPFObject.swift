@@ -159,6 +159,39 @@ public final class BPFObject {
         return out
     }
 
+    /// Hash maps whose names start with `is_held`: records a plugin holds back in the
+    /// kernel (infrasight_common.bpf.h), with their key and value sizes.
+    public var heldRecordMaps: [(name: String, fd: Int32, keySize: Int, valueSize: Int)] {
+        var out: [(String, Int32, Int, Int)] = []
+        var map = bpf_object__next_map(raw, nil)
+        while let m = map {
+            let name = String(cString: bpf_map__name(m))
+            if name.hasPrefix("is_held") && bpf_map__type(m) == BPF_MAP_TYPE_HASH {
+                out.append((name, bpf_map__fd(m), Int(bpf_map__key_size(m)), Int(bpf_map__value_size(m))))
+            }
+            map = bpf_object__next_map(raw, m)
+        }
+        return out
+    }
+
+    /// Takes every entry out of the hash map `fd`, calling `body` with each value; returns
+    /// how many were taken. Entries added meanwhile may be taken or left.
+    public static func drainHashMap(fd: Int32, keySize: Int, valueSize: Int, _ body: (UnsafeRawBufferPointer) -> Void) -> Int {
+        var key = [UInt8](repeating: 0, count: keySize)
+        var value = [UInt8](repeating: 0, count: valueSize)
+        var taken = 0
+        // Always ask for the first key: each one found is deleted before the next question.
+        while bpf_map_get_next_key(fd, nil, &key) == 0 {
+            guard bpf_map_lookup_and_delete_elem(fd, key, &value) == 0 else {
+                if bpf_map_delete_elem(fd, key) != 0 { break } // cannot make progress
+                continue
+            }
+            value.withUnsafeBytes { body($0) }
+            taken += 1
+        }
+        return taken
+    }
+
     /// The maps of type BPF_MAP_TYPE_RINGBUF, by name.
     public var ringBufferMaps: [(name: String, fd: Int32)] {
         var out: [(String, Int32)] = []

@@ -30,6 +30,17 @@ public final class ActiveProbe {
         return total
     }
 
+    /// Sends what the plugin's BPF side still holds back (its `is_held*` maps) through its
+    /// channel, as ring-buffer records would be: at stop, so stopping loses none of them.
+    func drainHeldRecords() {
+        guard let object else { return }
+        for map in object.heldRecordMaps {
+            _ = BPFObject.drainHashMap(fd: map.fd, keySize: map.keySize, valueSize: map.valueSize) { value in
+                channel.handle(value.baseAddress!, value.count)
+            }
+        }
+    }
+
     /// Each loaded BPF program's run time and run count, which the kernel counts only
     /// while run-time statistics are on (`sysctl kernel.bpf_stats_enabled=1`).
     public func programStats() -> [ProgramStats.Sample] { object?.programStats ?? [] }
@@ -126,7 +137,7 @@ public final class ProbeRuntime {
     }
 
     /// Runs the dispatcher on the calling thread until `stop()` or the deadline, then
-    /// drains what the rings still hold. `tick` runs about every `pollMs`.
+    /// drains what the rings and the plugins' held-record maps still hold. `tick` runs about every `pollMs`.
     public func run(until deadline: Date?, pollMs: Int32 = 100, tick: () -> Void = {}) {
         while !stopRequested.load(ordering: .relaxed) {
             if let deadline, Date() >= deadline { break }
@@ -135,6 +146,7 @@ public final class ProbeRuntime {
             tick()
         }
         poller.consume()
+        for probe in probes { probe.drainHeldRecords() }
     }
 
     /// Asks `run` to return; safe from any thread.

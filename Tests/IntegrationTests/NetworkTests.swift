@@ -8,13 +8,17 @@ import Testing
 @Suite(.serialized) struct NetworkTests {
     /// `nettool server ADDR` listens on an ephemeral port, prints it, accepts one
     /// connection and prints the peer's port; `nettool client ADDR PORT` connects and
-    /// prints its local port, or exits with the errno.
+    /// prints its local port, or exits with the errno. `nettool nbclient ADDR PORT`
+    /// connects without blocking, waits for the outcome and prints `connect's errno,
+    /// SO_ERROR, local port`; with a fourth argument N it sleeps N s instead of waiting.
     static let nettool: String = {
         let dir = try! makeTempDir(prefix: "nettool")
         try! compileC("""
             #include <arpa/inet.h>
             #include <errno.h>
+            #include <fcntl.h>
             #include <netinet/in.h>
+            #include <poll.h>
             #include <stdio.h>
             #include <stdlib.h>
             #include <string.h>
@@ -49,6 +53,18 @@ import Testing
                         printf("%d %d\\n", c, port_of(&peer)); fflush(stdout);
                         close(c);
                     }
+                    return 0;
+                }
+                if (!strcmp(argv[1], "nbclient")) {
+                    fcntl(fd, F_SETFL, O_NONBLOCK);
+                    int cerr = connect(fd, (void *)&ss, len) ? errno : 0;
+                    if (argc > 4) { sleep(atoi(argv[4])); return 0; }
+                    struct pollfd p = {fd, POLLOUT, 0};
+                    poll(&p, 1, 10000);
+                    int soerr = 0; socklen_t sl = sizeof(soerr);
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+                    getsockname(fd, (void *)&ss, &len);
+                    printf("%d %d %d\\n", cerr, soerr, port_of(&ss));
                     return 0;
                 }
                 if (connect(fd, (void *)&ss, len)) return errno;
@@ -155,9 +171,9 @@ import Testing
         #expect(row["dport"] as? String == String(port))
     }
 
-    /// Two namespaces joined by a veth pair, with documentation addresses (TEST-NET-2)
-    /// that exist only inside them; dnsmasq answers PTR for the server's address.
-    @Test func betweenNetworkNamespacesWithReverseDNS() throws {
+    /// Two namespaces, client `a` and server `b`, joined by a veth pair, with documentation
+    /// addresses (TEST-NET-2) that exist only inside them; removed after `body`.
+    static func withNamespacePair(_ body: (_ a: String, _ b: String, _ client: String, _ server: String) throws -> Void) throws {
         let tag = String(getpid() % 100_000)
         let (a, b) = ("isa\(tag)", "isb\(tag)")
         let (client, server) = ("198.51.100.1", "198.51.100.2")
@@ -180,7 +196,15 @@ import Testing
         try ip("-n \(b) link set vb\(tag) up")
         try ip("-n \(a) link set lo up")
         try ip("-n \(b) link set lo up")
+        try body(a, b, client, server)
+    }
 
+    /// dnsmasq answers PTR for the server's address.
+    @Test func betweenNetworkNamespacesWithReverseDNS() throws {
+        try Self.withNamespacePair { a, b, client, server in try Self.reverseDNS(a, b, client, server) }
+    }
+
+    static func reverseDNS(_ a: String, _ b: String, _ client: String, _ server: String) throws {
         let dir = try makeTempDir(prefix: "dns")
         try "\(server) server.infrasight.test\n".write(toFile: "\(dir)/hosts", atomically: true, encoding: .utf8)
         try "".write(toFile: "\(dir)/dnsmasq.conf", atomically: true, encoding: .utf8)
@@ -213,5 +237,78 @@ import Testing
         // The accept's remote is the client, which has no PTR record: NULL.
         let accept = try #require(rows.first { int($0, "pid") == Int64(second.serverPid) && ($0["event_type"] as? String)?.hasPrefix("accept") == true })
         #expect(accept["resolved_domain"] is NSNull)
+    }
+
+    /// `nettool nbclient ARGUMENTS`, inside `netns` if given.
+    static func nbclient(_ arguments: [String], netns: String?) throws -> BackgroundProcess {
+        let args = ["nbclient"] + arguments
+        return try netns.map { try BackgroundProcess("/usr/sbin/ip", ["netns", "exec", $0, nettool] + args) } ?? BackgroundProcess(nettool, args)
+    }
+
+    /// `nettool nbclient` against ADDR PORT (optionally inside `netns`): its pid, and the
+    /// errno of connect, SO_ERROR and the local port it printed.
+    static func nonBlockingConnect(_ addr: String, _ port: Int, netns: String? = nil) throws
+        -> (pid: Int32, connectErrno: Int, soError: Int, localPort: Int)
+    {
+        let p = try nbclient([addr, String(port)], netns: netns)
+        let r = p.wait()
+        let f = r.stdout.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        guard r.status == 0, f.count == 3 else { throw TestFailure("nbclient: \(r.status) \(r.stdout) \(r.stderr)") }
+        return (p.pid, f[0], f[1], f[2])
+    }
+
+    static func connectRow(_ rows: [[String: Any]], _ pid: Int32) throws -> [String: Any] {
+        try #require(rows.first { int($0, "pid") == Int64(pid) && $0["event_type"] as? String == "connect" },
+                     "no connect row of \(pid) in \(rows.filter { $0["sa_family"] as? String != "AF_UNIX" })")
+    }
+
+    /// A non-blocking connect's row carries its outcome, not EINPROGRESS: it is sent when the
+    /// handshake ends (between namespaces, after connect returned; on loopback, usually
+    /// before), with the handshake's end as its exit time. One still pending when the trace
+    /// stops is sent then, with -115 (EINPROGRESS): nothing is lost.
+    @Test func aNonBlockingConnectIsRecordedWithItsOutcome() throws {
+        try Self.withNamespacePair { a, b, _, server in
+            let srv = try BackgroundProcess("/usr/sbin/ip", ["netns", "exec", b, Self.nettool, "server", server, "0", "1"])
+            try waitUntil("the server listens", timeout: 10) { Int(srv.stdout.split(separator: "\n").first ?? "") != nil }
+            let port = Int(srv.stdout.split(separator: "\n").first!)!
+            let loopback = try BackgroundProcess(Self.nettool, ["server", "127.0.0.1", "0", "1"])
+            try waitUntil("the loopback server listens", timeout: 10) { Int(loopback.stdout.split(separator: "\n").first ?? "") != nil }
+            let loopbackPort = Int(loopback.stdout.split(separator: "\n").first!)!
+
+            let trace = try Self.startTrace()
+            let ok = try Self.nonBlockingConnect(server, port, netns: a)
+            let refused = try Self.nonBlockingConnect(server, 9, netns: a) // nothing listens on 9
+            let local = try Self.nonBlockingConnect("127.0.0.1", loopbackPort)
+            // An address on the link that nobody has: no ARP answer, the SYN never leaves.
+            let pending = try Self.nbclient(["198.51.100.99", "80", "4"], netns: a)
+            try waitUntil("the connect to 198.51.100.99 is in SYN-SENT", timeout: 10) {
+                try run("/usr/sbin/ip", ["netns", "exec", a, "ss", "-tnH", "state", "syn-sent"]).stdout.contains("198.51.100.99:80")
+            }
+            let rows = try Self.stop(trace)
+            _ = srv.wait()
+            _ = loopback.wait()
+            _ = pending.wait()
+
+            #expect(ok.connectErrno == Int(EINPROGRESS) && ok.soError == 0)
+            let okRow = try Self.connectRow(rows, ok.pid)
+            #expect(int(okRow, "return_code") == 0)
+            #expect(okRow["sport"] as? String == String(ok.localPort))
+            #expect(okRow["dport"] as? String == String(port))
+            #expect(okRow["protocol"] as? String == "tcp")
+            #expect((int(okRow, "latency_ns") ?? 0) > 0)
+
+            #expect(refused.soError == Int(ECONNREFUSED))
+            #expect(int(try Self.connectRow(rows, refused.pid), "return_code") == -Int64(ECONNREFUSED))
+
+            #expect(local.soError == 0)
+            let localRow = try Self.connectRow(rows, local.pid)
+            #expect(int(localRow, "return_code") == 0)
+            #expect(localRow["sport"] as? String == String(local.localPort))
+
+            let pendingRow = try Self.connectRow(rows, pending.pid)
+            #expect(int(pendingRow, "return_code") == -Int64(EINPROGRESS))
+            #expect(pendingRow["daddr_ipv4"] as? String == "198.51.100.99")
+            #expect(pendingRow["comm"] as? String == "nettool")
+        }
     }
 }

@@ -261,6 +261,11 @@ static __always_inline int is_output(void *ringbuf, void *record, __u64 size)
     return 0;
 }
 
+/* Records a plugin holds back in the kernel, waiting for something later (a connect's
+ * handshake, say), live in hash maps whose names start with `is_held`: each value is a
+ * complete record, ready to decode. When the host stops it sends whatever is still held
+ * through the plugin's decoder, as it would a ring-buffer record, so stopping loses none. */
+
 /* Enter/exit joining for plugins whose record starts with is_event_header: the enter
  * handler stores the record, keyed by is_thread_key(), in an LRU hash (LRU so a thread
  * that dies inside the call cannot leak an entry); the exit handler completes it and
