@@ -85,7 +85,8 @@ public struct PluginCatalog: Sendable {
         return PluginCatalog(entries: entries, searchedDirs: dirs, missingEnabled: missing)
     }
 
-    /// Runs every loader check on one file (its own directory counts as a plugin directory).
+    /// Runs every loader check on one file (its own directory counts as a plugin directory),
+    /// and checks that no other file in the plugin directories has its name.
     public static func verify(file: String, config: InfraSightConfig, extraDirs: [String]) throws(PluginLoadError) -> LoadedPlugin {
         let own = (absolute(file) as NSString).deletingLastPathComponent
         var dirs = directories(config: config, extraDirs: extraDirs, executableDir: nil)
@@ -96,6 +97,20 @@ public struct PluginCatalog: Sendable {
             _ = try PluginOptions.resolve(config: config, plugin: plugin)
         } catch {
             throw PluginLoadError(path: file, reason: error.description)
+        }
+        // Names are unique across the plugin directories: the first file found with a name
+        // loads, later ones are refused as duplicates.
+        func real(_ path: String) -> String {
+            guard let resolved = realpath(path, nil) else { return absolute(path) }
+            defer { free(resolved) }
+            return String(cString: resolved)
+        }
+        let path = real(file)
+        let installed = discover(config: config, extraDirs: extraDirs).entries
+        if let mine = installed.first(where: { real($0.path) == path }) {
+            if mine.status == .error, let error = mine.error { throw PluginLoadError(path: file, reason: error) }
+        } else if let other = installed.first(where: { $0.name == plugin.name }) {
+            throw PluginLoadError(path: file, reason: "a plugin named \(plugin.name) is already installed at \(other.path); of two with one name only the first found loads")
         }
         return plugin
     }

@@ -214,6 +214,12 @@ import Testing
         #expect(bad.stdout == "\(dir)/bad.so: plugin ABI 7.0 is incompatible with this host's ABI 1.0 (major versions differ)\n")
         let real = try run(Paths.infrasight, ["plugins", "verify", Paths.tracingPlugin])
         #expect(real.status == 0, "\(real.stdout)")
+        // A second file named like an installed plugin would never load.
+        try FileManager.default.copyItem(atPath: Paths.tracingPlugin, toPath: "\(dir)/copy.so")
+        let copy = try run(Paths.infrasight, ["plugins", "verify", "\(dir)/copy.so"])
+        #expect(copy.status == 1)
+        #expect(copy.stdout.hasPrefix("\(dir)/copy.so: a plugin named tracing is already installed at /"), "\(copy.stdout)")
+        #expect(copy.stdout.hasSuffix("/libinfrasight-tracing.so; of two with one name only the first found loads\n"), "\(copy.stdout)")
     }
 
     @Test func infoShowsDDLProgramsAndOptions() throws {
