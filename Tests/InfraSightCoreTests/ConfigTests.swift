@@ -1,5 +1,6 @@
 import Foundation
 import InfraSightCore
+import InfraSightPipeline
 import InfraSightTestSupport
 import Testing
 
@@ -59,6 +60,11 @@ import Testing
         #expect(config.server.listen == "0.0.0.0:50051" && config.server.metricsListen == "127.0.0.1:9465")
         #expect(config.server.tls.certificate == "/s.pem" && config.server.tls.key == "/s.key" && config.server.tls.ca == nil)
         #expect(config.run.metricsListen == "127.0.0.1:9466")
+    }
+
+    /// The config accepts exactly the compressions the agent can use.
+    @Test func theCompressionNamesAreTheAgents() {
+        #expect(WireCompression.allCases.map(\.rawValue) == AgentConfig.compressions)
     }
 
     @Test func anEmptyFileMeansDefaults() throws {
