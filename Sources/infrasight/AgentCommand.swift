@@ -36,7 +36,7 @@ struct AgentCommand: ParsableCommand {
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let spoolMaxMB, spoolMaxMB <= 0 { throw ValidationError("--spool-max-mb must be positive") }
         if let drainTimeout, drainTimeout < 0 { throw ValidationError("--drain-timeout must not be negative") }
-        if let server, HostPort(server) == nil { throw ValidationError("--server must be HOST:PORT (got \(server))") }
+        if let server, (HostPort(server)?.port ?? 0) == 0 { throw ValidationError("--server must be HOST:PORT (got \(server))") }
         if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
     }
 
@@ -56,7 +56,7 @@ struct AgentCommand: ParsableCommand {
         guard let server = self.server ?? config.agent.server else {
             throw failure("no server: give --server HOST:PORT or agent.server in the config file", code: 64)
         }
-        guard let address = HostPort(server), address.port > 0 else {
+        guard let address = HostPort(server), address.port > 0 else { // the flag is checked when parsed
             throw failure("agent.server must be HOST:PORT (got \(server))", code: 2)
         }
         let compression = self.compression ?? config.agent.compression.flatMap(WireCompression.init(rawValue:)) ?? .none
