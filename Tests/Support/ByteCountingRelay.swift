@@ -47,6 +47,7 @@ public final class ByteCountingRelay: @unchecked Sendable {
             let client = accept(listener, nil, nil)
             if client < 0 {
                 if errno == EINTR { continue }
+                Glibc.close(listener) // shut down by close()
                 return
             }
             let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
