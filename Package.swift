@@ -74,6 +74,16 @@ var targets: [Target] = [
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+    // Container image and labels from containerd's API (Kubernetes nodes), for the enricher.
+    .target(
+        name: "InfraSightContainerd",
+        dependencies: [
+            "InfraSightCore",
+            .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        ]),
     // Prometheus /metrics, /healthz and /readyz (swift-prometheus over a small NIO HTTP server).
     .target(
         name: "InfraSightMetrics",
@@ -86,7 +96,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "infrasight",
         dependencies: [
-            "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "CHostShims",
+            "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "InfraSightContainerd", "CHostShims",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates the Swift for proto/ into Sources/InfraSightPipelineProto (committed, so a
-# build never needs protoc or the generator plugins).
+# Regenerates the Swift for proto/ into Sources/InfraSightPipelineProto and
+# Sources/InfraSightContainerd/Generated (committed, so a build never needs protoc or the
+# generator plugins).
 #
 # Needs: protoc (apt-get install protobuf-compiler) and the two generator plugins, built
 # from the packages the project depends on:
@@ -20,4 +21,13 @@ protoc --proto_path=proto \
     --plugin=protoc-gen-grpc-swift="$PROTOC_GEN_GRPC_SWIFT" --grpc-swift_out="$out" \
     --grpc-swift_opt=Visibility=Public,Server=true,Client=true \
     proto/infrasight/v1/pipeline.proto
+echo "generated into $out"
+# The part of containerd's API the enricher reads (client only, internal to its module).
+out=Sources/InfraSightContainerd/Generated
+mkdir -p "$out"
+protoc --proto_path=proto \
+    --plugin=protoc-gen-swift="$PROTOC_GEN_SWIFT" --swift_out="$out" \
+    --plugin=protoc-gen-grpc-swift="$PROTOC_GEN_GRPC_SWIFT" --grpc-swift_out="$out" \
+    --grpc-swift_opt=Server=false,Client=true \
+    proto/containerd/services/containers/v1/containers.proto
 echo "generated into $out"

@@ -24,6 +24,8 @@ public struct InfraSightConfig: Equatable, Sendable {
     /// Where the host's filesystem is: `/`, or e.g. `/host` when the agent runs in a
     /// container (passwd, the cgroup2 mount and the runtime socket are read under it).
     public var hostRoot = "/"
+    /// containerd's socket (under `hostRoot`), when not in a standard place.
+    public var containerdSocket: String?
     public var pluginDirs: [String] = InfraSightConfig.defaultPluginDirs
     /// nil: every plugin found is enabled.
     public var enabledPlugins: [String]?
@@ -70,6 +72,7 @@ public struct InfraSightConfig: Equatable, Sendable {
             switch key {
             case "node_name": config.nodeName = try r.string(value, at: "node_name")
             case "host_root": config.hostRoot = try r.string(value, at: "host_root")
+            case "containerd_socket": config.containerdSocket = try r.string(value, at: "containerd_socket")
             case "plugins":
                 for (pkey, pvalue) in try r.mapping(value, at: "plugins") {
                     let path = "plugins.\(pkey)"

@@ -31,11 +31,12 @@ public final class Enricher {
     private var lastUser: [UInt8] = []
     private var lastUserMiss: UInt64 = 0
 
-    public init(nodeName: String?, hostRoot: String = "/", cgroupCapacity: Int = 16384) {
+    /// `containerSources`: runtimes to ask after Docker/podman (see ContainerResolver).
+    public init(nodeName: String?, hostRoot: String = "/", cgroupCapacity: Int = 16384, containerSources: [any ContainerMetadataSource] = []) {
         let name = nodeName ?? ProcessInfo.processInfo.environment["NODE_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? Enricher.hostname()
         self.nodeName = Array(name.utf8)
         cgroups = CgroupResolver(hostRoot: hostRoot, capacity: cgroupCapacity)
-        containers = ContainerResolver(hostRoot: hostRoot)
+        containers = ContainerResolver(hostRoot: hostRoot, extraSources: containerSources)
         passwdPath = (hostRoot as NSString).appendingPathComponent("etc/passwd")
         loadUsers()
         refreshOffset(now: MonotonicClock.nanoseconds())

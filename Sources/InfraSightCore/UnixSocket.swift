@@ -17,6 +17,12 @@ public enum UnixSocket {
 
     /// A stream socket connected to `path` (with send/receive timeouts when `timeout` is
     /// given), or nil. The caller closes it.
+    /// True when `path` is a unix socket.
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+    }
+
     public static func connect(_ path: String, timeout: Double? = nil) -> Int32? {
         guard var address = address(path) else { return nil }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

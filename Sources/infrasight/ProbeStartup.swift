@@ -1,4 +1,5 @@
 import ArgumentParser
+import InfraSightContainerd
 import InfraSightCore
 import Logging
 
@@ -25,7 +26,8 @@ struct PluginSelection {
     /// Loads and attaches the plugins; reports the ones that fail and says which started.
     func start(consumer: RowConsumer, logger: Logger) throws -> ProbeRuntime {
         let runtime: ProbeRuntime
-        let enricher = Enricher(nodeName: config.nodeName, hostRoot: config.hostRoot)
+        let containerd = ContainerdSource.find(hostRoot: config.hostRoot, configured: config.containerdSocket)
+        let enricher = Enricher(nodeName: config.nodeName, hostRoot: config.hostRoot, containerSources: containerd.map { [$0] } ?? [])
         do {
             runtime = try ProbeRuntime(plugins: plugins, config: config, enricher: enricher, consumer: consumer, logger: logger)
         } catch {
@@ -34,8 +36,8 @@ struct PluginSelection {
         if !enricher.cgroups.available {
             logger.notice("no cgroup2 mount found under \(config.hostRoot): cgroup_name and container_id stay empty")
         }
-        if enricher.containers.socketPath == nil {
-            logger.notice("no container runtime socket (docker.sock, podman.sock) under \(config.hostRoot): container_image and labels stay empty")
+        if enricher.containers.sources.isEmpty {
+            logger.notice("no container runtime socket (docker.sock, podman.sock, containerd.sock) under \(config.hostRoot): container_image and labels stay empty")
         }
         for f in runtime.failures { logger.error("plugin \(f.plugin): \(f.reason)") }
         return runtime

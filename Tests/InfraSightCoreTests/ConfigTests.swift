@@ -8,6 +8,7 @@ import Testing
     @Test func readsEveryPluginKey() throws {
         let config = try InfraSightConfig.parse("""
             node_name: n1
+            containerd_socket: /run/k.sock
             plugins:
               dirs: [/opt/a, /opt/b]
               enabled: [tracing]
@@ -20,6 +21,7 @@ import Testing
                 tracing: \(String(repeating: "ab", count: 32))
             """)
         #expect(config.nodeName == "n1")
+        #expect(config.containerdSocket == "/run/k.sock")
         #expect(config.pluginDirs == ["/opt/a", "/opt/b"])
         #expect(config.enabledPlugins == ["tracing"])
         #expect(config.pluginOptions["tracing"]?["exclude_comms"] == .list([.string("sshd"), .string("cron")]))

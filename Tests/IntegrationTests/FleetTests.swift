@@ -186,9 +186,10 @@ import Testing
 
     @Test func aFullSpoolDropsAndCountsWhatDoesNotFit() throws {
         let (helper, marker, dir) = try Self.openLoop()
-        // No server, an 8 MiB spool: 150,000 rows (~28 MB) cannot all wait.
+        // No server, a 4 MiB spool: 150,000 rows (~28 MB) cannot all wait, even when a busy
+        // machine has the kernel drop two thirds of them (seen once in CI: 50,881 received).
         let agent = try Self.agent(port: Int.random(in: 41_000..<50_000), spool: "\(dir)/spool",
-                                   extra: ["--spool-max-mb", "8", "--drain-timeout", "1"], dir: dir)
+                                   extra: ["--spool-max-mb", "4", "--drain-timeout", "1"], dir: dir)
         let total = 150_000
         try Self.openLoop(helper, marker, total)
         let r = try agent.interrupt(after: 2)
@@ -203,7 +204,7 @@ import Testing
         let bytes = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").reduce(0) { sum, name in
             sum + ((try? FileManager.default.attributesOfItem(atPath: "\(dir)/spool/\(name)")[.size] as? Int) ?? 0)
         }
-        #expect(bytes > 0 && bytes <= 8 << 20)
+        #expect(bytes > 0 && bytes <= 4 << 20)
     }
 
     @Test func clickHouseDownForTenSecondsLosesNothingAndOldTypesAreMapped() throws {
