@@ -34,7 +34,8 @@ public final class ContainerdSource: ContainerMetadataSource {
     }
 
     /// Runs the lookup on the concurrency pool and waits for it on this thread (the
-    /// enricher's callers are plain threads): at most about `timeout` per request.
+    /// enricher's callers are plain threads), at most twice `timeout` in all: an
+    /// unresponsive containerd must not hold the dispatcher longer than that.
     public func inspect(_ id: String, timeout: Double) -> ContainerResolver.Answer {
         let done = DispatchSemaphore(value: 0)
         let answer = Mutex<ContainerResolver.Answer>(.unavailable)
@@ -43,8 +44,8 @@ public final class ContainerdSource: ContainerMetadataSource {
             answer.withLock { $0 = found }
             done.signal()
         }
-        // One request per namespace, each bounded by `timeout`; a stuck connect is cut here.
-        if done.wait(timeout: .now() + timeout * Double(namespaces.count + 1)) == .timedOut {
+        // Each request is bounded by `timeout` too; a stuck connect is cut here.
+        if done.wait(timeout: .now() + timeout * 2) == .timedOut {
             task.cancel()
             return .unavailable
         }
