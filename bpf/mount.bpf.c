@@ -64,7 +64,7 @@ static __always_inline void finish(long ret)
         e->dir_name_len = read_str(e->dir_name, (const char *)e->dir_name_ptr);
     if (!e->type_len)
         e->type_len = read_str(e->type, (const char *)e->type_ptr);
-    is_inflight_finish(&inflight, &events, ret, sizeof(struct is_mount_event));
+    is_inflight_send(&inflight, &events, id, &e->hdr, ret, sizeof(struct is_mount_event));
 }
 
 SEC("tracepoint/syscalls/sys_enter_mount")

@@ -200,7 +200,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
             return 0;
         }
     }
-    is_inflight_finish(&inflight, &events, ctx->ret, sizeof(struct is_network_event));
+    is_inflight_send(&inflight, &events, id, &e->hdr, ctx->ret, sizeof(struct is_network_event));
     return 0;
 }
 
@@ -246,7 +246,7 @@ static __always_inline int exit_accept_any(long ret)
             read_end(sk, e->family, true, e->daddr, &e->dport);
         }
     }
-    is_inflight_finish(&inflight, &events, ret, sizeof(struct is_network_event));
+    is_inflight_send(&inflight, &events, id, &e->hdr, ret, sizeof(struct is_network_event));
     return 0;
 }
 

@@ -180,7 +180,7 @@ static __always_inline int finish(long ret)
     }
     if (ret == 0 && (!e->filename_len || !e->argv_len))
         read_from_new_image(e);
-    is_inflight_finish(&inflight, &events, ret, sizeof(*e));
+    is_inflight_send(&inflight, &events, id, &e->hdr, ret, sizeof(*e));
     return 0;
 }
 

@@ -289,19 +289,26 @@ static __always_inline void is_inflight_put(void *map, void *record)
         is_count_drop(IS_DROP_MAP_FULL);
 }
 
-/* Completes the current thread's stored record with the exit time, the return value and
- * the task's identity, sends `size` bytes of it, and forgets it. */
+/* Completes `h`, the record stored under `id` in `map` (a handler that looked it up to
+ * add to it first passes what it found), with the exit time, the return value and the
+ * task's identity, sends `size` bytes of it, and forgets it. */
+static __always_inline void is_inflight_send(void *map, void *ringbuf, __u64 id, struct is_event_header *h, long ret, __u64 size)
+{
+    h->ts_exit_ns = bpf_ktime_get_ns();
+    h->return_code = ret;
+    is_fill_task(h);
+    is_output(ringbuf, h, size);
+    bpf_map_delete_elem(map, &id);
+}
+
+/* Completes the current thread's stored record (see is_inflight_send), if there is one. */
 static __always_inline void is_inflight_finish(void *map, void *ringbuf, long ret, __u64 size)
 {
     __u64 id = is_thread_key();
     struct is_event_header *h = bpf_map_lookup_elem(map, &id);
     if (!h)
         return; /* the enter happened before we attached, or was filtered */
-    h->ts_exit_ns = bpf_ktime_get_ns();
-    h->return_code = ret;
-    is_fill_task(h);
-    is_output(ringbuf, h, size);
-    bpf_map_delete_elem(map, &id);
+    is_inflight_send(map, ringbuf, id, h, ret, size);
 }
 
 /* Starts a record of `size` bytes and `kind` in the header. */
