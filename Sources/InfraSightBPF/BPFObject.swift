@@ -49,32 +49,25 @@ public final class BPFObject {
     /// Returns 0, -ENOENT when there is no such variable, -EINVAL on a size mismatch.
     public func setReadOnly(_ variable: String, bytes: UnsafeRawBufferPointer) -> Int32 {
         guard let btf = bpf_object__btf(raw) else { return -ENOENT }
-        var map = bpf_object__next_map(raw, nil)
-        while let m = map {
-            let mapName = String(cString: bpf_map__name(m))
-            if mapName.hasSuffix(".rodata") {
-                let sectionId = btf__find_by_name_kind(btf, ".rodata", 15 /* BTF_KIND_DATASEC (the name is declared twice in the imported headers) */)
-                guard sectionId > 0, let section = btf__type_by_id(btf, UInt32(sectionId)) else { return -ENOENT }
-                var size = 0
-                guard let data = bpf_map__initial_value(m, &size) else { return -ENOENT }
-                let count = Int(btf_vlen(section))
-                guard let infos = btf_var_secinfos(section) else { return -ENOENT }
-                for i in 0..<count {
-                    let info = infos[i]
-                    guard let varType = btf__type_by_id(btf, info.type),
-                        let varName = btf__name_by_offset(btf, varType.pointee.name_off),
-                        String(cString: varName) == variable
-                    else { continue }
-                    guard Int(info.size) == bytes.count, Int(info.offset) + bytes.count <= size else { return -EINVAL }
-                    // libbpf 1.1 hands out the initial value read-only: patch a copy and
-                    // set it back, the sanctioned way before load.
-                    var copy = [UInt8](UnsafeRawBufferPointer(start: data, count: size))
-                    copy.withUnsafeMutableBytes { ($0.baseAddress! + Int(info.offset)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-                    return copy.withUnsafeBytes { bpf_map__set_initial_value(m, $0.baseAddress, size) }
-                }
-                return -ENOENT
-            }
-            map = bpf_object__next_map(raw, m)
+        guard let m = maps.first(where: { String(cString: bpf_map__name($0)).hasSuffix(".rodata") }) else { return -ENOENT }
+        let sectionId = btf__find_by_name_kind(btf, ".rodata", 15 /* BTF_KIND_DATASEC (the name is declared twice in the imported headers) */)
+        guard sectionId > 0, let section = btf__type_by_id(btf, UInt32(sectionId)) else { return -ENOENT }
+        var size = 0
+        guard let data = bpf_map__initial_value(m, &size) else { return -ENOENT }
+        let count = Int(btf_vlen(section))
+        guard let infos = btf_var_secinfos(section) else { return -ENOENT }
+        for i in 0..<count {
+            let info = infos[i]
+            guard let varType = btf__type_by_id(btf, info.type),
+                let varName = btf__name_by_offset(btf, varType.pointee.name_off),
+                String(cString: varName) == variable
+            else { continue }
+            guard Int(info.size) == bytes.count, Int(info.offset) + bytes.count <= size else { return -EINVAL }
+            // libbpf 1.1 hands out the initial value read-only: patch a copy and
+            // set it back, the sanctioned way before load.
+            var copy = [UInt8](UnsafeRawBufferPointer(start: data, count: size))
+            copy.withUnsafeMutableBytes { ($0.baseAddress! + Int(info.offset)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            return copy.withUnsafeBytes { bpf_map__set_initial_value(m, $0.baseAddress, size) }
         }
         return -ENOENT
     }
@@ -148,30 +141,27 @@ public final class BPFObject {
         return fd >= 0 ? fd : nil
     }
 
-    /// The sizes in bytes of the BPF_MAP_TYPE_RINGBUF maps, as declared (valid before load).
-    public var ringBufferSizes: [UInt32] {
-        var out: [UInt32] = []
+    /// The object's maps, in declaration order.
+    private var maps: [OpaquePointer] {
+        var out: [OpaquePointer] = []
         var map = bpf_object__next_map(raw, nil)
         while let m = map {
-            if bpf_map__type(m) == BPF_MAP_TYPE_RINGBUF { out.append(bpf_map__max_entries(m)) }
+            out.append(m)
             map = bpf_object__next_map(raw, m)
         }
         return out
     }
 
+    /// The sizes in bytes of the BPF_MAP_TYPE_RINGBUF maps, as declared (valid before load).
+    public var ringBufferSizes: [UInt32] {
+        maps.filter { bpf_map__type($0) == BPF_MAP_TYPE_RINGBUF }.map { bpf_map__max_entries($0) }
+    }
+
     /// Hash maps whose names start with `is_held`: records a plugin holds back in the
     /// kernel (infrasight_common.bpf.h), with their key and value sizes.
-    public var heldRecordMaps: [(name: String, fd: Int32, keySize: Int, valueSize: Int)] {
-        var out: [(String, Int32, Int, Int)] = []
-        var map = bpf_object__next_map(raw, nil)
-        while let m = map {
-            let name = String(cString: bpf_map__name(m))
-            if name.hasPrefix("is_held") && bpf_map__type(m) == BPF_MAP_TYPE_HASH {
-                out.append((name, bpf_map__fd(m), Int(bpf_map__key_size(m)), Int(bpf_map__value_size(m))))
-            }
-            map = bpf_object__next_map(raw, m)
-        }
-        return out
+    public var heldRecordMaps: [(fd: Int32, keySize: Int, valueSize: Int)] {
+        maps.filter { bpf_map__type($0) == BPF_MAP_TYPE_HASH && String(cString: bpf_map__name($0)).hasPrefix("is_held") }
+            .map { (bpf_map__fd($0), Int(bpf_map__key_size($0)), Int(bpf_map__value_size($0))) }
     }
 
     /// Takes every entry out of the hash map `fd`, calling `body` with each value; returns
@@ -194,15 +184,7 @@ public final class BPFObject {
 
     /// The maps of type BPF_MAP_TYPE_RINGBUF, by name.
     public var ringBufferMaps: [(name: String, fd: Int32)] {
-        var out: [(String, Int32)] = []
-        var map = bpf_object__next_map(raw, nil)
-        while let m = map {
-            if bpf_map__type(m) == BPF_MAP_TYPE_RINGBUF {
-                out.append((String(cString: bpf_map__name(m)), bpf_map__fd(m)))
-            }
-            map = bpf_object__next_map(raw, m)
-        }
-        return out
+        maps.filter { bpf_map__type($0) == BPF_MAP_TYPE_RINGBUF }.map { (String(cString: bpf_map__name($0)), bpf_map__fd($0)) }
     }
 }
 
