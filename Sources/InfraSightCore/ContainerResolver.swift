@@ -74,14 +74,16 @@ public final class ContainerResolver {
         }
         counters.misses.add(1, ordering: .relaxed)
         let text = String(decoding: id, as: UTF8.self)
+        // The first source that knows the container answers; if none does, one that
+        // could not be asked makes it "unavailable" (retried sooner than "unknown").
         var answer = Answer.unknown
         for source in sources {
-            switch source.inspect(text, timeout: timeout) {
-            case .found(let m): answer = .found(m)
-            case .unavailable: answer = .unavailable; continue
-            case .unknown: continue
+            let said = source.inspect(text, timeout: timeout)
+            if case .found = said {
+                answer = said
+                break
             }
-            break
+            if case .unavailable = said { answer = .unavailable }
         }
         if cache.count >= capacity { cache = cache.filter { $0.value.1 > now } }
         if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
