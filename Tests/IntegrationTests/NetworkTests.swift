@@ -92,16 +92,15 @@ import Testing
         return try jsonLines(r.stdout)
     }
 
-    /// Runs a server (optionally inside a namespace) and a client against it; returns the
-    /// server's pid and port, the client's pid and local port.
-    static func connection(server: String, client: String, serverNetns: String? = nil, clientNetns: String? = nil)
-        throws -> (serverPid: Int32, port: Int, clientPid: Int32, clientPort: Int)
-    {
-        func command(_ netns: String?, _ args: [String]) -> (String, [String]) {
-            netns.map { ("/usr/sbin/ip", ["netns", "exec", $0, nettool] + args) } ?? (nettool, args)
-        }
-        let (sExe, sArgs) = command(serverNetns, ["server", server])
-        let srv = try BackgroundProcess(sExe, sArgs)
+    /// `nettool ARGUMENTS`, inside `netns` if given.
+    static func runNettool(_ arguments: [String], netns: String?) throws -> BackgroundProcess {
+        try netns.map { try BackgroundProcess("/usr/sbin/ip", ["netns", "exec", $0, nettool] + arguments) } ?? BackgroundProcess(nettool, arguments)
+    }
+
+    /// `nettool server ADDR` (inside `netns` if given), accepting one connection, and the
+    /// port it listens on.
+    static func startServer(_ addr: String, netns: String?) throws -> (process: BackgroundProcess, port: Int) {
+        let srv = try runNettool(["server", addr], netns: netns)
         var port = 0
         let deadline = Date().addingTimeInterval(10)
         while port == 0 && Date() < deadline {
@@ -109,8 +108,16 @@ import Testing
             usleep(20_000)
         }
         guard port > 0 else { throw TestFailure("server did not start: \(srv.stderr)") }
-        let (cExe, cArgs) = command(clientNetns, ["client", server, String(port)])
-        let cli = try BackgroundProcess(cExe, cArgs)
+        return (srv, port)
+    }
+
+    /// Runs a server (optionally inside a namespace) and a client against it; returns the
+    /// server's pid and port, the client's pid and local port.
+    static func connection(server: String, client: String, serverNetns: String? = nil, clientNetns: String? = nil)
+        throws -> (serverPid: Int32, port: Int, clientPid: Int32, clientPort: Int)
+    {
+        let (srv, port) = try startServer(server, netns: serverNetns)
+        let cli = try runNettool(["client", server, String(port)], netns: clientNetns)
         let c = cli.wait()
         guard c.status == 0 else { throw TestFailure("client failed with errno \(c.status): \(c.stderr)") }
         _ = srv.wait()
@@ -239,18 +246,12 @@ import Testing
         #expect(accept["resolved_domain"] is NSNull)
     }
 
-    /// `nettool nbclient ARGUMENTS`, inside `netns` if given.
-    static func nbclient(_ arguments: [String], netns: String?) throws -> BackgroundProcess {
-        let args = ["nbclient"] + arguments
-        return try netns.map { try BackgroundProcess("/usr/sbin/ip", ["netns", "exec", $0, nettool] + args) } ?? BackgroundProcess(nettool, args)
-    }
-
     /// `nettool nbclient` against ADDR PORT (optionally inside `netns`): its pid, and the
     /// errno of connect, SO_ERROR and the local port it printed.
     static func nonBlockingConnect(_ addr: String, _ port: Int, netns: String? = nil) throws
         -> (pid: Int32, connectErrno: Int, soError: Int, localPort: Int)
     {
-        let p = try nbclient([addr, String(port)], netns: netns)
+        let p = try runNettool(["nbclient", addr, String(port)], netns: netns)
         let r = p.wait()
         let f = r.stdout.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
         guard r.status == 0, f.count == 3 else { throw TestFailure("nbclient: \(r.status) \(r.stdout) \(r.stderr)") }
@@ -268,19 +269,15 @@ import Testing
     /// stops is sent then, with -115 (EINPROGRESS): nothing is lost.
     @Test func aNonBlockingConnectIsRecordedWithItsOutcome() throws {
         try Self.withNamespacePair { a, b, _, server in
-            let srv = try BackgroundProcess("/usr/sbin/ip", ["netns", "exec", b, Self.nettool, "server", server, "0", "1"])
-            try waitUntil("the server listens", timeout: 10) { Int(srv.stdout.split(separator: "\n").first ?? "") != nil }
-            let port = Int(srv.stdout.split(separator: "\n").first!)!
-            let loopback = try BackgroundProcess(Self.nettool, ["server", "127.0.0.1", "0", "1"])
-            try waitUntil("the loopback server listens", timeout: 10) { Int(loopback.stdout.split(separator: "\n").first ?? "") != nil }
-            let loopbackPort = Int(loopback.stdout.split(separator: "\n").first!)!
+            let (srv, port) = try Self.startServer(server, netns: b)
+            let (loopback, loopbackPort) = try Self.startServer("127.0.0.1", netns: nil)
 
             let trace = try Self.startTrace()
             let ok = try Self.nonBlockingConnect(server, port, netns: a)
             let refused = try Self.nonBlockingConnect(server, 9, netns: a) // nothing listens on 9
             let local = try Self.nonBlockingConnect("127.0.0.1", loopbackPort)
             // An address on the link that nobody has: no ARP answer, the SYN never leaves.
-            let pending = try Self.nbclient(["198.51.100.99", "80", "4"], netns: a)
+            let pending = try Self.runNettool(["nbclient", "198.51.100.99", "80", "4"], netns: a)
             try waitUntil("the connect to 198.51.100.99 is in SYN-SENT", timeout: 10) {
                 try run("/usr/sbin/ip", ["netns", "exec", a, "ss", "-tnH", "state", "syn-sent"]).stdout.contains("198.51.100.99:80")
             }
