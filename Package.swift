@@ -72,6 +72,7 @@ var targets: [Target] = [
             .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
             .product(name: "Logging", package: "swift-log"),
         ]),
     // Container image and labels from containerd's API (Kubernetes nodes), for the enricher.
@@ -116,7 +117,12 @@ var targets: [Target] = [
     // `swift build` first, so every product exists.
     .testTarget(
         name: "IntegrationTests",
-        dependencies: ["InfraSightBPF", "InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightTestSupport"]),
+        dependencies: [
+            "InfraSightBPF", "InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightTestSupport", "InfraSightPipelineProto",
+            // A hostile agent in the tests speaks raw gRPC to the real server.
+            .product(name: "GRPCCore", package: "grpc-swift-2"),
+            .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        ]),
 ]
 
 for plugin in probePlugins {
@@ -145,6 +151,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.36.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
     ],
     targets: targets,
     swiftLanguageModes: [.v5]

@@ -39,10 +39,26 @@ public struct AgentConfig: Equatable, Sendable {
 }
 
 /// `server:` in the config file: what `infrasight server` otherwise takes as flags.
+///
+/// ```yaml
+/// server:
+///   listen: 0.0.0.0:50051          # default 127.0.0.1:50051
+///   tls_cert: /etc/infrasight/server.pem
+///   tls_key: /etc/infrasight/server.key
+///   tls_ca: /etc/infrasight/agents-ca.pem   # mutual TLS
+///   cert_identity: true            # agents are who their certificates name
+///   agent_tokens_file: /etc/infrasight/agent-tokens   # `name token` per line
+///   database: audit                # the only database agents' tables may live in
+///   insecure: false                # allow plaintext without a token beyond loopback
+/// ```
 public struct ServerConfig: Equatable, Sendable {
     public var listen: String?
     public var metricsListen: String?
     public var tls = TLSFilesConfig()
+    public var agentTokensFile: String?
+    public var certIdentity: Bool?
+    public var database: String?
+    public var insecure: Bool?
     public init() {}
 }
 
@@ -90,6 +106,15 @@ extension ConfigReader {
             switch key {
             case "listen": server.listen = try string(value, at: path)
             case "metrics_listen": server.metricsListen = try string(value, at: path)
+            case "agent_tokens_file": server.agentTokensFile = try string(value, at: path)
+            case "cert_identity": server.certIdentity = try bool(value, at: path)
+            case "insecure": server.insecure = try bool(value, at: path)
+            case "database":
+                let name = try string(value, at: path)
+                guard name.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) != nil, !["system", "infrasight", "INFORMATION_SCHEMA", "information_schema"].contains(name) else {
+                    throw ConfigError(file: file, "\(path) must be a plain database name other than system, information_schema and infrasight (got \(name))")
+                }
+                server.database = name
             default: return try tlsFile(key, value, at: path, into: &server.tls)
             }
             return true
@@ -117,6 +142,13 @@ extension ConfigReader {
         default: return false
         }
         return true
+    }
+
+    private func bool(_ node: Node, at path: String) throws(ConfigError) -> Bool {
+        guard case .scalar(let s) = node, let v = Bool(s.string.lowercased()) else {
+            throw ConfigError(file: file, "\(path) must be true or false")
+        }
+        return v
     }
 
     private func nonNegativeSeconds(_ node: Node, at path: String) throws(ConfigError) -> Double {

@@ -29,6 +29,9 @@ public enum WireCompression: String, CaseIterable, Sendable {
 /// 30 s, ±20 % jitter so a fleet does not reconnect in lockstep), reconnects and resends
 /// every unacknowledged batch in order, marked as a resend so the server stores it once.
 ///
+/// A batch the server refuses on its own (a Refusal naming the batch) is moved aside in
+/// the spool (`.rejected`), counted, and the stream goes on.
+///
 /// A refusal the agent cannot fix by retrying (a wrong or missing token, a certificate
 /// the server does not accept, a table that conflicts with the server's) is fatal:
 /// `failure` is set and `run` returns; the spool keeps its batches for the next start.
@@ -43,6 +46,8 @@ public final class AgentSender: Sendable {
         public var lastError: String?
         /// Rows acked per plugin.
         public var rowsByPlugin: [String: UInt64] = [:]
+        /// Rows the server refused for good per plugin (their batches set aside).
+        public var rowsRejectedByPlugin: [String: UInt64] = [:]
     }
 
     let spool: BatchSpool
@@ -75,6 +80,9 @@ public final class AgentSender: Sendable {
         self.compression = compression
         self.logger = logger
         _ = try security.clientTransport()
+        if security.token != nil && !security.usesTLS && !isLoopback(host) {
+            logger.warning("the bearer token travels in plaintext to \(host):\(port): anyone on the path can read it; give --tls-ca to use TLS")
+        }
     }
 
     public var counters: Counters { state.withLock { $0 } }
@@ -279,6 +287,18 @@ public final class AgentSender: Sendable {
                     $0.rowsByPlugin[entry.plugin, default: 0] += entry.rows
                     if ack.duplicate { $0.duplicatesAcked += 1 }
                 }
+                wake.add(1, ordering: .relaxed)
+            case .refusal(let refusal) where !refusal.fatal && !refusal.batchID.isEmpty:
+                // One batch the server can never store: set it aside and go on, so it
+                // does not stay first in the spool and stop the agent at every start.
+                let entry = connection.state.withLock { s -> (sequence: UInt64, id: String, rows: UInt64, plugin: String, bytes: Int)? in
+                    guard let i = s.inFlight.firstIndex(where: { $0.id == refusal.batchID }) else { return nil }
+                    return s.inFlight.remove(at: i)
+                }
+                guard let entry else { throw RPCError(code: .internalError, message: "refusal of a batch not in flight: \(refusal.batchID)") }
+                let aside = spool.reject(sequence: entry.sequence, rows: entry.rows)
+                state.withLock { $0.rowsRejectedByPlugin[entry.plugin, default: 0] += entry.rows }
+                logger.error("server refused a batch of \(entry.rows) \(entry.plugin) rows: \(refusal.reason); \(aside.map { "set aside as \($0)" } ?? "removed from the spool")")
                 wake.add(1, ordering: .relaxed)
             case .refusal(let refusal):
                 connection.state.withLock { $0.refusal = (refusal.reason, refusal.fatal) }

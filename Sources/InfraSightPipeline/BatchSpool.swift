@@ -24,6 +24,14 @@ public final class BatchSpool: @unchecked Sendable {
     public private(set) var droppedRows: UInt64 = 0
     public private(set) var droppedBatches: UInt64 = 0
     public private(set) var corruptFiles: UInt64 = 0
+    /// Batches the server refused (malformed, refused by its store), set aside as
+    /// `<sequence>.batch.rejected` for a person to look at, and their rows.
+    public private(set) var rejectedBatches: UInt64 = 0
+    public private(set) var rejectedRows: UInt64 = 0
+    /// Rejected files deleted to keep them within a quarter of the spool limit.
+    public private(set) var rejectedDeleted: UInt64 = 0
+    /// Rejected files kept, oldest first (they count against `maxBytes`).
+    private var rejected: [(path: String, bytes: Int)] = []
     /// The last sequence found on disk at start-up: those batches may have reached the
     /// server before the restart, so they are sent marked as resends.
     public let recoveredThrough: UInt64
@@ -44,6 +52,11 @@ public final class BatchSpool: @unchecked Sendable {
             usedBytes += size ?? 0
         }
         for name in names where name.hasSuffix(".tmp") { unlink("\(directory)/\(name)") }
+        for name in names.sorted() where name.hasSuffix(".batch.rejected") {
+            let size = (try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.size] as? Int) ?? 0
+            rejected.append(("\(directory)/\(name)", size ?? 0))
+            usedBytes += size ?? 0
+        }
         index.sort { $0.sequence < $1.sequence }
         nextSequence = (index.last?.sequence ?? 0) + 1
         recoveredThrough = index.last?.sequence ?? 0
@@ -131,6 +144,36 @@ public final class BatchSpool: @unchecked Sendable {
         defer { lock.unlock() }
         guard forget(sequence) else { return }
         unlink(path(sequence))
+    }
+
+    /// The server refused the batch with this sequence for good: it leaves the queue and is
+    /// kept aside as `.rejected` (within a quarter of the spool limit, oldest deleted
+    /// first). Returns the rejected file's path, or nil when the batch was not queued.
+    @discardableResult
+    public func reject(sequence: UInt64, rows: UInt64) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let i = index.firstIndex(where: { $0.sequence == sequence }) else { return nil }
+        let bytes = index[i].bytes
+        forget(sequence)
+        let aside = path(sequence) + ".rejected"
+        rejectedBatches += 1
+        rejectedRows += rows
+        guard rename(path(sequence), aside) == 0 else {
+            unlink(path(sequence))
+            return nil
+        }
+        rejected.append((aside, bytes))
+        usedBytes += bytes
+        var kept = rejected.reduce(0) { $0 + $1.bytes }
+        while kept > maxBytes / 4, let oldest = rejected.first {
+            unlink(oldest.path)
+            rejected.removeFirst()
+            kept -= oldest.bytes
+            usedBytes -= oldest.bytes
+            rejectedDeleted += 1
+        }
+        return rejected.last?.path == aside ? aside : nil
     }
 
     @discardableResult

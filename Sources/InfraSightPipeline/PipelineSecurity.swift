@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import GRPCNIOTransportHTTP2Posix
 
 /// TLS material and the bearer token, as files. Secrets are read from files or the
@@ -24,12 +25,11 @@ public struct PipelineSecurity: Sendable {
     public var usesTLS: Bool { certificate != nil || ca != nil }
 
     /// Reads a token from `file` (first line, trimmed) or from the environment variable.
+    /// The file must be readable by its owner only (`SecretFile`).
     public static func token(file: String?, environment variable: String) throws(PipelineError) -> String? {
         if let file {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw PipelineError("cannot read the token file \(file)")
-            }
-            let token = String(decoding: data, as: UTF8.self).split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            let text = try SecretFile.read(file, what: "token file")
+            let token = text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             guard !token.isEmpty else { throw PipelineError("the token file \(file) is empty") }
             return token
         }
@@ -43,6 +43,7 @@ public struct PipelineSecurity: Sendable {
                 throw PipelineError("cannot read the TLS \(flag) file \(path)")
             }
         }
+        if let key { try SecretFile.check(key, what: "TLS key file") }
     }
 
     /// The server's transport security: plaintext, TLS, or mutual TLS when `ca` is set.
@@ -83,6 +84,32 @@ public struct PipelineSecurity: Sendable {
         for i in 0..<min(given.count, expected.count) { diff |= given[i] ^ expected[i] }
         return diff == 0
     }
+}
+
+/// Files holding secrets (tokens, private keys): refused when group or others may read or
+/// write them, as ssh refuses a private key with such a mode.
+public enum SecretFile {
+    /// Throws unless `path` is a regular file with no group/other permission bits.
+    public static func check(_ path: String, what: String) throws(PipelineError) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw PipelineError("cannot read the \(what) \(path): \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw PipelineError("the \(what) \(path) is not a regular file") }
+        guard st.st_mode & 0o077 == 0 else {
+            throw PipelineError(String(format: "the %@ %@ is accessible by group or others (mode %04o); run chmod 600 on it", what, path, st.st_mode & 0o7777))
+        }
+    }
+
+    /// The file's text, after `check`.
+    public static func read(_ path: String, what: String) throws(PipelineError) -> String {
+        try check(path, what: what)
+        guard let data = FileManager.default.contents(atPath: path) else { throw PipelineError("cannot read the \(what) \(path)") }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Whether `host` (a name or an address literal) is this machine's loopback.
+public func isLoopback(_ host: String) -> Bool {
+    host == "localhost" || host == "::1" || host.hasPrefix("127.")
 }
 
 public struct PipelineError: Error, CustomStringConvertible, Sendable {

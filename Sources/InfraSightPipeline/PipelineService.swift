@@ -4,19 +4,22 @@ import InfraSightPipelineProto
 import Logging
 import Synchronization
 
-/// The server's `infrasight.v1.Pipeline` service: checks the bearer token, answers a
-/// Hello with Welcome once the agent's tables are applied (or with a fatal Refusal), then
-/// stores batches one after another and acks each only once it is stored.
+/// The server's `infrasight.v1.Pipeline` service: checks the agent's credentials
+/// (`AgentAuthenticator`), answers a Hello with Welcome once the agent's tables are
+/// applied (or with a fatal Refusal), then stores batches one after another and acks each
+/// only once it is stored. A batch that cannot be stored is refused on its own (a
+/// Refusal naming its batch id, not fatal) and the stream reads on. An agent may write
+/// only the tables its hello declared.
 public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
     let storage: ServerStorage
-    let token: String?
+    let authenticator: AgentAuthenticator
     let version: String
     let logger: Logger
     let agents: AgentRegistry
 
-    public init(storage: ServerStorage, token: String?, version: String, logger: Logger, agents: AgentRegistry) {
+    public init(storage: ServerStorage, authenticator: AgentAuthenticator, version: String, logger: Logger, agents: AgentRegistry) {
         self.storage = storage
-        self.token = token
+        self.authenticator = authenticator
         self.version = version
         self.logger = logger
         self.agents = agents
@@ -26,30 +29,38 @@ public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
         request: StreamingServerRequest<Infrasight_V1_AgentMessage>, context: ServerContext
     ) async throws -> StreamingServerResponse<Infrasight_V1_ServerMessage> {
         let peer = context.remotePeer
-        if let token {
+        let credential: AgentAuthenticator.Credential
+        do {
             let header = request.metadata[stringValues: "authorization"].first(where: { _ in true })
-            guard PipelineSecurity.matches(header, token: token) else {
-                let why = header == nil ? "no bearer token" : "a wrong bearer token"
-                logger.warning("refused agent at \(peer): \(why)")
-                throw RPCError(code: .unauthenticated, message: "this server requires a bearer token; the agent sent \(why)")
-            }
+            credential = try authenticator.authenticate(authorization: header, transport: context.transportSpecific)
+        } catch {
+            logger.warning("refused agent at \(peer): \(error)")
+            throw RPCError(code: .unauthenticated, message: "this server refused the agent's credentials: \(error)")
         }
         return StreamingServerResponse { writer in
-            var agent: String?
-            defer { if let agent { agents.left(agent) } }
+            var agent: AgentIdentity?
+            var declared: Set<String> = []
+            defer { if let agent { agents.left(agent.id) } }
             for try await message in request.messages {
                 switch message.kind {
                 case .hello(let hello):
+                    guard agent == nil else {
+                        try await writer.write(refusal("a second hello on one stream"))
+                        return [:]
+                    }
+                    let claimed = Self.printable(hello.agentID)
                     do {
-                        let tables = try await storage.register(hello)
-                        agent = hello.agentID
-                        agents.joined(hello.agentID)
-                        logger.notice("agent \(hello.agentID) (\(hello.nodeName), \(hello.version)) at \(peer): \(tables.count) tables")
+                        let identity = try authenticator.identity(credential, claimedNode: hello.nodeName, claimedID: hello.agentID)
+                        declared = try await storage.register(hello)
+                        agent = identity
+                        agents.joined(identity.id)
+                        let proof = identity.provenNode == nil ? "self-named" : "identity from its credentials"
+                        logger.notice("agent \(Self.printable(identity.id)) (\(Self.printable(hello.nodeName)), \(Self.printable(hello.version)), \(proof)) at \(peer): \(declared.count) tables")
                         var welcome = Infrasight_V1_ServerMessage()
                         welcome.welcome.serverVersion = version
                         try await writer.write(welcome)
                     } catch {
-                        logger.error("refused agent \(hello.agentID) at \(peer): \(error)")
+                        logger.error("refused agent \(claimed) at \(peer): \(error)")
                         try await writer.write(refusal("\(error)"))
                         return [:]
                     }
@@ -59,14 +70,16 @@ public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
                         return [:]
                     }
                     do {
-                        let ack = try await storage.store(batch, agent: agent)
+                        let ack = try await storage.store(batch, agent: agent, declared: declared)
                         var reply = Infrasight_V1_ServerMessage()
                         reply.ack = ack
                         try await writer.write(reply)
-                    } catch let error as PipelineError {
-                        logger.error("refused a batch from agent \(agent) at \(peer): \(error)")
-                        try await writer.write(refusal(error.description))
-                        return [:]
+                    } catch let error as BatchRefusal {
+                        logger.error("refused a batch from agent \(Self.printable(agent.id)) at \(peer): \(error)")
+                        var reply = refusal(error.description)
+                        reply.refusal.fatal = false
+                        reply.refusal.batchID = String(batch.batchID.prefix(64))
+                        try await writer.write(reply)
                     }
                 case nil:
                     continue
@@ -74,6 +87,12 @@ public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
             }
             return [:]
         }
+    }
+
+    /// Text from the wire, made safe for one log line: control characters replaced, at
+    /// most 253 characters.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.prefix(253).map { $0.properties.generalCategory == .control ? "?" : $0 }))
     }
 
     func refusal(_ reason: String) -> Infrasight_V1_ServerMessage {

@@ -56,8 +56,12 @@ public final class ServerStorage: Sendable {
     private let state = Mutex(Counters())
     private let queue = DispatchQueue(label: "infrasight-server-store", attributes: .concurrent)
 
-    public init(store: EventStore, logger: Logger) throws(StorageError) {
+    /// The only database agents' tables may live in (never `infrasight` or `system`).
+    public let database: String
+
+    public init(store: EventStore, database: String = "audit", logger: Logger) throws(StorageError) {
         self.store = store
+        self.database = database
         self.logger = logger
         ledger = try store.prepare([Self.ledger])[0]
     }
@@ -71,43 +75,62 @@ public final class ServerStorage: Sendable {
         }
     }
 
-    /// Applies the DDL of a Hello. Throws a refusal reason.
-    public func register(_ hello: Infrasight_V1_Hello) async throws -> [String] {
+    /// Applies the DDL of a Hello and returns the tables the agent declared (the only
+    /// ones it may write). Throws a refusal reason.
+    public func register(_ hello: Infrasight_V1_Hello) async throws -> Set<String> {
         try await blocking { try self.registerBlocking(hello) }
     }
 
-    func registerBlocking(_ hello: Infrasight_V1_Hello) throws -> [String] {
-        var names: [String] = []
+    /// Most tables one agent may declare, and most columns in one table.
+    static let maxTables = 256, maxColumns = 1000
+
+    /// The table an agent declared, rebuilt from validated parts: plain identifiers,
+    /// known types, the fixed engine grammar (`EngineClause`), in `database` only. The
+    /// agent's text is parsed, never pasted.
+    static func declared(_ definition: Infrasight_V1_TableDefinition, database: String) throws(PipelineError) -> TableSchema {
+        let label = String(definition.name.prefix(80))
+        guard definition.ddl.utf8.count <= 64 << 10 else { throw PipelineError("the DDL of \(label) is over 64 KiB") }
+        let parsed: TableSchema
+        let engine: EngineClause
+        do {
+            parsed = try TableSchema(ddl: definition.ddl)
+            engine = try EngineClause(parsing: parsed.tail, columns: parsed.columns.map(\.name))
+        } catch {
+            throw PipelineError("the DDL of \(label) is refused: \(error)")
+        }
+        guard parsed.qualifiedName == definition.name else {
+            throw PipelineError("the DDL declared for \(label) creates \(parsed.qualifiedName)")
+        }
+        guard parsed.database == database else {
+            throw PipelineError("table \(parsed.qualifiedName) is refused: agents' tables live in the database \(database)")
+        }
+        guard parsed.columns.count <= maxColumns else { throw PipelineError("table \(parsed.qualifiedName) has over \(maxColumns) columns") }
+        return TableSchema(database: database, name: parsed.name, columns: parsed.columns, ddl: "", tail: engine.canonical)
+    }
+
+    func registerBlocking(_ hello: Infrasight_V1_Hello) throws -> Set<String> {
+        guard hello.tables.count <= Self.maxTables else { throw PipelineError("the hello declares \(hello.tables.count) tables (at most \(Self.maxTables))") }
+        var names: Set<String> = []
         for definition in hello.tables {
-            let schema: TableSchema
+            let schema = try Self.declared(definition, database: database)
+            let prepared: TableSchema
             do {
-                schema = try TableSchema(ddl: definition.ddl)
+                prepared = try store.prepare([schema])[0]
             } catch {
-                throw PipelineError("the DDL of \(definition.name) does not parse: \(error)")
+                // The store's own words may quote data; they stay in the server's log.
+                logger.error("creating \(schema.qualifiedName) failed: \(error)")
+                throw PipelineError("the server could not create table \(schema.qualifiedName) (its log has the store's reason)")
             }
-            guard schema.qualifiedName == definition.name else {
-                throw PipelineError("the DDL declared for \(definition.name) creates \(schema.qualifiedName)")
-            }
-            let identifier = { (s: String) in !s.isEmpty && s.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } && s.unicodeScalars.allSatisfy(\.isASCII) }
-            guard identifier(schema.name), schema.database.map(identifier) ?? true else {
-                throw PipelineError("table name \(definition.name) is not a plain identifier")
-            }
-            let tail = schema.tail.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard tail.range(of: #"^ENGINE\s*=\s*(Replicated|Replacing|Summing|Aggregating|Collapsing|VersionedCollapsing)?MergeTree\b"#, options: .regularExpression) != nil,
-                !tail.contains(";")
-            else {
-                throw PipelineError("table \(definition.name): only MergeTree-family engines are accepted (got \(tail.prefix(60)))")
-            }
-            let prepared = try store.prepare([schema])[0]
             try checkAgainstStore(prepared)
             tables.withLock { $0.stored[prepared.qualifiedName] = prepared }
-            names.append(prepared.qualifiedName)
+            names.insert(prepared.qualifiedName)
         }
         return names
     }
 
     /// Every column of the table as prepared must exist in the store with that type.
     func checkAgainstStore(_ table: TableSchema) throws {
+        // Both names are plain identifiers (checked when the DDL was parsed).
         let sql = "SELECT name, type FROM system.columns WHERE database = '\(table.database ?? "default")' AND table = '\(table.name)'"
         let data = try store.query(sql, format: "TabSeparated")
         var existing: [String: String] = [:]
@@ -126,24 +149,54 @@ public final class ServerStorage: Sendable {
     }
 
     static func validID(_ id: String) -> Bool {
-        !id.isEmpty && id.count <= 64 && id.allSatisfy { $0.isHexDigit || $0 == "-" }
+        !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 70) || ($0 >= 97 && $0 <= 102) || $0 == 45 }
+    }
+
+    /// The largest batch a server stores (agents seal batches at 4 MiB).
+    public static let maxBatchBytes = 8 << 20
+
+    /// Checks every count and size of a batch against what it carries, before any of
+    /// them is used: a batch that lies is refused, not trusted.
+    static func checkBounds(_ batch: Infrasight_V1_Batch, declared: Set<String>) throws(BatchRefusal) {
+        guard validID(batch.batchID) else { throw BatchRefusal("batch id '\(batch.batchID.prefix(80))' is not a UUID") }
+        guard declared.contains(batch.table) else {
+            throw BatchRefusal("batch for \(batch.table.prefix(200)), a table this agent did not declare in its hello")
+        }
+        guard (1...maxColumns).contains(batch.columns.count) else {
+            throw BatchRefusal("batch has \(batch.columns.count) columns (1 to \(maxColumns) accepted)")
+        }
+        for column in batch.columns {
+            guard isPlainIdentifier(column.name), column.type.utf8.count <= 64, ColumnType(parsing: column.type).isSupported else {
+                throw BatchRefusal("column '\(column.name.prefix(60))' \(column.type.prefix(60)) is not a plain name with a supported type")
+            }
+        }
+        guard batch.rows.count <= maxBatchBytes else { throw BatchRefusal("batch of \(batch.rows.count) bytes is over the limit of \(maxBatchBytes)") }
+        // Every row takes at least one byte: more rows than bytes is a lie.
+        guard batch.rowCount >= 1, batch.rowCount <= UInt64(batch.rows.count) else {
+            throw BatchRefusal("batch claims \(batch.rowCount) rows in \(batch.rows.count) bytes")
+        }
+        guard batch.plugin.utf8.count <= 64, batch.plugin.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 45 }) else {
+            throw BatchRefusal("plugin name '\(batch.plugin.prefix(64))' is not [a-z0-9_-], at most 64 bytes")
+        }
     }
 
     /// Stores a batch (or finds it stored before) and returns the ack. Throws a
-    /// `PipelineError` for a batch that can never be stored (unknown table, malformed
-    /// rows); retries while the store is unavailable until `cancelled` says the agent left.
-    public func store(_ batch: Infrasight_V1_Batch, agent: String) async throws -> Infrasight_V1_Ack {
+    /// `BatchRefusal` for a batch that can never be stored (undeclared table, malformed
+    /// or lying rows, refused by the store): that batch's problem only, the stream goes
+    /// on. Retries while the store is unavailable until `cancelled` says the agent left.
+    public func store(_ batch: Infrasight_V1_Batch, agent: AgentIdentity, declared: Set<String>) async throws -> Infrasight_V1_Ack {
         let cancelled = CancelFlag()
         return try await withTaskCancellationHandler {
-            try await blocking { try self.storeBlocking(batch, agent: agent, cancelled: cancelled) }
+            try await blocking { try self.storeBlocking(batch, agent: agent, declared: declared, cancelled: cancelled) }
         } onCancel: {
             cancelled.value.store(true, ordering: .relaxed)
         }
     }
 
-    func storeBlocking(_ batch: Infrasight_V1_Batch, agent: String, cancelled: CancelFlag) throws -> Infrasight_V1_Ack {
-        guard Self.validID(batch.batchID) else { throw PipelineError("batch id '\(batch.batchID.prefix(80))' is not a UUID") }
-        let transcoder = try transcoder(for: batch)
+    func storeBlocking(_ batch: Infrasight_V1_Batch, agent: AgentIdentity, declared: Set<String>, cancelled: CancelFlag) throws -> Infrasight_V1_Ack {
+        try Self.checkBounds(batch, declared: declared)
+        let transcoder = try transcoder(for: batch, agent: agent)
+        let rowCount = Int(batch.rowCount) // bounded by the byte count above
         var ack = Infrasight_V1_Ack()
         ack.batchID = batch.batchID
         if batch.resend {
@@ -158,13 +211,13 @@ public final class ServerStorage: Sendable {
         }
         let rows: Data
         do {
-            rows = try transcoder.transcode(batch.rows, rows: Int(batch.rowCount))
+            rows = try transcoder.transcode(batch.rows, rows: rowCount)
         } catch {
-            throw PipelineError("batch \(batch.batchID) for \(batch.table): \(error)")
+            throw BatchRefusal("batch \(batch.batchID) for \(batch.table): \(error)")
         }
-        let data = Batch(table: transcoder.output, bytes: rows, rows: Int(batch.rowCount), id: batch.batchID, plugin: batch.plugin)
+        let data = Batch(table: transcoder.output, bytes: rows, rows: rowCount, id: batch.batchID, plugin: batch.plugin)
         try retrying(cancelled) { () throws(StorageError) in try self.store.insert(data) }
-        let record = Batch(table: ledger, bytes: Self.ledgerRow(batch, agent: agent), rows: 1, id: "ledger-" + batch.batchID, plugin: "")
+        let record = Batch(table: ledger, bytes: Self.ledgerRow(batch, agent: agent.id), rows: 1, id: "ledger-" + batch.batchID, plugin: "")
         try retrying(cancelled) { () throws(StorageError) in try self.store.insert(record) }
         ack.rowsStored = batch.rowCount
         state.withLock {
@@ -175,19 +228,25 @@ public final class ServerStorage: Sendable {
         return ack
     }
 
-    func transcoder(for batch: Infrasight_V1_Batch) throws -> RowBinaryTranscoder {
-        let key = batch.table + "\u{1}" + batch.columns.map { "\($0.name) \($0.type)" }.joined(separator: ",")
+    /// The transcoder for this batch's columns into its table; with a proven identity,
+    /// `node_name` is written from it whatever the rows say.
+    func transcoder(for batch: Infrasight_V1_Batch, agent: AgentIdentity) throws -> RowBinaryTranscoder {
+        let key = batch.table + "\u{1}" + (agent.provenNode ?? "") + "\u{1}" + batch.columns.map { "\($0.name) \($0.type)" }.joined(separator: ",")
         return try tables.withLock { t in
             if let cached = t.transcoders[key] { return cached }
             guard let table = t.stored[batch.table] else {
-                throw PipelineError("batch for \(batch.table), a table the agent did not declare in its hello")
+                throw BatchRefusal("batch for \(batch.table), a table this agent did not declare in its hello")
             }
+            var constants: [String: String] = [:]
+            if let node = agent.provenNode, table.index(of: "node_name") != nil { constants["node_name"] = node }
             do {
-                let made = try RowBinaryTranscoder(input: batch.columns.map { Column(name: $0.name, type: ColumnType(parsing: $0.type)) }, table: table)
+                let made = try RowBinaryTranscoder(input: batch.columns.map { Column(name: $0.name, type: ColumnType(parsing: $0.type)) }, table: table, constants: constants)
+                // Bounded: one entry per table, identity and column list seen.
+                if t.transcoders.count >= 4096 { t.transcoders.removeAll() }
                 t.transcoders[key] = made
                 return made
             } catch {
-                throw PipelineError("batch for \(batch.table): \(error)")
+                throw BatchRefusal("batch for \(batch.table): \(error)")
             }
         }
     }
@@ -205,7 +264,11 @@ public final class ServerStorage: Sendable {
                 }
                 return result
             } catch {
-                guard error.retryable else { throw PipelineError("the store refused: \(error)") }
+                guard error.retryable else {
+                    // The store's words may quote stored data: they stay in this log.
+                    logger.error("the store refused a batch: \(error)")
+                    throw BatchRefusal("the store refused the batch (the server's log has its reason)")
+                }
                 guard !cancelled.value.load(ordering: .relaxed) else { throw CancellationError() }
                 if !reported {
                     logger.warning("\(error); holding the agent's batches until it is back")
@@ -231,4 +294,25 @@ public final class ServerStorage: Sendable {
 /// Set when the agent whose batch is being stored went away.
 final class CancelFlag: Sendable {
     let value = Atomic<Bool>(false)
+}
+
+/// Who sent a batch, as far as the server can tell.
+public struct AgentIdentity: Sendable, Equatable {
+    /// The agent's id: the name its credentials prove, else what its hello says.
+    public let id: String
+    /// The node name the agent's credentials prove (a per-agent token's name or its
+    /// certificate's), or nil when agents are trusted to name themselves.
+    public let provenNode: String?
+
+    public init(id: String, provenNode: String?) {
+        self.id = id
+        self.provenNode = provenNode
+    }
+}
+
+/// One batch is refused (malformed, lying, for an undeclared table, refused by the
+/// store): the server says why and reads on; the agent sets that batch aside.
+public struct BatchRefusal: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

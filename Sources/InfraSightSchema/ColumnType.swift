@@ -76,6 +76,7 @@ public indirect enum ColumnType: Equatable, Sendable, CustomStringConvertible {
     public var isSupported: Bool {
         switch self {
         case .other: false
+        case .dateTime64(let p): (0...9).contains(p)
         case .nullable(let inner): !inner.isNullable && inner.isSupported
         default: true
         }

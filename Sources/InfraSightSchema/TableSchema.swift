@@ -36,8 +36,12 @@ public struct TableSchema: Equatable, Sendable {
         self.tail = tail
     }
 
-    /// The DDL as a single statement without comments or a trailing `;`.
-    public var statement: String { "CREATE TABLE IF NOT EXISTS \(qualifiedName) (\n  \(columns.map { "\($0.name) \($0.type)" }.joined(separator: ",\n  "))\n)\n\(tail)" }
+    /// `database`.`name` (or `name`), backquoted.
+    public var quotedName: String { (database.map { quoteIdentifier($0) + "." } ?? "") + quoteIdentifier(name) }
+
+    /// The DDL as a single statement without comments or a trailing `;`, every name
+    /// backquoted (names are plain identifiers: `init(ddl:)` refuses others).
+    public var statement: String { "CREATE TABLE IF NOT EXISTS \(quotedName) (\n  \(columns.map { "\(quoteIdentifier($0.name)) \($0.type)" }.joined(separator: ",\n  "))\n)\n\(tail)" }
 
     /// The same table with column types replaced (e.g. for a server that lacks a type).
     public func mappingTypes(_ transform: (ColumnType) -> ColumnType) -> TableSchema {
@@ -71,6 +75,10 @@ public struct TableSchema: Equatable, Sendable {
         let database = parts.count == 2 ? parts[0] : nil
         let name = parts.count == 2 ? parts[1] : parts[0]
         guard !name.isEmpty else { throw DDLError("DDL names no table") }
+        // Names go back into statements: only plain identifiers, so none can carry SQL.
+        for part in parts where !isPlainIdentifier(part) {
+            throw DDLError("name '\(part.prefix(60))' is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        }
         guard let body = tokens.parenthesized() else { throw DDLError("no column list in CREATE TABLE \(nameText)") }
 
         var columns: [Column] = []
@@ -83,7 +91,10 @@ public struct TableSchema: Equatable, Sendable {
             }
             var itemTokens = Tokenizer(Array(trimmed.unicodeScalars))
             guard let columnName = itemTokens.nextWord()?.replacingBackquotes(), let typeText = itemTokens.typeText() else {
-                throw DDLError("malformed column definition '\(trimmed)'")
+                throw DDLError("malformed column definition '\(trimmed.prefix(80))'")
+            }
+            guard isPlainIdentifier(columnName) else {
+                throw DDLError("column name '\(columnName.prefix(60))' is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
             }
             let type = ColumnType(parsing: typeText)
             guard type.isSupported else { throw DDLError("column \(columnName) has unsupported type \(typeText)") }

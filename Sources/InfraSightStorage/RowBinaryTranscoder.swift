@@ -35,6 +35,8 @@ public struct RowBinaryTranscoder: Sendable {
         case timeFromMilliseconds(input: Int, to: ColumnType)
         /// A ptrace request's name from its number (`PTRACE_UNKNOWN_<n>` when unknown).
         case ptraceRequestName(input: Int)
+        /// The same encoded value in every row (e.g. the node name a server proved).
+        case constant(Data)
     }
 
     public let input: [Column]
@@ -44,8 +46,11 @@ public struct RowBinaryTranscoder: Sendable {
     /// Input and output are the same columns with the same types: bytes pass unchanged.
     public let isIdentity: Bool
 
-    public init(input: [Column], table: TableSchema) throws(StorageError) {
+    /// `constants`: String columns written with one value in every row, whatever the
+    /// input carries for them (a server writes the node name an agent's credentials prove).
+    public init(input: [Column], table: TableSchema, constants: [String: String] = [:]) throws(StorageError) {
         self.input = input
+        guard !input.isEmpty else { throw StorageError("a batch needs at least one column") }
         var byName: [String: Int] = [:]
         for (i, c) in input.enumerated() {
             guard c.type.isSupported else { throw StorageError("column \(c.name) has unsupported type \(c.type)") }
@@ -55,7 +60,11 @@ public struct RowBinaryTranscoder: Sendable {
         var columns: [Column] = []
         var sources: [Source] = []
         for column in table.columns {
-            if let i = byName[column.name] {
+            if let value = constants[column.name], column.type == .string {
+                var encoded = Data()
+                Self.appendString(Array(value.utf8), to: &encoded)
+                sources.append(.constant(encoded))
+            } else if let i = byName[column.name] {
                 guard Self.convertible(input[i].type, column.type) else {
                     throw StorageError("column \(column.name) of \(table.qualifiedName) is \(column.type) in the store; the batch has \(input[i].type)")
                 }
@@ -77,7 +86,7 @@ public struct RowBinaryTranscoder: Sendable {
         }
         output = TableSchema(database: table.database, name: table.name, columns: columns, ddl: table.ddl, tail: table.tail)
         self.sources = sources
-        isIdentity = columns.count == input.count && zip(columns, input).allSatisfy { $0 == $1 }
+        isIdentity = constants.isEmpty && columns.count == input.count && zip(columns, input).allSatisfy { $0 == $1 }
     }
 
     static func isTime(_ t: ColumnType) -> Bool {
@@ -101,6 +110,9 @@ public struct RowBinaryTranscoder: Sendable {
     /// The rows for `output`, or the input itself when nothing changes. Throws when the
     /// bytes do not hold exactly `rows` rows of the input columns.
     public func transcode(_ data: Data, rows: Int) throws(StorageError) -> Data {
+        // Every row takes at least one byte: a larger count is a lie, refused before the
+        // count sizes anything.
+        guard rows >= 0, rows <= data.count else { throw StorageError("malformed batch: \(rows) rows claimed in \(data.count) bytes") }
         var reader = Reader(data: data)
         var out = Data()
         if !isIdentity { out.reserveCapacity(data.count + rows * 16) }
@@ -129,6 +141,8 @@ public struct RowBinaryTranscoder: Sendable {
                     } else {
                         Self.appendString(Array("PTRACE_UNKNOWN_\(request)".utf8), to: &out)
                     }
+                case .constant(let encoded):
+                    out.append(encoded)
                 }
             }
         }

@@ -122,12 +122,13 @@ struct AgentCommand: ParsableCommand {
         metrics?.stop()
         _ = signals
         let delivered = sender.counters.rowsByPlugin
+        let rejected = sender.counters.rowsRejectedByPlugin
         for probe in runtime.probes {
             let s = writer.counters[probe.name]
             printError(SummaryLine(probe: probe, then: [
                 ("queue drops", s?.queueDrops.load(ordering: .relaxed) ?? 0),
                 ("spool drops", s?.storeDrops.load(ordering: .relaxed) ?? 0), ("rows spooled", s?.stored.load(ordering: .relaxed) ?? 0),
-                ("rows delivered", delivered[probe.name] ?? 0),
+                ("rows delivered", delivered[probe.name] ?? 0), ("rows refused by the server", rejected[probe.name] ?? 0),
             ]).text)
         }
         if let reason = sender.failure {

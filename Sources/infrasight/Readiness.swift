@@ -93,6 +93,8 @@ final class Readiness: @unchecked Sendable {
             Sample("infrasight_spool_batches", [], Double(spool.count), .gauge, help: "Unacknowledged batches in the spool"),
             Sample("infrasight_spool_dropped_rows_total", [], Double(spool.droppedRows), .counter, help: "Rows the spool limit forced out"),
             Sample("infrasight_spool_corrupt_files_total", [], Double(spool.corruptFiles), .counter, help: "Spool files that could not be read back"),
+            Sample("infrasight_spool_rejected_batches_total", [], Double(spool.rejectedBatches), .counter, help: "Batches the server refused for good, set aside as .rejected"),
+            Sample("infrasight_spool_rejected_rows_total", [], Double(spool.rejectedRows), .counter, help: "Rows in batches the server refused for good"),
             Sample("infrasight_grpc_connected", [], c.connected ? 1 : 0, .gauge, help: "1 while the stream to the server is up"),
             Sample("infrasight_grpc_connects_total", [], Double(c.connects), .counter, help: "Streams the server welcomed"),
             Sample("infrasight_batches_acked_total", [], Double(c.batchesAcked), .counter, help: "Batches the server acknowledged"),

@@ -17,16 +17,26 @@ struct ServerCommand: ParsableCommand {
             dropping. SIGINT/SIGTERM (or --duration) stop it.
             """)
 
-    @Option(help: ArgumentHelp("Address to listen on (default: 0.0.0.0:50051, or server.listen in the config file).", valueName: "HOST:PORT")) var listen: String?
+    @Option(help: ArgumentHelp("Address to listen on (default: 127.0.0.1:50051, or server.listen in the config file). Beyond loopback it needs TLS or a token, or --insecure.", valueName: "HOST:PORT")) var listen: String?
     @OptionGroup var storage: StorageOptions
     @Option(name: .long, help: ArgumentHelp("Configuration file (storage: and server: keys).", valueName: "FILE")) var config: String?
     @OptionGroup var security: PipelineSecurityOptions
+    @Option(name: .customLong("agent-tokens"), help: ArgumentHelp("File of per-agent tokens, one `name token` per line (mode 0600): an agent is the name its token belongs to, and its rows get that node name (or server.agent_tokens_file).", valueName: "FILE"))
+    var agentTokens: String?
+    @Flag(name: .customLong("cert-identity"), help: "With mutual TLS: an agent must call itself by a name its client certificate carries (SAN DNS name or subject CN); its rows get that node name (or server.cert_identity).")
+    var certIdentity = false
+    @Option(help: ArgumentHelp("The database agents' tables must live in (default: audit, or server.database).", valueName: "NAME")) var database: String?
+    @Flag(help: "Allow listening beyond loopback in plaintext with no token (anyone who reaches the port can write rows).")
+    var insecure = false
     @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
     @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.", valueName: "HOST:PORT"))
     var metricsListen: String?
 
     func validate() throws {
         if let listen { _ = try listenAddress(listen, flag: "--listen") }
+        if let database, database.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) == nil || ["system", "infrasight", "information_schema", "INFORMATION_SCHEMA"].contains(database) {
+            throw ValidationError("--database must be a plain database name other than system, information_schema and infrasight (got \(database))")
+        }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
     }
@@ -44,28 +54,46 @@ struct ServerCommand: ParsableCommand {
             throw failure(error.description, code: 2)
         }
         let security = try security.security(configuration.server.tls)
+        let server = configuration.server
+        // Each flag wins over its key under `server:` in the config file.
+        let listen = self.listen ?? server.listen ?? "127.0.0.1:50051"
+        guard let address = HostPort(listen) else { throw failure("server.listen must be HOST:PORT (got \(listen))", code: 2) }
+        let authenticator: AgentAuthenticator
+        do {
+            let tokens = try (agentTokens ?? server.agentTokensFile).map { file throws(PipelineError) in try AgentAuthenticator.agentTokens(file: file) } ?? []
+            authenticator = AgentAuthenticator(sharedToken: security.token, agentTokens: tokens, certificateIdentity: certIdentity || server.certIdentity == true)
+        } catch {
+            throw failure(error.description, code: 2)
+        }
+        if authenticator.certificateIdentity && security.ca == nil {
+            throw failure("--cert-identity needs mutual TLS (--tls-ca with --tls-cert and --tls-key)", code: 2)
+        }
+        let exposed = !isLoopback(address.host)
+        if exposed && !security.usesTLS && !authenticator.requiresToken && !(insecure || server.insecure == true) {
+            throw failure("refusing to listen on \(listen) in plaintext with no token: anyone who reaches it could write rows; add --tls-cert/--tls-key or --token-file/--agent-tokens, or --insecure to accept that", code: 2)
+        }
+        if exposed && !security.usesTLS && authenticator.requiresToken {
+            logger.warning("agents' bearer tokens travel in plaintext on \(listen): anyone on the path can read them; add --tls-cert/--tls-key")
+        }
         let store = try storage.open(configuration)
         let serverStorage: ServerStorage
         do {
-            serverStorage = try ServerStorage(store: store, logger: logger)
+            serverStorage = try ServerStorage(store: store, database: database ?? server.database ?? "audit", logger: logger)
         } catch {
             throw failure(error.description)
         }
         let agents = AgentRegistry()
-        let service = PipelineService(storage: serverStorage, token: security.token, version: infrasightVersion, logger: logger, agents: agents)
-        // Each flag wins over its key under `server:` in the config file.
-        let listen = self.listen ?? configuration.server.listen ?? "0.0.0.0:50051"
-        guard let address = HostPort(listen) else { throw failure("server.listen must be HOST:PORT (got \(listen))", code: 2) }
-        let server: PipelineServer
+        let service = PipelineService(storage: serverStorage, authenticator: authenticator, version: infrasightVersion, logger: logger, agents: agents)
+        let pipeline: PipelineServer
         let port: Int
         do {
-            server = try PipelineServer(host: address.host, port: address.port, security: security, service: service,
+            pipeline = try PipelineServer(host: address.host, port: address.port, security: security, service: service,
                                         maxMessageBytes: Self.maxMessageBytes, logger: logger)
         } catch {
             throw failure("\(error)", code: 2)
         }
         do {
-            port = try blockingWait { try await server.port() }
+            port = try blockingWait { try await pipeline.port() }
         } catch {
             // The transport does not say why it could not bind; a bind of our own does.
             throw failure("cannot listen on \(listen): \(PipelineServer.bindError(host: address.host, port: address.port) ?? "\(error)")")
@@ -77,13 +105,13 @@ struct ServerCommand: ParsableCommand {
         let mode = security.usesTLS ? (security.ca != nil ? "mutual TLS" : "TLS") : "plaintext"
         let stop = DispatchSemaphore(value: 0)
         let signals = SignalStopper { stop.signal() }
-        logger.notice("listening on \(address.host):\(port) (\(mode)\(security.token != nil ? ", bearer token" : "")) → \(store.summary)")
+        logger.notice("listening on \(address.host):\(port) (\(mode)\(authenticator.agentTokens.isEmpty ? (security.token != nil ? ", bearer token" : "") : ", per-agent tokens")\(authenticator.certificateIdentity ? ", certificate identity" : "")) → \(store.summary)")
         if let duration {
             _ = stop.wait(timeout: .now() + duration)
         } else {
             stop.wait()
         }
-        _ = try? blockingWait { await server.stop() }
+        _ = try? blockingWait { await pipeline.stop() }
         queryServer?.stop()
         metrics?.stop()
         store.close()

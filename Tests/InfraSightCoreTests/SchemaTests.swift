@@ -62,4 +62,39 @@ let originalColumns: [String: String] = [
         #expect(schema.qualifiedName == "db.t")
         #expect(schema.columns == [Column(name: "a", type: .uint32), Column(name: "b", type: .nullable(.string))])
     }
+
+    @Test func refusesNamesThatAreNotPlainIdentifiers() {
+        #expect(throws: DDLError("column name 'x String) ENGINE = Log /*' is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")) {
+            try TableSchema(ddl: "CREATE TABLE t (`x String) ENGINE = Log /*` String) ENGINE = MergeTree ORDER BY tuple()")
+        }
+        #expect(throws: DDLError.self) { try TableSchema(ddl: "CREATE TABLE `a b`.t (x String) ENGINE = MergeTree ORDER BY x") }
+        #expect(throws: DDLError.self) { try TableSchema(ddl: "CREATE TABLE t (x DateTime64(12)) ENGINE = MergeTree ORDER BY x") }
+    }
+
+    @Test func theStatementBackquotesEveryName() throws {
+        let schema = try TableSchema(ddl: "CREATE TABLE audit.t (a UInt32, b String) ENGINE = MergeTree() ORDER BY a")
+        #expect(schema.statement == "CREATE TABLE IF NOT EXISTS `audit`.`t` (\n  `a` UInt32,\n  `b` String\n)\nENGINE = MergeTree() ORDER BY a")
+    }
+
+    @Test func theEngineClauseIsRebuiltFromItsGrammar() throws {
+        let columns = ["a", "t", "v"]
+        let clause = try EngineClause(parsing: "ENGINE = ReplacingMergeTree(v) PARTITION BY toYYYYMM(t) ORDER BY (a, intHash64(a)) TTL t + INTERVAL 30 day SETTINGS index_granularity = 8192", columns: columns)
+        #expect(clause.canonical == "ENGINE = ReplacingMergeTree(`v`) PARTITION BY toYYYYMM(`t`) ORDER BY (`a`, intHash64(`a`)) TTL `t` + INTERVAL 30 DAY SETTINGS index_granularity = 8192")
+        #expect(try EngineClause(parsing: "ENGINE = MergeTree() ORDER BY tuple()", columns: columns).canonical == "ENGINE = MergeTree() ORDER BY tuple()")
+        #expect(clause.setting("non_replicated_deduplication_window", 1000).canonical.hasSuffix("SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000"))
+        let refused: [(String, String)] = [
+            ("ENGINE = MergeTree ORDER BY a AS SELECT 1", "unexpected AS after the engine (expected PARTITION BY, ORDER BY, PRIMARY KEY, SAMPLE BY, TTL, SETTINGS)"),
+            ("ENGINE = File(TSV, '/etc/passwd')", "character ''' is not accepted in the engine clause"),
+            ("ENGINE = ReplicatedMergeTree ORDER BY a", "engine ReplicatedMergeTree is not accepted (one of AggregatingMergeTree, CollapsingMergeTree, MergeTree, ReplacingMergeTree, SummingMergeTree, VersionedCollapsingMergeTree)"),
+            ("ENGINE = MergeTree ORDER BY nope", "the engine clause names nope, which is not a column of the table"),
+            ("ENGINE = MergeTree ORDER BY a ORDER BY a", "ORDER BY appears twice"),
+            ("ENGINE = MergeTree ORDER BY a -- x", "comments are not accepted in the engine clause"),
+            ("ENGINE = MergeTree ORDER BY a SETTINGS disk = 1", "setting disk is not accepted"),
+            ("ENGINE = MergeTree", "a MergeTree table needs ORDER BY"),
+            ("ENGINE = MergeTree ORDER BY url(a)", "function url is not accepted in the engine clause"),
+        ]
+        for (tail, reason) in refused {
+            #expect(throws: DDLError(reason), "\(tail)") { try EngineClause(parsing: tail, columns: columns) }
+        }
+    }
 }

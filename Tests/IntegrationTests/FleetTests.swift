@@ -260,6 +260,7 @@ import Testing
         let data = try makeTempDir(prefix: "fleet-data")
         let secret = "tok-\(UInt64.random(in: 0...UInt64.max))"
         try "\(secret)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
+        chmod("\(dir)/token", 0o600) // secrets readable by others are refused
         let server = try Server.start(store: ["--data-dir", data], extra: ["--token-file", "\(dir)/token"])
 
         // --duration bounds a test whose refusal does not come.
@@ -290,6 +291,7 @@ import Testing
         let data = try makeTempDir(prefix: "fleet-data")
         let secret = "tok-\(UInt64.random(in: 0...UInt64.max))"
         try "\(secret)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
+        chmod("\(dir)/token", 0o600) // secrets readable by others are refused
         try """
             storage: { data_dir: \(data) }
             server: { listen: "127.0.0.1:0", token_file: \(dir)/token }

@@ -239,6 +239,11 @@ public nonisolated struct Infrasight_V1_Refusal: Sendable {
   /// True when retrying cannot help (the agent stops); false for a temporary refusal.
   public var fatal: Bool = false
 
+  /// Set when one batch is refused (malformed, for an undeclared table, refused by the
+  /// store): the stream goes on, and the agent sets that batch aside instead of
+  /// resending it. Empty for a refusal of the agent itself.
+  public var batchID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -651,7 +656,7 @@ nonisolated extension Infrasight_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Infrasight_V1_Refusal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Refusal"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{1}fatal\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{1}fatal\0\u{3}batch_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -661,6 +666,7 @@ nonisolated extension Infrasight_V1_Refusal: SwiftProtobuf.Message, SwiftProtobu
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.fatal) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.batchID) }()
       default: break
       }
     }
@@ -673,12 +679,16 @@ nonisolated extension Infrasight_V1_Refusal: SwiftProtobuf.Message, SwiftProtobu
     if self.fatal != false {
       try visitor.visitSingularBoolField(value: self.fatal, fieldNumber: 2)
     }
+    if !self.batchID.isEmpty {
+      try visitor.visitSingularStringField(value: self.batchID, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Infrasight_V1_Refusal, rhs: Infrasight_V1_Refusal) -> Bool {
     if lhs.reason != rhs.reason {return false}
     if lhs.fatal != rhs.fatal {return false}
+    if lhs.batchID != rhs.batchID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
