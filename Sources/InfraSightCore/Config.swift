@@ -10,8 +10,10 @@ import Yams
 ///   enabled: [tracing]           # absent: every plugin found is enabled
 ///   options:
 ///     tracing: { exclude_comms: [sshd] }
-///   pins:
-///     tracing: 3b1f...           # SHA-256 of the plugin file
+///   pins:                        # SHA-256 of plugin files, checked before they load:
+///     tracing: 3b1f...           #   by name (the name its file name gives), or
+///   # pins: [3b1f..., 9c2e...]   #   as a list: only files with a listed digest load
+///   #                            #   (items may also be `- tracing: 3b1f...`)
 /// storage: { data_dir: /var/lib/infrasight }
 /// agent: { server: central:50051 }   # see AgentConfig, ServerConfig, RunConfig
 /// ```
@@ -30,8 +32,12 @@ public struct InfraSightConfig: Equatable, Sendable {
     /// nil: every plugin found is enabled.
     public var enabledPlugins: [String]?
     public var pluginOptions: [String: [String: ConfigValue]] = [:]
-    /// Plugin name → lower-case hex SHA-256.
+    /// Plugin name → lower-case hex SHA-256: the file whose name gives NAME must have it.
     public var pins: [String: String] = [:]
+    /// Lower-case hex SHA-256s from `plugins.pins` written as a list; non-nil means only
+    /// files whose digest is listed (or matches their name's pin) load. nil when
+    /// `plugins.pins` is absent or a mapping, which pins only the names it lists.
+    public var pinnedDigests: Set<String>?
     /// Where the file was read from; nil when defaults apply.
     public var source: String?
     public var storage = StorageConfig()
@@ -49,8 +55,18 @@ public struct InfraSightConfig: Equatable, Sendable {
             if path == nil { return InfraSightConfig() }
             throw ConfigError(file: file, "file not found")
         }
-        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-            throw ConfigError(file: file, "cannot read the file (permissions?) or it is not UTF-8")
+        // The config names the plugins root loads, their pins and the chdb library: it gets
+        // the same owner and mode checks as those files, on the descriptor it is read from.
+        let data: Data
+        do {
+            let trusted = try TrustedFile.open(file, finalLink: .follow)
+            defer { close(trusted.fd) }
+            data = try trusted.contents()
+        } catch {
+            throw ConfigError(file: file, error.reason)
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: file, "the file is not UTF-8")
         }
         var config = try parse(text, file: file)
         config.source = file
@@ -87,14 +103,7 @@ public struct InfraSightConfig: Equatable, Sendable {
                             }
                             config.pluginOptions[name] = values
                         }
-                    case "pins":
-                        for (name, pin) in try r.mapping(pvalue, at: path) {
-                            let hex = try r.string(pin, at: "\(path).\(name)").lowercased()
-                            guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit }) else {
-                                throw ConfigError(file: file, "\(path).\(name) must be a SHA-256 in hex (64 characters)")
-                            }
-                            config.pins[name] = hex
-                        }
+                    case "pins": (config.pins, config.pinnedDigests) = try r.pins(pvalue, at: path)
                     default: throw ConfigError(file: file, "unknown key \(path)")
                     }
                 }
@@ -187,6 +196,41 @@ struct ConfigReader {
             throw ConfigError(file: file, "\(path) must be a string")
         }
         return s.string
+    }
+
+    /// `plugins.pins`: a mapping pins names (NAME: SHA-256); a list pins digests, and may
+    /// hold NAME: SHA-256 items too. The digests are nil for the mapping form.
+    func pins(_ node: Node, at path: String) throws(ConfigError) -> (names: [String: String], digests: Set<String>?) {
+        var names: [String: String] = [:]
+        func addNames(_ node: Node, at path: String) throws(ConfigError) {
+            for (name, pin) in try mapping(node, at: path) { names[name] = try sha256(pin, at: "\(path).\(name)") }
+        }
+        switch node {
+        case .mapping:
+            try addNames(node, at: path)
+            return (names, nil)
+        case .sequence(let items):
+            var digests = Set<String>()
+            for (i, item) in items.enumerated() {
+                if case .mapping = item {
+                    try addNames(item, at: "\(path)[\(i)]")
+                } else {
+                    digests.insert(try sha256(item, at: "\(path)[\(i)]"))
+                }
+            }
+            return (names, digests)
+        default:
+            throw ConfigError(file: file, "\(path) must be a mapping (NAME: SHA-256) or a list of SHA-256s")
+        }
+    }
+
+    /// A SHA-256 in hex, lower-cased.
+    func sha256(_ node: Node, at path: String) throws(ConfigError) -> String {
+        let hex = try string(node, at: path).lowercased()
+        guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit }) else {
+            throw ConfigError(file: file, "\(path) must be a SHA-256 in hex (64 characters)")
+        }
+        return hex
     }
 
     func positiveInt(_ node: Node, at path: String) throws(ConfigError) -> Int {

@@ -11,78 +11,144 @@ public struct PluginLoadError: Error, Equatable, CustomStringConvertible, Sendab
     public var description: String { "\(path): \(reason)" }
 }
 
-/// Checks and loads plugin files. Checks run in this order, and the first that fails
-/// refuses the file with one line:
-///  1. a regular file (a symlink is followed only when its target is inside a plugin dir);
-///  2. owned by root or the current user; neither the file nor its directory writable by
-///     group or others;
-///  3. an ELF shared object for this machine;
-///  4. dlopen(RTLD_NOW | RTLD_LOCAL) succeeds and the entry symbol is present;
-///  5. the descriptor's magic; 6. ABI (major equal, minor <= ours); 7. descriptor size;
-///  8. a valid, unique name; 9. at least one table, each with a DDL that parses;
-///  10. the SHA-256 pin, when the config has one for that name.
+/// A plugin file that passed every check that needs none of its code: opened once, its
+/// owner and mode, its ELF header and its SHA-256 pin checked on that descriptor. Nothing
+/// of it has run yet; `PluginLoader.load(_:)` dlopens it through the same descriptor.
+public struct PluginCandidate: Sendable {
+    public let path: String
+    /// The name its file name promises (see `PluginLoader.expectedName(fileName:)`).
+    public let name: String
+    /// Lower-case hex SHA-256 of the bytes read through `fd`.
+    public let sha256: String
+    /// Kept open for the life of the process: the plugin is loaded as /proc/self/fd/N, and
+    /// glibc treats a library name it has already loaded as that library, so N must never
+    /// be closed and reused for another file.
+    let fd: Int32
+}
+
+/// Checks and loads plugin files in two steps, so that a plugin's code (its ELF
+/// constructors included) runs only after everything that can be checked without it.
+///
+/// `check(_:)`, no code of the file runs; the first failure refuses the file with one line:
+///  1. the file name promises a valid plugin name: `libinfrasight-NAME.so`, `libNAME.so`
+///     or `NAME.so` gives NAME;
+///  2. opened once with O_NOFOLLOW (a symlink is refused), a regular file owned by root or
+///     the current user, not writable by group or others, and so is every directory up
+///     to `/` (sticky directories such as /tmp excepted), checked by `TrustedFile` on the
+///     descriptors;
+///  3. an ELF shared object for this machine, read through that descriptor;
+///  4. its SHA-256 (same bytes) against the pins: a name pin for NAME must equal it; when
+///     the config lists bare digests, the file must match one of them or its name pin;
+///  5. no earlier file claimed NAME.
+/// Whether a plugin is enabled is the caller's decision, between the two steps.
+///
+/// `load(_:)` dlopens "/proc/self/fd/N" (RTLD_NOW | RTLD_LOCAL), the descriptor checked
+/// above, then checks: 6. the entry symbol; 7. the descriptor's magic; 8. ABI (major
+/// equal, minor <= ours); 9. descriptor size; 10. a valid name equal to NAME (so name pins
+/// and `plugins.enabled`, applied to NAME before loading, apply to the plugin that runs);
+/// 11. at least one table, each with a DDL that parses.
 /// A loaded plugin is never dlclosed. Not thread-safe; used from the control thread.
 public struct PluginLoader {
+    /// The directories being searched. The checks do not depend on them: a file is judged
+    /// on its own descriptor and the directories above it.
     public let pluginDirs: [String]
+    /// Plugin name → SHA-256 (`plugins.pins` as a mapping, or `NAME: DIGEST` list items).
     public let pins: [String: String]
-    private(set) var loadedByName: [String: String] = [:]
+    /// Bare digests (`plugins.pins` as a list); when non-nil, only pinned files load.
+    public let pinnedDigests: Set<String>?
+    private(set) var claimedBy: [String: String] = [:]
 
-    public init(pluginDirs: [String], pins: [String: String]) {
+    public init(pluginDirs: [String], pins: [String: String], pinnedDigests: Set<String>? = nil) {
         self.pluginDirs = pluginDirs
         self.pins = pins
+        self.pinnedDigests = pinnedDigests
     }
 
-    /// Loads one file, recording its name so a later file with the same name is refused.
-    public mutating func load(_ path: String) throws(PluginLoadError) -> LoadedPlugin {
+    public init(pluginDirs: [String], config: InfraSightConfig) {
+        self.init(pluginDirs: pluginDirs, pins: config.pins, pinnedDigests: config.pinnedDigests)
+    }
+
+    /// Why a symlinked plugin file is refused.
+    public static let symlinkReason = "plugins are opened without following links"
+
+    /// The plugin name a file name promises: `libinfrasight-NAME.so`, `libNAME.so` or
+    /// `NAME.so` → NAME. The loaded plugin must report this name.
+    public static func expectedName(fileName: String) -> String {
+        var name = fileName.hasSuffix(".so") ? String(fileName.dropLast(3)) : fileName
+        if name.hasPrefix("libinfrasight-") {
+            name.removeFirst("libinfrasight-".count)
+        } else if name.hasPrefix("lib"), name.count > 3 {
+            name.removeFirst(3)
+        }
+        return name
+    }
+
+    /// Why `name` is not a valid plugin name, or nil.
+    static func invalidName(_ name: String) -> String? {
+        let valid = !name.isEmpty && name.utf8.count <= 64
+            && name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_" || $0 == "-") })
+        return valid ? nil : "use [a-z0-9_-], at most 64 characters"
+    }
+
+    /// Checks 1-5 (above): nothing of the file runs. On success the file's name is claimed,
+    /// so a later file with the same name is refused.
+    public mutating func check(_ path: String) throws(PluginLoadError) -> PluginCandidate {
         func fail(_ reason: String) -> PluginLoadError { PluginLoadError(path: path, reason: reason) }
 
-        // 1. Regular file; symlinks only into a plugin directory.
-        var st = stat()
-        guard lstat(path, &st) == 0 else { throw fail("cannot stat: \(String(cString: strerror(errno)))") }
-        var real = path
-        if (st.st_mode & S_IFMT) == S_IFLNK {
-            guard let resolved = realpath(path, nil) else { throw fail("dangling symlink") }
-            real = String(cString: resolved)
-            free(resolved)
-            let dirs = pluginDirs.compactMap { dir -> String? in
-                guard let r = realpath(dir, nil) else { return nil }
-                defer { free(r) }
-                return String(cString: r)
-            }
-            guard dirs.contains(where: { real.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }) else {
-                throw fail("symlink to \(real), which is outside the plugin directories")
-            }
-            guard stat(real, &st) == 0 else { throw fail("cannot stat \(real)") }
+        // 1. The name, from the file name: pins and `plugins.enabled` are decided on it
+        //    before any code of the file runs.
+        let name = Self.expectedName(fileName: (path as NSString).lastPathComponent)
+        if let why = Self.invalidName(name) {
+            throw fail("the file name gives the plugin name '\(name)', which is invalid: \(why); name the file libinfrasight-NAME.so")
         }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw fail("not a regular file") }
 
-        // 2. Ownership and permissions, as sudo and the module loader insist.
-        let me = geteuid()
-        guard st.st_uid == 0 || st.st_uid == me else { throw fail("owned by uid \(st.st_uid), not by root or the current user") }
-        guard st.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
-            throw fail(String(format: "writable by group or others (mode %04o); run chmod go-w", st.st_mode & 0o7777))
+        // 2. Owner and mode of the file and every directory above it, on the descriptor.
+        let file: TrustedFile
+        do {
+            file = try TrustedFile.open(path, finalLink: .refuse(why: Self.symlinkReason))
+        } catch {
+            throw fail(error.reason)
         }
-        let dir = (real as NSString).deletingLastPathComponent
-        var dst = stat()
-        guard stat(dir.isEmpty ? "." : dir, &dst) == 0 else { throw fail("cannot stat its directory") }
-        guard dst.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
-            throw fail(String(format: "its directory %@ is writable by group or others (mode %04o)", dir, dst.st_mode & 0o7777))
-        }
-        guard dst.st_uid == 0 || dst.st_uid == me else { throw fail("its directory \(dir) is owned by uid \(dst.st_uid), not by root or the current user") }
+        // Closed on refusal: nothing was loaded from it, so its number may be reused.
+        var keep = false
+        defer { if !keep { close(file.fd) } }
 
-        // 3. ELF shared object for this machine.
-        guard let handle = FileHandle(forReadingAtPath: real) else { throw fail("cannot open: \(String(cString: strerror(errno)))") }
-        let contents = handle.readDataToEndOfFile()
-        try? handle.close()
+        // 3. ELF shared object for this machine, from the same descriptor.
+        let contents: Data
+        do {
+            contents = try file.contents()
+        } catch {
+            throw fail(error.reason)
+        }
         try ELFCheck.check(contents).mapError(fail)
-        let digest = SHA256.hash(data: contents).map { String(format: "%02x", $0) }.joined()
 
-        // 4. dlopen and the entry symbol. Never dlclosed: the ABI gives plugin memory
-        //    process lifetime, and Swift images cannot be unloaded safely.
+        // 4. Pins, on the same bytes.
+        let digest = SHA256.hash(data: contents).map { String(format: "%02x", $0) }.joined()
+        if let pin = pins[name] {
+            guard pin == digest else { throw fail("SHA-256 \(digest) does not match the pin for \(name) in the config (\(pin))") }
+        } else if let pinnedDigests, !pinnedDigests.contains(digest) {
+            throw fail("not pinned: its SHA-256 \(digest) is not among plugins.pins in the config")
+        }
+
+        // 5. One file per name: the first found wins.
+        if let other = claimedBy[name] { throw fail("duplicate plugin name \(name) (already found at \(other))") }
+        claimedBy[name] = path
+        keep = true
+        return PluginCandidate(path: path, name: name, sha256: digest, fd: file.fd)
+    }
+
+    /// Checks 6-11 (above): dlopens the candidate's descriptor, so its code runs.
+    public func load(_ candidate: PluginCandidate) throws(PluginLoadError) -> LoadedPlugin {
+        func fail(_ reason: String) -> PluginLoadError { PluginLoadError(path: candidate.path, reason: reason) }
+
+        // 6. dlopen through the checked descriptor, and the entry symbol. Never dlclosed:
+        //    the ABI gives plugin memory process lifetime, and Swift images cannot be
+        //    unloaded safely. From here on the descriptor stays open (see PluginCandidate).
+        let procPath = "/proc/self/fd/\(candidate.fd)"
         _ = dlerror()
-        guard let image = dlopen(real, RTLD_NOW | RTLD_LOCAL) else {
+        guard let image = dlopen(procPath, RTLD_NOW | RTLD_LOCAL) else {
             let why = dlerror().map { String(cString: $0) } ?? "unknown error"
-            throw fail("cannot load: \(why.replacingOccurrences(of: real + ": ", with: ""))")
+            throw fail("cannot load: \(why.replacingOccurrences(of: procPath + ": ", with: ""))")
         }
         guard let symbol = dlsym(image, IS_PLUGIN_ENTRY_SYMBOL) else {
             throw fail("no entry symbol \(IS_PLUGIN_ENTRY_SYMBOL): not an InfraSight plugin")
@@ -90,7 +156,7 @@ public struct PluginLoader {
         let entry = unsafeBitCast(symbol, to: is_plugin_entry_fn.self)
         guard let raw = entry() else { throw fail("the entry symbol returned no descriptor") }
 
-        // 5-7. The fixed prefix, read before anything else.
+        // 7-9. The fixed prefix, read before anything else.
         let magic = UnsafeRawPointer(raw).loadUnaligned(fromByteOffset: 0, as: UInt32.self)
         guard magic == IS_PLUGIN_MAGIC else { throw fail(String(format: "bad magic 0x%08x (expected 0x%08x)", magic, IS_PLUGIN_MAGIC)) }
         let major = UnsafeRawPointer(raw).loadUnaligned(fromByteOffset: 4, as: UInt16.self)
@@ -108,15 +174,15 @@ public struct PluginLoader {
         let d = raw.pointee
         guard d.create != nil, d.decode != nil, d.last_error != nil else { throw fail("descriptor lacks create, decode or last_error") }
 
-        // 8. Name.
+        // 10. The name it reports is the one its file name promised.
         guard let namePointer = d.name else { throw fail("descriptor has no name") }
         let name = String(cString: namePointer)
-        guard !name.isEmpty, name.utf8.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_" || $0 == "-") }) else {
-            throw fail("invalid plugin name '\(name)': use [a-z0-9_-], at most 64 characters")
+        if let why = Self.invalidName(name) { throw fail("invalid plugin name '\(name)': \(why)") }
+        guard name == candidate.name else {
+            throw fail("reports the name \(name) but its file name gives \(candidate.name); rename the file libinfrasight-\(name).so")
         }
-        if let other = loadedByName[name] { throw fail("duplicate plugin name \(name) (already loaded from \(other))") }
 
-        // 9. Tables.
+        // 11. Tables.
         guard d.table_count > 0, let tableList = d.tables else { throw fail("declares no table") }
         var tables: [TableSchema] = []
         for i in 0..<Int(d.table_count) {
@@ -133,13 +199,12 @@ public struct PluginLoader {
                 throw fail("bad DDL for table \(tableName): \(error)")
             }
         }
+        return LoadedPlugin(path: candidate.path, sha256: candidate.sha256, descriptor: raw, tables: tables)
+    }
 
-        // 10. Pin.
-        if let pin = pins[name], pin != digest {
-            throw fail("SHA-256 \(digest) does not match the pin for \(name) in the config (\(pin))")
-        }
-        loadedByName[name] = path
-        return LoadedPlugin(path: path, sha256: digest, descriptor: raw, tables: tables)
+    /// Both steps on one file, for callers that load every file they check.
+    public mutating func load(_ path: String) throws(PluginLoadError) -> LoadedPlugin {
+        try load(check(path))
     }
 }
 

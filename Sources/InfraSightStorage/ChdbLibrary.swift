@@ -1,6 +1,7 @@
 import CChdbADBC
 import Foundation
 import Glibc
+import InfraSightCore
 
 /// Finds and loads embedded ClickHouse: the chdb-core wheel's `_chdb.abi3.so`, driven
 /// through its ADBC entry point `chdb_adbc_init`.
@@ -14,6 +15,14 @@ import Glibc
 /// RTLD_GLOBAL (the library needs its symbols; Python is never started), then the library
 /// with RTLD_DEEPBIND, so it binds its own C++ runtime instead of the one Swift loaded
 /// (without it, any query error kills the process).
+///
+/// Trust: the library runs as root inside infrasight, so before dlopen it must pass the
+/// plugin files' owner and mode checks (`TrustedFile`: owned by root or the current user,
+/// neither it nor any directory above it writable by group or others). It is then loaded
+/// by its resolved path, not through the checked descriptor as plugins are, because it
+/// finds its own dependencies through `$ORIGIN/../chdb_core.libs`, which /proc/self/fd
+/// would break; the directories just checked are not writable by anyone else, so the
+/// path still names the checked file.
 public enum ChdbLibrary {
     public static let pinnedVersion = "26.9.0"
     public static let environmentVariable = "INFRASIGHT_CHDB_LIBRARY"
@@ -53,10 +62,18 @@ public enum ChdbLibrary {
         guard FileManager.default.fileExists(atPath: path) else {
             throw StorageError("embedded ClickHouse library \(path) does not exist; \(installHint)")
         }
+        let realPath: String
+        do {
+            let trusted = try TrustedFile.open(path, finalLink: .follow)
+            close(trusted.fd)
+            realPath = trusted.realPath
+        } catch {
+            throw StorageError("embedded ClickHouse library \(path) is refused: \(error.reason)")
+        }
         if dlopen("libpython3.11.so.1.0", RTLD_NOW | RTLD_GLOBAL) == nil {
             throw StorageError("embedded ClickHouse needs libpython3.11.so.1.0 (apt-get install libpython3.11): \(dlerror().map { String(cString: $0) } ?? "")")
         }
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) else {
+        guard let handle = dlopen(realPath, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND) else {
             throw StorageError("cannot load embedded ClickHouse from \(path): \(dlerror().map { String(cString: $0) } ?? "")")
         }
         guard let symbol = dlsym(handle, "chdb_adbc_init") else {

@@ -10,17 +10,26 @@ struct PluginsCommand: ParsableCommand {
         subcommands: [List.self, Info.self, Verify.self])
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show every plugin found, whether it is enabled, and why a file was refused.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show every plugin found, whether it is enabled, and why a file was refused.",
+            discussion: """
+                Every file is checked (owner, mode, ELF header, SHA-256 pins) without running \
+                any of its code; only enabled plugins are loaded. A plugin that is not enabled \
+                is listed as disabled with the name its file name gives and its sha256; its \
+                version and abi are null and its tables empty unless --inspect loads it.
+                """)
         @OptionGroup var source: PluginSourceOptions
-        @Flag(help: "Print a JSON array.") var json = false
+        @Flag(help: "Print a JSON array: name, version, abi, path, tables, enabled, status (loaded|disabled|error), error, sha256.") var json = false
+        @Flag(help: "Also load the plugins that are not enabled (their code runs, after the same checks) to show their version and tables.")
+        var inspect = false
 
         func run() throws {
             let config = try source.loadConfig()
-            let catalog = source.catalog(config)
+            let catalog = PluginCatalog.discover(config: config, extraDirs: source.pluginDirs, inspect: inspect)
             if json {
                 let items: [JSON] = catalog.entries.map { e in
                     .object([
-                        ("name", e.plugin.map { .string($0.name) } ?? .null),
+                        ("name", e.name.json),
                         ("version", e.plugin.map { .string($0.version) } ?? .null),
                         ("abi", e.plugin.map { .string($0.abi) } ?? .null),
                         ("path", .string(e.path)),
@@ -28,7 +37,7 @@ struct PluginsCommand: ParsableCommand {
                         ("enabled", .bool(e.enabled)),
                         ("status", .string(e.status.rawValue)),
                         ("error", e.error.json),
-                        ("sha256", e.plugin.map { .string($0.sha256) } ?? .null),
+                        ("sha256", e.sha256.json),
                     ])
                 }
                 print(JSON.array(items).text)
@@ -36,7 +45,7 @@ struct PluginsCommand: ParsableCommand {
                 var rows = [["NAME", "VERSION", "ABI", "TABLES", "ENABLED", "STATUS", "PATH"]]
                 for e in catalog.entries {
                     rows.append([
-                        e.plugin?.name ?? "-", e.plugin?.version ?? "-", e.plugin?.abi ?? "-",
+                        e.name ?? "-", e.plugin?.version ?? "-", e.plugin?.abi ?? "-",
                         e.plugin.map { $0.tables.map(\.qualifiedName).joined(separator: ",") } ?? "-",
                         e.enabled ? "yes" : "no", e.status.rawValue, e.path,
                     ])
@@ -54,7 +63,9 @@ struct PluginsCommand: ParsableCommand {
     }
 
     struct Info: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Describe one plugin: tables with their DDL, BPF programs and attach points, options.")
+        static let configuration = CommandConfiguration(
+            abstract: "Describe one plugin: tables with their DDL, BPF programs and attach points, options.",
+            discussion: "A plugin that is not enabled is loaded to describe it (its code runs, after the checks that run none of it).")
         @OptionGroup var source: PluginSourceOptions
         @Argument(help: "The plugin's name.") var name: String
         @Flag(help: "Print JSON.") var json = false
@@ -62,9 +73,13 @@ struct PluginsCommand: ParsableCommand {
         func run() throws {
             let config = try source.loadConfig()
             let catalog = source.catalog(config)
-            guard let entry = catalog.entries.first(where: { $0.name == name }), let plugin = entry.plugin else {
-                throw failure("plugin \(name) not found; searched: \(catalog.searchedDirs.joined(separator: ", "))")
+            let entry: PluginEntry
+            do {
+                entry = try catalog.entry(named: name)
+            } catch {
+                throw failure(error.description)
             }
+            guard let plugin = entry.plugin else { throw failure("\(entry.path): \(entry.error ?? "not loaded")") }
             var programs: [(name: String, section: String)] = []
             var programError: String?
             if plugin.bpfObject.count > 0 {
@@ -112,7 +127,9 @@ struct PluginsCommand: ParsableCommand {
     }
 
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run every loader check on one plugin file; exit 0 only if it would load.")
+        static let configuration = CommandConfiguration(
+            abstract: "Run every loader check on one plugin file; exit 0 only if it would load.",
+            discussion: "The file is loaded (its code runs) once the checks that run none of it pass: owner, mode, ELF header, pins.")
         @OptionGroup var source: PluginSourceOptions
         @Argument(help: "The plugin file.") var file: String
 

@@ -28,6 +28,50 @@ import Testing
         #expect(config.pluginOptions["tracing"]?["include_uids"] == .list([.int(0), .int(1000)]))
         #expect(config.pluginOptions["tracing"]?["exclude_self"] == .bool(false))
         #expect(config.pins["tracing"] == String(repeating: "ab", count: 32))
+        // The mapping form pins names only: files of other names load unpinned.
+        #expect(config.pinnedDigests == nil)
+    }
+
+    @Test func pinsAsAListAreDigestsAndMayHoldNamePins() throws {
+        let a = String(repeating: "ab", count: 32), b = String(repeating: "CD", count: 32), c = String(repeating: "ef", count: 32)
+        let config = try InfraSightConfig.parse("""
+            plugins:
+              pins:
+                - \(a)
+                - \(b)
+                - tracing: \(c)
+            """)
+        #expect(config.pinnedDigests == [a, b.lowercased()])
+        #expect(config.pins == ["tracing": c])
+        let empty = try InfraSightConfig.parse("plugins:\n  pins: []\n")
+        #expect(empty.pinnedDigests == [], "an empty list pins nothing, so nothing loads")
+    }
+
+    /// The config file gets the plugin files' owner and mode checks before it is read.
+    @Test func aConfigFileOthersCanWriteIsRefusedAndASymlinkToATrustedOneIsFollowed() throws {
+        let dir = try makeTempDir()
+        let file = "\(dir)/infrasight.yaml"
+        // Written with the default umask (0644 in a 0755 directory): accepted.
+        try "node_name: n1\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try InfraSightConfig.load(path: file).nodeName == "n1")
+        chmod(file, 0o646)
+        #expect(throws: ConfigError(file: file, "writable by group or others (mode 0646); run chmod go-w \(file)")) {
+            try InfraSightConfig.load(path: file)
+        }
+        chmod(file, 0o644)
+        chmod(dir, 0o775)
+        #expect(throws: ConfigError(file: file, "directory \(dir) is writable by group or others (mode 0775); run chmod go-w \(dir)")) {
+            try InfraSightConfig.load(path: file)
+        }
+        chmod(dir, 0o700)
+        // A ConfigMap mount is a symlink: the file it resolves to is checked and read.
+        let links = try makeTempDir()
+        symlink(file, "\(links)/infrasight.yaml")
+        #expect(try InfraSightConfig.load(path: "\(links)/infrasight.yaml").nodeName == "n1")
+        chmod(file, 0o664)
+        #expect(throws: ConfigError(file: "\(links)/infrasight.yaml", "writable by group or others (mode 0664); run chmod go-w \(file)")) {
+            try InfraSightConfig.load(path: "\(links)/infrasight.yaml")
+        }
     }
 
     @Test func readsEveryFleetKey() throws {
@@ -91,6 +135,9 @@ import Testing
         ("plugins:\n  dirs: /opt", "plugins.dirs must be a list of strings"),
         ("plugins:\n  enabled: [[a]]", "plugins.enabled[0] must be a string"),
         ("plugins:\n  pins:\n    tracing: abc", "plugins.pins.tracing must be a SHA-256 in hex (64 characters)"),
+        ("plugins:\n  pins: [abc]", "plugins.pins[0] must be a SHA-256 in hex (64 characters)"),
+        ("plugins:\n  pins:\n    - tracing: xyz", "plugins.pins[0].tracing must be a SHA-256 in hex (64 characters)"),
+        ("plugins:\n  pins: abc", "plugins.pins must be a mapping (NAME: SHA-256) or a list of SHA-256s"),
         ("plugins:\n  options: [a]", "plugins.options must be a mapping"),
         ("plugins:\n  options:\n    tracing: 3", "plugins.options.tracing must be a mapping"),
         ("- a\n- b", "the top level must be a mapping"),

@@ -5,6 +5,15 @@ import InfraSightTestSupport
 /// Builds small C plugins (good and bad) against the real ABI header.
 enum PluginFixture {
     static let source = """
+        #ifdef MARKER
+        #include <fcntl.h>
+        #include <unistd.h>
+        /* Runs inside dlopen, before any symbol is looked up: proof that the file was loaded. */
+        __attribute__((constructor)) static void mark_loaded(void) {
+            int fd = open(MARKER, O_WRONLY | O_CREAT, 0644);
+            if (fd >= 0) close(fd);
+        }
+        #endif
         #include <stdint.h>
         #include "infrasight_plugin.h"
         #ifndef MAGIC
@@ -43,8 +52,10 @@ enum PluginFixture {
         """
 
     /// Compiles a fixture plugin named `name` into `path`; `defines` override the macros.
-    static func build(_ path: String, name: String, defines: [String: String] = [:]) throws {
+    /// With `marker`, an ELF constructor creates that file when the library is loaded.
+    static func build(_ path: String, name: String, defines: [String: String] = [:], marker: String? = nil) throws {
         var flags = ["-shared", "-fPIC", "-O1", "-I", Paths.abiHeaderDir, "-DNAME=\"\(name)\""]
+        if let marker { flags.append("-DMARKER=\"\(marker)\"") }
         for (k, v) in defines.sorted(by: { $0.key < $1.key }) { flags.append("-D\(k)=\(v)") }
         try compileC(source, to: path, flags: flags)
         chmod(path, 0o755)
