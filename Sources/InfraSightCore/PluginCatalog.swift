@@ -17,20 +17,13 @@ public struct PluginEntry: Sendable {
     public let enabled: Bool
     public let status: Status
     public let error: String?
+}
 
-    /// The entry of a file that passed the checks before loading.
+extension PluginEntry {
+    /// The entry of a file that passed the checks before loading. (In an extension, so
+    /// that the memberwise initializer stays.)
     init(_ candidate: PluginCandidate, plugin: LoadedPlugin?, enabled: Bool, status: Status, error: String? = nil) {
         self.init(path: candidate.path, name: candidate.name, sha256: candidate.sha256, plugin: plugin, enabled: enabled, status: status, error: error)
-    }
-
-    init(path: String, name: String?, sha256: String?, plugin: LoadedPlugin?, enabled: Bool, status: Status, error: String?) {
-        self.path = path
-        self.name = name
-        self.sha256 = sha256
-        self.plugin = plugin
-        self.enabled = enabled
-        self.status = status
-        self.error = error
     }
 }
 
