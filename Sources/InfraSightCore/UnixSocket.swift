@@ -15,14 +15,15 @@ public enum UnixSocket {
         return address
     }
 
-    /// A stream socket connected to `path` (with send/receive timeouts when `timeout` is
-    /// given), or nil. The caller closes it.
     /// True when `path` is a unix socket.
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
     }
 
+    /// A stream socket connected to `path` (with send/receive timeouts when `timeout` is
+    /// given), or nil with `errno` saying why (EACCES, ECONNREFUSED, ...). The caller
+    /// closes it.
     public static func connect(_ path: String, timeout: Double? = nil) -> Int32? {
         guard var address = address(path) else { return nil }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -36,10 +37,24 @@ public enum UnixSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else {
+            let e = errno
             close(fd)
+            errno = e
             return nil
         }
         return fd
+    }
+
+    /// The process, user and group at the other end of a connected unix socket, as the
+    /// kernel recorded them when it connected (SO_PEERCRED): not something the peer says.
+    public static func peerCredentials(_ fd: Int32) -> (pid: pid_t, uid: uid_t, gid: gid_t)? {
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (Glibc exports it only with
+        // _GNU_SOURCE, so its layout is spelled out here).
+        var credentials: (pid: pid_t, uid: uid_t, gid: gid_t) = (0, 0, 0)
+        var length = socklen_t(MemoryLayout<pid_t>.size + MemoryLayout<uid_t>.size + MemoryLayout<gid_t>.size)
+        let expected = length
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, length == expected else { return nil }
+        return credentials
     }
 
     /// Reads until end of stream, an error, `limit` bytes (then nil: too much), or the

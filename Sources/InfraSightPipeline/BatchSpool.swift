@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import InfraSightCore
 import InfraSightPipelineProto
 import SwiftProtobuf
 
@@ -39,23 +40,25 @@ public final class BatchSpool: @unchecked Sendable {
     public init(directory: String, maxBytes: Int) throws {
         self.directory = directory
         self.maxBytes = maxBytes
+        // Batches are captured events: the directory is 0700 (tightened in place when an
+        // older version made it 0755) and every file in it 0600.
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try PrivateDirectory.prepare(directory)
         } catch {
-            throw SpoolError("cannot create spool directory \(directory): \(error.localizedDescription)")
+            throw SpoolError("spool \(error)")
         }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         for name in names where name.hasSuffix(".batch") {
             guard let seq = UInt64(name.dropLast(".batch".count)) else { continue }
             let size = (try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.size] as? Int) ?? 0
-            index.append((seq, size ?? 0))
-            usedBytes += size ?? 0
+            index.append((seq, size))
+            usedBytes += size
         }
         for name in names where name.hasSuffix(".tmp") { unlink("\(directory)/\(name)") }
         for name in names.sorted() where name.hasSuffix(".batch.rejected") {
             let size = (try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.size] as? Int) ?? 0
-            rejected.append(("\(directory)/\(name)", size ?? 0))
-            usedBytes += size ?? 0
+            rejected.append(("\(directory)/\(name)", size))
+            usedBytes += size
         }
         index.sort { $0.sequence < $1.sequence }
         nextSequence = (index.last?.sequence ?? 0) + 1
@@ -89,10 +92,25 @@ public final class BatchSpool: @unchecked Sendable {
             unlink(temporary)
             throw SpoolError("cannot write \(final) (disk full?)")
         }
+        // The rename is an entry in the directory: until the directory itself is synced, a
+        // crash can lose it, and with it a batch the agent has counted as spooled.
+        guard Self.syncDirectory(directory) else {
+            let e = errno
+            unlink(final)
+            throw SpoolError("cannot sync spool directory \(directory): \(String(cString: strerror(e)))")
+        }
         index.append((nextSequence, data.count))
         usedBytes += data.count
         nextSequence += 1
         return stored
+    }
+
+    /// fsync on the directory, so the names created or renamed in it survive a crash.
+    static func syncDirectory(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return fsync(fd) == 0
     }
 
     /// Every batch not acknowledged yet, oldest first.

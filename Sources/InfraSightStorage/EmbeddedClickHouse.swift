@@ -1,22 +1,40 @@
 import CChdbADBC
 import Foundation
 import Glibc
+import InfraSightCore
 
 /// The ClickHouse engine in-process (chdb), on one data directory. One process may hold a
-/// data directory at a time (ClickHouse locks it). Thread-safe: statements are serialized.
+/// data directory at a time (ClickHouse locks it). Thread-safe: statements are serialized
+/// per session.
+///
+/// Two sessions (ADBC connections; chdb keeps SET and temporary tables per connection,
+/// measured with 26.9): the program's own, for DDL, inserts and its lookups, and a guarded
+/// one for statements from outside the program, opened on first use with `SET readonly =
+/// 1`. On that session ClickHouse refuses every write, DDL, table function and setting
+/// change, and a statement cannot lower `readonly` again (measured: "Cannot modify
+/// 'readonly' setting in readonly mode"); the program's session is untouched. (chdb's
+/// ADBC option `adbc.connection.readonly` sets `readonly = 2`, which still lets
+/// `INSERT INTO FUNCTION file(...)` through, so it is not used.)
 public final class EmbeddedClickHouse: @unchecked Sendable {
     public let dataDir: String
     private let driver: UnsafeMutablePointer<AdbcDriver>
     private var database = AdbcDatabase()
     private var connection = AdbcConnection()
     private let lock = NSLock()
+    private var guardedConnection = AdbcConnection()
+    private var guardedOpen = false
+    /// Taken after `lock` when both are needed (close), so a long user query never holds
+    /// up the program's inserts.
+    private let guardedLock = NSLock()
 
+    /// Opens (or creates) `dataDir`, mode 0700: it is tightened in place when an older
+    /// version left it looser.
     public init(dataDir: String, library: String? = nil) throws(StorageError) {
         self.dataDir = dataDir
         do {
-            try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+            try PrivateDirectory.prepare(dataDir)
         } catch {
-            throw StorageError("cannot create data directory \(dataDir): \(error.localizedDescription)")
+            throw StorageError("data directory: \(error)")
         }
         let initialize = try ChdbLibrary.load(configured: library)
         driver = .allocate(capacity: 1)
@@ -50,10 +68,18 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     /// tasks held the last reference).
     public func close() {
         lock.lock()
-        defer { lock.unlock() }
+        guardedLock.lock()
+        defer {
+            guardedLock.unlock()
+            lock.unlock()
+        }
         guard !closed else { return }
         closed = true
         var error = AdbcError()
+        if guardedOpen {
+            _ = driver.pointee.ConnectionRelease(&guardedConnection, &error)
+            Self.release(&error)
+        }
         _ = driver.pointee.ConnectionRelease(&connection, &error)
         Self.release(&error)
         _ = driver.pointee.DatabaseRelease(&database, &error)
@@ -75,12 +101,74 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         throw StorageError("\(what): \(message)")
     }
 
-    /// Runs one statement and returns its result as Arrow batches (empty for statements
-    /// without output).
+    /// Runs one statement of the program's own and returns its result as Arrow batches
+    /// (empty for statements without output).
     @discardableResult
     public func execute(_ sql: String) throws(StorageError) -> ArrowResult {
         lock.lock()
         defer { lock.unlock() }
+        return try result(of: sql, on: &connection)
+    }
+
+    /// Runs one statement from outside the program on the read-only session and returns
+    /// its result as Arrow batches.
+    public func executeReadOnly(_ sql: String) throws(StorageError) -> ArrowResult {
+        guardedLock.lock()
+        defer { guardedLock.unlock() }
+        try openGuarded()
+        return try result(of: sql, on: &guardedConnection)
+    }
+
+    /// Runs one statement without reading a result: the engine then produces the output
+    /// itself, so an `INTO OUTFILE` clause is honoured (through the Arrow result it is
+    /// ignored and no file is written, measured with 26.9). On the read-only session when
+    /// `readOnly`.
+    public func run(_ sql: String, readOnly: Bool) throws(StorageError) {
+        let held = readOnly ? guardedLock : lock
+        held.lock()
+        defer { held.unlock() }
+        if readOnly {
+            try openGuarded()
+            _ = try statement(sql, on: &guardedConnection, stream: nil)
+        } else {
+            _ = try statement(sql, on: &connection, stream: nil)
+        }
+    }
+
+    /// Opens the read-only session once (caller holds `guardedLock`) and checks that the
+    /// engine reports `readonly = 1` on it before anything else runs there.
+    private func openGuarded() throws(StorageError) {
+        guard !closed else { throw StorageError("embedded ClickHouse at \(dataDir) is closed") }
+        guard !guardedOpen else { return }
+        var adbcError = AdbcError()
+        var fresh = AdbcConnection()
+        try Self.check(driver.pointee.ConnectionNew(&fresh, &adbcError), &adbcError, "creating the read-only connection")
+        do {
+            try Self.check(driver.pointee.ConnectionInit(&fresh, &database, &adbcError), &adbcError, "connecting the read-only session")
+            _ = try result(of: "SET readonly = 1", on: &fresh)
+            let setting = try result(of: "SELECT toString(getSetting('readonly'))", on: &fresh)
+            guard setting.rows.first?.first == .bytes(Array("1".utf8)) else {
+                throw StorageError("it reports readonly = \(setting.tsv.trimmingCharacters(in: .whitespacesAndNewlines)), not 1")
+            }
+        } catch {
+            _ = driver.pointee.ConnectionRelease(&fresh, &adbcError)
+            Self.release(&adbcError)
+            throw StorageError("cannot open a read-only session on \(dataDir): \(error)")
+        }
+        guardedConnection = fresh
+        guardedOpen = true
+    }
+
+    /// One statement on `connection` (its lock held), its result read into Arrow values.
+    private func result(of sql: String, on connection: inout AdbcConnection) throws(StorageError) -> ArrowResult {
+        var stream = ArrowArrayStream()
+        let rows = try statement(sql, on: &connection, stream: &stream)
+        return ArrowResult(consuming: &stream, affectedRows: rows)
+    }
+
+    /// Executes one statement; `stream` receives the result when given. Returns the
+    /// affected row count (-1 when the engine has none).
+    private func statement(_ sql: String, on connection: inout AdbcConnection, stream: UnsafeMutablePointer<ArrowArrayStream>?) throws(StorageError) -> Int64 {
         guard !closed else { throw StorageError("embedded ClickHouse at \(dataDir) is closed") }
         var error = AdbcError()
         var statement = AdbcStatement()
@@ -90,9 +178,8 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
             Self.release(&error)
         }
         try Self.check(driver.pointee.StatementSetSqlQuery(&statement, sql, &error), &error, "query")
-        var stream = ArrowArrayStream()
         var rows: Int64 = -1
-        try Self.check(driver.pointee.StatementExecuteQuery(&statement, &stream, &rows, &error), &error, "query")
-        return ArrowResult(consuming: &stream, affectedRows: rows)
+        try Self.check(driver.pointee.StatementExecuteQuery(&statement, stream, &rows, &error), &error, "query")
+        return rows
     }
 }

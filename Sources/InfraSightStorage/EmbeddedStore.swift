@@ -1,14 +1,19 @@
 import Foundation
 import Glibc
+import InfraSightCore
 import InfraSightSchema
 
 /// The default store: embedded ClickHouse on a data directory.
 ///
 /// Inserts write the batch's RowBinary to a file under the data directory and run
 /// `INSERT INTO t (cols) FROM INFILE ... FORMAT RowBinary` (measured ~3x faster than
-/// inline JSON). Query output is formatted by ClickHouse itself: a SELECT runs as
-/// `INSERT INTO FUNCTION file(tmp, FORMAT) SELECT ...`, any format; other statements
-/// (SHOW, DESCRIBE, ...) come back through Arrow and are printed as TSV.
+/// inline JSON). Query output is formatted by ClickHouse itself: the statement runs with
+/// `INTO OUTFILE tmp FORMAT name` appended, any format; SHOW statements (whose
+/// `INTO OUTFILE` chdb leaves empty) and the program's own non-SELECT statements come back
+/// through Arrow and are printed as TSV.
+///
+/// Scratch files (batches, query output) live in DATA/infrasight-tmp, mode 0700; batch
+/// files are created 0600.
 public final class EmbeddedStore: EventStore, @unchecked Sendable {
     public let engine: EmbeddedClickHouse
     let scratch: String
@@ -19,9 +24,9 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         engine = try EmbeddedClickHouse(dataDir: dataDir, library: library)
         scratch = "\(dataDir)/infrasight-tmp"
         do {
-            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            try PrivateDirectory.prepare(scratch)
         } catch {
-            throw StorageError("cannot create \(scratch): \(error.localizedDescription)")
+            throw StorageError("scratch \(error)")
         }
     }
 
@@ -38,6 +43,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         return prepared
     }
 
+    /// A new path in the scratch directory (nothing is created).
     func scratchFile(_ suffix: String) -> String {
         lock.lock()
         defer { lock.unlock() }
@@ -45,11 +51,23 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         return "\(scratch)/\(getpid())-\(sequence).\(suffix)"
     }
 
-    public func insert(_ batch: Batch) throws(StorageError) {
-        let file = scratchFile("rowbinary")
-        guard FileManager.default.createFile(atPath: file, contents: batch.bytes) else {
+    /// Writes `data` to a new scratch file, mode 0600 whatever the umask, and returns its
+    /// path. O_EXCL: an existing file at that path is an error, never overwritten.
+    func writeScratch(_ data: Data, suffix: String) throws(StorageError) -> String {
+        let file = scratchFile(suffix)
+        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StorageError("cannot create \(file): \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
+        let written = data.withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
+        guard written else {
+            unlink(file)
             throw StorageError("cannot write \(file) (disk full?)")
         }
+        return file
+    }
+
+    public func insert(_ batch: Batch) throws(StorageError) {
+        let file = try writeScratch(batch.bytes, suffix: "rowbinary")
         defer { unlink(file) }
         let result = try engine.execute(
             "INSERT INTO \(batch.table.qualifiedName) \(batch.table.columnList) FROM INFILE '\(file)' SETTINGS input_format_binary_read_json_as_string = 1, insert_deduplication_token = '\(Self.quoted(batch.id))' FORMAT RowBinary")
@@ -67,15 +85,37 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
     public func query(_ text: String, format: String) throws(StorageError) -> Data {
         let q = UserQuery(text)
         let format = q.format ?? format
-        if q.isSelect {
-            let file = scratchFile("out")
-            defer { unlink(file) }
-            try engine.execute("INSERT INTO FUNCTION file('\(file)', '\(format)') \(q.sql)")
-            return FileManager.default.contents(atPath: file) ?? Data()
+        guard ReadOnlyQuery.isFormatName(format) else {
+            throw StorageError("'\(format)' is not a ClickHouse format name (letters, digits and _ only)")
         }
+        if q.isSelect { return try formatted(q.sql, format: format, readOnly: false) }
         let result = try engine.execute(q.sql)
+        return try Self.tsv(result, format: format, keyword: q.keyword)
+    }
+
+    public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
+        guard query.isShow else { return try formatted(query.sql, format: query.format, readOnly: true) }
+        return try Self.tsv(try engine.executeReadOnly(query.sql), format: query.format, keyword: query.keyword)
+    }
+
+    /// Runs `sql` with `INTO OUTFILE <scratch file> FORMAT <format>` appended (on a new
+    /// line, so a trailing `--` comment cannot swallow it) and returns the file's bytes.
+    /// The engine refuses to write over an existing file, so the fresh name is never
+    /// anything but its own output.
+    func formatted(_ sql: String, format: String, readOnly: Bool) throws(StorageError) -> Data {
+        let file = scratchFile("out")
+        defer { unlink(file) }
+        try engine.run("\(sql)\nINTO OUTFILE '\(Self.quoted(file))' FORMAT \(format)", readOnly: readOnly)
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw StorageError("the query ran but its output \(file) cannot be read")
+        }
+        return data
+    }
+
+    /// Output that came back through Arrow, as TSV; any other format is refused.
+    static func tsv(_ result: ArrowResult, format: String, keyword: String) throws(StorageError) -> Data {
         guard format == "TSV" || format == "TabSeparated" || result.columns.isEmpty else {
-            throw StorageError("--format \(format) needs a SELECT query; \(q.keyword) output is TSV only")
+            throw StorageError("--format \(format) needs a SELECT query; \(keyword) output is TSV only")
         }
         return Data(result.tsv.utf8)
     }

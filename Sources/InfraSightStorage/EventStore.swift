@@ -33,14 +33,25 @@ public protocol EventStore: AnyObject, Sendable {
     /// Stores a batch. Throws a `StorageError`; `retryable` says whether trying again
     /// later can succeed (the server is down) or not (the batch is refused).
     func insert(_ batch: Batch) throws(StorageError)
-    /// Runs a statement and returns its output in `format` (a ClickHouse format name).
+    /// Runs a statement the program itself wrote (DDL, its own lookups) and returns its
+    /// output in `format` (a ClickHouse format name). Trusted: nothing is checked; text
+    /// from outside the program goes through `readOnlyQuery` instead.
     func query(_ sql: String, format: String) throws(StorageError) -> Data
+    /// Runs a checked statement from outside the program (the query socket, `infrasight
+    /// query`, the console) with ClickHouse's own `readonly = 1` for that statement, and
+    /// returns its output in `query.format`. ClickHouse refuses anything that would write
+    /// or change a setting; that error comes back as a `StorageError`.
+    func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data
     /// Releases the store before the process exits (from the main thread); later calls fail.
     func close()
 }
 
 extension EventStore {
     public func close() {}
+
+    public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
+        throw StorageError("\(summary) does not answer queries")
+    }
 }
 
 extension TableSchema {
@@ -61,37 +72,29 @@ extension StorageError {
     static func unavailable(_ message: String) -> StorageError { StorageError(retryablePrefix + message) }
 }
 
-/// A statement as a user wrote it, split into the SQL and a trailing FORMAT clause.
+/// A statement the program wrote, split into the SQL and a trailing FORMAT clause (on
+/// `SQLLexer` tokens, so a `FORMAT` inside a string or comment is text).
 public struct UserQuery: Equatable, Sendable {
     public let sql: String
     public let format: String?
+    /// The first keyword, upper-cased (SELECT for a statement opening with `(`).
+    public let keyword: String
 
     public init(_ text: String) {
-        var sql = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        while sql.hasSuffix(";") { sql = String(sql.dropLast()).trimmingCharacters(in: .whitespacesAndNewlines) }
-        var format: String?
-        // A trailing `FORMAT Name` (outside quotes: a name is letters only).
-        let words = sql.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
-        if words.count >= 3, words[words.count - 2].uppercased() == "FORMAT",
-            words.last!.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" })
-        {
-            format = String(words.last!)
-            let cut = sql.range(of: words[words.count - 2], options: .backwards)!.lowerBound
-            sql = String(sql[..<cut]).trimmingCharacters(in: .whitespacesAndNewlines)
+        do {
+            let statement = try SQLStatement(text)
+            sql = statement.sql
+            format = statement.format
+            keyword = statement.keyword
+        } catch {
+            // Trusted text that does not lex (an unclosed quote): passed on whole, so
+            // ClickHouse reports the syntax error with its position.
+            sql = text
+            format = nil
+            keyword = ""
         }
-        self.sql = sql
-        self.format = format
-    }
-
-    /// The first keyword, upper-cased.
-    public var keyword: String {
-        let first = sql.drop(while: { $0 == "(" || $0.isWhitespace }).prefix(while: { $0.isLetter })
-        return first.uppercased()
     }
 
     /// SELECT-like statements whose output ClickHouse itself can format into a file.
     public var isSelect: Bool { ["SELECT", "WITH"].contains(keyword) }
-
-    /// Statements that only read.
-    public var isReadOnly: Bool { ["SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"].contains(keyword) }
 }

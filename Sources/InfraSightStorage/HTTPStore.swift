@@ -111,6 +111,16 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         return try send(sql: q.sql, body: nil, parameters: ["default_format": q.format ?? format])
     }
 
+    /// The statement with `readonly=1` as the request's only setting: the server then
+    /// refuses writes, DDL, table functions and setting changes for it. (Under readonly=1
+    /// any other setting in the URL is refused too, so the format travels as a `FORMAT`
+    /// clause, its name checked by `ReadOnlyQuery`.) The HTTP user must be allowed to set
+    /// `readonly` (a user whose profile is already readonly = 1 is not: ClickHouse refuses
+    /// to modify it).
+    public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
+        try send(sql: "\(query.sql)\nFORMAT \(query.format)", body: nil, parameters: ["readonly": "1"])
+    }
+
     /// One request: the SQL in the URL when there is a body, else as the body.
     func send(sql: String, body: Data?, parameters: [String: String]) throws(StorageError) -> Data {
         var components = URLComponents(url: endpoint, resolvingAgainstBaseURL: false)!

@@ -2,9 +2,14 @@ import Foundation
 import Glibc
 import InfraSightCore
 
-/// Answers read-only queries over a unix socket while `run` holds the embedded data
-/// directory (ClickHouse lets one process open it). The socket lives in the data
-/// directory, mode 0600: only its owner may query.
+/// Answers read-only queries over a unix socket while `run` (or `server`) holds the
+/// embedded data directory (ClickHouse lets one process open it).
+///
+/// Who may ask: the socket lives in the data directory (0700) and is itself 0600, owned by
+/// the directory's owner; and each accepted connection's peer credentials (SO_PEERCRED)
+/// must be root or that owner, so a socket made reachable by loosened modes still
+/// refuses everyone else. What may run: one statement, checked by `ReadOnlyQuery`, run
+/// with ClickHouse's `readonly = 1` (`EventStore.readOnlyQuery`).
 ///
 /// Protocol, one query per connection: the client sends `FORMAT\n` + SQL and shuts down
 /// its write side; the server answers one status byte (`0` ok, `1` error) and then the
@@ -14,12 +19,21 @@ public final class QueryServer: @unchecked Sendable {
 
     let store: EventStore
     let path: String
+    let dataDir: String
+    /// The data directory's owner when the server started: with root, the one user who may query.
+    let ownerUID: uid_t
     private var listener: Int32 = -1
     private var thread: Thread?
 
     public init(store: EventStore, dataDir: String) throws(StorageError) {
         self.store = store
+        self.dataDir = dataDir
         path = Self.socketPath(dataDir: dataDir)
+        var st = stat()
+        guard stat(dataDir, &st) == 0 else {
+            throw StorageError("cannot read the owner of \(dataDir): \(String(cString: strerror(errno)))")
+        }
+        ownerUID = st.st_uid
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw StorageError("cannot create the query socket: \(String(cString: strerror(errno)))") }
@@ -30,9 +44,14 @@ public final class QueryServer: @unchecked Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0, chmod(path, 0o600) == 0, listen(fd, 16) == 0 else {
+        // Connecting needs write permission on the socket: 0600 and the directory's owner,
+        // so root's process serves a directory someone else owns to that someone.
+        guard bound == 0, chmod(path, 0o600) == 0, geteuid() != 0 || st.st_uid == 0 || chown(path, st.st_uid, st.st_gid) == 0,
+            listen(fd, 16) == 0
+        else {
             let e = errno
             close(fd)
+            unlink(path)
             throw StorageError("cannot listen on \(path): \(String(cString: strerror(e)))")
         }
         listener = fd
@@ -71,7 +90,18 @@ public final class QueryServer: @unchecked Sendable {
     private func handle(_ fd: Int32) {
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard let request = UnixSocket.readAll(fd, limit: 1 << 20) else {
+        // The request is read before anything is refused, so a refused client is not cut
+        // off mid-write and reads its one-line answer.
+        let request = UnixSocket.readAll(fd, limit: 1 << 20)
+        guard let peer = UnixSocket.peerCredentials(fd) else {
+            Self.reply(fd, ok: false, Data("refused: the peer's credentials cannot be read".utf8))
+            return
+        }
+        guard peer.uid == 0 || peer.uid == ownerUID else {
+            Self.reply(fd, ok: false, Data("refused: uid \(peer.uid) may not query \(dataDir); only root and its owner (uid \(ownerUID)) may".utf8))
+            return
+        }
+        guard let request else {
             Self.reply(fd, ok: false, Data("query too long (over 1 MiB)".utf8))
             return
         }
@@ -81,13 +111,8 @@ public final class QueryServer: @unchecked Sendable {
         }
         let format = String(decoding: request[..<newline], as: UTF8.self)
         let sql = String(decoding: request[(newline + 1)...], as: UTF8.self)
-        let q = UserQuery(sql)
-        guard q.isReadOnly else {
-            Self.reply(fd, ok: false, Data("while infrasight run holds the data directory, only read-only statements (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) are accepted".utf8))
-            return
-        }
         do {
-            Self.reply(fd, ok: true, try store.query(sql, format: format))
+            Self.reply(fd, ok: true, try store.readOnlyQuery(try ReadOnlyQuery(sql, format: format)))
         } catch {
             Self.reply(fd, ok: false, Data(error.description.utf8))
         }
@@ -100,11 +125,20 @@ public final class QueryServer: @unchecked Sendable {
     }
 
     /// Sends a query to a running `infrasight run`. Returns nil when no server listens
-    /// there (no socket, or a stale one); throws the server's error.
+    /// there (no socket, or a stale one); throws the server's error, and a permission error
+    /// when the socket cannot be reached (the data directory is 0700 and the socket 0600).
     public static func ask(dataDir: String, sql: String, format: String) throws(StorageError) -> Data? {
         let path = socketPath(dataDir: dataDir)
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let fd = UnixSocket.connect(path) else { return nil }
+        var st = stat()
+        if stat(path, &st) != 0 {
+            if errno == ENOENT { return nil }
+            throw unreachable(path, dataDir: dataDir, errno)
+        }
+        guard let fd = UnixSocket.connect(path) else {
+            // ECONNREFUSED: a socket left by a process that is gone; nothing holds the store.
+            if errno == ECONNREFUSED { return nil }
+            throw unreachable(path, dataDir: dataDir, errno)
+        }
         defer { close(fd) }
         var request = Data("\(format)\n".utf8)
         request.append(Data(sql.utf8))
@@ -115,5 +149,10 @@ public final class QueryServer: @unchecked Sendable {
         let body = Data(response.dropFirst())
         if status != 0x30 { throw StorageError(String(decoding: body, as: UTF8.self)) }
         return body
+    }
+
+    static func unreachable(_ path: String, dataDir: String, _ code: Int32) -> StorageError {
+        let hint = code == EACCES ? " (only root and the owner of \(dataDir) may query it)" : ""
+        return StorageError("cannot reach \(path): \(String(cString: strerror(code)))\(hint)")
     }
 }

@@ -14,6 +14,10 @@ struct InfraSight: ParsableCommand {
     /// a user can cause; ArgumentParser's own default adds a usage block. `--help` and
     /// errors thrown while a command runs go through ArgumentParser unchanged.
     static func main() {
+        // Everything this process creates holds or describes captured events (the
+        // embedded data files, scratch batches, query output, the agent's spool, the query
+        // socket): private to its owner, whatever umask the process was started with.
+        umask(0o077)
         var command: ParsableCommand
         do {
             command = try parseAsRoot()

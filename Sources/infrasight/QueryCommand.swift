@@ -8,8 +8,11 @@ struct QueryCommand: ParsableCommand {
         commandName: "query",
         abstract: "Run SQL against the store and print the result (TSV by default, like clickhouse-client).",
         discussion: """
-            With the embedded engine this works while `infrasight run` holds the data directory \
-            (it answers read-only queries over a unix socket there) and when nothing is running.
+            One read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS), run with ClickHouse's \
+            readonly = 1; INTO OUTFILE and functions that reach files, other servers or programs (file, url, \
+            s3, executable, ...) are refused. With the embedded engine this works while `infrasight run` \
+            holds the data directory (it answers over a unix socket there, to root and the directory's \
+            owner) and when nothing is running.
             """)
 
     @Option(name: .long, help: ArgumentHelp("Configuration file.", valueName: "FILE")) var config: String?
@@ -24,6 +27,10 @@ struct QueryCommand: ParsableCommand {
         } catch {
             throw failure(error.description, code: 2)
         }
+        // The same checks and readonly session whether a running process answers or the
+        // store is opened here: the command is a read-only tool either way (a stopped store
+        // opened by root is no less worth protecting from a pasted statement, and DDL has
+        // `schema apply`).
         var output: Data
         do {
             if storage.serverURL(config) == nil,
@@ -31,9 +38,10 @@ struct QueryCommand: ParsableCommand {
             {
                 output = answer
             } else {
+                let query = try ReadOnlyQuery(sql, format: format)
                 let store = try storage.open(config)
-                output = try store.query(sql, format: format)
-                store.close()
+                defer { store.close() }
+                output = try store.readOnlyQuery(query)
             }
         } catch let error as StorageError {
             throw failure(error.description)
