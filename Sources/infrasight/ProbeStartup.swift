@@ -11,13 +11,19 @@ struct PluginSelection {
     /// `names`: the plugins named on the command line, or nil for the enabled ones.
     init(source: PluginSourceOptions, names: [String]?, logger: Logger) throws {
         config = try source.loadConfig()
-        let catalog = source.catalog(config)
+        // Plugins named on the command line are the enabled ones for this run: the others
+        // are not loaded at all (a plugin's code runs only when it is wanted).
+        var selecting = config
+        if let names { selecting.enabledPlugins = names }
+        let catalog = source.catalog(selecting)
         do {
             plugins = try catalog.active(names: names)
         } catch {
             throw failure(error.description)
         }
-        for e in catalog.entries where e.status == .error && (names == nil || names!.contains(e.name ?? "")) {
+        // Refused files are worth a warning only when they were wanted.
+        let wanted = selecting.enabledPlugins
+        for e in catalog.entries where e.status == .error && (wanted == nil || wanted!.contains(e.name ?? "")) {
             logger.warning("\(e.path): \(e.error ?? "error")")
         }
         guard !plugins.isEmpty else { throw failure("no plugin enabled; searched: \(catalog.searchedDirs.joined(separator: ", "))") }
