@@ -8,11 +8,11 @@ struct QueryCommand: ParsableCommand {
         commandName: "query",
         abstract: "Run SQL against the store and print the result (TSV by default, like clickhouse-client).",
         discussion: """
-            One read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS), run with ClickHouse's \
-            readonly = 1; INTO OUTFILE and functions that reach files, other servers or programs (file, url, \
-            s3, executable, ...) are refused. With the embedded engine this works while `infrasight run` \
-            holds the data directory (it answers over a unix socket there, to root and the directory's \
-            owner) and when nothing is running.
+            With the embedded engine this works while `infrasight run` holds the data directory and when \
+            nothing is running. While it runs, it answers over a unix socket there, to root and the \
+            directory's owner only, one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) \
+            run with ClickHouse's readonly = 1; INTO OUTFILE and functions that reach files, other servers \
+            or programs (file, url, s3, executable, ...) are refused.
             """)
 
     @Option(name: .long, help: ArgumentHelp("Configuration file.", valueName: "FILE")) var config: String?
@@ -27,10 +27,11 @@ struct QueryCommand: ParsableCommand {
         } catch {
             throw failure(error.description, code: 2)
         }
-        // The same checks and readonly session whether a running process answers or the
-        // store is opened here: the command is a read-only tool either way (a stopped store
-        // opened by root is no less worth protecting from a pasted statement, and DDL has
-        // `schema apply`).
+        // Through the socket of a running process, a statement crosses from the caller to
+        // that process (root's, usually): it is checked and runs read-only. Opened here, the
+        // store is the caller's own: the embedded files they can already read and write, or
+        // a server under their ClickHouse credentials. Nothing is crossed, so any statement
+        // runs, as with clickhouse-local or clickhouse-client (set-up and maintenance need it).
         var output: Data
         do {
             if storage.serverURL(config) == nil,
@@ -38,10 +39,9 @@ struct QueryCommand: ParsableCommand {
             {
                 output = answer
             } else {
-                let query = try ReadOnlyQuery(sql, format: format)
                 let store = try storage.open(config)
                 defer { store.close() }
-                output = try store.readOnlyQuery(query)
+                output = try store.query(sql, format: format)
             }
         } catch let error as StorageError {
             throw failure(error.description)

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import InfraSightCore
 import InfraSightSchema
-import InfraSightStorage
+@testable import InfraSightStorage
 import InfraSightTestSupport
 import Testing
 
@@ -86,6 +86,73 @@ import Testing
             #expect(error.description.contains("UNKNOWN_IDENTIFIER"))
             #expect(!error.description.contains("\n"))
         }
+    }
+
+    /// The guarded session and the program's are separate chdb sessions: `SET readonly =
+    /// 1` on one leaves the other writing (measured here through the real engine).
+    @Test func theReadOnlySessionRefusesEveryWriteWhileTheProgramsSessionKeepsWriting() throws {
+        let store = Self.embedded
+        let tables = try store.prepare([Self.typesTable])
+        #expect(text(try store.readOnlyQuery(ReadOnlyQuery("SELECT toString(getSetting('readonly'))"))) == "1\n")
+        #expect(text(try store.query("SELECT toString(getSetting('readonly'))", format: "TSV")) == "0\n")
+        // ClickHouse's own readonly, with no lexical check in front of it.
+        let target = "\(try makeTempDir(prefix: "readonly"))/written"
+        for sql in [
+            "INSERT INTO FUNCTION file('\(target)', 'TSV') SELECT 1", "INSERT INTO audit.types_test (seq) VALUES (99)",
+            "CREATE TABLE audit.readonly_test (x UInt8) ENGINE = Memory", "SET readonly = 0",
+            "SELECT * FROM file('/etc/hostname', 'LineAsString')", "SELECT * FROM url('http://127.0.0.1:1/', TSV, 'a String')",
+        ] {
+            do {
+                try store.engine.run(sql, readOnly: true)
+                Issue.record("ran on the read-only session: \(sql)")
+            } catch {
+                #expect(error.description.hasSuffix("(READONLY)"), "\(sql): \(error)")
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: target))
+        #expect(text(try store.query("EXISTS TABLE audit.readonly_test", format: "TSV")) == "0\n")
+        let before = Int(text(try store.query("SELECT count() FROM audit.types_test", format: "TSV")).dropLast())!
+        try store.insert(Self.batch(Self.typedRows(), as: tables[0]))
+        let after = text(try store.readOnlyQuery(ReadOnlyQuery("SELECT count() AS n FROM audit.types_test", format: "JSONEachRow")))
+        #expect(after == "{\"n\":\(before + 4)}\n")
+        #expect(text(try store.readOnlyQuery(ReadOnlyQuery("SHOW TABLES FROM audit"))).split(separator: "\n").contains("types_test"))
+        do {
+            _ = try store.readOnlyQuery(ReadOnlyQuery("SHOW TABLES FROM audit", format: "JSON"))
+            Issue.record("SHOW answered in JSON")
+        } catch {
+            #expect(error.description == "--format JSON needs a SELECT query; SHOW output is TSV only")
+        }
+    }
+
+    @Test func embeddedDirectoriesAndScratchFilesArePrivateWhateverTheUmask() throws {
+        let store = Self.embedded
+        // makeTempDir made it 0755: opening the store tightened it in place.
+        #expect(mode(store.engine.dataDir) == 0o700)
+        #expect(mode(store.scratch) == 0o700)
+        let old = umask(0o022)
+        defer { umask(old) }
+        let file = try store.writeScratch(Data([1, 2, 3]), suffix: "test")
+        defer { unlink(file) }
+        #expect(mode(file) == 0o600)
+        #expect(FileManager.default.contents(atPath: file) == Data([1, 2, 3]))
+    }
+
+    @Test func aClickHouseServerRunsGuardedQueriesUnderReadonly() throws {
+        let server = try ClickHouseServer()
+        let store = try HTTPStore(url: server.url)
+        #expect(text(try store.readOnlyQuery(ReadOnlyQuery("SELECT 1 AS x", format: "JSONEachRow"))) == "{\"x\":1}\n")
+        #expect(text(try store.readOnlyQuery(ReadOnlyQuery("SELECT value FROM system.settings WHERE name = 'readonly'"))) == "1\n")
+        #expect(text(try store.readOnlyQuery(ReadOnlyQuery("SHOW DATABASES FORMAT TSV"))).split(separator: "\n").contains("system"))
+        // The server refuses a write and a setting change in the request readOnlyQuery sends.
+        for attempt in ["CREATE DATABASE readonly_test", "SELECT 1 SETTINGS max_threads = 1"] {
+            do {
+                _ = try store.send(sql: "\(attempt)\nFORMAT TSV", body: nil, parameters: ["readonly": "1"])
+                Issue.record("ran under readonly=1: \(attempt)")
+            } catch {
+                #expect(error.description.contains("Code: 164"), "\(attempt): \(error)")
+            }
+        }
+        #expect(try server.query("SELECT count() FROM system.databases WHERE name = 'readonly_test'") == "0\n")
     }
 
     @Test func everyTypeRoundTripsThroughAnOldClickHouseServer() throws {
