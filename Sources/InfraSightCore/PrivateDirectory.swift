@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// Directories that hold captured data (the embedded data directory, its scratch files,
@@ -6,9 +7,11 @@ import Glibc
 public enum PrivateDirectory {
     /// Creates `path` (and missing parents, 0700 too) or, when it exists with group or
     /// other bits set, tightens it to 0700 in place (directories made by older versions
-    /// were 0755). Throws one line naming the path when it is not a directory or cannot
-    /// be created or tightened.
-    public static func prepare(_ path: String) throws(PrivateDirectoryError) {
+    /// were 0755), but only when `isOwn` says its entries are this program's (by default:
+    /// it is empty). A looser directory holding anything else (`--data-dir /var/lib` by
+    /// mistake, or /tmp) is refused rather than taken from whoever uses it. Throws one
+    /// line naming the path.
+    public static func prepare(_ path: String, isOwn: ([String]) -> Bool = { $0.isEmpty }) throws(PrivateDirectoryError) {
         var st = stat()
         if stat(path, &st) != 0 {
             guard errno == ENOENT else { throw PrivateDirectoryError(path, "cannot use", errno) }
@@ -19,9 +22,19 @@ public enum PrivateDirectory {
             guard stat(path, &st) == 0 else { throw PrivateDirectoryError(path, "cannot use", errno) }
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw PrivateDirectoryError(path, "cannot use", ENOTDIR) }
-        if st.st_mode & 0o077 != 0 && chmod(path, 0o700) != 0 {
-            throw PrivateDirectoryError(path, "cannot restrict to mode 0700", errno)
+        guard st.st_mode & 0o077 != 0 else { return }
+        let entries: [String]
+        do {
+            entries = try FileManager.default.contentsOfDirectory(atPath: path)
+        } catch {
+            throw PrivateDirectoryError("cannot list directory \(path): \(error.localizedDescription)")
         }
+        guard isOwn(entries) else {
+            throw PrivateDirectoryError(
+                "directory \(path) is mode \(String(st.st_mode & 0o7777, radix: 8)) and holds files that are not this program's: "
+                    + "give a directory of its own (it is made 0700)")
+        }
+        if chmod(path, 0o700) != 0 { throw PrivateDirectoryError(path, "cannot restrict to mode 0700", errno) }
     }
 
     static func parentPath(_ path: String) -> String {
@@ -32,11 +45,13 @@ public enum PrivateDirectory {
     }
 }
 
-/// One line: what could not be done to which directory, and the system's reason.
+/// One line: what could not be done to which directory, and why.
 public struct PrivateDirectoryError: Error, CustomStringConvertible, Sendable {
     public let description: String
 
     init(_ path: String, _ what: String, _ code: Int32) {
         description = "\(what) directory \(path): \(String(cString: strerror(code)))"
     }
+
+    init(_ description: String) { self.description = description }
 }

@@ -41,9 +41,11 @@ public final class BatchSpool: @unchecked Sendable {
         self.directory = directory
         self.maxBytes = maxBytes
         // Batches are captured events: the directory is 0700 (tightened in place when an
-        // older version made it 0755) and every file in it 0600.
+        // older version made it 0755 and it holds only spool files) and every file 0600.
         do {
-            try PrivateDirectory.prepare(directory)
+            try PrivateDirectory.prepare(directory) { names in
+                names.allSatisfy { name in [".batch", ".tmp", ".rejected", ".corrupt"].contains { name.hasSuffix($0) } }
+            }
         } catch {
             throw SpoolError("spool \(error)")
         }

@@ -28,11 +28,12 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     private let guardedLock = NSLock()
 
     /// Opens (or creates) `dataDir`, mode 0700: it is tightened in place when an older
-    /// version left it looser.
+    /// version left it looser, if it is empty or already a ClickHouse data directory (has
+    /// `metadata`) or holds only the agent's `spool`.
     public init(dataDir: String, library: String? = nil) throws(StorageError) {
         self.dataDir = dataDir
         do {
-            try PrivateDirectory.prepare(dataDir)
+            try PrivateDirectory.prepare(dataDir) { $0.isEmpty || $0.contains("metadata") || $0 == ["spool"] }
         } catch {
             throw StorageError("data directory: \(error)")
         }

@@ -24,7 +24,8 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         engine = try EmbeddedClickHouse(dataDir: dataDir, library: library)
         scratch = "\(dataDir)/infrasight-tmp"
         do {
-            try PrivateDirectory.prepare(scratch)
+            // Its name is this program's, inside the data directory: tightened whatever it holds.
+            try PrivateDirectory.prepare(scratch) { _ in true }
         } catch {
             throw StorageError("scratch \(error)")
         }

@@ -28,6 +28,20 @@ import Testing
         #expect(chmod("\(base)/a/b/c", 0o500) == 0)
         try PrivateDirectory.prepare("\(base)/a/b/c")
         #expect(mode("\(base)/a/b/c") == 0o500)
+        // A looser directory holding someone else's files (a mistaken --data-dir /var/lib,
+        // or /tmp) is refused and left as it was.
+        let shared = "\(base)/shared"
+        #expect(mkdir(shared, 0o777) == 0 && chmod(shared, 0o1777) == 0)
+        FileManager.default.createFile(atPath: "\(shared)/someone-elses", contents: Data())
+        do {
+            try PrivateDirectory.prepare(shared)
+            Issue.record("a shared directory was taken")
+        } catch {
+            #expect(error.description == "directory \(shared) is mode 1777 and holds files that are not this program's: give a directory of its own (it is made 0700)")
+        }
+        #expect(mode(shared) == 0o1777)
+        try PrivateDirectory.prepare(shared) { $0 == ["someone-elses"] }
+        #expect(mode(shared) == 0o700)
         FileManager.default.createFile(atPath: "\(base)/file", contents: Data())
         #expect(throws: PrivateDirectoryError.self) { try PrivateDirectory.prepare("\(base)/file") }
         do {
@@ -52,5 +66,9 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: dir)
         #expect(files == [String(format: "%020llu.batch", stored.sequence)])
         #expect(mode("\(dir)/\(files[0])") == 0o600)
+        let foreign = try makeTempDir(prefix: "spool")
+        FileManager.default.createFile(atPath: "\(foreign)/notes.txt", contents: Data())
+        #expect(throws: SpoolError.self) { try BatchSpool(directory: foreign, maxBytes: 1 << 20) }
+        #expect(mode(foreign) == 0o755)
     }
 }
