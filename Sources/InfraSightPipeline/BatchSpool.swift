@@ -183,6 +183,7 @@ public final class BatchSpool: @unchecked Sendable {
             unlink(path(sequence))
             return nil
         }
+        _ = Self.syncDirectory(directory) // the move aside survives a crash (else it is resent and refused again)
         rejected.append((aside, bytes))
         usedBytes += bytes
         var kept = rejected.reduce(0) { $0 + $1.bytes }
