@@ -157,6 +157,50 @@ struct RenderedManifests {
         let s = try #require(all("Secret").first { $0.name.hasPrefix("infrasight-secret-") })
         return (s.name, s.base64Data)
     }
+
+    /// The container's environment as the kubelet would set it on node `nodeName`:
+    /// plain values, `spec.nodeName`, and keys of the rendered Secrets and ConfigMaps
+    /// (a missing optional key is left out, as Kubernetes does).
+    func environment(of container: K8sContainer, nodeName: String) throws -> [String: String] {
+        var env: [String: String] = [:]
+        for variable in container.env ?? [] {
+            if let value = variable.value {
+                env[variable.name] = value
+            } else if let field = variable.valueFrom?.fieldRef {
+                guard field.fieldPath == "spec.nodeName" else { throw TestFailure("\(variable.name): fieldRef \(field.fieldPath) is not simulated") }
+                env[variable.name] = nodeName
+            } else if let ref = variable.valueFrom?.secretKeyRef ?? variable.valueFrom?.configMapKeyRef {
+                let source = try #require(objects.first { ["Secret", "ConfigMap"].contains($0.kind) && $0.name == ref.name }, "\(variable.name): no \(ref.name)")
+                let data = source.kind == "Secret" ? source.base64Data : source.stringData
+                if let value = data[ref.key] {
+                    env[variable.name] = value
+                } else if ref.optional != true {
+                    throw TestFailure("\(variable.name): \(ref.name) has no key \(ref.key)")
+                }
+            }
+        }
+        return env
+    }
+
+    /// Writes a ConfigMap or Secret volume's files into `dir` as the kubelet would (a
+    /// Secret's with the volume's defaultMode, a ConfigMap's 0644), so a container run
+    /// can mount `dir` where the pod mounts the volume.
+    func writeFiles(of volume: K8sVolume, into dir: String) throws {
+        let (object, mode): (K8sResource?, Int)
+        if let secret = volume.secret {
+            (object, mode) = (objects.first { $0.kind == "Secret" && $0.name == secret.secretName }, secret.defaultMode ?? 0o644)
+        } else if let configMap = volume.configMap {
+            (object, mode) = (objects.first { $0.kind == "ConfigMap" && $0.name == configMap.name }, configMap.defaultMode ?? 0o644)
+        } else {
+            throw TestFailure("volume \(volume.name) is neither a Secret nor a ConfigMap")
+        }
+        let source = try #require(object, "volume \(volume.name): its object is not in the rendering")
+        for (name, text) in source.kind == "Secret" ? source.base64Data : source.stringData {
+            let path = "\(dir)/\(name)"
+            try text.write(toFile: path, atomically: false, encoding: .utf8)
+            guard chmod(path, mode_t(mode)) == 0 else { throw TestFailure("chmod \(path): \(String(cString: strerror(errno)))") }
+        }
+    }
 }
 
 /// One rendered object: its JSON, kind and name; `decode` reads it as a typed value.
@@ -393,6 +437,7 @@ enum K8sIntOrString: Decodable, Equatable {
 
         // NODE_NAME from the downward API.
         #expect(agent.env("NODE_NAME")?.valueFrom?.fieldRef?.fieldPath == "spec.nodeName")
+        #expect(try rendered.environment(of: agent, nodeName: "node-7") == ["NODE_NAME": "node-7"])
 
         // The host's root, read-only, at /host, and host_root: /host in the config.
         let host = try #require(agent.mount(at: "/host"))
@@ -463,6 +508,17 @@ enum K8sIntOrString: Decodable, Equatable {
         #expect(secretVolume.secretName == secret.name)
         #expect(secretVolume.defaultMode == 0o400)
         #expect(secret.files["token"] == Manifests.placeholderSecrets["token"])
+
+        // The files as a container run would mount them: the token 0400, the config the
+        // program accepts from there.
+        let files = try makeTempDir(prefix: "pod-files")
+        defer { _ = try? run("/bin/rm", ["-rf", files]) }
+        try rendered.writeFiles(of: try #require(pod.volume(secretMount.name)), into: files)
+        var st = stat()
+        #expect(stat("\(files)/token", &st) == 0 && st.st_mode & 0o777 == 0o400)
+        try rendered.writeFiles(of: try #require(pod.volume(configMount.name)), into: files)
+        let check = try run(Paths.infrasight, ["plugins", "list", "--json", "--config", "\(files)/infrasight.yaml"])
+        #expect(check.status == 0, "\(check.stderr)")
     }
 
     /// Item 3: a changed infrasight.yaml is a new ConfigMap name, so a changed pod
@@ -522,6 +578,7 @@ enum K8sIntOrString: Decodable, Equatable {
         let token = try #require(container.env("INFRASIGHT_TOKEN")?.valueFrom?.secretKeyRef)
         #expect(token.name == (try rendered.secret().name))
         #expect(token.key == "token")
+        #expect(try rendered.environment(of: container, nodeName: "node-1") == ["INFRASIGHT_TOKEN": Manifests.placeholderSecrets["token"]!])
         #expect(container.flag("--metrics-listen") == "0.0.0.0:9465")
         #expect(container.portNumber(try #require(container.readinessProbe?.httpGet?.port)) == 9465)
         #expect(container.readinessProbe?.httpGet?.path == "/readyz")
