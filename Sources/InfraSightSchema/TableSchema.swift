@@ -41,7 +41,13 @@ public struct TableSchema: Equatable, Sendable {
 
     /// The DDL as a single statement without comments or a trailing `;`, every name
     /// backquoted (names are plain identifiers: `init(ddl:)` refuses others).
-    public var statement: String { "CREATE TABLE IF NOT EXISTS \(quotedName) (\n  \(columns.map { "\(quoteIdentifier($0.name)) \($0.type)" }.joined(separator: ",\n  "))\n)\n\(tail)" }
+    public var statement: String { statement(onCluster: nil) }
+
+    /// `statement`, with `ON CLUSTER cluster` when one is given.
+    public func statement(onCluster cluster: String?) -> String {
+        let on = cluster.map { " ON CLUSTER \($0)" } ?? ""
+        return "CREATE TABLE IF NOT EXISTS \(quotedName)\(on) (\n  \(columns.map { "\(quoteIdentifier($0.name)) \($0.type)" }.joined(separator: ",\n  "))\n)\n\(tail)"
+    }
 
     /// The same table with column types replaced (e.g. for a server that lacks a type).
     public func mappingTypes(_ transform: (ColumnType) -> ColumnType) -> TableSchema {

@@ -88,7 +88,7 @@ enum ClusterDDL {
         let local = TableSchema(database: db, name: "\(table.name)_local", columns: table.columns, ddl: "",
                                 tail: table.tail.replacingOccurrences(
                                     of: "MergeTree()", with: "ReplicatedMergeTree('/clickhouse/tables/{shard}/\(db)/\(table.name)', '{replica}')"))
-        let localDDL = local.statement.replacingOccurrences(of: "IF NOT EXISTS \(db).\(table.name)_local", with: "IF NOT EXISTS \(db).\(table.name)_local ON CLUSTER \(cluster)")
+        let localDDL = local.statement(onCluster: cluster)
         let distributed = "CREATE TABLE IF NOT EXISTS \(db).\(table.name) ON CLUSTER \(cluster) AS \(db).\(table.name)_local\nENGINE = Distributed(\(cluster), \(db), \(table.name)_local, rand())"
         return [localDDL, distributed]
     }
