@@ -24,6 +24,8 @@ packages=(
     clickhouse-server clickhouse-client           # tests against a real ClickHouse server (it is not started here)
     iproute2 dnsmasq-base strace                  # network tests: namespaces, a real DNS server; ptrace tests
     docker.io                                     # container enrichment tests (dockerd is started by the tests)
+    containerd                                    # the deployment tests run the rendered pods under containerd
+    mmdebstrap binutils                           # scripts/build-images.sh: Debian base file systems, strip
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -47,6 +49,9 @@ if [ ! -f .chdb/chdb/_chdb.abi3.so ] || [ "$(cat .chdb/VERSION 2>/dev/null)" != 
     test -f .chdb/chdb/_chdb.abi3.so || { echo "setup: chdb-core did not install" >&2; exit 1; }
     echo "$CHDB_VERSION" > .chdb/VERSION
 fi
+
+# The deployment checks: kubernetes-validate in .venv-k8s/, systemd-analyze, patchelf.
+deploy/setup-tools.sh
 
 [ "${1:-}" = "--deps" ] && exit 0
 swift build -c release

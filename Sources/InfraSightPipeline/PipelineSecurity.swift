@@ -33,7 +33,9 @@ public struct PipelineSecurity: Sendable {
             guard !token.isEmpty else { throw PipelineError("the token file \(file) is empty") }
             return token
         }
-        if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
+        // Trimmed as the file's first line is: a Kubernetes secretKeyRef passes the file's
+        // bytes, trailing newline included (`base64 > token` writes one).
+        if let value = ProcessInfo.processInfo.environment[variable]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty { return value }
         return nil
     }
 

@@ -492,7 +492,7 @@ enum K8sIntOrString: Decodable, Equatable {
         #expect(security.readOnlyRootFilesystem == true)
         #expect(security.capabilities?.drop == ["ALL"])
         #expect(Set(security.capabilities?.add ?? []) == ["BPF", "PERFMON", "DAC_READ_SEARCH"])
-        #expect(security.seccompProfile?.type == "Unconfined")
+        #expect(security.seccompProfile?.type == "RuntimeDefault")
 
         // The config file: the generated ConfigMap, mounted as a file (its directory
         // would be 0777) at the path the agent reads.
