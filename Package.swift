@@ -6,14 +6,17 @@
 // build-tool plugin as part of `swift build`.
 import PackageDescription
 
-/// First-party probe plugins: folder under Plugins/ → product (lib<product>.so).
-let probePlugins: [(folder: String, target: String)] = [
-    ("tracing", "TracingPlugin"),
-    ("ptrace", "PtracePlugin"),
-    ("mmap", "MmapPlugin"),
-    ("mount", "MountPlugin"),
-    ("resource", "ResourcePlugin"),
-    ("network", "NetworkPlugin"),
+/// First-party probe plugins, each one folder under Plugins/ holding everything it is
+/// (its Swift, `<folder>.bpf.c`, the DDL of its tables as `<table>.sql`), built exactly
+/// as a third-party plugin is: folder → target → product libinfrasight-<folder>.so.
+/// Adding a plugin is a new folder and one line here.
+let probePlugins: [(folder: String, target: String, tables: [String])] = [
+    ("tracing", "TracingPlugin", ["tracing_events"]),
+    ("ptrace", "PtracePlugin", ["ptrace_events"]),
+    ("mmap", "MmapPlugin", ["mmap_events"]),
+    ("mount", "MountPlugin", ["mount_events"]),
+    ("resource", "ResourcePlugin", ["resource_events"]),
+    ("network", "NetworkPlugin", ["network_events"]),
 ]
 
 var products: [Product] = [
@@ -132,6 +135,8 @@ for plugin in probePlugins {
             name: plugin.target,
             dependencies: ["InfraSightSDK", "InfraSightCodes"],
             path: "Plugins/\(plugin.folder)",
+            // ProbeBuilder compiles the BPF C and embeds the DDL: not Swift sources.
+            exclude: ["\(plugin.folder).bpf.c"] + plugin.tables.map { "\($0).sql" },
             plugins: ["ProbeBuilder"]))
 }
 

@@ -7,21 +7,17 @@ import PackagePlugin
 /// - its tables' DDL, embedded verbatim from `.sql` files (`EmbeddedDDL.<stem>`), so the
 ///   DDL a plugin reports is byte for byte the file under `schema/`.
 ///
-/// Sources: `bpf/<folder>.bpf.c` and every `schema/*.sql` of the target's package, plus
-/// every `*.bpf.c` and `*.sql` in the target's own folder (how an out-of-tree plugin
-/// carries its own). BPF include paths: the target's folder, the public headers of the C
-/// targets it depends on, then `bpf/include` and `bpf/vmlinux` of the package that ships
-/// the InfraSight headers (found among the dependencies).
+/// Sources: every `*.bpf.c` and `*.sql` in the target's own folder: a plugin, first-party
+/// or third-party, carries its own. BPF include paths: the target's folder, the public
+/// headers of the C targets it depends on, then `bpf/include` and `bpf/vmlinux` of the
+/// package that ships the InfraSight headers (found among the dependencies).
 @main
 struct ProbeBuilder: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         guard let target = target as? SourceModuleTarget else { return [] }
         let folder = target.directoryURL
-        let root = context.package.directoryURL
-        var bpfSources = files(in: folder, suffix: ".bpf.c")
-        let firstParty = root.appending(path: "bpf/\(folder.lastPathComponent).bpf.c")
-        if FileManager.default.fileExists(atPath: firstParty.path) { bpfSources.insert(firstParty, at: 0) }
-        let sqlSources = files(in: root.appending(path: "schema"), suffix: ".sql") + files(in: folder, suffix: ".sql")
+        let bpfSources = files(in: folder, suffix: ".bpf.c")
+        let sqlSources = files(in: folder, suffix: ".sql")
 
         let embed = try context.tool(named: "probe-embed").url
         var commands: [Command] = sqlSources.map { source in

@@ -26,6 +26,16 @@ let originalColumns: [String: String] = [
         #expect(Array(actual.prefix(expected.count)) == expected)
     }
 
+    /// schema/ is the complete DDL for people who apply it by hand; each plugin embeds its
+    /// own copy from its folder (ProbeBuilder, verbatim): the two must not drift.
+    @Test(arguments: originalColumns.keys.sorted())
+    func schemaFileIsTheDDLItsPluginEmbeds(table: String) throws {
+        let plugin = String(table.dropLast("_events".count))
+        let mine = try String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)
+        let embedded = try String(contentsOfFile: "\(Paths.packageRoot)/Plugins/\(plugin)/\(table).sql", encoding: .utf8)
+        #expect(mine == embedded, "schema/\(table).sql and Plugins/\(plugin)/\(table).sql differ")
+    }
+
     @Test func everyTableIsMergeTreeOrderedByWallTime() throws {
         for table in originalColumns.keys {
             let text = try String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)
