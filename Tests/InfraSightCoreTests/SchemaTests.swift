@@ -26,8 +26,8 @@ let originalColumns: [String: String] = [
         #expect(Array(actual.prefix(expected.count)) == expected)
     }
 
-    /// schema/ is the complete DDL for people who apply it by hand; each plugin embeds its
-    /// own copy from its folder (ProbeBuilder, verbatim): the two must not drift.
+    /// schema/ is the complete DDL for people who apply it by hand (links to the files the
+    /// plugins embed from their folders, verbatim): the two must not drift.
     @Test(arguments: originalColumns.keys.sorted())
     func schemaFileIsTheDDLItsPluginEmbeds(table: String) throws {
         let plugin = String(table.dropLast("_events".count))
