@@ -8,10 +8,11 @@ import Synchronization
 /// The server's side of storing: the tables agents declare, the batches they send, and
 /// the ledger of stored batch ids that makes a resend idempotent.
 ///
-/// Tables: an agent's Hello carries each table's DDL. It must parse, name a
-/// MergeTree-family engine, and agree with the table the store already has (every column
-/// present with the same type, after the store's own type mapping for an older server);
-/// then `CREATE ... IF NOT EXISTS` is applied. A conflict refuses the agent with a message
+/// Tables: an agent's Hello carries each table's DDL. It must parse and name a
+/// MergeTree-family engine; then `CREATE ... IF NOT EXISTS` is applied, and a table the
+/// store already has gets the columns the DDL has and it lacks (`TableMigration`: an agent
+/// of a newer release brings its new columns). A column present with another type (after
+/// the store's own type mapping for an older server) refuses the agent with a message
 /// naming the column.
 ///
 /// Batches: the rows are checked and rewritten for the store's table (`RowBinaryTranscoder`:
@@ -113,37 +114,29 @@ public final class ServerStorage: Sendable {
         var names: Set<String> = []
         for definition in hello.tables {
             let schema = try Self.declared(definition, database: database)
-            let prepared: TableSchema
-            do {
-                prepared = try store.prepare([schema])[0]
-            } catch {
-                // The store's own words may quote data; they stay in the server's log.
-                logger.error("creating \(schema.qualifiedName) failed: \(error)")
-                throw PipelineError("the server could not create table \(schema.qualifiedName) (its log has the store's reason)")
-            }
-            try checkAgainstStore(prepared)
+            let prepared = try prepareDeclared(schema)
             tables.withLock { $0.stored[prepared.qualifiedName] = prepared }
             names.insert(prepared.qualifiedName)
         }
         return names
     }
 
-    /// Every column of the table as prepared must exist in the store with that type.
-    func checkAgainstStore(_ table: TableSchema) throws {
-        // Both names are plain identifiers (checked when the DDL was parsed).
-        let sql = "SELECT name, type FROM system.columns WHERE database = '\(table.database ?? "default")' AND table = '\(table.name)'"
-        let data = try store.query(sql, format: "TabSeparated")
-        var existing: [String: String] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
-            if fields.count >= 2 { existing[String(fields[0])] = String(fields[1]) }
-        }
-        for column in table.columns {
-            guard let type = existing[column.name] else {
-                throw PipelineError("table \(table.qualifiedName) on the server has no column \(column.name) (\(column.type)) that the agent's DDL declares; add it on the server (ALTER TABLE ... ADD COLUMN) or align the plugin versions")
-            }
-            guard ColumnType(parsing: type) == column.type else {
-                throw PipelineError("table \(table.qualifiedName) conflicts with the agent's DDL: column \(column.name) is \(type) on the server, \(column.type) in the agent's DDL")
+    /// Creates an agent's table, or adds to the store's table the columns the agent's DDL
+    /// has and it lacks (one line in the log); every column must then exist in the store
+    /// with the type of the DDL (after the store's own type mapping for an older server).
+    /// A conflict refuses the agent naming the column; any other store error is logged
+    /// and the agent told only that the table could not be prepared.
+    func prepareDeclared(_ schema: TableSchema) throws -> TableSchema {
+        do {
+            return try store.prepare([schema]) { logger.notice("\($0.note)") }[0]
+        } catch {
+            switch error {
+            case .conflict(let c):
+                throw PipelineError("table \(c.table) conflicts with the agent's DDL: column \(c.column) is \(c.storedType.prefix(80)) on the server, \(c.declaredType) in the agent's DDL")
+            case .store(let e):
+                // The store's own words may quote data; they stay in the server's log.
+                logger.error("creating or updating \(schema.qualifiedName) failed: \(e)")
+                throw PipelineError("the server could not create or update table \(schema.qualifiedName) (its log has the store's reason)")
             }
         }
     }

@@ -35,12 +35,19 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
 
     public func close() { engine.close() }
 
-    public func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] {
-        for db in Set(tables.compactMap(\.database)).sorted() {
-            try engine.execute("CREATE DATABASE IF NOT EXISTS `\(db)`")
-        }
+    public func prepare(_ tables: [TableSchema], migrated: (TableMigration) -> Void) throws(PrepareError) -> [TableSchema] {
         let prepared = tables.map(\.withDeduplicationWindow)
-        for t in prepared { try engine.execute(t.statement) }
+        do {
+            for db in Set(tables.compactMap(\.database)).sorted() {
+                try engine.execute("CREATE DATABASE IF NOT EXISTS `\(db)`")
+            }
+            for t in prepared { try engine.execute(t.statement) }
+        } catch {
+            throw .store(error)
+        }
+        for t in prepared {
+            if let migration = try migrate(t, onCluster: nil) { migrated(migration) }
+        }
         return prepared
     }
 

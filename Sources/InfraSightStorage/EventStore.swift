@@ -27,9 +27,25 @@ public struct Batch: Sendable {
 public protocol EventStore: AnyObject, Sendable {
     /// One line for logs: what and where.
     var summary: String { get }
-    /// Creates each table's database and the table (IF NOT EXISTS) and returns the
-    /// tables as the store will hold them, in the same order.
+    /// Creates each table's database and the table (IF NOT EXISTS), and brings a table the
+    /// store already has up to its DDL (`migrate`: the columns it lacks are added, in the
+    /// DDL's order), calling `migrated` once per table altered so the caller can say so.
+    /// A column present with another type refuses the table (`PrepareError.conflict`,
+    /// naming the column) before it is changed. Returns the tables as the store will hold
+    /// them (`holding`, plus settings of its own), in the same order.
+    ///
+    /// A store implements this or `prepare(_:)`: each has a default in terms of the other.
+    func prepare(_ tables: [TableSchema], migrated: (TableMigration) -> Void) throws(PrepareError) -> [TableSchema]
+    /// `prepare(_:migrated:)` with nothing said about migrations and a conflict as a
+    /// `StorageError` naming the column.
     func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema]
+    /// The table with each column's type as this store holds it (an older server lacks
+    /// DateTime64 and JSON); nothing is created.
+    func holding(_ table: TableSchema) -> TableSchema
+    /// Adds to the store's `table` (as `holding` gives it; it must exist) the columns it
+    /// lacks, `ON CLUSTER cluster` when one is given, and returns what was added (nil:
+    /// nothing was missing). See `TableMigration`.
+    func migrate(_ table: TableSchema, onCluster cluster: String?) throws(PrepareError) -> TableMigration?
     /// Stores a batch. Throws a `StorageError`; `retryable` says whether trying again
     /// later can succeed (the server is down) or not (the batch is refused).
     func insert(_ batch: Batch) throws(StorageError)
@@ -48,6 +64,32 @@ public protocol EventStore: AnyObject, Sendable {
 
 extension EventStore {
     public func close() {}
+
+    public func prepare(_ tables: [TableSchema], migrated: (TableMigration) -> Void) throws(PrepareError) -> [TableSchema] {
+        do {
+            return try prepare(tables)
+        } catch {
+            throw .store(error)
+        }
+    }
+
+    public func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] {
+        do {
+            return try prepare(tables, migrated: { _ in })
+        } catch {
+            throw error.storageError
+        }
+    }
+
+    public func holding(_ table: TableSchema) -> TableSchema { table }
+
+    /// Through `query`, with `IF NOT EXISTS` (every ClickHouse since 19.1).
+    public func migrate(_ table: TableSchema, onCluster cluster: String?) throws(PrepareError) -> TableMigration? {
+        try TableMigration.apply(
+            table, cluster: cluster, ifNotExists: true,
+            read: { (sql: String) throws(StorageError) -> Data in try query(sql, format: "TabSeparated") },
+            alter: { (sql: String) throws(StorageError) in _ = try query(sql, format: "TabSeparated") })
+    }
 
     public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
         throw StorageError("\(summary) does not answer queries")

@@ -65,9 +65,13 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     var jsonNeedsExperimentalSetting: Bool { !atLeast(25, 3) }
     var supportsDeduplicationToken: Bool { atLeast(22, 2) }
 
-    /// The table as this server can hold it.
-    public func serverSchema(_ table: TableSchema) -> TableSchema {
-        var mapped = table.mappingTypes { type in
+    /// Whether `ALTER TABLE ... ADD COLUMN` takes `IF NOT EXISTS` (19.1+).
+    var supportsAddColumnIfNotExists: Bool { atLeast(19, 1) }
+
+    /// The table with the types this server has: DateTime for DateTime64 before 20.1,
+    /// String for JSON before 24.8.
+    public func holding(_ table: TableSchema) -> TableSchema {
+        table.mappingTypes { type in
             func map(_ t: ColumnType) -> ColumnType {
                 switch t {
                 case .dateTime64 where !supportsDateTime64: return .dateTime
@@ -78,25 +82,44 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
             }
             return map(type)
         }
-        if supportsDeduplicationToken { mapped = mapped.withDeduplicationWindow }
-        return mapped
     }
 
-    public func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] {
-        for db in Set(tables.compactMap(\.database)).sorted() {
-            _ = try send(sql: "CREATE DATABASE IF NOT EXISTS `\(db)`", body: nil, parameters: [:])
-        }
-        var out: [TableSchema] = []
-        for t in tables {
-            let s = serverSchema(t)
-            var parameters: [String: String] = [:]
-            if supportsJSON && jsonNeedsExperimentalSetting && s.columns.contains(where: { $0.type.base == .json }) {
-                parameters["allow_experimental_json_type"] = "1"
+    /// The table as this server can hold it: `holding`, and the deduplication window
+    /// where inserts carry a deduplication token.
+    public func serverSchema(_ table: TableSchema) -> TableSchema {
+        let mapped = holding(table)
+        return supportsDeduplicationToken ? mapped.withDeduplicationWindow : mapped
+    }
+
+    /// The settings a statement creating or adding `columns` needs (JSON before 25.3).
+    func ddlParameters(_ columns: [Column]) -> [String: String] {
+        guard supportsJSON && jsonNeedsExperimentalSetting && columns.contains(where: { $0.type.base == .json }) else { return [:] }
+        return ["allow_experimental_json_type": "1"]
+    }
+
+    public func prepare(_ tables: [TableSchema], migrated: (TableMigration) -> Void) throws(PrepareError) -> [TableSchema] {
+        let prepared = tables.map(serverSchema)
+        do {
+            for db in Set(tables.compactMap(\.database)).sorted() {
+                _ = try send(sql: "CREATE DATABASE IF NOT EXISTS `\(db)`", body: nil, parameters: [:])
             }
-            _ = try send(sql: s.statement, body: nil, parameters: parameters)
-            out.append(s)
+            for t in prepared { _ = try send(sql: t.statement, body: nil, parameters: ddlParameters(t.columns)) }
+        } catch {
+            throw .store(error)
         }
-        return out
+        for t in prepared {
+            if let migration = try migrate(t, onCluster: nil) { migrated(migration) }
+        }
+        return prepared
+    }
+
+    /// `TableMigration.apply` with what this server understands: no `IF NOT EXISTS`
+    /// before 19.1, the JSON setting where it is needed.
+    public func migrate(_ table: TableSchema, onCluster cluster: String?) throws(PrepareError) -> TableMigration? {
+        try TableMigration.apply(
+            table, cluster: cluster, ifNotExists: supportsAddColumnIfNotExists,
+            read: { (sql: String) throws(StorageError) -> Data in try send(sql: sql, body: nil, parameters: ["default_format": "TabSeparated"]) },
+            alter: { (sql: String) throws(StorageError) in _ = try send(sql: sql, body: nil, parameters: ddlParameters(table.columns)) })
     }
 
     public func insert(_ batch: Batch) throws(StorageError) {

@@ -35,7 +35,7 @@ struct RunCommand: ParsableCommand {
         let pluginTables = selection.plugins.flatMap(\.tables)
         let storeTables: [String: TableSchema]
         do {
-            let prepared = try store.prepare(pluginTables)
+            let prepared = try store.prepare(pluginTables) { logger.notice("\($0.note)") }
             storeTables = Dictionary(zip(pluginTables.map(\.qualifiedName), prepared), uniquingKeysWith: { a, _ in a })
         } catch {
             throw failure(error.description)
