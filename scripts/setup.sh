@@ -26,6 +26,7 @@ packages=(
     docker.io                                     # container enrichment tests (dockerd is started by the tests)
     containerd                                    # the deployment tests run the rendered pods under containerd
     mmdebstrap binutils                           # scripts/build-images.sh: Debian base file systems, strip
+    zookeeper                                     # ClickHouse cluster tests (ReplicatedMergeTree, ON CLUSTER)
 )
 missing=()
 for p in "${packages[@]}"; do

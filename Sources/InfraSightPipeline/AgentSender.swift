@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import InfraSightCore
 import InfraSightPipelineProto
 import Logging
 import Synchronization
@@ -97,7 +98,7 @@ public final class AgentSender: Sendable {
 
     /// Runs until drained (spool empty after `drain()`), a fatal refusal, or cancellation.
     public func run() async {
-        var delay = 0.5
+        var backoff = Backoff(initial: 0.5, maximum: 30)
         while !Task.isCancelled {
             if draining.load(ordering: .relaxed) && spool.count == 0 { return }
             let outcome = await connectOnce()
@@ -107,17 +108,16 @@ public final class AgentSender: Sendable {
                 fatal.withLock { $0 = reason }
                 return
             case .failed(let reason, let welcomed):
-                if welcomed { delay = 0.5 }
+                if welcomed { backoff.reset() }
                 let first = state.withLock { s -> Bool in
                     let changed = s.lastError != reason || s.connected
                     s.connected = false
                     s.lastError = reason
                     return changed
                 }
-                let wait = delay * Double.random(in: 0.8...1.2)
+                let wait = backoff.next()
                 if first { logger.warning("server \(host):\(port): \(reason); retrying (spool: \(spool.count) batches, \(spool.bytes >> 10) KiB)") }
                 try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
-                delay = min(delay * 2, 30)
             }
         }
     }

@@ -246,32 +246,26 @@ public final class ServerStorage: Sendable {
 
     /// Retries `work` while the store is unavailable; other store errors are thrown.
     func retrying<T>(_ cancelled: CancelFlag, _ work: () throws(StorageError) -> T) throws -> T {
-        var delay = 0.2
-        var reported = false
-        while true {
-            do {
-                let result = try work()
-                if reported {
-                    state.withLock { $0.storeAvailable = true }
-                    logger.notice("store available again: \(store.summary)")
+        let retry = StoreRetry(
+            onUnavailable: { error, first in
+                guard !cancelled.value.load(ordering: .relaxed) else { return CancellationError() }
+                if first {
+                    self.logger.warning("\(error); holding the agent's batches until it is back")
+                    self.state.withLock { $0.storeAvailable = false }
                 }
-                return result
-            } catch {
-                guard error.retryable else {
-                    // The store's words may quote stored data: they stay in this log.
-                    logger.error("the store refused a batch: \(error)")
-                    throw BatchRefusal("the store refused the batch (the server's log has its reason)")
-                }
-                guard !cancelled.value.load(ordering: .relaxed) else { throw CancellationError() }
-                if !reported {
-                    logger.warning("\(error); holding the agent's batches until it is back")
-                    state.withLock { $0.storeAvailable = false }
-                    reported = true
-                }
-                state.withLock { $0.storeRetries += 1 }
-                Thread.sleep(forTimeInterval: delay * Double.random(in: 0.8...1.2))
-                delay = min(delay * 2, 5)
-            }
+                self.state.withLock { $0.storeRetries += 1 }
+                return nil
+            },
+            onRecovered: {
+                self.state.withLock { $0.storeAvailable = true }
+                self.logger.notice("store available again: \(self.store.summary)")
+            })
+        do {
+            return try retry.run(work)
+        } catch let error as StorageError {
+            // The store's words may quote stored data: they stay in this log.
+            logger.error("the store refused a batch: \(error)")
+            throw BatchRefusal("the store refused the batch (the server's log has its reason)")
         }
     }
 

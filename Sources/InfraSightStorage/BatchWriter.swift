@@ -216,10 +216,18 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
     /// Inserts with retries while the store is unavailable; false when the batch is lost.
     private func store(_ batch: Batch) -> Bool {
         let started = Date()
-        var delay = 0.2
-        var reported = false
-        while true {
-            do {
+        let retry = StoreRetry(
+            onUnavailable: { error, first in
+                self.condition.lock()
+                let giveUp = self.abandoned || Date().timeIntervalSince(started) > self.retryBudget
+                self.condition.unlock()
+                if giveUp { return GaveUp(seconds: Int(Date().timeIntervalSince(started)), last: error) }
+                if first { self.onError("\(error); retrying") }
+                return nil
+            },
+            onRecovered: { self.onError("store available again; batch of \(batch.rows) rows into \(batch.table.qualifiedName) stored") })
+        do {
+            try retry.run { () throws(StorageError) in
                 let began = MonotonicClock.nanoseconds()
                 try store.insert(batch)
                 let took = MonotonicClock.nanoseconds() &- began
@@ -227,28 +235,21 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
                 insertNanoseconds &+= took
                 insertedRows &+= UInt64(batch.rows)
                 condition.unlock()
-                inserts.add(1, ordering: .relaxed)
-                if reported { onError("store available again; batch of \(batch.rows) rows into \(batch.table.qualifiedName) stored") }
-                return true
-            } catch {
-                guard error.retryable else {
-                    onError("\(batch.rows) rows for \(batch.table.qualifiedName) refused: \(error)")
-                    return false
-                }
-                condition.lock()
-                let giveUp = abandoned || Date().timeIntervalSince(started) > retryBudget
-                condition.unlock()
-                if giveUp {
-                    onError("\(batch.rows) rows for \(batch.table.qualifiedName) dropped after retrying for \(Int(Date().timeIntervalSince(started))) s: \(error)")
-                    return false
-                }
-                if !reported {
-                    onError("\(error); retrying")
-                    reported = true
-                }
-                Thread.sleep(forTimeInterval: delay * Double.random(in: 0.8...1.2))
-                delay = min(delay * 2, 5)
             }
+            inserts.add(1, ordering: .relaxed)
+            return true
+        } catch let gaveUp as GaveUp {
+            onError("\(batch.rows) rows for \(batch.table.qualifiedName) dropped after retrying for \(gaveUp.seconds) s: \(gaveUp.last)")
+            return false
+        } catch {
+            onError("\(batch.rows) rows for \(batch.table.qualifiedName) refused: \(error)")
+            return false
         }
     }
+}
+
+/// The retry budget of a batch ran out (or the writer was abandoned) while the store was down.
+private struct GaveUp: Error {
+    let seconds: Int
+    let last: StorageError
 }
