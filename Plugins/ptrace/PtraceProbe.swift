@@ -11,6 +11,10 @@ public final class PtraceProbe: ProbeModule {
     public static let summary = "ptrace(2) requests: who traces or inspects which process"
     public static var bpfObject: [UInt8] { EmbeddedBPFObject.ptrace.bytes }
     public static var tables: [EmbeddedDDL] { [EmbeddedDDL.ptrace_events] }
+    /// request_name is request's name: an agent sends only the number, the server names it.
+    public static func derivedColumns(of table: EmbeddedDDL) -> [DerivedColumn] {
+        DerivedColumn.standard(in: table) + [.name("request_name", of: "request", in: CodeTable.ptraceRequest.name)]
+    }
 
     let request, targetPid, addr, data, requestName, eventType: UInt32
 

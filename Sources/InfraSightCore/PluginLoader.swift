@@ -44,9 +44,12 @@ public struct PluginCandidate: Sendable {
 ///
 /// `load(_:)` dlopens "/proc/self/fd/N" (RTLD_NOW | RTLD_LOCAL), the descriptor checked
 /// above, then checks: 6. the entry symbol; 7. the descriptor's magic; 8. ABI (major
-/// equal, minor <= ours); 9. descriptor size; 10. a valid name equal to NAME (so name pins
-/// and `plugins.enabled`, applied to NAME before loading, apply to the plugin that runs);
-/// 11. at least one table, each with a DDL that parses.
+/// equal, minor <= ours); 9. descriptor size (at least ABI 1.0's) and the required
+/// functions; 10. a valid name equal to NAME (so name pins and `plugins.enabled`, applied
+/// to NAME before loading, apply to the plugin that runs); 11. at least one table, each
+/// with a DDL that parses and derived columns that fit it (`DerivedColumn.problem`);
+/// 12. options. Every struct and array element is read by its own `struct_size`, as
+/// infrasight_plugin.h says (`ABIStructs`).
 /// A loaded plugin is never dlclosed. Not thread-safe; used from the control thread.
 public struct PluginLoader {
     /// The directories being searched. The checks do not depend on them: a file is judged
@@ -167,11 +170,11 @@ public struct PluginLoader {
         guard Int32(minor) <= IS_PLUGIN_ABI_MINOR else {
             throw fail("plugin ABI \(major).\(minor) is newer than this host's ABI \(IS_PLUGIN_ABI_MAJOR).\(IS_PLUGIN_ABI_MINOR); upgrade infrasight")
         }
-        let size = UnsafeRawPointer(raw).loadUnaligned(fromByteOffset: 8, as: UInt32.self)
-        guard Int(size) >= MemoryLayout<is_plugin_descriptor>.size else {
-            throw fail("descriptor is \(size) bytes; ABI \(major).\(minor) requires at least \(MemoryLayout<is_plugin_descriptor>.size)")
+        let size = Int(UnsafeRawPointer(raw).loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        guard size >= ABIStructs.descriptorMinimum else {
+            throw fail("descriptor is \(size) bytes; ABI \(major).\(minor) requires at least \(ABIStructs.descriptorMinimum)")
         }
-        let d = raw.pointee
+        let d = ABIStructs.descriptor(UnsafeRawPointer(raw), size: size)
         guard d.create != nil, d.decode != nil, d.last_error != nil else { throw fail("descriptor lacks create, decode or last_error") }
 
         // 10. The name it reports is the one its file name promised.
@@ -182,29 +185,166 @@ public struct PluginLoader {
             throw fail("reports the name \(name) but its file name gives \(candidate.name); rename the file libinfrasight-\(name).so")
         }
 
-        // 11. Tables.
+        // 11. Tables, walked by each element's struct_size, and their derived columns.
         guard d.table_count > 0, let tableList = d.tables else { throw fail("declares no table") }
         var tables: [TableSchema] = []
-        for i in 0..<Int(d.table_count) {
-            let t = tableList[i]
+        var derived: [String: [DerivedColumn]] = [:]
+        let tableElements: [(element: is_table_descriptor, size: Int)]
+        do {
+            tableElements = try ABIStructs.elements(
+                UnsafeRawPointer(tableList), count: Int(d.table_count), limit: 256, what: "table", minimum: ABIStructs.tableMinimum,
+                read: ABIStructs.table)
+        } catch {
+            throw fail(error.description)
+        }
+        for (i, (t, _)) in tableElements.enumerated() {
             let tableName = t.name.map { String(cString: $0) } ?? "#\(i)"
             guard let ddl = t.ddl else { throw fail("table \(tableName) has no DDL") }
+            let schema: TableSchema
             do {
-                let schema = try TableSchema(ddl: String(cString: ddl))
+                schema = try TableSchema(ddl: String(cString: ddl))
                 guard schema.qualifiedName == tableName || schema.name == tableName else {
                     throw DDLError("DDL creates \(schema.qualifiedName), not \(tableName)")
                 }
-                tables.append(schema)
             } catch {
                 throw fail("bad DDL for table \(tableName): \(error)")
             }
+            let declared: [DerivedColumn]
+            do {
+                declared = try ABIStructs.derivedColumns(of: t, in: schema)
+            } catch {
+                throw fail("bad derived columns for table \(schema.qualifiedName): \(error.description)")
+            }
+            tables.append(schema)
+            derived[schema.qualifiedName] = declared
         }
-        return LoadedPlugin(path: candidate.path, sha256: candidate.sha256, descriptor: raw, tables: tables)
+
+        // 12. Options, walked by each element's struct_size.
+        var options: [PluginOptionInfo] = []
+        if let list = d.options, d.option_count > 0 {
+            do {
+                options = try ABIStructs.elements(
+                    UnsafeRawPointer(list), count: Int(d.option_count), limit: 1024, what: "option", minimum: ABIStructs.optionMinimum,
+                    read: ABIStructs.option
+                ).compactMap { o, _ in
+                    o.name.map {
+                        PluginOptionInfo(
+                            name: String(cString: $0), type: o.type.map { String(cString: $0) } ?? "string",
+                            description: o.description.map { String(cString: $0) } ?? "",
+                            defaultValue: o.default_value.map { String(cString: $0) })
+                    }
+                }
+            } catch {
+                throw fail(error.description)
+            }
+        }
+        return LoadedPlugin(path: candidate.path, sha256: candidate.sha256, descriptor: d, tables: tables, derivedColumns: derived, options: options)
     }
 
     /// Both steps on one file, for callers that load every file they check.
     public mutating func load(_ path: String) throws(PluginLoadError) -> LoadedPlugin {
         try load(check(path))
+    }
+}
+
+/// Reads the plugin's C structs as infrasight_plugin.h prescribes: a struct is copied into
+/// the host's layout up to its `struct_size`, a member the size does not cover whole is
+/// absent (zero), and arrays are walked by each element's `struct_size`.
+enum ABIStructs {
+    /// Each struct's size in ABI 1.0: the least `struct_size` accepted.
+    static let descriptorMinimum = MemoryLayout<is_plugin_descriptor>.offset(of: \.create_with_input)!
+    static let tableMinimum = MemoryLayout<is_table_descriptor>.offset(of: \.derived_columns)!
+    static let optionMinimum = MemoryLayout<is_option_descriptor>.stride
+    /// is_derived_column came in 1.1, whole.
+    static let derivedMinimum = MemoryLayout<is_derived_column>.stride
+    /// The largest element `struct_size` accepted: larger is a corrupt array.
+    static let elementLimit = 65536
+
+    /// Why an array cannot be read.
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// `zero` with the first `size` bytes (at most its own size) copied from `p`.
+    static func copy<T>(_ p: UnsafeRawPointer, size: Int, into zero: T) -> T {
+        var value = zero
+        withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(start: p, count: min(size, $0.count))) }
+        return value
+    }
+
+    /// Whether a struct of `size` bytes holds the member at `offset`, `length` bytes, whole.
+    static func covers(_ size: Int, _ offset: Int, _ length: Int) -> Bool { offset + length <= size }
+
+    static func descriptor(_ p: UnsafeRawPointer, size: Int) -> is_plugin_descriptor {
+        var d = copy(p, size: size, into: is_plugin_descriptor())
+        let offset = MemoryLayout<is_plugin_descriptor>.offset(of: \.create_with_input)!
+        if !covers(size, offset, MemoryLayout<UnsafeRawPointer>.size) { d.create_with_input = nil }
+        return d
+    }
+
+    /// A table descriptor; derived_columns and its count are absent unless both are covered.
+    static func table(_ p: UnsafeRawPointer, size: Int) -> is_table_descriptor {
+        var t = copy(p, size: size, into: is_table_descriptor())
+        if !hasDerivedColumns(size) {
+            t.derived_columns = nil
+            t.derived_column_count = 0
+        }
+        return t
+    }
+
+    static func hasDerivedColumns(_ size: Int) -> Bool {
+        covers(size, MemoryLayout<is_table_descriptor>.offset(of: \.derived_column_count)!, MemoryLayout<UInt32>.size)
+    }
+
+    static func option(_ p: UnsafeRawPointer, size: Int) -> is_option_descriptor { copy(p, size: size, into: is_option_descriptor()) }
+
+    static func derived(_ p: UnsafeRawPointer, size: Int) -> is_derived_column { copy(p, size: size, into: is_derived_column()) }
+
+    /// The `count` elements of the array at `base`: element i + 1 starts `struct_size` of
+    /// element i bytes after it. Each size must lie in `minimum...elementLimit`.
+    static func elements<T>(
+        _ base: UnsafeRawPointer, count: Int, limit: Int, what: String, minimum: Int, read: (UnsafeRawPointer, Int) -> T
+    ) throws(Failure) -> [(element: T, size: Int)] {
+        guard count <= limit else { throw Failure(description: "declares \(count) \(what)s (at most \(limit))") }
+        var result: [(T, Int)] = []
+        var p = base
+        for i in 0..<count {
+            let size = Int(p.loadUnaligned(as: UInt32.self))
+            guard size >= minimum, size <= elementLimit else {
+                throw Failure(description: "\(what) #\(i + 1) has struct_size \(size); it must be \(minimum) to \(elementLimit)")
+            }
+            result.append((read(p, size), size))
+            p += size
+        }
+        return result
+    }
+
+    /// A table's derived columns: as declared when its struct has the member, else the
+    /// host's fallback for plugins built before ABI 1.1 (`DerivedColumn.standard(in:)`).
+    static func derivedColumns(of table: is_table_descriptor, in schema: TableSchema) throws(Failure) -> [DerivedColumn] {
+        let size = Int(table.struct_size)
+        guard hasDerivedColumns(size) else { return DerivedColumn.standard(in: schema) }
+        guard table.derived_column_count > 0 else { return [] }
+        guard let list = table.derived_columns else { throw Failure(description: "derived_columns is NULL with a count of \(table.derived_column_count)") }
+        var declared: [DerivedColumn] = []
+        for (i, (c, _)) in try elements(
+            UnsafeRawPointer(list), count: Int(table.derived_column_count), limit: 1000, what: "derived column", minimum: derivedMinimum, read: derived
+        ).enumerated() {
+            guard let column = c.column, let source = c.source else { throw Failure(description: "derived column #\(i + 1) lacks its column or source") }
+            let name = String(cString: column)
+            let kind: DerivedColumn.Kind
+            switch c.kind {
+            case IS_DERIVE_MILLISECONDS_FROM_NANOSECONDS: kind = .millisecondsFromNanoseconds
+            case IS_DERIVE_TIME_FROM_MILLISECONDS: kind = .timeFromMilliseconds
+            case IS_DERIVE_CODE_NAME:
+                guard let codes = c.code_table else { throw Failure(description: "\(name): a code name needs a code_table") }
+                kind = .codeName(table: String(cString: codes))
+            default: throw Failure(description: "\(name): unknown kind \(c.kind)")
+            }
+            declared.append(DerivedColumn(column: name, source: String(cString: source), kind: kind))
+        }
+        if let why = DerivedColumn.problem(declared, in: schema) { throw Failure(description: why) }
+        return declared
     }
 }
 

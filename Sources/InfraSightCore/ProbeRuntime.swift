@@ -105,9 +105,9 @@ public final class ProbeRuntime {
     }
 
     static func start(_ plugin: LoadedPlugin, options: PluginOptions, enricher: Enricher, consumer: RowConsumer, logger: Logger) throws -> ActiveProbe {
-        let d = plugin.descriptor.pointee
-        let instance = try plugin.createInstance(options: options)
-        let channel = PluginChannel(plugin: plugin, instance: instance, enricher: enricher, consumer: consumer)
+        let d = plugin.descriptor
+        let instance = try plugin.createInstance(options: options, logger: logger)
+        let channel = PluginChannel(plugin: plugin, instance: instance, enricher: enricher, consumer: consumer, logger: logger)
         let bytes = plugin.bpfObject
         guard bytes.count > 0 else { return ActiveProbe(channel: channel, object: nil) }
 

@@ -51,16 +51,25 @@ private func makeDescriptor<M: ProbeModule>(_ module: M.Type) -> UnsafeMutablePo
         objectPointer = UnsafePointer(bytes)
     }
 
+    // Every struct_size is the C sizeof (Swift's stride): the host walks arrays by it.
     let tables = UnsafeMutablePointer<is_table_descriptor>.allocate(capacity: max(1, module.tables.count))
     for (i, table) in module.tables.enumerated() {
         let name = (try? ColumnIndex(table).schema.qualifiedName) ?? table.name
+        let derived = module.derivedColumns(of: table)
+        let list = UnsafeMutablePointer<is_derived_column>.allocate(capacity: max(1, derived.count))
+        for (j, d) in derived.enumerated() {
+            list[j] = is_derived_column(
+                struct_size: UInt32(MemoryLayout<is_derived_column>.stride), kind: d.kind, column: forever(d.column),
+                source: forever(d.source), code_table: d.codeTable.map(forever))
+        }
         tables[i] = is_table_descriptor(
-            struct_size: UInt32(MemoryLayout<is_table_descriptor>.size), name: forever(name), ddl: forever(table.text))
+            struct_size: UInt32(MemoryLayout<is_table_descriptor>.stride), name: forever(name), ddl: forever(table.text),
+            derived_columns: UnsafePointer(list), derived_column_count: UInt32(derived.count))
     }
     let options = UnsafeMutablePointer<is_option_descriptor>.allocate(capacity: max(1, module.options.count))
     for (i, option) in module.options.enumerated() {
         options[i] = is_option_descriptor(
-            struct_size: UInt32(MemoryLayout<is_option_descriptor>.size), name: forever(option.name),
+            struct_size: UInt32(MemoryLayout<is_option_descriptor>.stride), name: forever(option.name),
             type: forever(option.kind.rawValue), description: forever(option.description),
             default_value: option.defaultValue.map(forever))
     }
@@ -71,7 +80,7 @@ private func makeDescriptor<M: ProbeModule>(_ module: M.Type) -> UnsafeMutablePo
             magic: IS_PLUGIN_MAGIC,
             abi_major: UInt16(IS_PLUGIN_ABI_MAJOR),
             abi_minor: UInt16(IS_PLUGIN_ABI_MINOR),
-            struct_size: UInt32(MemoryLayout<is_plugin_descriptor>.size),
+            struct_size: UInt32(MemoryLayout<is_plugin_descriptor>.stride),
             name: forever(module.name),
             version: forever(module.version),
             description: forever(module.summary),
@@ -82,17 +91,7 @@ private func makeDescriptor<M: ProbeModule>(_ module: M.Type) -> UnsafeMutablePo
             options: UnsafePointer(options),
             option_count: UInt32(module.options.count),
             create: { json, errorOut in
-                guard let type = exportedType else { return nil }
-                do {
-                    let options = try ProbeOptions(json: json.map { String(cString: $0) } ?? "{}")
-                    let module = try type.init(options: options)
-                    return OpaquePointer(Unmanaged.passRetained(Instance(module)).toOpaque())
-                } catch {
-                    free(lastInitError)
-                    lastInitError = strdup("\(error)")
-                    errorOut?.pointee = UnsafePointer(lastInitError)
-                    return nil
-                }
+                createInstance(json: json, log: .none, errorOut: errorOut)
             },
             configure_bpf: { instance, configurator in
                 guard let instance, let configurator else { return -EINVAL }
@@ -118,6 +117,33 @@ private func makeDescriptor<M: ProbeModule>(_ module: M.Type) -> UnsafeMutablePo
                 guard let instance else { return nil }
                 let box = Unmanaged<Instance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue()
                 return UnsafePointer(box.lastError)
+            },
+            create_with_input: { input, errorOut in
+                guard let input else { return createInstance(json: nil, log: .none, errorOut: errorOut) }
+                // The host's struct, read only as far as its struct_size goes (see the header).
+                let size = Int(UnsafeRawPointer(input).loadUnaligned(as: UInt32.self))
+                var copy = is_create_input()
+                withUnsafeMutableBytes(of: &copy) { $0.copyMemory(from: UnsafeRawBufferPointer(start: input, count: min(size, $0.count))) }
+                let logEnd = MemoryLayout<is_create_input>.offset(of: \.log)! + MemoryLayout<UnsafeRawPointer>.size
+                let log = size >= logEnd ? ProbeLog(owner: copy.owner, function: copy.log) : .none
+                let jsonEnd = MemoryLayout<is_create_input>.offset(of: \.options_json)! + MemoryLayout<UnsafeRawPointer>.size
+                return createInstance(json: size >= jsonEnd ? copy.options_json : nil, log: log, errorOut: errorOut)
             }))
     return descriptor
+}
+
+/// Creates the exported module from the options JSON (`{}` when nil); on failure points
+/// `errorOut` at the message, kept until the next failure.
+private func createInstance(json: UnsafePointer<CChar>?, log: ProbeLog, errorOut: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> OpaquePointer? {
+    guard let type = exportedType else { return nil }
+    do {
+        let options = try ProbeOptions(json: json.map { String(cString: $0) } ?? "{}", log: log)
+        let module = try type.init(options: options)
+        return OpaquePointer(Unmanaged.passRetained(Instance(module)).toOpaque())
+    } catch {
+        free(lastInitError)
+        lastInitError = strdup("\(error)")
+        errorOut?.pointee = UnsafePointer(lastInitError)
+        return nil
+    }
 }

@@ -28,9 +28,20 @@ public protocol ProbeModule: AnyObject {
     static var tables: [EmbeddedDDL] { get }
     /// The options this plugin accepts under `plugins.options.<name>`.
     static var options: [ProbeOption] { get }
+    /// The columns of `table` (one of ``tables``) that can be computed from another of
+    /// its columns, so that an agent may leave them out of what it sends and the server
+    /// computes them. By default ``DerivedColumn/standard(in:)`` (the host's time
+    /// columns); add your own, e.g. a code's name:
+    ///
+    /// ```swift
+    /// public static func derivedColumns(of table: EmbeddedDDL) -> [DerivedColumn] {
+    ///     DerivedColumn.standard(in: table) + [.name("request_name", of: "request", in: "ptrace_request")]
+    /// }
+    /// ```
+    static func derivedColumns(of table: EmbeddedDDL) -> [DerivedColumn]
 
-    /// Creates the plugin from its options. Throwing refuses to start: the message is
-    /// shown to the user as the plugin's error.
+    /// Creates the plugin from its options (and the host's log, ``ProbeOptions/log``).
+    /// Throwing refuses to start: the message is shown to the user as the plugin's error.
     init(options: ProbeOptions) throws
 
     /// Sets read-only BPF data before the object is loaded.
@@ -43,6 +54,7 @@ public protocol ProbeModule: AnyObject {
 
 extension ProbeModule {
     public static var options: [ProbeOption] { [] }
+    public static func derivedColumns(of table: EmbeddedDDL) -> [DerivedColumn] { DerivedColumn.standard(in: table) }
     public func configureBPF(_ bpf: BPFConfigurator) throws {}
 }
 

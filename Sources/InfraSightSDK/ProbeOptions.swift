@@ -1,21 +1,27 @@
 import Foundation
 
-/// A plugin's options, as given under `plugins.options.<name>` in the config file (the
-/// host has already checked every key and value type against the plugin's declared
-/// ``ProbeOption``s).
+/// What the host gives a plugin at creation: its options, as given under
+/// `plugins.options.<name>` in the config file (the host has already checked every key
+/// and value type against the plugin's declared ``ProbeOption``s), and its log.
 public struct ProbeOptions: @unchecked Sendable {
     let values: [String: Any]
+    /// The host's log for this plugin (``ProbeLog/none`` outside a host).
+    public let log: ProbeLog
 
     /// Parses the JSON object the host passes to init.
-    public init(json: String) throws {
+    public init(json: String, log: ProbeLog = .none) throws {
         guard let data = json.data(using: .utf8),
             let object = try? JSONSerialization.jsonObject(with: data),
             let values = object as? [String: Any]
         else { throw ProbeError("options are not a JSON object") }
         self.values = values
+        self.log = log
     }
 
-    public init(_ values: [String: Any] = [:]) { self.values = values }
+    public init(_ values: [String: Any] = [:], log: ProbeLog = .none) {
+        self.values = values
+        self.log = log
+    }
 
     public func int(_ key: String) throws -> Int? {
         guard let v = values[key] else { return nil }

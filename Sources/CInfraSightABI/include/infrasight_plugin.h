@@ -12,30 +12,51 @@
  *   - abi_major must equal the host's IS_PLUGIN_ABI_MAJOR. A major bump means a member
  *     changed meaning or moved.
  *   - abi_minor must be <= the host's IS_PLUGIN_ABI_MINOR: a newer plugin may rely on
- *     members an older host does not know.
- *   - Structs are append-only. A new member goes at the end, bumps abi_minor, and the
- *     host reads it only when struct_size says the plugin has it.
+ *     members an older host does not know. An older plugin (smaller abi_minor) loads.
+ *   - Structs are append-only. A new member goes at the end and bumps abi_minor. Each
+ *     member below says "since 1.N" (the minor that added it) and "required: yes/no".
+ *   - Every struct starts with (or, for the descriptor, holds at offset 8) its own
+ *     struct_size: sizeof the struct as the side that filled it was compiled. The
+ *     reader reads a member only when struct_size covers it whole (offset + size <=
+ *     struct_size); a member it does not cover is absent, and the reader does what that
+ *     member's comment says for "absent". Members past what the reader knows are
+ *     ignored. A plugin's struct_size may not be less than the size the struct had in
+ *     the minor that added it (1.0 for most, 1.1 for is_derived_column): the host
+ *     refuses the plugin then.
+ *   - Arrays (tables, options, derived columns) are walked by each element's
+ *     struct_size: element i+1 starts struct_size bytes after element i. So a plugin
+ *     compiled against a newer header, with larger elements, is read right by an older
+ *     host, and an older plugin's smaller elements by a newer host. Every element's
+ *     struct_size must be at least that first size and at most 65536; a plugin has at
+ *     most 256 tables and 1024 options, a table at most 1000 derived columns.
  *   - The version numbers are macros compiled into the plugin: the host never reads a
  *     Swift global of the plugin to learn them.
  *
  * Memory ownership
- *   - The descriptor and everything it points to (strings, the BPF object bytes, table
- *     and option arrays) are owned by the plugin, are immutable, and must live until the
- *     process exits. The host never frees them and never dlcloses a plugin.
+ *   - The descriptor and everything it points to (strings, the BPF object bytes, table,
+ *     option and derived-column arrays) are owned by the plugin, are immutable, and must
+ *     live until the process exits. The host never frees them and never dlcloses a plugin.
  *   - Strings are NUL-terminated UTF-8.
- *   - is_plugin_instance pointers are created by create() and owned by the plugin.
+ *   - is_plugin_instance pointers are created by create() or create_with_input() and
+ *     owned by the plugin.
  *   - Buffers passed to decode (the record) belong to the host and are valid only during
  *     the call; the plugin must not keep pointers into them. Strings handed to the row
  *     writer are copied by the host before put_string returns.
  *   - The string returned by last_error is owned by the plugin and valid until the next
  *     call on the same instance.
+ *   - The is_create_input passed to create_with_input is the host's and valid only
+ *     during that call; the owner pointer and the log function in it are valid for the
+ *     life of the process. Log messages are copied by the host before log returns.
  *
  * Threads
- *   - create, configure_bpf and last_error are called from the host's control thread,
- *     before tracing starts.
+ *   - create, create_with_input, configure_bpf and last_error are called from the host's
+ *     control thread, before tracing starts.
  *   - decode is called from exactly one thread (the dispatcher), never concurrently for
  *     the same instance, and must not block, allocate per call when avoidable, or call
- *     back into the host except through the row writer it is given.
+ *     back into the host except through the row writer it is given and the log function.
+ *   - The log function may be called from any thread, at any time after
+ *     create_with_input returned it, but it writes a line to the host's log and may
+ *     block: do not log once per record.
  */
 #ifndef INFRASIGHT_PLUGIN_H
 #define INFRASIGHT_PLUGIN_H
@@ -49,30 +70,77 @@ extern "C" {
 
 #define IS_PLUGIN_MAGIC 0x47505349u /* "ISPG" in little-endian memory order */
 #define IS_PLUGIN_ABI_MAJOR 1
-#define IS_PLUGIN_ABI_MINOR 0
+#define IS_PLUGIN_ABI_MINOR 1
 #define IS_PLUGIN_ENTRY_SYMBOL "infrasight_plugin_entry"
 
-/* One table a plugin writes. ddl is a complete CREATE TABLE IF NOT EXISTS statement for
- * `name` (database-qualified, e.g. "audit.tracing_events"); the host derives the column
- * list, names and ClickHouse types from it. */
+/* Kinds of derived column (is_derived_column.kind). Since 1.1. */
+/* A Float64 column of milliseconds from an integer column of nanoseconds. */
+#define IS_DERIVE_MILLISECONDS_FROM_NANOSECONDS 1u
+/* A DateTime or DateTime64 column from an integer column of Unix epoch milliseconds. */
+#define IS_DERIVE_TIME_FROM_MILLISECONDS 2u
+/* A String column holding the name of an integer column's value, looked up in the code
+ * table code_table (one the host and server know: see Sources/InfraSightCodes); a value
+ * the table lacks gets the table's "unknown" form, e.g. PTRACE_UNKNOWN_<n>. */
+#define IS_DERIVE_CODE_NAME 3u
+
+/* One column of a table that can be computed from another column of the same row
+ * (Inspektor Gadget and Tetragon: the plugin that owns a column says what it is; the
+ * host and the server name no plugin). An agent may leave such a column out of the
+ * batches it sends; the server computes it from `source` with `kind`. The plugin still
+ * writes the column (or the host does, for its own time columns): local stores get it
+ * from the row. Since 1.1. */
+typedef struct is_derived_column {
+    uint32_t struct_size; /* since 1.1; required: yes */
+    uint32_t kind;        /* since 1.1; required: yes; an IS_DERIVE_* value */
+    const char *column;   /* since 1.1; required: yes; the derived column, in this table */
+    const char *source;   /* since 1.1; required: yes; the integer column it comes from */
+    const char *code_table; /* since 1.1; required: for IS_DERIVE_CODE_NAME; NULL otherwise */
+} is_derived_column;
+
+/* One table a plugin writes. */
 typedef struct is_table_descriptor {
-    uint32_t struct_size;
+    uint32_t struct_size; /* since 1.0; required: yes */
+    /* Since 1.0; required: yes. Database-qualified, e.g. "audit.tracing_events". */
     const char *name;
+    /* Since 1.0; required: yes. A complete CREATE TABLE IF NOT EXISTS statement for
+     * `name`; the host derives the column list, names and ClickHouse types from it. */
     const char *ddl;
+    /* Since 1.1; required: no. The table's derived columns; NULL when the count is 0.
+     * The host refuses the plugin when one names a column the table lacks, derives a
+     * column from itself or from another derived column, names a column twice, has an
+     * unknown kind, or its column types do not fit the kind (see IS_DERIVE_*).
+     * Absent (a plugin built before 1.1): the host takes latency_ms from latency_ns and
+     * wall_time_dt from wall_time_ms as derived, for the pairs the table has with
+     * fitting types (the columns the host itself fills from the record's timestamps). */
+    const is_derived_column *derived_columns;
+    uint32_t derived_column_count; /* since 1.1; required: with derived_columns */
 } is_table_descriptor;
 
 /* One option a plugin accepts under plugins.options.<name> in the config file. */
 typedef struct is_option_descriptor {
-    uint32_t struct_size;
-    const char *name;
-    const char *type;        /* "int", "string", "bool", "int-list", "string-list" */
-    const char *description;
-    const char *default_value; /* as text; NULL when there is none */
+    uint32_t struct_size;    /* since 1.0; required: yes */
+    const char *name;        /* since 1.0; required: yes; an option without one is skipped */
+    const char *type;        /* since 1.0; required: no ("string" when NULL); "int",
+                              * "string", "bool", "int-list" or "string-list" */
+    const char *description; /* since 1.0; required: no */
+    const char *default_value; /* since 1.0; required: no; as text; NULL when there is none */
 } is_option_descriptor;
 
 /* The row writer the host passes to decode. `column` is the index of the column in the
- * table's DDL. Values of the wrong kind for a column are converted by the host when
- * lossless and otherwise counted as a decode error. */
+ * table's DDL. A value is stored only when the column can hold it exactly; a value of
+ * the wrong kind makes the whole record a decode error (counted, never a row), not a
+ * truncated value. What each column type takes (Nullable(T) takes what T takes, and
+ * put_null; no other column takes put_null):
+ *   UIntN, IntN   put_uint and put_int of a value in the type's range; put_float of a
+ *                 finite whole number in range.
+ *   Float32/64    put_uint and put_int of a value the type represents exactly; put_float
+ *                 of any value (rounded to nearest for Float32; a finite value beyond
+ *                 Float32's range is wrong).
+ *   DateTime,     Unix epoch milliseconds: put_uint and put_int of a value in Int64 range
+ *   DateTime64    (for DateTime: 0 up to the year 2106), put_float of a whole number.
+ *   String, JSON  put_string only.
+ * A column index past the table's columns is a decode error too. Since 1.0 (the checks
+ * since 1.1: earlier hosts truncated). */
 typedef struct is_row_writer {
     void *host;
     void (*put_uint)(void *host, uint32_t column, uint64_t value);
@@ -91,6 +159,28 @@ typedef struct is_bpf_configurator {
     int (*set_rodata)(void *host, const char *name, const void *value, size_t size);
 } is_bpf_configurator;
 
+/* Log levels of is_create_input.log. The host maps them onto its own log levels and
+ * may filter the lower ones; a level above IS_LOG_ERROR is logged as an error. */
+#define IS_LOG_DEBUG 0u
+#define IS_LOG_INFO 1u
+#define IS_LOG_NOTICE 2u
+#define IS_LOG_WARNING 3u
+#define IS_LOG_ERROR 4u
+
+/* What the host gives create_with_input. Filled by the host: the plugin reads a member
+ * only when struct_size covers it (see Versioning). Since 1.1. */
+typedef struct is_create_input {
+    uint32_t struct_size;     /* since 1.1; always set */
+    const char *options_json; /* since 1.1; a JSON object, "{}" when there are no options */
+    void *owner;              /* since 1.1; pass it back to log */
+    /* Since 1.1. Writes one line to the host's log as "plugin NAME: message" (through
+     * swift-log: `infrasight: LEVEL: plugin NAME: message` on the console). The message
+     * is NUL-terminated UTF-8 (invalid bytes are repaired), at most 1024 bytes are kept,
+     * and control characters (newlines included) are shown as spaces, so one call is one
+     * line. Never NULL. */
+    void (*log)(void *owner, uint32_t level, const char *message);
+} is_create_input;
+
 typedef struct is_plugin_instance is_plugin_instance;
 
 /* Result codes of decode. */
@@ -99,45 +189,59 @@ typedef struct is_plugin_instance is_plugin_instance;
 #define IS_DECODE_ERROR (-2) /* a malformed record; counted as a decode error */
 
 typedef struct is_plugin_descriptor {
-    /* Fixed prefix: read before anything else. */
-    uint32_t magic;
-    uint16_t abi_major;
-    uint16_t abi_minor;
-    uint32_t struct_size;
+    /* Fixed prefix: read before anything else. All since 1.0; required: yes. */
+    uint32_t magic;       /* IS_PLUGIN_MAGIC */
+    uint16_t abi_major;   /* IS_PLUGIN_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor;   /* IS_PLUGIN_ABI_MINOR the plugin was built with */
+    uint32_t struct_size; /* sizeof(is_plugin_descriptor) as the plugin was built */
 
-    const char *name;        /* unique plugin name, [a-z0-9_-]+ */
-    const char *version;     /* the plugin's own version, free text */
-    const char *description; /* one line */
+    /* Since 1.0; required: yes. Unique plugin name, [a-z0-9_-]+, at most 64 bytes, equal
+     * to the name the file name gives (libinfrasight-NAME.so, libNAME.so or NAME.so). */
+    const char *name;
+    const char *version;     /* since 1.0; required: no; the plugin's own version, free text */
+    const char *description; /* since 1.0; required: no; one line */
 
-    const uint8_t *bpf_object;   /* the compiled BPF ELF object; may be NULL */
+    /* Since 1.0; required: no. The compiled BPF ELF object; NULL (or a size of 0) for a
+     * plugin without kernel side. */
+    const uint8_t *bpf_object;
     size_t bpf_object_size;
 
+    /* Since 1.0; required: yes, at least one. Array walked by struct_size. */
     const is_table_descriptor *tables;
     uint32_t table_count;
 
+    /* Since 1.0; required: no (NULL or a count of 0 for none). Array walked by struct_size. */
     const is_option_descriptor *options;
     uint32_t option_count;
 
-    /* Creates an instance from options_json (a JSON object, "{}" when none). Returns
-     * NULL on failure and then, if error is not NULL, points *error at a message owned
-     * by the plugin and valid until the next create call. */
+    /* Since 1.0; required: yes. Creates an instance from options_json (a JSON object,
+     * "{}" when none). Returns NULL on failure and then, if error is not NULL, points
+     * *error at a message owned by the plugin and valid until the next create call.
+     * Not called when create_with_input is present and not NULL. */
     is_plugin_instance *(*create)(const char *options_json, const char **error);
 
-    /* Called once after the BPF object is opened and before it is loaded; may be NULL.
-     * Returns 0 or a negative errno; then last_error says why. */
+    /* Since 1.0; required: no. Called once after the BPF object is opened and before it
+     * is loaded. Returns 0 or a negative errno; then last_error says why. */
     int (*configure_bpf)(is_plugin_instance *instance, const is_bpf_configurator *bpf);
 
-    /* Decodes one ring-buffer record. Every record starts with struct is_event_header
-     * (bpf/include/infrasight_event.h); its `table` member selects the table. The host has
-     * checked size >= sizeof(struct is_event_header) and the table index, has already
-     * written every column it knows from the header, and writes enrichment columns
-     * afterwards; the plugin writes its own columns and may overwrite any. Returns
-     * IS_DECODE_ROW, IS_DECODE_SKIP or IS_DECODE_ERROR. */
+    /* Since 1.0; required: yes. Decodes one ring-buffer record. Every record starts with
+     * struct is_event_header (bpf/include/infrasight_event.h); its `table` member selects
+     * the table. The host has checked size >= sizeof(struct is_event_header), the size
+     * the header claims and the table index, has already written every column it knows
+     * from the header, and writes enrichment columns afterwards; the plugin writes its
+     * own columns and may overwrite any. Returns IS_DECODE_ROW, IS_DECODE_SKIP or
+     * IS_DECODE_ERROR; any other value counts as IS_DECODE_ERROR. */
     int32_t (*decode)(is_plugin_instance *instance, const void *record, size_t size,
                       const is_row_writer *row);
 
-    /* The last error of this instance, or NULL. */
+    /* Since 1.0; required: yes. The last error of this instance, or NULL. */
     const char *(*last_error)(is_plugin_instance *instance);
+
+    /* Since 1.1; required: no. Like create, with what the host offers every instance
+     * (its options and its log). When present and not NULL the host calls it instead of
+     * create; a plugin keeps create for hosts that call that (create's instances log
+     * nothing). Returns NULL on failure, with *error as for create. */
+    is_plugin_instance *(*create_with_input)(const is_create_input *input, const char **error);
 } is_plugin_descriptor;
 
 typedef const is_plugin_descriptor *(*is_plugin_entry_fn)(void);

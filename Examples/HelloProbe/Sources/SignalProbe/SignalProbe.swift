@@ -24,6 +24,7 @@ public final class SignalProbe: ProbeModule {
         signalName = try columns("signal_name")
         eventType = try columns("event_type")
         skipProbes = try options.bool("skip_probes") ?? false
+        if skipProbes { options.log.info("kill(pid, 0) calls, which only probe a process, are not recorded") }
     }
 
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {
