@@ -1,30 +1,55 @@
 import Foundation
 import InfraSightCodes
+import InfraSightCore
 import InfraSightSchema
 
 /// Columns a sender may leave out because the store side derives them from another
-/// column of the same row: the agent omits them, the server's transcoder fills them in.
+/// column of the same row. Which column derives from which is declared by the plugin that
+/// owns the table (`LoadedPlugin.derivedColumns`, sent in the agent's hello); this side
+/// knows only the kinds of derivation (`DerivedColumn.Kind`) and the code tables
+/// (`CodeTable`), never a plugin.
 public enum DerivedColumns {
-    /// (table, or nil for every table; the derived column; the column it comes from).
-    public static let rules: [(table: String?, column: String, source: String)] = [
-        (nil, "latency_ms", "latency_ns"),
-        (nil, "wall_time_dt", "wall_time_ms"),
-        ("audit.ptrace_events", "request_name", "request"),
-    ]
+    /// What agents that declare no derived columns (those from before plugins declared
+    /// them) leave out of `table`: latency_ms and wall_time_dt where the table has them,
+    /// and the code names the code tables list (`CodeTable.undeclaredBefore`).
+    public static func undeclared(in table: TableSchema) -> [DerivedColumn] {
+        let codeNames = CodeTable.all.values.sorted { $0.name < $1.name }.flatMap { codes in
+            codes.undeclaredBefore.filter { $0.table == table.qualifiedName }.map {
+                DerivedColumn(column: $0.column, source: $0.source, kind: .codeName(table: codes.name))
+            }
+        }
+        return DerivedColumn.standard(in: table) + codeNames.filter { DerivedColumn.problem([$0], in: table) == nil }
+    }
 
-    /// The column `column` of `table` is derived from, if it is derivable.
-    public static func source(of column: String, in table: String) -> String? {
-        rules.first { ($0.table == nil || $0.table == table) && $0.column == column }?.source
+    /// Why this side cannot derive `derived` for `table`, or nil: the declarations must fit
+    /// the table (`DerivedColumn.problem`) and name only code tables this build knows.
+    public static func problem(_ derived: [DerivedColumn], in table: TableSchema) -> String? {
+        if let why = DerivedColumn.problem(derived, in: table) { return why }
+        for d in derived {
+            if let codes = d.codeTable, CodeTable.named(codes) == nil { return "\(d.column): unknown code table \(codes)" }
+        }
+        return nil
+    }
+
+    /// The declarations a sender may rely on (leave their columns out): in order, each one
+    /// that fits `table` with those kept before it and that this build can compute. The
+    /// others' columns must be sent.
+    public static func derivable(_ derived: [DerivedColumn], in table: TableSchema) -> [DerivedColumn] {
+        guard problem(derived, in: table) != nil else { return derived }
+        return derived.reduce(into: []) { kept, d in
+            if problem(kept + [d], in: table) == nil { kept.append(d) }
+        }
     }
 }
 
 /// Rewrites RowBinary rows encoded for one column list (what an agent sent) into the
 /// store's table: same-named columns are copied or converted (DateTime64 → DateTime and
 /// other precisions for an older server; JSON carried as a string → String), derived
-/// columns the sender left out are computed (`DerivedColumns`: `latency_ms` from
-/// `latency_ns`, `wall_time_dt` from `wall_time_ms`, ptrace `request_name` from
-/// `request`), and any other missing column is left to the table's default. Every row is walked, so a malformed batch (short, trailing bytes, a
-/// wrong row count) is refused with a message instead of reaching ClickHouse.
+/// columns the sender left out are computed from their source column as declared
+/// (`DerivedColumn`: milliseconds from nanoseconds, time from epoch milliseconds, a code's
+/// name from a `CodeTable`), and any other missing column is left to the table's default.
+/// Every row is walked, so a malformed batch (short, trailing bytes, a wrong row count) is
+/// refused with a message instead of reaching ClickHouse.
 public struct RowBinaryTranscoder: Sendable {
     /// How one output column is produced.
     enum Source: Sendable {
@@ -33,8 +58,8 @@ public struct RowBinaryTranscoder: Sendable {
         case millisecondsFromNanoseconds(input: Int, to: ColumnType)
         /// DateTime64/DateTime from an integer epoch-milliseconds column.
         case timeFromMilliseconds(input: Int, to: ColumnType)
-        /// A ptrace request's name from its number (`PTRACE_UNKNOWN_<n>` when unknown).
-        case ptraceRequestName(input: Int)
+        /// The name of an integer column's code (`<unknownPrefix><n>` when unknown).
+        case codeName(input: Int, codes: CodeTable, to: ColumnType)
         /// The same encoded value in every row (e.g. the node name a server proved).
         case constant(Data)
     }
@@ -46,9 +71,13 @@ public struct RowBinaryTranscoder: Sendable {
     /// Input and output are the same columns with the same types: bytes pass unchanged.
     public let isIdentity: Bool
 
+    /// `derived`: the columns of `table` the sender declared derivable (its hello's
+    /// declarations, checked with `DerivedColumns.problem`); nil for a sender that declared
+    /// none, which gets `DerivedColumns.undeclared(in:)`. A derived column the input lacks
+    /// is computed when the input has its source; one the input has is copied.
     /// `constants`: String columns written with one value in every row, whatever the
     /// input carries for them (a server writes the node name an agent's credentials prove).
-    public init(input: [Column], table: TableSchema, constants: [String: String] = [:]) throws(StorageError) {
+    public init(input: [Column], table: TableSchema, derived: [DerivedColumn]? = nil, constants: [String: String] = [:]) throws(StorageError) {
         self.input = input
         guard !input.isEmpty else { throw StorageError("a batch needs at least one column") }
         var byName: [String: Int] = [:]
@@ -56,6 +85,10 @@ public struct RowBinaryTranscoder: Sendable {
             guard c.type.isSupported else { throw StorageError("column \(c.name) has unsupported type \(c.type)") }
             guard byName.updateValue(i, forKey: c.name) == nil else { throw StorageError("column \(c.name) appears twice") }
             guard table.index(of: c.name) != nil else { throw StorageError("\(table.qualifiedName) has no column \(c.name)") }
+        }
+        let derived = derived ?? DerivedColumns.undeclared(in: table)
+        if let why = DerivedColumns.problem(derived, in: table) {
+            throw StorageError("\(table.qualifiedName): cannot derive \(why)")
         }
         var columns: [Column] = []
         var sources: [Source] = []
@@ -69,15 +102,12 @@ public struct RowBinaryTranscoder: Sendable {
                     throw StorageError("column \(column.name) of \(table.qualifiedName) is \(column.type) in the store; the batch has \(input[i].type)")
                 }
                 sources.append(.copy(input: i, from: input[i].type, to: column.type))
-            } else if let from = DerivedColumns.source(of: column.name, in: table.qualifiedName), let i = byName[from], Self.isInteger(input[i].type) {
-                switch column.name {
-                case "latency_ms" where column.type.base == .float64:
-                    sources.append(.millisecondsFromNanoseconds(input: i, to: column.type))
-                case "wall_time_dt" where Self.isTime(column.type.base):
-                    sources.append(.timeFromMilliseconds(input: i, to: column.type))
-                case "request_name" where column.type == .string:
-                    sources.append(.ptraceRequestName(input: i))
-                default: continue
+            } else if let d = derived.first(where: { $0.column == column.name }), let i = byName[d.source], DerivedColumn.isInteger(input[i].type) {
+                switch d.kind {
+                case .millisecondsFromNanoseconds: sources.append(.millisecondsFromNanoseconds(input: i, to: column.type))
+                case .timeFromMilliseconds: sources.append(.timeFromMilliseconds(input: i, to: column.type))
+                case .codeName(let name):
+                    sources.append(.codeName(input: i, codes: CodeTable.named(name)!, to: column.type)) // checked above
                 }
             } else {
                 continue
@@ -87,14 +117,6 @@ public struct RowBinaryTranscoder: Sendable {
         output = TableSchema(database: table.database, name: table.name, columns: columns, ddl: table.ddl, tail: table.tail)
         self.sources = sources
         isIdentity = constants.isEmpty && columns.count == input.count && zip(columns, input).allSatisfy { $0 == $1 }
-    }
-
-    static func isTime(_ t: ColumnType) -> Bool {
-        switch t { case .dateTime, .dateTime64: true; default: false }
-    }
-
-    static func isInteger(_ t: ColumnType) -> Bool {
-        switch t { case .uint8, .uint16, .uint32, .uint64, .int8, .int16, .int32, .int64: true; default: false }
     }
 
     static func convertible(_ from: ColumnType, _ to: ColumnType) -> Bool {
@@ -134,12 +156,13 @@ public struct RowBinaryTranscoder: Sendable {
                 case .timeFromMilliseconds(let i, let to):
                     if to.isNullable { out.append(0) }
                     Self.appendTime(milliseconds: Self.integer(data, fields[i], input[i].type), as: to.base, to: &out)
-                case .ptraceRequestName(let i):
-                    let request = Self.integer(data, fields[i], input[i].type)
-                    if let name = CodeNames.ptraceRequest(request) {
+                case .codeName(let i, let codes, let to):
+                    let code = Self.integer(data, fields[i], input[i].type)
+                    if to.isNullable { out.append(0) }
+                    if let name = codes.knownName(of: code) {
                         name.withUTF8Buffer { Self.appendString($0, to: &out) }
                     } else {
-                        Self.appendString(Array("PTRACE_UNKNOWN_\(request)".utf8), to: &out)
+                        Self.appendString(Array(codes.name(of: code).utf8), to: &out)
                     }
                 case .constant(let encoded):
                     out.append(encoded)

@@ -2,6 +2,8 @@ import CInfraSightABI
 import CInfraSightEvent
 import Foundation
 @testable import InfraSightCore
+import InfraSightPipeline
+import InfraSightPipelineProto
 import InfraSightSchema
 import InfraSightTestSupport
 import Logging
@@ -194,5 +196,69 @@ struct DerivedColumnDeclarationTests {
         #expect(DerivedColumn.standard(in: noLatency).map(\.column) == ["wall_time_dt"])
         let wrongType = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.z (latency_ns UInt64, latency_ms String) ENGINE = MergeTree() ORDER BY latency_ns")
         #expect(DerivedColumn.standard(in: wrongType).isEmpty)
+    }
+
+    @Test func theWireFormRoundTripsAndUnknownKindsAreRefused() {
+        let d = DerivedColumn(column: "request_name", source: "request", kind: .codeName(table: "ptrace_request"))
+        let wire = Infrasight_V1_DerivedColumn(d)
+        #expect(wire.kind == "code_name" && wire.codeTable == "ptrace_request")
+        #expect(DerivedColumn(column: wire.column, source: wire.source, kindName: wire.kind, codeTable: wire.codeTable) == d)
+        #expect(DerivedColumn(column: "a", source: "b", kindName: "sha256_of", codeTable: "") == nil)
+        #expect(DerivedColumn(column: "a", source: "b", kindName: "code_name", codeTable: "") == nil)
+    }
+}
+
+/// The agent leaves out what its plugins declare derived and tells the server which in
+/// its hello; the server takes an agent's declarations only when it can compute them.
+struct DerivedColumnPipelineTests {
+    let ptrace = TableSchema(database: "audit", name: "ptrace_events", columns: [
+        Column(name: "request", type: .int64), Column(name: "request_name", type: .string),
+        Column(name: "latency_ns", type: .uint64), Column(name: "latency_ms", type: .float64),
+    ], ddl: "", tail: "ENGINE = MergeTree() ORDER BY request")
+    let vendor = TableSchema(database: "audit", name: "vendor_events", columns: [
+        Column(name: "op", type: .int64), Column(name: "op_name", type: .string),
+        Column(name: "latency_ns", type: .uint64), Column(name: "latency_ms", type: .float64),
+    ], ddl: "", tail: "ENGINE = MergeTree() ORDER BY op")
+    let opName = DerivedColumn(column: "op_name", source: "op", kind: .codeName(table: "ptrace_request"))
+
+    @Test func theAgentLeavesOutWhatItsPluginsDeclareAndTheHelloSaysSo() throws {
+        let spool = try BatchSpool(directory: try makeTempDir(prefix: "spool"), maxBytes: 1 << 20)
+        let store = SpoolStore(spool: spool, derived: ["audit.vendor_events": [opName], "audit.ptrace_events": []]) {}
+        let prepared = try store.prepare([ptrace, vendor])
+        #expect(prepared[0].columns.map(\.name) == ["request", "request_name", "latency_ns", "latency_ms"])
+        #expect(prepared[1].columns.map(\.name) == ["op", "latency_ns", "latency_ms"])
+        let hello = SpoolStore.definition(of: vendor, derived: [opName, DerivedColumn(column: "op_name", source: "op", kind: .codeName(table: "unknown_codes"))])
+        #expect(hello.name == "audit.vendor_events" && hello.ddl == vendor.statement)
+        #expect(hello.derivedColumns == [Infrasight_V1_DerivedColumn(opName)])
+        // Not derivable here (an unknown code table): sent, and not declared to the server.
+        let unknown = SpoolStore.definition(of: vendor, derived: [DerivedColumn(column: "op_name", source: "op", kind: .codeName(table: "unknown_codes"))])
+        #expect(unknown.derivedColumns.isEmpty)
+        // Without the plugins' declarations: what agents before them left out.
+        let legacy = try SpoolStore(spool: spool) {}.prepare([ptrace, vendor])
+        #expect(legacy[0].columns.map(\.name) == ["request", "latency_ns"])
+        #expect(legacy[1].columns.map(\.name) == ["op", "op_name", "latency_ns"])
+    }
+
+    @Test func theServerTakesOnlyDeclarationsItCanCompute() throws {
+        var definition = SpoolStore.definition(of: vendor, derived: [opName] + DerivedColumn.standard(in: vendor))
+        #expect(try DerivedColumn.declared(in: definition, table: vendor) == [opName] + DerivedColumn.standard(in: vendor))
+        #expect(try DerivedColumn.declared(in: SpoolStore.definition(of: vendor, derived: []), table: vendor) == nil)
+        func refusal(_ change: (inout Infrasight_V1_DerivedColumn) -> Void) -> String {
+            var d = Infrasight_V1_DerivedColumn(opName)
+            change(&d)
+            definition.derivedColumns = [d]
+            do {
+                _ = try DerivedColumn.declared(in: definition, table: vendor)
+                return "accepted"
+            } catch {
+                return error.description
+            }
+        }
+        #expect(refusal { $0.kind = "rot13" } == "table audit.vendor_events: derived column op_name has the unknown kind 'rot13'")
+        #expect(refusal { $0.codeTable = "other_codes" } == "table audit.vendor_events: the agent's derived columns cannot be computed here: op_name: unknown code table other_codes")
+        #expect(refusal { $0.source = "op_name" } == "table audit.vendor_events: the agent's derived columns cannot be computed here: op_name: its source op_name is itself derived")
+        #expect(refusal { $0.column = "x; DROP TABLE y" } == "table audit.vendor_events: a derived column names 'x; DROP TABLE y', 'op' or 'ptrace_request', not plain names")
+        definition.derivedColumns = Array(repeating: Infrasight_V1_DerivedColumn(opName), count: 5)
+        #expect(throws: PipelineError.self) { try DerivedColumn.declared(in: definition, table: vendor) }
     }
 }

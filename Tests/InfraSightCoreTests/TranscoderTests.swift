@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightCore
 import InfraSightSchema
 import InfraSightStorage
 import Testing
@@ -75,5 +76,76 @@ struct CentralNameTests {
         // Another table's `request_name` is not a ptrace request: left to its default.
         let other = TableSchema(database: "x", name: "y", columns: table.columns, ddl: "")
         #expect(try RowBinaryTranscoder(input: [Column(name: "request", type: .int64)], table: other).output.columns.map(\.name) == ["request"])
+    }
+}
+
+/// Derived columns as a plugin declares them (sent in the agent's hello): the server
+/// derives what was declared, for any table, and nothing it was not told.
+struct DeclaredDerivedColumnTests {
+    func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    func str(_ s: String) -> [UInt8] { [UInt8(s.utf8.count)] + Array(s.utf8) }
+
+    /// A third party's table, with its own names for every column.
+    let table = TableSchema(database: "audit", name: "vendor_events", columns: [
+        Column(name: "op", type: .int64), Column(name: "op_name", type: .nullable(.string)),
+        Column(name: "took_ns", type: .uint64), Column(name: "took_ms", type: .float64),
+        Column(name: "at_ms", type: .int64), Column(name: "at", type: .dateTime64(precision: 6)),
+    ], ddl: "")
+    let declared = [
+        DerivedColumn(column: "op_name", source: "op", kind: .codeName(table: "ptrace_request")),
+        DerivedColumn(column: "took_ms", source: "took_ns", kind: .millisecondsFromNanoseconds),
+        DerivedColumn(column: "at", source: "at_ms", kind: .timeFromMilliseconds),
+    ]
+    let sent = [Column(name: "op", type: .int64), Column(name: "took_ns", type: .uint64), Column(name: "at_ms", type: .int64)]
+
+    @Test func aThirdPartyTablesDeclaredColumnsAreDerivedWhateverTheirNames() throws {
+        let t = try RowBinaryTranscoder(input: sent, table: table, derived: declared)
+        #expect(t.output.columns.map(\.name) == ["op", "op_name", "took_ns", "took_ms", "at_ms", "at"])
+        let out = try t.transcode(Data(le(Int64(16)) + le(UInt64(1_500_000)) + le(Int64(1_700_000_000_123))), rows: 1)
+        #expect(Array(out) == le(Int64(16)) + [0] + str("PTRACE_ATTACH") + le(UInt64(1_500_000)) + le((1.5).bitPattern)
+            + le(Int64(1_700_000_000_123)) + le(Int64(1_700_000_000_123_000)))
+        // Unknown codes get the code table's unknown form.
+        let unknown = try t.transcode(Data(le(Int64(-3)) + le(UInt64(0)) + le(Int64(0))), rows: 1)
+        #expect(Array(Array(unknown)[8..<27]) == [0] + str("PTRACE_UNKNOWN_-3"))
+    }
+
+    @Test func withoutADeclarationNothingOfAThirdPartyTableIsDerived() throws {
+        let t = try RowBinaryTranscoder(input: sent, table: table)
+        #expect(t.output.columns.map(\.name) == ["op", "took_ns", "at_ms"])
+    }
+
+    @Test func aDeclarationReplacesTheFallbackForAgentsThatDeclaredNone() throws {
+        let ptrace = TableSchema(database: "audit", name: "ptrace_events", columns: [
+            Column(name: "request", type: .int64), Column(name: "request_name", type: .string),
+            Column(name: "latency_ns", type: .uint64), Column(name: "latency_ms", type: .float64),
+        ], ddl: "")
+        let input = [Column(name: "request", type: .int64), Column(name: "latency_ns", type: .uint64)]
+        // An agent from before declarations: what it left out is derived (the code table says which).
+        #expect(DerivedColumns.undeclared(in: ptrace).map(\.column) == ["latency_ms", "request_name"])
+        #expect(try RowBinaryTranscoder(input: input, table: ptrace).output.columns.count == 4)
+        // An agent whose plugin declares only the latency: the name is not derived.
+        let onlyLatency = [DerivedColumn(column: "latency_ms", source: "latency_ns", kind: .millisecondsFromNanoseconds)]
+        #expect(try RowBinaryTranscoder(input: input, table: ptrace, derived: onlyLatency).output.columns.map(\.name) == ["request", "latency_ns", "latency_ms"])
+        // A column that was sent is copied, declared or not.
+        let all = input + [Column(name: "request_name", type: .string)]
+        let t = try RowBinaryTranscoder(input: all, table: ptrace, derived: DerivedColumns.undeclared(in: ptrace))
+        #expect(t.output.columns.map(\.name) == ["request", "request_name", "latency_ns", "latency_ms"])
+    }
+
+    @Test func declarationsTheServerCannotComputeAreRefused() {
+        let bad: [([DerivedColumn], String)] = [
+            ([DerivedColumn(column: "op_name", source: "op", kind: .codeName(table: "no_such_codes"))], "op_name: unknown code table no_such_codes"),
+            ([DerivedColumn(column: "op_name", source: "op", kind: .millisecondsFromNanoseconds)], "op_name is Nullable(String), which milliseconds_from_nanoseconds cannot fill"),
+            ([DerivedColumn(column: "took_ms", source: "at", kind: .millisecondsFromNanoseconds)], "took_ms: its source at is DateTime64(6), not an integer type"),
+            ([DerivedColumn(column: "nope", source: "op", kind: .timeFromMilliseconds)], "nope: audit.vendor_events has no such column"),
+            ([DerivedColumn(column: "at", source: "at", kind: .timeFromMilliseconds)], "at: its source at is itself derived"),
+            (declared + [declared[1]], "took_ms is declared twice"),
+        ]
+        for (derived, reason) in bad {
+            #expect(DerivedColumns.problem(derived, in: table) == reason)
+            #expect(throws: StorageError.self) { try RowBinaryTranscoder(input: sent, table: table, derived: derived) }
+            // A sender relies only on what the store side can compute.
+            #expect(DerivedColumns.problem(DerivedColumns.derivable(derived, in: table), in: table) == nil)
+        }
     }
 }

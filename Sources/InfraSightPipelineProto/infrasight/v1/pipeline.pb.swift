@@ -143,13 +143,43 @@ public nonisolated struct Infrasight_V1_TableDefinition: Sendable {
   /// CREATE TABLE IF NOT EXISTS ..., as the plugin declares it.
   public var ddl: String = String()
 
+  /// The columns the agent leaves out of this table's batches because the server derives
+  /// them, as the plugin that owns the table declares them. None from agents before
+  /// plugins declared them: the server then derives what those left out (latency_ms,
+  /// wall_time_dt, and the code names its code tables list).
+  public var derivedColumns: [Infrasight_V1_DerivedColumn] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// A batch may leave out columns the server derives centrally (latency_ms from latency_ns,
-/// wall_time_dt from wall_time_ms); any other column left out gets the table's default.
+/// A column the server computes from another column of the same row.
+public nonisolated struct Infrasight_V1_DerivedColumn: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var column: String = String()
+
+  /// The integer column it is computed from.
+  public var source: String = String()
+
+  /// "milliseconds_from_nanoseconds" (Float64), "time_from_milliseconds" (DateTime or
+  /// DateTime64 from Unix epoch milliseconds) or "code_name" (String, the name of the
+  /// source's value in code_table).
+  public var kind: String = String()
+
+  /// For "code_name": a code table the server knows, e.g. "ptrace_request".
+  public var codeTable: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A batch may leave out the columns its table's definition declares derived; any other
+/// column left out gets the table's default.
 public nonisolated struct Infrasight_V1_Column: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -451,7 +481,7 @@ nonisolated extension Infrasight_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Infrasight_V1_TableDefinition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TableDefinition"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}ddl\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}ddl\0\u{3}derived_columns\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -461,6 +491,7 @@ nonisolated extension Infrasight_V1_TableDefinition: SwiftProtobuf.Message, Swif
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.ddl) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.derivedColumns) }()
       default: break
       }
     }
@@ -473,12 +504,61 @@ nonisolated extension Infrasight_V1_TableDefinition: SwiftProtobuf.Message, Swif
     if !self.ddl.isEmpty {
       try visitor.visitSingularStringField(value: self.ddl, fieldNumber: 2)
     }
+    if !self.derivedColumns.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.derivedColumns, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Infrasight_V1_TableDefinition, rhs: Infrasight_V1_TableDefinition) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.ddl != rhs.ddl {return false}
+    if lhs.derivedColumns != rhs.derivedColumns {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Infrasight_V1_DerivedColumn: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DerivedColumn"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}column\0\u{1}source\0\u{1}kind\0\u{3}code_table\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.column) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.codeTable) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.column.isEmpty {
+      try visitor.visitSingularStringField(value: self.column, fieldNumber: 1)
+    }
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 2)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 3)
+    }
+    if !self.codeTable.isEmpty {
+      try visitor.visitSingularStringField(value: self.codeTable, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Infrasight_V1_DerivedColumn, rhs: Infrasight_V1_DerivedColumn) -> Bool {
+    if lhs.column != rhs.column {return false}
+    if lhs.source != rhs.source {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.codeTable != rhs.codeTable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
