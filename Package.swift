@@ -109,7 +109,8 @@ var targets: [Target] = [
         name: "infrasight-bench",
         dependencies: ["InfraSightCore", "InfraSightStorage", "InfraSightSchema", "InfraSightBPF", "InfraSightSDK", "CInfraSightEvent"],
         path: "bench/Sources", exclude: ["floor.bpf.c"], plugins: ["ProbeBuilder"]),
-    .executableTarget(name: "probe-embed", path: "BuildTools/probe-embed"),
+    // ProbeBuilder's tool: BPF objects and DDL into Swift, column handles from the DDL.
+    .executableTarget(name: "probe-embed", dependencies: ["InfraSightSchema"], path: "BuildTools/probe-embed"),
     .plugin(name: "ProbeBuilder", capability: .buildTool(), dependencies: ["probe-embed"], path: "BuildTools/ProbeBuilder"),
     // Helpers the tests share: processes, temp dirs, fixture compilation, paths.
     .target(name: "InfraSightTestSupport", dependencies: ["InfraSightCore"], path: "Tests/Support"),

@@ -17,14 +17,13 @@ public final class MmapProbe: ProbeModule {
     let addr, len, prot, flags, fd, off, eventType: UInt32
 
     public init(options: ProbeOptions) throws {
-        let c = try ColumnIndex(EmbeddedDDL.mmap_events)
-        addr = try c("addr")
-        len = try c("len")
-        prot = try c("prot")
-        flags = try c("flags")
-        fd = try c("fd")
-        off = try c("off")
-        eventType = try c("event_type")
+        addr = MmapEventsColumns.addr
+        len = MmapEventsColumns.len
+        prot = MmapEventsColumns.prot
+        flags = MmapEventsColumns.flags
+        fd = MmapEventsColumns.fd
+        off = MmapEventsColumns.off
+        eventType = MmapEventsColumns.event_type
     }
 
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {

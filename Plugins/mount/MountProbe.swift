@@ -17,12 +17,11 @@ public final class MountProbe: ProbeModule {
     static let typeOffset = MemoryLayout<is_mount_event>.offset(of: \is_mount_event.type)!
 
     public init(options: ProbeOptions) throws {
-        let c = try ColumnIndex(EmbeddedDDL.mount_events)
-        devName = try c("dev_name")
-        dirName = try c("dir_name")
-        type = try c("type")
-        flags = try c("flags")
-        eventType = try c("event_type")
+        devName = MountEventsColumns.dev_name
+        dirName = MountEventsColumns.dir_name
+        type = MountEventsColumns.type
+        flags = MountEventsColumns.flags
+        eventType = MountEventsColumns.event_type
     }
 
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {

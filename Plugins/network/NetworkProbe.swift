@@ -34,18 +34,17 @@ public final class NetworkProbe: ProbeModule {
     private var scratch = [UInt8](repeating: 0, count: 128)
 
     public init(options: ProbeOptions) throws {
-        let c = try ColumnIndex(EmbeddedDDL.network_events)
-        family = try c("sa_family")
-        saddr4 = try c("saddr_ipv4")
-        daddr4 = try c("daddr_ipv4")
-        sport = try c("sport")
-        dport = try c("dport")
-        saddr6 = try c("saddr_ipv6")
-        daddr6 = try c("daddr_ipv6")
-        domain = try c("resolved_domain")
-        eventType = try c("event_type")
-        protocolColumn = try c("protocol")
-        unixPath = try c("unix_path")
+        family = NetworkEventsColumns.sa_family
+        saddr4 = NetworkEventsColumns.saddr_ipv4
+        daddr4 = NetworkEventsColumns.daddr_ipv4
+        sport = NetworkEventsColumns.sport
+        dport = NetworkEventsColumns.dport
+        saddr6 = NetworkEventsColumns.saddr_ipv6
+        daddr6 = NetworkEventsColumns.daddr_ipv6
+        domain = NetworkEventsColumns.resolved_domain
+        eventType = NetworkEventsColumns.event_type
+        protocolColumn = NetworkEventsColumns.protocol
+        unixPath = NetworkEventsColumns.unix_path
         let server = try options.string("dns_server")
         if let server {
             var probe = in_addr()

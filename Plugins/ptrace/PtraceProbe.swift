@@ -19,13 +19,12 @@ public final class PtraceProbe: ProbeModule {
     let request, targetPid, addr, data, requestName, eventType: UInt32
 
     public init(options: ProbeOptions) throws {
-        let c = try ColumnIndex(EmbeddedDDL.ptrace_events)
-        request = try c("request")
-        targetPid = try c("target_pid")
-        addr = try c("addr")
-        data = try c("data")
-        requestName = try c("request_name")
-        eventType = try c("event_type")
+        request = PtraceEventsColumns.request
+        targetPid = PtraceEventsColumns.target_pid
+        addr = PtraceEventsColumns.addr
+        data = PtraceEventsColumns.data
+        requestName = PtraceEventsColumns.request_name
+        eventType = PtraceEventsColumns.event_type
     }
 
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {

@@ -24,17 +24,16 @@ public final class ResourceProbe: ProbeModule {
     public init(options: ProbeOptions) throws {
         interval = try options.int("interval_seconds") ?? 10
         guard (1...3600).contains(interval) else { throw ProbeError("option interval_seconds must be between 1 and 3600") }
-        let c = try ColumnIndex(EmbeddedDDL.resource_events)
-        cpu = try c("cpu_ns")
-        userFaults = try c("user_faults")
-        kernelFaults = try c("kernel_faults")
-        mmapBytes = try c("vm_mmap_bytes")
-        munmapBytes = try c("vm_munmap_bytes")
-        brkGrow = try c("vm_brk_grow_bytes")
-        brkShrink = try c("vm_brk_shrink_bytes")
-        bytesRead = try c("bytes_read")
-        bytesWritten = try c("bytes_written")
-        isActive = try c("isActive")
+        cpu = ResourceEventsColumns.cpu_ns
+        userFaults = ResourceEventsColumns.user_faults
+        kernelFaults = ResourceEventsColumns.kernel_faults
+        mmapBytes = ResourceEventsColumns.vm_mmap_bytes
+        munmapBytes = ResourceEventsColumns.vm_munmap_bytes
+        brkGrow = ResourceEventsColumns.vm_brk_grow_bytes
+        brkShrink = ResourceEventsColumns.vm_brk_shrink_bytes
+        bytesRead = ResourceEventsColumns.bytes_read
+        bytesWritten = ResourceEventsColumns.bytes_written
+        isActive = ResourceEventsColumns.isActive
     }
 
     public func configureBPF(_ bpf: BPFConfigurator) throws {

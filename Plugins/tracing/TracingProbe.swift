@@ -18,14 +18,13 @@ public final class TracingProbe: ProbeModule {
     let filename, eventType, syscall, argv, flags, mode, fd: UInt32
 
     public init(options: ProbeOptions) throws {
-        let columns = try ColumnIndex(EmbeddedDDL.tracing_events)
-        filename = try columns("filename")
-        eventType = try columns("event_type")
-        syscall = try columns("syscall")
-        argv = try columns("argv")
-        flags = try columns("flags")
-        mode = try columns("mode")
-        fd = try columns("fd")
+        filename = TracingEventsColumns.filename
+        eventType = TracingEventsColumns.event_type
+        syscall = TracingEventsColumns.syscall
+        argv = TracingEventsColumns.argv
+        flags = TracingEventsColumns.flags
+        mode = TracingEventsColumns.mode
+        fd = TracingEventsColumns.fd
     }
 
     // Field offsets, computed once: key-path offset lookups are too slow per event.

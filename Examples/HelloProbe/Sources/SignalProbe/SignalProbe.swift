@@ -18,11 +18,11 @@ public final class SignalProbe: ProbeModule {
     let skipProbes: Bool
 
     public init(options: ProbeOptions) throws {
-        let columns = try ColumnIndex(EmbeddedDDL.signal_events)
-        targetPid = try columns("target_pid")
-        signal = try columns("signal")
-        signalName = try columns("signal_name")
-        eventType = try columns("event_type")
+        // Generated from signal_events.sql at build time: a misspelled column does not compile.
+        targetPid = SignalEventsColumns.target_pid
+        signal = SignalEventsColumns.signal
+        signalName = SignalEventsColumns.signal_name
+        eventType = SignalEventsColumns.event_type
         skipProbes = try options.bool("skip_probes") ?? false
         if skipProbes { options.log.info("kill(pid, 0) calls, which only probe a process, are not recorded") }
     }
