@@ -54,9 +54,9 @@
  *   - decode is called from exactly one thread (the dispatcher), never concurrently for
  *     the same instance, and must not block, allocate per call when avoidable, or call
  *     back into the host except through the row writer it is given and the log function.
- *   - The log function may be called from any thread, at any time after
- *     create_with_input returned it, but it writes a line to the host's log and may
- *     block: do not log once per record.
+ *   - The log function may be called from any thread, from the call of
+ *     create_with_input that passed it on, but it writes a line to the host's log and
+ *     may block: do not log once per record.
  */
 #ifndef INFRASIGHT_PLUGIN_H
 #define INFRASIGHT_PLUGIN_H
@@ -79,8 +79,10 @@ extern "C" {
 /* A DateTime or DateTime64 column from an integer column of Unix epoch milliseconds. */
 #define IS_DERIVE_TIME_FROM_MILLISECONDS 2u
 /* A String column holding the name of an integer column's value, looked up in the code
- * table code_table (one the host and server know: see Sources/InfraSightCodes); a value
- * the table lacks gets the table's "unknown" form, e.g. PTRACE_UNKNOWN_<n>. */
+ * table code_table (Sources/InfraSightCodes, e.g. "ptrace_request"); a value the table
+ * lacks gets the table's "unknown" form, e.g. PTRACE_UNKNOWN_<n>. The host does not
+ * check the name at load: an agent whose build does not know the code table sends the
+ * column as decoded, and a server that does not know it refuses the agent's hello. */
 #define IS_DERIVE_CODE_NAME 3u
 
 /* One column of a table that can be computed from another column of the same row
@@ -88,7 +90,8 @@ extern "C" {
  * host and the server name no plugin). An agent may leave such a column out of the
  * batches it sends; the server computes it from `source` with `kind`. The plugin still
  * writes the column (or the host does, for its own time columns): local stores get it
- * from the row. Since 1.1. */
+ * from the row. The source is a plain integer column; the derived column has the type
+ * its kind names, or that type in Nullable. Since 1.1. */
 typedef struct is_derived_column {
     uint32_t struct_size; /* since 1.1; required: yes */
     uint32_t kind;        /* since 1.1; required: yes; an IS_DERIVE_* value */
@@ -106,9 +109,10 @@ typedef struct is_table_descriptor {
      * `name`; the host derives the column list, names and ClickHouse types from it. */
     const char *ddl;
     /* Since 1.1; required: no. The table's derived columns; NULL when the count is 0.
-     * The host refuses the plugin when one names a column the table lacks, derives a
-     * column from itself or from another derived column, names a column twice, has an
-     * unknown kind, or its column types do not fit the kind (see IS_DERIVE_*).
+     * The host refuses the plugin when one lacks its column or source, names a column
+     * the table lacks, derives a column from itself or from another derived column,
+     * derives a column twice, has an unknown kind or a code name without code_table, or
+     * its column types do not fit the kind (see IS_DERIVE_*).
      * Absent (a plugin built before 1.1): the host takes latency_ms from latency_ns and
      * wall_time_dt from wall_time_ms as derived, for the pairs the table has with
      * fitting types (the columns the host itself fills from the record's timestamps). */
