@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightCore
 import InfraSightPipelineProto
 import InfraSightSchema
 import InfraSightStorage
@@ -50,6 +51,9 @@ public final class ServerStorage: Sendable {
     private struct Tables {
         /// Qualified name → the table as the store holds it.
         var stored: [String: TableSchema] = [:]
+        /// Qualified name → the derived columns agents declared for it in their hellos (the
+        /// union; no entry while none did, and then agents get `DerivedColumns.undeclared`).
+        var derived: [String: [DerivedColumn]] = [:]
         /// Table + column signature → transcoder.
         var transcoders: [String: RowBinaryTranscoder] = [:]
     }
@@ -115,10 +119,31 @@ public final class ServerStorage: Sendable {
         for definition in hello.tables {
             let schema = try Self.declared(definition, database: database)
             let prepared = try prepareDeclared(schema)
-            tables.withLock { $0.stored[prepared.qualifiedName] = prepared }
+            let derived = try DerivedColumn.declared(in: definition, table: prepared)
+            try tables.withLock { t throws(PipelineError) in
+                t.stored[prepared.qualifiedName] = prepared
+                if let derived { try Self.add(derived, to: &t, table: prepared.qualifiedName) }
+            }
             names.insert(prepared.qualifiedName)
         }
         return names
+    }
+
+    /// Adds an agent's derived columns to those declared for `table` before. One column is
+    /// derived one way: an agent that says otherwise is refused, naming the column. New
+    /// declarations drop the table's cached transcoders.
+    private static func add(_ derived: [DerivedColumn], to t: inout Tables, table: String) throws(PipelineError) {
+        var known = t.derived[table] ?? []
+        for d in derived {
+            if let other = known.first(where: { $0.column == d.column }) {
+                guard other == d else { throw PipelineError("table \(table): the agent derives \(d), another agent \(other)") }
+            } else {
+                known.append(d)
+            }
+        }
+        guard known != t.derived[table] else { return }
+        t.derived[table] = known
+        t.transcoders = t.transcoders.filter { !$0.key.hasPrefix(table + "\u{1}") }
     }
 
     /// Creates an agent's table, or adds to the store's table the columns the agent's DDL
@@ -233,7 +258,9 @@ public final class ServerStorage: Sendable {
             var constants: [String: String] = [:]
             if let node = agent.provenNode, table.index(of: "node_name") != nil { constants["node_name"] = node }
             do {
-                let made = try RowBinaryTranscoder(input: batch.columns.map { Column(name: $0.name, type: ColumnType(parsing: $0.type)) }, table: table, constants: constants)
+                let made = try RowBinaryTranscoder(
+                    input: batch.columns.map { Column(name: $0.name, type: ColumnType(parsing: $0.type)) }, table: table, derived: t.derived[batch.table],
+                    constants: constants)
                 // Bounded: one entry per table, identity and column list seen.
                 if t.transcoders.count >= 4096 { t.transcoders.removeAll() }
                 t.transcoders[key] = made

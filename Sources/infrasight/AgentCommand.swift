@@ -75,12 +75,12 @@ struct AgentCommand: ParsableCommand {
         hello.nodeName = String(decoding: nodeName, as: UTF8.self)
         hello.agentID = Self.agentID(node: hello.nodeName, hostRoot: config.hostRoot)
         hello.version = infrasightVersion
-        hello.tables = pluginTables.map { t in
-            var d = Infrasight_V1_TableDefinition()
-            d.name = t.qualifiedName
-            d.ddl = t.statement
-            return d
+        // Each table's derived columns, as its plugin declares them: left out of the batches
+        // and named in the hello, so the server computes them.
+        let derived = selection.plugins.reduce(into: [String: [DerivedColumn]]()) { all, plugin in
+            all.merge(plugin.derivedColumns) { first, _ in first }
         }
+        hello.tables = pluginTables.map { SpoolStore.definition(of: $0, derived: derived[$0.qualifiedName] ?? []) }
         let sender: AgentSender
         do {
             sender = try AgentSender(spool: spool, host: address.host, port: address.port, security: security, hello: hello,
@@ -88,7 +88,7 @@ struct AgentCommand: ParsableCommand {
         } catch {
             throw failure("\(error)", code: 2)
         }
-        let store = SpoolStore(spool: spool) { sender.notify() }
+        let store = SpoolStore(spool: spool, derived: derived) { sender.notify() }
         let storeTables = try! store.prepare(pluginTables)
         let tablesByName = Dictionary(zip(pluginTables.map(\.qualifiedName), storeTables), uniquingKeysWith: { a, _ in a })
         let writer = BatchWriter(

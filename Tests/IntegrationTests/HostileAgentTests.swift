@@ -120,6 +120,28 @@ import Testing
         #expect(try Self.query(data, "SELECT count() FROM audit.hostile") == "1\n")
     }
 
+    @Test func derivedColumnDeclarationsFromTheWireAreCheckedLikeTheDDL() async throws {
+        let data = try makeTempDir(prefix: "hostile-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        let cases: [((inout Infrasight_V1_DerivedColumn) -> Void, String)] = [
+            ({ $0.column = "node_name"; $0.source = "a"; $0.kind = "shell_command" }, "derived column node_name has the unknown kind 'shell_command'"),
+            ({ $0.column = "x) ENGINE = Log"; $0.source = "a"; $0.kind = "milliseconds_from_nanoseconds" }, "not plain names"),
+            ({ $0.column = "node_name"; $0.source = "a"; $0.kind = "code_name"; $0.codeTable = "etc_passwd" }, "cannot be computed here"),
+        ]
+        for (edit, reason) in cases {
+            var hello = Self.hello(tables: [Self.table])
+            var derived = Infrasight_V1_DerivedColumn()
+            edit(&derived)
+            hello.hello.tables[0].derivedColumns = [derived]
+            let answers = try await Self.converse(port: server.port, [hello], expecting: 1)
+            let refusal = try #require(answers.first?.refusal, "\(answers)")
+            #expect(refusal.fatal)
+            #expect(refusal.reason.contains(reason), "\(refusal.reason)")
+        }
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+    }
+
     @Test func batchesThatLieAreRefusedOneAtATimeAndTheStreamGoesOn() async throws {
         let data = try makeTempDir(prefix: "hostile-data")
         let server = try Server.start(store: ["--data-dir", data])
