@@ -31,7 +31,8 @@ if ! cmp -s deploy/manifest-tools.txt "$stamp" 2>/dev/null || [ ! -x "$venv/bin/
     echo '*' > "$venv/.gitignore"   # the venv keeps itself out of git
 fi
 
+# Not fatal: `scripts/setup.sh` is also how a user sets up the tracer itself, which needs
+# no kubectl. The manifest tests fail, naming it, where it is missing.
 if ! command -v kubectl >/dev/null; then
-    echo "setup-tools: kubectl (1.27 or newer, for 'kubectl kustomize') is not installed and is not a Debian package; install it from the Kubernetes project's packages" >&2
-    exit 1
+    echo "setup-tools: warning: kubectl (1.27 or newer, for 'kubectl kustomize') is not installed and is not a Debian package; the manifest tests need it: install it from the Kubernetes project's packages" >&2
 fi
