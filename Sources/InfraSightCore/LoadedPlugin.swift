@@ -101,14 +101,7 @@ final class PluginLog: Sendable {
         guard let message else { return "" }
         let length = strnlen(message, maxBytes)
         let bytes = UnsafeRawBufferPointer(start: message, count: length)
-        var line = String.UnicodeScalarView()
-        for scalar in String(decoding: bytes, as: UTF8.self).unicodeScalars {
-            switch scalar.properties.generalCategory {
-            case .control, .lineSeparator, .paragraphSeparator: line.append(" ")
-            default: line.append(scalar)
-            }
-        }
-        return String(line)
+        return oneLogLine(String(decoding: bytes, as: UTF8.self))
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import InfraSightCore
 import InfraSightPipelineProto
 import Logging
 import Synchronization
@@ -34,7 +35,7 @@ public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
             let header = request.metadata[stringValues: "authorization"].first(where: { _ in true })
             credential = try authenticator.authenticate(authorization: header, transport: context.transportSpecific)
         } catch {
-            logger.warning("refused agent at \(peer): \(error)")
+            logger.warning("refused agent at \(peer): \(Self.printable("\(error)", limit: .max))")
             throw RPCError(code: .unauthenticated, message: "this server refused the agent's credentials: \(error)")
         }
         return StreamingServerResponse { writer in
@@ -60,7 +61,7 @@ public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
                         welcome.welcome.serverVersion = version
                         try await writer.write(welcome)
                     } catch {
-                        logger.error("refused agent \(claimed) at \(peer): \(error)")
+                        logger.error("refused agent \(claimed) at \(peer): \(Self.printable("\(error)", limit: .max))")
                         try await writer.write(refusal("\(error)"))
                         return [:]
                     }
@@ -75,7 +76,7 @@ public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
                         reply.ack = ack
                         try await writer.write(reply)
                     } catch let error as BatchRefusal {
-                        logger.error("refused a batch from agent \(Self.printable(agent.id)) at \(peer): \(error)")
+                        logger.error("refused a batch from agent \(Self.printable(agent.id)) at \(peer): \(Self.printable("\(error)", limit: .max))")
                         var reply = refusal(error.description)
                         reply.refusal.fatal = false
                         reply.refusal.batchID = String(batch.batchID.prefix(64))
@@ -89,11 +90,9 @@ public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
         }
     }
 
-    /// Text from the wire, made safe for one log line: control characters replaced, at
-    /// most 253 characters.
-    static func printable(_ text: String) -> String {
-        String(String.UnicodeScalarView(text.unicodeScalars.prefix(253).map { $0.properties.generalCategory == .control ? "?" : $0 }))
-    }
+    /// Text from the wire (a name, or a refusal that quotes the agent's input), made safe
+    /// for one log line, at most 253 characters for a name.
+    static func printable(_ text: String, limit: Int = 253) -> String { oneLogLine(text, limit: limit) }
 
     func refusal(_ reason: String) -> Infrasight_V1_ServerMessage {
         var message = Infrasight_V1_ServerMessage()
