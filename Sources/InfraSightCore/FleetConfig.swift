@@ -1,4 +1,5 @@
 import Yams
+import InfraSightSchema
 
 /// The files that secure the agent–server link (`tls_cert`, `tls_key`, `tls_ca`,
 /// `token_file` under `agent:` or `server:`). Paths only: secrets stay in files.
@@ -111,9 +112,7 @@ extension ConfigReader {
             case "insecure": server.insecure = try bool(value, at: path)
             case "database":
                 let name = try string(value, at: path)
-                guard name.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) != nil, !["system", "infrasight", "INFORMATION_SCHEMA", "information_schema"].contains(name) else {
-                    throw ConfigError(file: file, "\(path) must be a plain database name other than system, information_schema and infrasight (got \(name))")
-                }
+                if let problem = agentDatabaseProblem(name) { throw ConfigError(file: file, "\(path) \(problem)") }
                 server.database = name
             default: return try tlsFile(key, value, at: path, into: &server.tls)
             }

@@ -121,6 +121,17 @@ public struct EngineClause: Equatable, Sendable {
 /// `name`, backquoted (names are checked to be plain identifiers before they get here).
 public func quoteIdentifier(_ name: String) -> String { "`\(name)`" }
 
+/// Why `name` cannot be the database agents' tables live in (`server --database`,
+/// `server.database`), or nil when it can: a plain identifier, and not the engine's own
+/// databases or the server's.
+public func agentDatabaseProblem(_ name: String) -> String? {
+    let reserved = ["system", "information_schema", "INFORMATION_SCHEMA", "infrasight"]
+    guard isPlainIdentifier(name), !reserved.contains(name) else {
+        return "must be a plain database name other than system, information_schema and infrasight (got \(name))"
+    }
+    return nil
+}
+
 /// Whether `name` is a plain SQL identifier: `[A-Za-z_][A-Za-z0-9_]*`, at most 128 bytes.
 public func isPlainIdentifier(_ name: String) -> Bool {
     guard let first = name.utf8.first, name.utf8.count <= 128 else { return false }

@@ -3,6 +3,7 @@ import Foundation
 import InfraSightCore
 import InfraSightMetrics
 import InfraSightPipeline
+import InfraSightSchema
 import InfraSightStorage
 import Logging
 
@@ -34,9 +35,7 @@ struct ServerCommand: ParsableCommand {
 
     func validate() throws {
         if let listen { _ = try listenAddress(listen, flag: "--listen") }
-        if let database, database.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) == nil || ["system", "infrasight", "information_schema", "INFORMATION_SCHEMA"].contains(database) {
-            throw ValidationError("--database must be a plain database name other than system, information_schema and infrasight (got \(database))")
-        }
+        if let database, let problem = agentDatabaseProblem(database) { throw ValidationError("--database \(problem)") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
     }
