@@ -1,0 +1,28 @@
+import InfraSightCore
+import InfraSightPipeline
+import InfraSightSchema
+import Testing
+
+/// The small checks the trust boundaries share: what counts as loopback, which database
+/// may hold agents' tables, how outside text becomes one log line.
+@Suite struct TrustChecksTests {
+    @Test(arguments: ["localhost", "127.0.0.1", "127.1.2.3", "::1", "0:0:0:0:0:0:0:1"])
+    func loopbackAddresses(host: String) { #expect(isLoopback(host)) }
+
+    @Test(arguments: ["0.0.0.0", "::", "10.0.0.1", "127.example.com", "127.", "::2", "localhost.evil", ""])
+    func notLoopback(host: String) { #expect(!isLoopback(host)) }
+
+    @Test func agentsDatabaseIsAPlainNameThatIsNotTheEnginesOrTheServers() {
+        #expect(agentDatabaseProblem("audit") == nil)
+        #expect(agentDatabaseProblem("audit_2") == nil)
+        for name in ["system", "information_schema", "INFORMATION_SCHEMA", "infrasight", "a-b", "1x", "", "x`; DROP"] {
+            #expect(agentDatabaseProblem(name) == "must be a plain database name other than system, information_schema and infrasight (got \(name))")
+        }
+    }
+
+    @Test func outsideTextBecomesOneLogLine() {
+        #expect(oneLogLine("a\nb\rc\u{2028}d\u{2029}e\u{0}f") == "a b c d e f")
+        #expect(oneLogLine("abcdef", limit: 3) == "abc")
+        #expect(oneLogLine("ok: plain") == "ok: plain")
+    }
+}
