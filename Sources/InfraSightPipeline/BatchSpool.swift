@@ -50,18 +50,19 @@ public final class BatchSpool: @unchecked Sendable {
             throw SpoolError("spool \(error)")
         }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        func size(_ name: String) -> Int {
+            (try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.size] as? Int) ?? 0
+        }
         for name in names where name.hasSuffix(".batch") {
             guard let seq = UInt64(name.dropLast(".batch".count)) else { continue }
-            let size = (try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.size] as? Int) ?? 0
-            index.append((seq, size))
-            usedBytes += size
+            index.append((seq, size(name)))
         }
         for name in names where name.hasSuffix(".tmp") { unlink("\(directory)/\(name)") }
         for name in names.sorted() where name.hasSuffix(".batch.rejected") {
-            let size = (try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.size] as? Int) ?? 0
-            rejected.append(("\(directory)/\(name)", size))
-            usedBytes += size
+            rejected.append(("\(directory)/\(name)", size(name)))
         }
+        // Both queued and set-aside batches count against the spool limit.
+        usedBytes = index.reduce(0) { $0 + $1.bytes } + rejected.reduce(0) { $0 + $1.bytes }
         index.sort { $0.sequence < $1.sequence }
         nextSequence = (index.last?.sequence ?? 0) + 1
         recoveredThrough = index.last?.sequence ?? 0
