@@ -8,11 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --deps
 swift build
 swift build --build-tests
-# The container images the deployment tests run (a release build, Debian's base from its
-# mirror); dockerd builds and saves them.
-if ! /usr/bin/docker info >/dev/null 2>&1; then
-    nohup /usr/sbin/dockerd > "$(mktemp)" 2>&1 &
-    for _ in $(seq 60); do /usr/bin/docker info >/dev/null 2>&1 && break; sleep 0.5; done
-fi
+# containerd and dockerd (container tests), then the images the deployment tests run (a
+# release build, Debian's base from its mirror), which dockerd builds and saves.
+scripts/start-runtimes.sh
 scripts/build-images.sh
 swift test --skip-build 2>&1 | tee .build/test.log

@@ -33,14 +33,10 @@ import Testing
         return r.stdout
     }
 
-    /// containerd running (started here if none answers on its default socket) and the
+    /// containerd running (started by `Runtimes.start()` if none answers on its default socket) and the
     /// two images imported from their `docker save` archives.
     static func ready() throws {
-        if (try? run("/usr/bin/ctr", ["version"]))?.status != 0 {
-            let log = try makeTempDir(prefix: "containerd")
-            _ = try BackgroundProcess("/usr/bin/env", ["sh", "-c", "nohup /usr/bin/containerd > \(log)/containerd.log 2>&1 &"]).wait()
-            try waitUntil("containerd answers", timeout: 30) { (try? run("/usr/bin/ctr", ["version"]))?.status == 0 }
-        }
+        try Runtimes.start()
         for name in ["infrasight", "infrasight-server"] {
             let archive = "\(Paths.packageRoot)/.build/images/\(name)-\(version).tar"
             guard FileManager.default.fileExists(atPath: archive) else {

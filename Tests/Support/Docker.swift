@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// A real dockerd (started here if none answers) and a test image built locally from a
+/// A real dockerd (started by `Runtimes.start()` if none answers) and a test image built locally from a
 /// few host binaries with `docker import`: no registry is needed.
 public enum Docker {
     public static let image = "local/infrasight-test:2"
@@ -15,18 +15,7 @@ public enum Docker {
 
     /// Starts dockerd if needed and builds the image once.
     public static func ready() throws {
-        if (try? run(docker, ["info"]))?.status != 0 {
-            guard FileManager.default.fileExists(atPath: "/usr/sbin/dockerd") else {
-                throw TestFailure("dockerd is not installed (scripts/setup.sh installs docker.io)")
-            }
-            let log = try makeTempDir(prefix: "dockerd")
-            _ = try BackgroundProcess("/usr/bin/env", ["sh", "-c", "nohup /usr/sbin/dockerd > \(log)/dockerd.log 2>&1 &"]).wait()
-            let deadline = Date().addingTimeInterval(30)
-            while (try? run(docker, ["info"]))?.status != 0 {
-                guard Date() < deadline else { throw TestFailure("dockerd did not start: \((try? String(contentsOfFile: "\(log)/dockerd.log", encoding: .utf8)) ?? "")") }
-                usleep(200_000)
-            }
-        }
+        try Runtimes.start()
         if (try? docker(["image", "inspect", image])) == nil {
             let root = try makeTempDir(prefix: "image")
             let script = """
@@ -43,5 +32,14 @@ public enum Docker {
             let r = try run("/bin/sh", ["-c", script])
             guard r.status == 0 else { throw TestFailure("building the test image failed: \(r.stderr)") }
         }
+    }
+}
+
+/// The container runtimes, started (if they do not answer) by the same script the test
+/// command runs: containerd first, then dockerd on it (scripts/start-runtimes.sh says why).
+public enum Runtimes {
+    public static func start() throws {
+        let r = try run("/bin/bash", ["\(Paths.packageRoot)/scripts/start-runtimes.sh"])
+        guard r.status == 0 else { throw TestFailure("scripts/start-runtimes.sh: \(r.stderr)") }
     }
 }
