@@ -59,6 +59,9 @@ public final class NetworkProbe: ProbeModule {
     static let daddrOffset = MemoryLayout<is_network_event>.offset(of: \is_network_event.daddr)!
     static let pathOffset = MemoryLayout<is_network_event>.offset(of: \is_network_event.unix_path)!
 
+    /// The reverse-DNS thread ends with tracing.
+    public func stop() { resolver?.stop() }
+
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {
         guard let e = record.load(as: is_network_event.self) else { return .malformed }
         let base = record.bytes.baseAddress!

@@ -48,6 +48,7 @@ final class ReverseResolver: @unchecked Sendable {
     private var queue: [Address] = []
     private var queued = Set<Address>()
     private var started = false
+    private var stopped = false
 
     init(server: String?, timeout: Double) {
         self.server = server
@@ -68,12 +69,12 @@ final class ReverseResolver: @unchecked Sendable {
         if let e = cache[address], e.expires > now {
             return e.name.map(Answer.name) ?? .none
         }
-        if !queued.contains(address) && queue.count < queueCapacity {
+        if !stopped && !queued.contains(address) && queue.count < queueCapacity {
             queue.append(address)
             queued.insert(address)
-            if !started {
+            if !started && !stopped {
                 started = true
-                let t = Thread { [unowned self] in self.work() }
+                let t = Thread { self.work() } // holds the resolver until stop() ends it
                 t.name = "infrasight-rdns"
                 t.start()
             }
@@ -82,10 +83,25 @@ final class ReverseResolver: @unchecked Sendable {
         return .pending
     }
 
+    /// Ends the lookup thread once its current lookup (bounded by `timeout`) is done;
+    /// `name(for:)` answers from the cache only, afterwards.
+    func stop() {
+        condition.lock()
+        stopped = true
+        queue.removeAll()
+        queued.removeAll()
+        condition.signal()
+        condition.unlock()
+    }
+
     private func work() {
         while true {
             condition.lock()
-            while queue.isEmpty { condition.wait() }
+            while queue.isEmpty && !stopped { condition.wait() }
+            if stopped {
+                condition.unlock()
+                return
+            }
             let address = queue.removeFirst()
             condition.unlock()
             let found = server.map { PTRQuery.lookup(address, server: $0, timeout: timeout) } ?? Self.system(address)

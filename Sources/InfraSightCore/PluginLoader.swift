@@ -277,8 +277,10 @@ enum ABIStructs {
 
     static func descriptor(_ p: UnsafeRawPointer, size: Int) -> is_plugin_descriptor {
         var d = copy(p, size: size, into: is_plugin_descriptor())
-        let offset = MemoryLayout<is_plugin_descriptor>.offset(of: \.create_with_input)!
-        if !covers(size, offset, MemoryLayout<UnsafeRawPointer>.size) { d.create_with_input = nil }
+        if !covers(size, MemoryLayout<is_plugin_descriptor>.offset(of: \.create_with_input)!, MemoryLayout<UnsafeRawPointer>.size) {
+            d.create_with_input = nil
+        }
+        if !covers(size, MemoryLayout<is_plugin_descriptor>.offset(of: \.stop)!, MemoryLayout<UnsafeRawPointer>.size) { d.stop = nil }
         return d
     }
 

@@ -147,6 +147,8 @@ public final class ProbeRuntime {
         }
         poller.consume()
         for probe in probes { probe.drainHeldRecords() }
+        // The last decode is behind us: the plugins end their own background work.
+        for probe in probes { probe.channel.plugin.descriptor.stop?(probe.channel.instance) }
     }
 
     /// Asks `run` to return; safe from any thread.

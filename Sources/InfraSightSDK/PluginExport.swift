@@ -128,6 +128,10 @@ private func makeDescriptor<M: ProbeModule>(_ module: M.Type) -> UnsafeMutablePo
                 let log = size >= logEnd ? ProbeLog(owner: copy.owner, function: copy.log) : .none
                 let jsonEnd = MemoryLayout<is_create_input>.offset(of: \.options_json)! + MemoryLayout<UnsafeRawPointer>.size
                 return createInstance(json: size >= jsonEnd ? copy.options_json : nil, log: log, errorOut: errorOut)
+            },
+            stop: { instance in
+                guard let instance else { return }
+                Unmanaged<Instance>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue().module.stop()
             }))
     return descriptor
 }

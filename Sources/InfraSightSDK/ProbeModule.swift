@@ -50,12 +50,17 @@ public protocol ProbeModule: AnyObject {
     /// Decodes one record (which starts with an `is_event_header`) into `row`. The host
     /// has written every column it derives from the header; write the rest.
     func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult
+
+    /// Called once when the host stops tracing, after the last ``decode(_:into:)``, on the
+    /// same thread: end any background work of your own (threads, sockets) here.
+    func stop()
 }
 
 extension ProbeModule {
     public static var options: [ProbeOption] { [] }
     public static func derivedColumns(of table: EmbeddedDDL) -> [DerivedColumn] { DerivedColumn.standard(in: table) }
     public func configureBPF(_ bpf: BPFConfigurator) throws {}
+    public func stop() {}
 }
 
 /// One option a plugin accepts.

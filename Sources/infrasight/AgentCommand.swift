@@ -7,6 +7,7 @@ import InfraSightPipeline
 import InfraSightPipelineProto
 import InfraSightStorage
 import Logging
+import ServiceLifecycle
 
 struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -104,23 +105,22 @@ struct AgentCommand: ParsableCommand {
             writer.register(probe.channel, storeTables: probe.channel.plugin.tables.map { tablesByName[$0.qualifiedName]! })
         }
         writer.start()
-        let senderTask = Task.detached { await sender.run() }
         readiness.attach(runtime: runtime, writer: writer)
-        let signals = SignalStopper { runtime.stop() }
-        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → server \(server)\(compression == .none ? "" : " (\(compression.rawValue))") (spool \(spoolPath))")
         let deadline = duration.map { Date().addingTimeInterval($0) }
-        runtime.run(until: deadline) {
-            writer.tick()
-            if sender.failure != nil { runtime.stop() }
-        }
-        writer.finish(timeout: 60)
-        sender.drain()
-        let drainDeadline = Date().addingTimeInterval(drainTimeout)
-        while sender.failure == nil && spool.count > 0 && Date() < drainDeadline { usleep(20_000) }
-        senderTask.cancel()
-        _ = try? blockingWait { await senderTask.value }
-        metrics?.stop()
-        _ = signals
+        // Stopped in reverse: tracing, the writer's flush into the spool, then the sender's
+        // drain of the spool to the server.
+        try Lifecycle.run([
+            StopService("metrics") { metrics?.stop() },
+            SenderService(sender: sender, spool: spool, drainTimeout: drainTimeout),
+            StopService("batch writer") { writer.finish(timeout: 60) },
+            LoopService("dispatcher", stop: { runtime.stop() }) {
+                logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → server \(server)\(compression == .none ? "" : " (\(compression.rawValue))") (spool \(spoolPath))")
+                runtime.run(until: deadline) {
+                    writer.tick()
+                    if sender.failure != nil { runtime.stop() }
+                }
+            },
+        ], logger: logger)
         let delivered = sender.counters.rowsByPlugin
         let rejected = sender.counters.rowsRejectedByPlugin
         for probe in runtime.probes {
@@ -136,6 +136,33 @@ struct AgentCommand: ParsableCommand {
         }
         if spool.count > 0 {
             logger.warning("\(spool.count) batches (\(spool.bytes >> 10) KiB) were not acknowledged in \(Int(drainTimeout)) s; they stay in \(spoolPath) and are sent at the next start")
+        }
+    }
+
+    /// The sender as a service: streams the spool to the server until shutdown, then gives
+    /// the server up to `drainTimeout` seconds to acknowledge what is left (the writer has
+    /// flushed into the spool by then), and stops. What stays is sent at the next start.
+    struct SenderService: Service, CustomStringConvertible {
+        let sender: AgentSender
+        let spool: BatchSpool
+        let drainTimeout: Double
+        var description: String { "sender" }
+
+        func run() async {
+            let streaming = Task { await sender.run() }
+            do {
+                try await gracefulShutdown()
+            } catch {
+                // Cancelled rather than shut down: drain all the same.
+            }
+            sender.drain()
+            let drainDeadline = Date().addingTimeInterval(drainTimeout)
+            while sender.failure == nil && spool.count > 0 && Date() < drainDeadline {
+                // The group's own cancellation ends the wait (Task.sleep throws at once then).
+                do { try await Task.sleep(for: .milliseconds(20)) } catch { break }
+            }
+            streaming.cancel()
+            await streaming.value
         }
     }
 

@@ -52,20 +52,23 @@ struct RunCommand: ParsableCommand {
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries during the run are unavailable")
         writer.start()
         readiness.attach(runtime: runtime, writer: writer)
-        let signals = SignalStopper { runtime.stop() }
-        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")
         let status = StatusLine(runtime: runtime, writer: writer)
         let deadline = duration.map { Date().addingTimeInterval($0) }
-        runtime.run(until: deadline) {
-            writer.tick()
-            status.update()
-        }
-        status.finish()
-        writer.finish(timeout: 60)
-        queryServer?.stop()
-        metrics?.stop()
-        store.close()
-        _ = signals
+        // Stopped in reverse: tracing, then the writer's flush, then what serves the store.
+        try Lifecycle.run([
+            StopService("store") { store.close() },
+            StopService("metrics") { metrics?.stop() },
+            StopService("query socket") { queryServer?.stop() },
+            StopService("batch writer") { writer.finish(timeout: 60) },
+            LoopService("dispatcher", stop: { runtime.stop() }) {
+                logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")
+                runtime.run(until: deadline) {
+                    writer.tick()
+                    status.update()
+                }
+                status.finish()
+            },
+        ], logger: logger)
         for probe in runtime.probes {
             let s = writer.counters[probe.name]
             printError(SummaryLine(probe: probe, then: [

@@ -6,6 +6,7 @@ import InfraSightPipeline
 import InfraSightSchema
 import InfraSightStorage
 import Logging
+import ServiceLifecycle
 
 struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -102,19 +103,28 @@ struct ServerCommand: ParsableCommand {
         let metrics = try startMetrics(metricsListen ?? configuration.server.metricsListen, readiness: readiness, logger: logger)
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries while the server runs are unavailable")
         let mode = security.usesTLS ? (security.ca != nil ? "mutual TLS" : "TLS") : "plaintext"
-        let stop = DispatchSemaphore(value: 0)
-        let signals = SignalStopper { stop.signal() }
-        logger.notice("listening on \(address.host):\(port) (\(mode)\(authenticator.agentTokens.isEmpty ? (security.token != nil ? ", bearer token" : "") : ", per-agent tokens")\(authenticator.certificateIdentity ? ", certificate identity" : "")) → \(store.summary)")
+        // Stopped in reverse: the agents' streams (each batch in flight stored or left
+        // unacknowledged, so the agent resends it), then what serves the store.
+        var services: [any Service] = [
+            StopService("store") { store.close() },
+            StopService("metrics") { metrics?.stop() },
+            StopService("query socket") { queryServer?.stop() },
+            StopService("pipeline server", started: {
+                logger.notice("listening on \(address.host):\(port) (\(mode)\(authenticator.agentTokens.isEmpty ? (security.token != nil ? ", bearer token" : "") : ", per-agent tokens")\(authenticator.certificateIdentity ? ", certificate identity" : "")) → \(store.summary)")
+            }) {
+                try blockingWait { await pipeline.stop() }
+            },
+        ]
         if let duration {
-            _ = stop.wait(timeout: .now() + duration)
-        } else {
-            stop.wait()
+            services.append(ClosureService {
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(duration)) }
+                } catch is CancellationError {
+                    // Shut down before the duration ran out.
+                }
+            })
         }
-        _ = try? blockingWait { await pipeline.stop() }
-        queryServer?.stop()
-        metrics?.stop()
-        store.close()
-        _ = signals
+        try Lifecycle.run(services, logger: logger)
         let c = serverStorage.counters
         printError("server: batches stored \(c.batchesStored), rows stored \(c.rowsStored), duplicate batches \(c.duplicateBatches)")
     }

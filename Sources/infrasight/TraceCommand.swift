@@ -28,37 +28,16 @@ struct TraceCommand: ParsableCommand {
         let selection = try PluginSelection(source: source, names: PluginSelection.names(plugins), logger: logger)
         let printer = TracePrinter(format: format)
         let runtime = try selection.start(consumer: printer, logger: logger)
-        let signals = SignalStopper { runtime.stop() }
-        logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", "))")
         let deadline = duration.map { Date().addingTimeInterval($0) }
-        runtime.run(until: deadline) { printer.flush() }
-        printer.flush()
-        _ = signals
+        try Lifecycle.run([
+            LoopService("dispatcher", stop: { runtime.stop() }) {
+                logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", "))")
+                runtime.run(until: deadline) { printer.flush() }
+                printer.flush()
+            },
+        ], logger: logger)
         for probe in runtime.probes {
             printError(SummaryLine(probe: probe, then: [("rows", probe.channel.counters.rows.load(ordering: .relaxed))]).text)
         }
-    }
-}
-
-/// Turns SIGINT and SIGTERM into a call of `stop` (once per signal), so commands stop
-/// cleanly and still print their summary. Returns once both signals are caught: a
-/// signal source is registered asynchronously, and a SIGINT in between was discarded
-/// (the disposition is SIG_IGN until then), so a command stopped right after it said
-/// "started" never stopped. Commands make one before they announce that they started.
-final class SignalStopper {
-    private var sources: [DispatchSourceSignal] = []
-
-    init(_ stop: @escaping @Sendable () -> Void) {
-        let registered = DispatchGroup()
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler(handler: stop)
-            registered.enter()
-            source.setRegistrationHandler { registered.leave() }
-            source.resume()
-            sources.append(source)
-        }
-        registered.wait()
     }
 }

@@ -20,7 +20,7 @@ import Testing
         #expect(plugin.name == "abi_big")
         #expect(plugin.version == "9.9.9")
         #expect(plugin.summary == "larger structs than the host knows")
-        #expect(plugin.abi == "1.1")
+        #expect(plugin.abi == "1.2")
         #expect(plugin.tables.map(\.qualifiedName) == ["audit.abi_one", "audit.abi_two"])
         #expect(plugin.tables.map(\.columns.count) == [4, 4])
         #expect(plugin.options == [
@@ -43,6 +43,10 @@ import Testing
         let instance = try plugin.createInstance(options: options, logger: lines.logger)
         #expect(Int(bitPattern: UnsafeRawPointer(instance)) == 2)
         #expect(lines.messages == ["warning plugin abi_big: created with {\"first\":2}; the host's input lacks future_a"])
+        // stop (1.2) is read, and called with the instance.
+        let stop = try #require(plugin.descriptor.stop)
+        stop(instance)
+        #expect(lines.messages.last == "info plugin abi_big: instance 2 stopped")
     }
 
     @Test func aPluginBuiltAgainstABI1_0LoadsWithTheHostsFallbacks() throws {
@@ -63,6 +67,8 @@ import Testing
         let instance = try plugin.createInstance(options: PluginOptions(), logger: lines.logger)
         #expect(Int(bitPattern: UnsafeRawPointer(instance)) == 3)
         #expect(lines.messages.isEmpty)
+        // No stop member (1.2): absent, whatever follows the plugin's struct in memory.
+        #expect(plugin.descriptor.stop == nil)
     }
 
     @Test func badElementSizesAndDerivedColumnsAreRefusedWithTheirReason() throws {
@@ -91,7 +97,7 @@ import Testing
 
     @Test func theFirstPartyPluginsDeclareTheirDerivedColumns() throws {
         let ptrace = try load("\(Paths.realBinDir)/libinfrasight-ptrace.so")
-        #expect(ptrace.abi == "1.1")
+        #expect(ptrace.abi == "1.2")
         #expect(ptrace.derivedColumns["audit.ptrace_events"] == [
             DerivedColumn(column: "latency_ms", source: "latency_ns", kind: .millisecondsFromNanoseconds),
             DerivedColumn(column: "wall_time_dt", source: "wall_time_ms", kind: .timeFromMilliseconds),

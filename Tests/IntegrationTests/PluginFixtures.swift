@@ -120,8 +120,12 @@ enum ABIFixture {
         };
         static is_plugin_instance *create(const char *o, const char **e) { (void)o; (void)e; return (is_plugin_instance *)1; }
         /* Reads the host's input by its struct_size, as the header says: the host knows no future_a. */
+        static void (*host_log)(void *, uint32_t, const char *);
+        static void *host_owner;
         static is_plugin_instance *create_with_input(const is_create_input *input, const char **e) {
             (void)e;
+            host_log = input->log;
+            host_owner = input->owner;
             char line[256];
             int hasFuture = input->struct_size >= offsetof(is_create_input, future_a) + sizeof(uint64_t);
             snprintf(line, sizeof line, "created with %s;\\nthe host's input %s future_a", input->options_json, hasFuture ? "has" : "lacks");
@@ -130,11 +134,16 @@ enum ABIFixture {
         }
         static int32_t decode(is_plugin_instance *i, const void *r, size_t s, const is_row_writer *w) { (void)i; (void)r; (void)s; (void)w; return IS_DECODE_SKIP; }
         static const char *last_error(is_plugin_instance *i) { (void)i; return 0; }
+        static void stop(is_plugin_instance *i) {
+            char line[64];
+            snprintf(line, sizeof line, "instance %lu stopped", (unsigned long)(uintptr_t)i);
+            host_log(host_owner, IS_LOG_INFO, line);
+        }
         static const is_plugin_descriptor d = {
             .magic = IS_PLUGIN_MAGIC, .abi_major = IS_PLUGIN_ABI_MAJOR, .abi_minor = IS_PLUGIN_ABI_MINOR, .struct_size = sizeof(is_plugin_descriptor),
             .name = NAME, .version = "9.9.9", .description = "larger structs than the host knows",
             .tables = tables, .table_count = 2, .options = options, .option_count = 3,
-            .create = create, .decode = decode, .last_error = last_error, .create_with_input = create_with_input, FUTURE };
+            .create = create, .decode = decode, .last_error = last_error, .create_with_input = create_with_input, .stop = stop, FUTURE };
         const is_plugin_descriptor *infrasight_plugin_entry(void) { return &d; }
         """
 

@@ -82,9 +82,9 @@ import Testing
             ("c_truncated.so", "truncated or malformed ELF: "),
             ("d_noentry.so", "no entry symbol infrasight_plugin_entry: not an InfraSight plugin"),
             ("e_badmagic.so", "bad magic 0x12345678 (expected 0x47505349)"),
-            ("f_abimajor.so", "plugin ABI 2.1 is incompatible with this host's ABI 1.1 (major versions differ)"),
-            ("g_abiminor.so", "plugin ABI 1.2 is newer than this host's ABI 1.1; upgrade infrasight"),
-            ("h_small.so", "descriptor is 12 bytes; ABI 1.1 requires at least"),
+            ("f_abimajor.so", "plugin ABI 2.2 is incompatible with this host's ABI 1.2 (major versions differ)"),
+            ("g_abiminor.so", "plugin ABI 1.3 is newer than this host's ABI 1.2; upgrade infrasight"),
+            ("h_small.so", "descriptor is 12 bytes; ABI 1.2 requires at least"),
             ("libinfrasight-i_dup.so", "duplicate plugin name i_dup (already found at \(dir)/i_dup.so)"),
             ("j_writable.so", "writable by group or others (mode 0666); run chmod go-w \(dir)/j_writable.so"),
             ("k_notable.so", "declares no table"),
@@ -249,7 +249,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: marker))
         let shown = try #require(inspected.byPath[path])
         #expect(shown["version"] as? String == "1.2.3")
-        #expect(shown["abi"] as? String == "1.1")
+        #expect(shown["abi"] as? String == "1.2")
         #expect(shown["tables"] as? [String] == ["audit.fixture_events"])
         #expect(shown["status"] as? String == "disabled")
         #expect(shown["enabled"] as? Bool == false)
@@ -309,7 +309,7 @@ import Testing
         #expect(Set(good.keys).isSuperset(of: ["name", "version", "abi", "path", "tables", "enabled", "status", "error"]))
         #expect(good["name"] as? String == "fixture_shape")
         #expect(good["version"] as? String == "1.2.3")
-        #expect(good["abi"] as? String == "1.1")
+        #expect(good["abi"] as? String == "1.2")
         #expect(good["tables"] as? [String] == ["audit.fixture_events"])
         #expect(good["enabled"] as? Bool == false)
         #expect(good["status"] as? String == "disabled")
@@ -373,10 +373,10 @@ import Testing
         try PluginFixture.build("\(dir)/fixture_verify_bad.so", name: "fixture_verify_bad", defines: ["MAJOR": "7"])
         let ok = try run(Paths.infrasight, ["plugins", "verify", "\(dir)/fixture_verify.so"])
         #expect(ok.status == 0)
-        #expect(ok.stdout.hasPrefix("\(dir)/fixture_verify.so: ok: plugin fixture_verify 1.2.3, ABI 1.1"))
+        #expect(ok.stdout.hasPrefix("\(dir)/fixture_verify.so: ok: plugin fixture_verify 1.2.3, ABI 1.2"))
         let bad = try run(Paths.infrasight, ["plugins", "verify", "\(dir)/fixture_verify_bad.so"])
         #expect(bad.status == 1)
-        #expect(bad.stdout == "\(dir)/fixture_verify_bad.so: plugin ABI 7.1 is incompatible with this host's ABI 1.1 (major versions differ)\n")
+        #expect(bad.stdout == "\(dir)/fixture_verify_bad.so: plugin ABI 7.2 is incompatible with this host's ABI 1.2 (major versions differ)\n")
         let real = try run(Paths.infrasight, ["plugins", "verify", Paths.tracingPlugin])
         #expect(real.status == 0, "\(real.stdout)")
         // A second file named like an installed plugin would never load.

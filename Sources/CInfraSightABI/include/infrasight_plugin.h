@@ -54,6 +54,7 @@
  *   - decode is called from exactly one thread (the dispatcher), never concurrently for
  *     the same instance, and must not block, allocate per call when avoidable, or call
  *     back into the host except through the row writer it is given and the log function.
+ *   - stop is called from the dispatcher thread too, once, after the last decode.
  *   - The log function may be called from any thread, from the call of
  *     create_with_input that passed it on, but it writes a line to the host's log and
  *     may block: do not log once per record.
@@ -70,7 +71,7 @@ extern "C" {
 
 #define IS_PLUGIN_MAGIC 0x47505349u /* "ISPG" in little-endian memory order */
 #define IS_PLUGIN_ABI_MAJOR 1
-#define IS_PLUGIN_ABI_MINOR 1
+#define IS_PLUGIN_ABI_MINOR 2
 #define IS_PLUGIN_ENTRY_SYMBOL "infrasight_plugin_entry"
 
 /* Kinds of derived column (is_derived_column.kind). Since 1.1. */
@@ -246,6 +247,12 @@ typedef struct is_plugin_descriptor {
      * create; a plugin keeps create for hosts that call that (create's instances log
      * nothing). Returns NULL on failure, with *error as for create. */
     is_plugin_instance *(*create_with_input)(const is_create_input *input, const char **error);
+
+    /* Since 1.2; required: no. Called once per instance when the host stops tracing,
+     * from the dispatcher thread after the instance's last decode: the instance ends its
+     * background work (threads, sockets, timers) so the host exits with nothing of the
+     * plugin still running. decode is never called after it. */
+    void (*stop)(is_plugin_instance *instance);
 } is_plugin_descriptor;
 
 typedef const is_plugin_descriptor *(*is_plugin_entry_fn)(void);
