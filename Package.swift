@@ -7,8 +7,9 @@
 import PackageDescription
 
 /// First-party probe plugins, each one folder under Plugins/ holding everything it is
-/// (its Swift, `<folder>.bpf.c`, the DDL of its tables as `<table>.sql`), built exactly
-/// as a third-party plugin is: folder → target → product libinfrasight-<folder>.so.
+/// (its Swift, `<folder>.bpf.c`, the DDL of its tables as `<table>.sql`, and its
+/// ring-buffer record layout in `record/`), built exactly as a third-party plugin is:
+/// folder → target → product libinfrasight-<folder>.so.
 /// Adding a plugin is a new folder and one line here.
 let probePlugins: [(folder: String, target: String, tables: [String])] = [
     ("tracing", "TracingPlugin", ["tracing_events"]),
@@ -19,6 +20,15 @@ let probePlugins: [(folder: String, target: String, tables: [String])] = [
     ("network", "NetworkPlugin", ["network_events"]),
 ]
 
+/// The C target of a plugin's record layout, "NetworkPlugin" → "NetworkRecord": the
+/// header in `Plugins/<folder>/record/include/<folder>_record.h` that the plugin's BPF C
+/// includes and its Swift imports, and `<folder>_layout.c` that pins its size and offsets.
+func recordTarget(of plugin: String) -> String {
+    precondition(plugin.hasSuffix("Plugin"), "a plugin target's name ends in Plugin: \(plugin)")
+    return String(plugin.dropLast("Plugin".count)) + "Record"
+}
+let recordTargets = probePlugins.map { Target.Dependency.target(name: recordTarget(of: $0.target)) }
+
 var products: [Product] = [
     .executable(name: "infrasight", targets: ["infrasight"]),
     // Plugin authors link the SDK statically into their own dynamic library.
@@ -28,7 +38,8 @@ var products: [Product] = [
 var targets: [Target] = [
     // The dlopen boundary: C types only.
     .target(name: "CInfraSightABI"),
-    // The ring-buffer record layouts, shared verbatim with the BPF C.
+    // What every ring-buffer record shares (the common header), shared verbatim with the
+    // BPF C; each plugin's own record layout is its record target (see recordTarget).
     .target(name: "CInfraSightEvent", path: "bpf", sources: ["event_layout.c"], publicHeadersPath: "include"),
     .systemLibrary(name: "CLibbpf", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]),
     .target(name: "InfraSightSchema"),
@@ -108,7 +119,7 @@ var targets: [Target] = [
     // Benchmarks (bench/): `swift run -c release infrasight-bench decode`.
     .executableTarget(
         name: "infrasight-bench",
-        dependencies: ["InfraSightCore", "InfraSightStorage", "InfraSightSchema", "InfraSightBPF", "InfraSightSDK", "CInfraSightEvent"],
+        dependencies: ["InfraSightCore", "InfraSightStorage", "InfraSightSchema", "InfraSightBPF", "InfraSightSDK", "TracingRecord"],
         path: "bench/Sources", exclude: ["floor.bpf.c"], plugins: ["ProbeBuilder"]),
     // ProbeBuilder's tool: BPF objects and DDL into Swift, column handles from the DDL.
     .executableTarget(name: "probe-embed", dependencies: ["InfraSightSchema"], path: "BuildTools/probe-embed"),
@@ -117,13 +128,17 @@ var targets: [Target] = [
     .target(name: "InfraSightTestSupport", dependencies: ["InfraSightCore"], path: "Tests/Support"),
     .testTarget(
         name: "InfraSightCoreTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightPipelineProto", "InfraSightPipeline", "InfraSightTestSupport"]),
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightPipelineProto", "InfraSightPipeline", "InfraSightTestSupport"]
+            // The decoder tests build records from every plugin's own structs.
+            + recordTargets),
     // Run the built `infrasight` and plugins on the real kernel (root required):
     // `swift build` first, so every product exists.
     .testTarget(
         name: "IntegrationTests",
         dependencies: [
             "InfraSightBPF", "InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightTestSupport", "InfraSightPipelineProto",
+            // MalformedRecordTests sends the tracing plugin's record, damaged.
+            "TracingRecord",
             // A hostile agent in the tests speaks raw gRPC to the real server.
             .product(name: "GRPCCore", package: "grpc-swift-2"),
             .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
@@ -131,14 +146,19 @@ var targets: [Target] = [
 ]
 
 for plugin in probePlugins {
+    let record = recordTarget(of: plugin.target)
     products.append(.library(name: "infrasight-\(plugin.folder)", type: .dynamic, targets: [plugin.target]))
+    // The record layout, one header for the plugin's BPF C (ProbeBuilder passes the public
+    // headers of the plugin's C dependencies as -I) and its Swift decoder.
+    targets.append(.target(name: record, dependencies: ["CInfraSightEvent"], path: "Plugins/\(plugin.folder)/record"))
     targets.append(
         .target(
             name: plugin.target,
-            dependencies: ["InfraSightSDK", "InfraSightCodes"],
+            dependencies: ["InfraSightSDK", "InfraSightCodes", .target(name: record)],
             path: "Plugins/\(plugin.folder)",
-            // ProbeBuilder compiles the BPF C and embeds the DDL: not Swift sources.
-            exclude: ["\(plugin.folder).bpf.c"] + plugin.tables.map { "\($0).sql" },
+            // ProbeBuilder compiles the BPF C and embeds the DDL, and record/ is its own
+            // target: not Swift sources.
+            exclude: ["\(plugin.folder).bpf.c", "record"] + plugin.tables.map { "\($0).sql" },
             plugins: ["ProbeBuilder"]))
 }
 

@@ -1,5 +1,5 @@
-import CInfraSightEvent
 import InfraSightSDK
+import MmapRecord
 
 /// The `mmap` plugin: mmap(2) into audit.mmap_events. `return_code` is the mapped address,
 /// or -errno.

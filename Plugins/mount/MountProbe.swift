@@ -1,5 +1,5 @@
-import CInfraSightEvent
 import InfraSightSDK
+import MountRecord
 
 /// The `mount` plugin: mount(2) (`event_type` mount: dev_name, dir_name, type, flags) and
 /// umount2(2) (`event_type` umount: dir_name, flags) into audit.mount_events. Paths are

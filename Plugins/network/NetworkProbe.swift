@@ -1,6 +1,6 @@
-import CInfraSightEvent
 import Glibc
 import InfraSightSDK
+import NetworkRecord
 
 /// The `network` plugin: connect(2), accept(2), accept4(2) into audit.network_events.
 ///

@@ -12,6 +12,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "infrasight_common.bpf.h"
+#include "network_record.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

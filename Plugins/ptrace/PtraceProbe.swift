@@ -1,6 +1,6 @@
-import CInfraSightEvent
 import InfraSightCodes
 import InfraSightSDK
+import PtraceRecord
 
 /// The `ptrace` plugin: every ptrace(2) request into audit.ptrace_events, with its name
 /// from linux/ptrace.h (x86 requests included); an unknown request is

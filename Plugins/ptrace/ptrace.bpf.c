@@ -4,6 +4,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "infrasight_common.bpf.h"
+#include "ptrace_record.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

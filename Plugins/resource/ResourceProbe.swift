@@ -1,5 +1,5 @@
-import CInfraSightEvent
 import InfraSightSDK
+import ResourceRecord
 
 /// The `resource` plugin: per-process resource use into audit.resource_events, one row
 /// per process per interval (option `interval_seconds`, default 10): CPU time from

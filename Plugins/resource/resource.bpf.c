@@ -14,6 +14,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "infrasight_common.bpf.h"
+#include "resource_record.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

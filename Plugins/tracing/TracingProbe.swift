@@ -1,5 +1,6 @@
 import CInfraSightEvent
 import InfraSightSDK
+import TracingRecord
 
 /// The `tracing` plugin: process launches (execve, execveat), file opens (open, openat,
 /// openat2, creat) and permission changes (chmod, fchmod, fchmodat, fchmodat2), into

@@ -1,9 +1,9 @@
-import CInfraSightEvent
 import Foundation
 import InfraSightCore
 import InfraSightTestSupport
 import Synchronization
 import Testing
+import TracingRecord
 
 /// Records that do not hold what they claim are counted as decode errors and never
 /// become rows; good records around them still do. Uses the real tracing plugin library.

@@ -10,7 +10,6 @@
 //                                           ns added per traced openat: empty BPF programs
 //                                           (the floor) and `infrasight run` (all plugins, or
 //                                           those the config enables)
-import CInfraSightEvent
 import Foundation
 import Glibc
 import InfraSightBPF
@@ -19,6 +18,7 @@ import InfraSightSDK
 import InfraSightSchema
 import InfraSightStorage
 import Synchronization
+import TracingRecord
 
 /// Counts rows and RowBinary-encodes them like the storage path, resetting the buffer as
 /// a sink would after handing off a batch.

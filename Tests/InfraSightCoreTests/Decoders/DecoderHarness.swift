@@ -7,7 +7,7 @@ import Testing
 // Decoder tests without a kernel: each first-party plugin library from the build is
 // loaded through the host's own loader (dlopen, descriptor checks; no BPF object is
 // opened or loaded, so no privilege is needed) and fed synthetic ring-buffer records,
-// built from the C structs of bpf/include/infrasight_event.h, through
+// built from the C structs of each plugin's record header (Plugins/<name>/record), through
 // `PluginChannel.handle`, the call the dispatcher makes for every record.
 // `swift build` must have run: the tests use the real `libinfrasight-<name>.so` files.
 

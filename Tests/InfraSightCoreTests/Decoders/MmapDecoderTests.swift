@@ -1,5 +1,6 @@
 import CInfraSightEvent
 import InfraSightCore
+import MmapRecord
 import Testing
 
 /// Builds `mmap` records (the BPF side sends kind 1).

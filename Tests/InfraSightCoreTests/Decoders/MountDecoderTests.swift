@@ -1,5 +1,6 @@
 import CInfraSightEvent
 import InfraSightCore
+import MountRecord
 import Testing
 
 /// Builds `mount` records.

@@ -1,6 +1,7 @@
 import CInfraSightEvent
 import Glibc
 import InfraSightCore
+import NetworkRecord
 import Testing
 
 /// Builds `network` records.

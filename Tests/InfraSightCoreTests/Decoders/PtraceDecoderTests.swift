@@ -1,5 +1,6 @@
 import CInfraSightEvent
 import InfraSightCore
+import PtraceRecord
 import Testing
 
 /// Builds `ptrace` records (the BPF side sends kind 1).

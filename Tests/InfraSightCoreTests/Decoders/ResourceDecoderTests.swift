@@ -1,5 +1,6 @@
 import CInfraSightEvent
 import InfraSightCore
+import ResourceRecord
 import Testing
 
 /// Builds `resource` records.

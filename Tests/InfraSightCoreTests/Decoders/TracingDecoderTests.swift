@@ -1,6 +1,7 @@
 import CInfraSightEvent
 import InfraSightCore
 import Testing
+import TracingRecord
 
 /// Builds `tracing` records: opens and chmods end where argv starts (as the BPF side
 /// sends them), execs carry the whole struct.
