@@ -17,6 +17,7 @@
 #endif
 
 #define IS_COMM_LEN 16
+#define IS_PATH_LEN 256 /* bytes of a path a record keeps (PATH_MAX is 4096); plugins use it too */
 
 /* Strings are read from user memory at syscall enter and, when that fails, again at
  * exit: a tracepoint cannot fault pages in, and a path in a page the process has not

@@ -8,7 +8,6 @@
 
 #include "infrasight_event.h"
 
-#define IS_PATH_LEN 256
 #define IS_ARGV_LEN 1024 /* bytes of argv kept; each argument starts in the first half */
 #define IS_MAX_ARGS 20
 
