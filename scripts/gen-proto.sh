@@ -29,5 +29,6 @@ protoc --proto_path=proto \
     --plugin=protoc-gen-swift="$PROTOC_GEN_SWIFT" --swift_out="$out" \
     --plugin=protoc-gen-grpc-swift="$PROTOC_GEN_GRPC_SWIFT" --grpc-swift_out="$out" \
     --grpc-swift_opt=Server=false,Client=true \
-    proto/containerd/services/containers/v1/containers.proto
+    proto/containerd/services/containers/v1/containers.proto \
+    proto/containerd/services/events/v1/events.proto proto/containerd/events/container.proto
 echo "generated into $out"

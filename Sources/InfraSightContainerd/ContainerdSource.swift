@@ -8,7 +8,8 @@ import Synchronization
 /// labels (for a Kubernetes container, io.kubernetes.pod.name, .pod.namespace,
 /// .container.name and the rest the kubelet sets). Containers are looked for in each of
 /// `namespaces` in turn: k8s.io (the kubelet's), moby (Docker's own containerd), default
-/// (ctr's).
+/// (ctr's). Its events service names each container as it is created (in any namespace),
+/// before its task starts.
 public final class ContainerdSource: ContainerMetadataSource {
     public let socketPath: String
     public let namespaces: [String]
@@ -50,6 +51,70 @@ public final class ContainerdSource: ContainerMetadataSource {
             return .unavailable
         }
         return answer.withLock { $0 }
+    }
+
+    /// Follows `/containers/create` and `/containers/delete` on containerd's event stream
+    /// (a create is answered with a Get in the event's namespace, for the labels), lists
+    /// every namespace's containers whenever the stream is (re)opened, and reconnects with
+    /// backoff when it drops.
+    public func watch(_ resolver: ContainerResolver, stop: SignalFlag) {
+        var backoff = Backoff(initial: 0.5, maximum: 30)
+        while !stop.isSet {
+            let done = DispatchSemaphore(value: 0)
+            let subscribed = SignalFlag()
+            let task = Task.detached {
+                await self.follow(resolver, subscribed: subscribed)
+                done.signal()
+            }
+            while done.wait(timeout: .now() + 0.1) == .timedOut {
+                if stop.isSet { task.cancel() }
+            }
+            if subscribed.isSet { backoff.reset() }
+            if !stop.sleep(backoff.next()) { return }
+        }
+    }
+
+    static let eventFilters = [#"topic=="/containers/create""#, #"topic=="/containers/delete""#]
+
+    /// One subscription, until it drops or the task is cancelled.
+    func follow(_ resolver: ContainerResolver, subscribed: SignalFlag) async {
+        do {
+            let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
+            try await withGRPCClient(transport: transport) { client in
+                let events = Containerd_Services_Events_V1_Events.Client(wrapping: client)
+                let containers = Containerd_Services_Containers_V1_Containers.Client(wrapping: client)
+                var request = Containerd_Services_Events_V1_SubscribeRequest()
+                request.filters = Self.eventFilters
+                try await events.subscribe(request: ClientRequest(message: request)) { response in
+                    subscribed.set()
+                    // What was created while no stream was open (or before start-up).
+                    for namespace in self.namespaces {
+                        let listed = try? await containers.list(Containerd_Services_Containers_V1_ListContainersRequest(),
+                                                                metadata: ["containerd-namespace": .string(namespace)])
+                        for c in listed?.containers ?? [] {
+                            resolver.announce(c.id, ContainerResolver.Metadata(image: c.image, labels: c.labels), from: self)
+                        }
+                    }
+                    for try await envelope in response.messages {
+                        switch envelope.topic {
+                        case "/containers/create":
+                            guard let created = try? Containerd_Events_ContainerCreate(serializedBytes: envelope.event.value) else { continue }
+                            var get = Containerd_Services_Containers_V1_GetContainerRequest()
+                            get.id = created.id
+                            let reply = try? await containers.get(get, metadata: ["containerd-namespace": .string(envelope.namespace)])
+                            resolver.announce(created.id, ContainerResolver.Metadata(image: reply?.container.image ?? created.image, labels: reply?.container.labels ?? [:]), from: self)
+                        case "/containers/delete":
+                            guard let deleted = try? Containerd_Events_ContainerDelete(serializedBytes: envelope.event.value) else { continue }
+                            resolver.forget(deleted.id)
+                        default:
+                            break
+                        }
+                    }
+                }
+            }
+        } catch {
+            // The stream dropped or could not open: `watch` reconnects.
+        }
     }
 
     func lookup(_ id: String, timeout: Double) async -> ContainerResolver.Answer {

@@ -28,6 +28,12 @@ public struct InfraSightConfig: Equatable, Sendable {
     public var hostRoot = "/"
     /// containerd's socket (under `hostRoot`), when not in a standard place.
     public var containerdSocket: String?
+    /// The Docker Engine API socket (dockerd's or podman's, under `hostRoot`), when not in
+    /// a standard place (/var/run/docker.sock, /run/podman/podman.sock).
+    public var dockerSocket: String?
+    /// How long rows of a container may wait for its image and labels, in ms (0: they
+    /// never wait, and the first rows of a new container may lack them).
+    public var containerMetadataWaitMs = 2000
     public var pluginDirs: [String] = InfraSightConfig.defaultPluginDirs
     /// nil: every plugin found is enabled.
     public var enabledPlugins: [String]?
@@ -89,6 +95,9 @@ public struct InfraSightConfig: Equatable, Sendable {
             case "node_name": config.nodeName = try r.string(value, at: "node_name")
             case "host_root": config.hostRoot = try r.string(value, at: "host_root")
             case "containerd_socket": config.containerdSocket = try r.string(value, at: "containerd_socket")
+            case "docker_socket": config.dockerSocket = try r.string(value, at: "docker_socket")
+            case "container_metadata_wait_ms":
+                config.containerMetadataWaitMs = try r.int(value, in: 0...60000, at: "container_metadata_wait_ms")
             case "plugins":
                 for (pkey, pvalue) in try r.mapping(value, at: "plugins") {
                     let path = "plugins.\(pkey)"
@@ -231,6 +240,13 @@ struct ConfigReader {
             throw ConfigError(file: file, "\(path) must be a SHA-256 in hex (64 characters)")
         }
         return hex
+    }
+
+    func int(_ node: Node, in range: ClosedRange<Int>, at path: String) throws(ConfigError) -> Int {
+        guard case .scalar(let s) = node, let v = Int(s.string), range.contains(v) else {
+            throw ConfigError(file: file, "\(path) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return v
     }
 
     func positiveInt(_ node: Node, at path: String) throws(ConfigError) -> Int {

@@ -3,27 +3,56 @@ import Synchronization
 import Glibc
 
 /// A container runtime's API that can name a container's image and labels.
-public protocol ContainerMetadataSource: AnyObject {
+public protocol ContainerMetadataSource: AnyObject, Sendable {
     /// The runtime and its socket, for messages (`docker at /var/run/docker.sock`).
     var description: String { get }
     /// Asks for container `id` (64 hex digits), waiting at most `timeout` seconds.
     func inspect(_ id: String, timeout: Double) -> ContainerResolver.Answer
+    /// Follows the runtime's container events until `stop` says so, telling `resolver`
+    /// of each container as it is created (before its first process runs) and of every
+    /// container that exists whenever it (re)connects; reconnects when the stream drops.
+    /// Runs on a thread of its own.
+    func watch(_ resolver: ContainerResolver, stop: SignalFlag)
 }
 
-/// Container image and labels from the container runtimes' APIs: the Docker Engine API
-/// over its unix socket (podman serves the same API on its own socket), and any other
-/// source given (containerd's, for Kubernetes nodes), asked in turn until one knows the
-/// container.
+/// A flag set once, from any thread, and polled (a background thread's "stop").
+public final class SignalFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    public init() {}
+    public var isSet: Bool { value.load(ordering: .relaxed) }
+    public func set() { value.store(true, ordering: .relaxed) }
+
+    /// Sleeps up to `seconds`, in short steps, returning early (false) once the flag is set.
+    public func sleep(_ seconds: Double) -> Bool {
+        let end = MonotonicClock.seconds() + seconds
+        while !isSet {
+            let left = end - MonotonicClock.seconds()
+            if left <= 0 { return true }
+            usleep(UInt32(min(left, 0.1) * 1e6))
+        }
+        return false
+    }
+}
+
+/// Container image and labels from the container runtimes: the Docker Engine API over its
+/// unix socket (podman serves the same API on its own), and any other source given
+/// (containerd's, on Kubernetes nodes).
 ///
-/// Lookups run on the caller's thread, once per container and with a short timeout
-/// (`timeout`, default 100 ms, per source): the first event of a new container waits at most that
-/// long for its metadata, so the rows people look for first carry image and labels; a
-/// runtime that is slower (dockerd answers inspect only once a starting container is up)
-/// or down costs that container's rows their metadata for `retryAfter` (0.5 s), an
-/// unknown container for `negativeTTL`, never an event. Answers are cached for
-/// `positiveTTL`; the cache holds at most `capacity` containers.
-public final class ContainerResolver {
-    public struct Metadata {
+/// Two ways in, neither on the dispatcher thread:
+/// - each source's event stream (`watch`), which names a container when it is created,
+///   before its first process runs, and re-lists every container when it reconnects;
+/// - lookups (`inspect`, sources asked in turn) on a lookup thread, for a container the
+///   streams have not named (one that existed before start-up and was not listed, a
+///   runtime without events).
+///
+/// `lookup` never blocks: a container not known yet is `.pending` while its lookup runs,
+/// and the dispatcher holds that container's rows back (`HeldRows`) until it is known or
+/// `wait` passes. Answers are cached for `positiveTTL` (then refreshed in the background
+/// while the old answer is served); a container no runtime knows for `negativeTTL`, one
+/// whose runtimes could not be asked for `retryAfter`. The cache holds at most
+/// `capacity` containers; destroyed containers leave it.
+public final class ContainerResolver: Sendable {
+    public struct Metadata: Sendable, Equatable {
         public let image: [UInt8]
         /// The labels as a JSON object with sorted keys, `{}` when none.
         public let labels: [UInt8]
@@ -42,91 +71,226 @@ public final class ContainerResolver {
     }
 
     /// What one source says of a container.
-    public enum Answer { case found(Metadata), unknown, unavailable }
+    public enum Answer: Sendable { case found(Metadata), unknown, unavailable }
 
-    /// The runtimes asked, in order.
+    /// What the dispatcher gets: the metadata, "being fetched", or "none to be had" (no
+    /// runtime knows it, or none could be asked).
+    public enum Lookup: Equatable { case found(Metadata), pending, none }
+
+    enum Entry {
+        case found(Metadata, expires: Double, refreshing: Bool, rank: Int)
+        case pending
+        case absent(expires: Double)
+    }
+
+    struct State {
+        var cache: [String: Entry] = [:]
+        var queue: [String] = []
+        var lookupThreadRunning = false
+    }
+
+    /// The runtimes, in the order they are asked.
     public let sources: [any ContainerMetadataSource]
-    let timeout: Double
+    /// How long rows of a container being looked up may wait for it (0: not at all); also
+    /// each lookup's timeout per source.
+    public let wait: Double
     let positiveTTL = 300.0
     let negativeTTL = 5.0
     let retryAfter = 0.5
+    let queueCapacity = 1024
     public let capacity: Int
-    private var cache: [[UInt8]: (Metadata, Double)] = [:]
+    private let state = Mutex(State())
+    private let stop = SignalFlag()
+    private let wake = NSCondition()
     /// Resolver cache hits and misses (each miss is one round of runtime API requests).
     public let counters = CacheCounters()
+    /// Containers named by a runtime's event stream or listing (not by a lookup).
+    public let announced = Atomic<UInt64>(0)
     public var lookups: Int { Int(counters.misses.load(ordering: .relaxed)) }
 
-    /// The Docker (or podman) socket under `hostRoot` if there is one, then `extraSources`.
-    public init(hostRoot: String = "/", timeout: Double = 0.1, capacity: Int = 4096, extraSources: [any ContainerMetadataSource] = []) {
-        let root = hostRoot == "/" ? "" : hostRoot
-        let docker = ["\(root)/var/run/docker.sock", "\(root)/run/podman/podman.sock"].first(where: UnixSocket.exists)
-        sources = (docker.map { [DockerEngineSource(socketPath: $0)] } ?? []) + extraSources
-        self.timeout = timeout
+    /// `sources`: the runtimes to follow and ask (see `standardSources`).
+    public init(sources: [any ContainerMetadataSource], wait: Double = 2, capacity: Int = 4096) {
+        self.sources = sources
+        self.wait = wait
         self.capacity = capacity
     }
 
-    public func metadata(for id: [UInt8]) -> Metadata {
-        guard !id.isEmpty, !sources.isEmpty else { return .empty }
-        let now = MonotonicClock.seconds()
-        if let (m, expires) = cache[id], expires > now {
-            counters.hits.add(1, ordering: .relaxed)
-            return m
-        }
-        counters.misses.add(1, ordering: .relaxed)
-        let text = String(decoding: id, as: UTF8.self)
-        // The first source that knows the container answers; if none does, one that
-        // could not be asked makes it "unavailable" (retried sooner than "unknown").
-        var answer = Answer.unknown
+    /// The Docker (or podman) socket under `hostRoot`: `configured` if given, else the
+    /// first standard one there is.
+    public static func dockerSource(hostRoot: String, configured: String?) -> (any ContainerMetadataSource)? {
+        let root = hostRoot == "/" ? "" : hostRoot
+        if let configured { return DockerEngineSource(socketPath: root + configured) }
+        return ["\(root)/var/run/docker.sock", "\(root)/run/podman/podman.sock"].first(where: UnixSocket.exists)
+            .map { DockerEngineSource(socketPath: $0) }
+    }
+
+    /// Starts following every source's events (a thread each). Without it, containers
+    /// are known by lookups only.
+    public func startWatching() {
         for source in sources {
-            let said = source.inspect(text, timeout: timeout)
-            if case .found = said {
-                answer = said
-                break
+            let thread = Thread { [stop] in source.watch(self, stop: stop) }
+            thread.name = "infrasight-container-events"
+            thread.start()
+        }
+    }
+
+    /// Ends the event and lookup threads (each within ~0.1 s, or its current request).
+    public func stopWatching() {
+        stop.set()
+        wake.lock()
+        wake.broadcast()
+        wake.unlock()
+    }
+
+    /// The container's metadata, or `.pending` after starting its lookup. Never blocks.
+    public func lookup(_ id: [UInt8]) -> Lookup {
+        guard !id.isEmpty, !sources.isEmpty else { return .none }
+        let key = String(decoding: id, as: UTF8.self)
+        let now = MonotonicClock.seconds()
+        var enqueue = false
+        let answer: Lookup = state.withLock { s in
+            switch s.cache[key] {
+            case .found(let m, let expires, let refreshing, let rank):
+                counters.hits.add(1, ordering: .relaxed)
+                if expires <= now && !refreshing && s.queue.count < queueCapacity {
+                    // Served while a fresh answer is fetched.
+                    s.cache[key] = .found(m, expires: expires, refreshing: true, rank: rank)
+                    s.queue.append(key)
+                    enqueue = true
+                }
+                return .found(m)
+            case .pending:
+                return .pending
+            case .absent(let expires) where expires > now:
+                counters.hits.add(1, ordering: .relaxed)
+                return .none
+            default:
+                counters.misses.add(1, ordering: .relaxed)
+                guard s.queue.count < queueCapacity else { return .none }
+                makeRoom(&s, now: now)
+                s.cache[key] = .pending
+                s.queue.append(key)
+                enqueue = true
+                return .pending
             }
-            if case .unavailable = said { answer = .unavailable }
         }
-        if cache.count >= capacity { cache = cache.filter { $0.value.1 > now } }
-        if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
-        switch answer {
-        case .found(let m): cache[id] = (m, now + positiveTTL); return m
-        case .unknown: cache[id] = (.empty, now + negativeTTL)
-        case .unavailable: cache[id] = (.empty, now + retryAfter)
-        }
-        return .empty
-    }
-}
-
-/// The Docker Engine API (and podman's, which is the same) over a unix socket.
-final class DockerEngineSource: ContainerMetadataSource {
-    let socketPath: String
-    init(socketPath: String) { self.socketPath = socketPath }
-
-    var description: String { "docker at \(socketPath)" }
-
-    /// GET /containers/<id>/json over the unix socket (HTTP/1.0: the body ends at close).
-    func inspect(_ id: String, timeout: Double) -> ContainerResolver.Answer {
-        guard let fd = UnixSocket.connect(socketPath, timeout: timeout) else { return .unavailable }
-        defer { close(fd) }
-        let request = Array("GET /containers/\(id)/json HTTP/1.0\r\nHost: docker\r\n\r\n".utf8)
-        guard request.withUnsafeBytes({ UnixSocket.writeAll(fd, $0) }),
-            let response = UnixSocket.readAll(fd, limit: 4 << 20, deadline: MonotonicClock.seconds() + timeout)
-        else { return .unavailable }
-        if String(decoding: response.prefix(16), as: UTF8.self).contains(" 404") { return .unknown }
-        return Self.parse(response).map(ContainerResolver.Answer.found) ?? .unavailable
+        if enqueue { startLookups() }
+        return answer
     }
 
-    /// Image and labels from an inspect response (status line, headers, JSON body).
-    static func parse(_ response: [UInt8]) -> ContainerResolver.Metadata? {
-        let text = response
-        guard let split = (0..<max(0, text.count - 3)).first(where: { text[$0] == 13 && text[$0 + 1] == 10 && text[$0 + 2] == 13 && text[$0 + 3] == 10 }) else { return nil }
-        let status = String(decoding: text[0..<min(split, 64)], as: UTF8.self)
-        guard status.hasPrefix("HTTP/1.") && status.contains(" 200 ") else { return nil }
-        let body = Data(text[(split + 4)...])
-        guard let json = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
-            let config = json["Config"] as? [String: Any]
-        else { return nil }
-        let image = (config["Image"] as? String) ?? ""
-        let labels = (config["Labels"] as? [String: String]) ?? [:]
-        return ContainerResolver.Metadata(image: image, labels: labels)
+    /// What is known of `id` now, without starting anything (for rows held back).
+    public func peek(_ id: [UInt8]) -> Lookup {
+        let key = String(decoding: id, as: UTF8.self)
+        return state.withLock { s in
+            switch s.cache[key] {
+            case .found(let m, _, _, _): return .found(m)
+            case .pending: return .pending
+            default: return .none
+            }
+        }
+    }
+
+    /// `source` names a container (an event or a listing): known from now on, unless a
+    /// source asked before it already named it (dockerd runs its containers on a
+    /// containerd, whose record of them lacks the image and labels).
+    public func announce(_ id: String, _ metadata: Metadata, from source: any ContainerMetadataSource) {
+        let now = MonotonicClock.seconds()
+        let rank = sources.firstIndex { $0 === source } ?? sources.count
+        announced.add(1, ordering: .relaxed)
+        state.withLock { s in
+            if case .found(_, _, _, let known) = s.cache[id], known < rank { return }
+            if s.cache[id] == nil { makeRoom(&s, now: now) }
+            s.cache[id] = .found(metadata, expires: now + positiveTTL, refreshing: false, rank: rank)
+        }
+    }
+
+    /// A runtime says the container is gone.
+    public func forget(_ id: String) {
+        state.withLock { s in
+            if case .pending = s.cache[id] { return } // its lookup settles it
+            s.cache[id] = nil
+        }
+    }
+
+    /// Asks for a fresh answer for a known container (a runtime's "start" event: its
+    /// inspect has the exact labels, where the create event's attributes mix in `name`).
+    public func refresh(_ id: String) {
+        let queued: Bool = state.withLock { s in
+            guard s.queue.count < queueCapacity else { return false }
+            if case .found(let m, let expires, _, let rank) = s.cache[id] { s.cache[id] = .found(m, expires: expires, refreshing: true, rank: rank) }
+            s.queue.append(id)
+            return true
+        }
+        if queued { startLookups() }
+    }
+
+    /// Removes expired entries, then any settled one, until there is room for one more.
+    private func makeRoom(_ s: inout State, now: Double) {
+        guard s.cache.count >= capacity else { return }
+        s.cache = s.cache.filter {
+            switch $0.value {
+            case .pending: true
+            case .found(_, let expires, _, _), .absent(let expires): expires > now
+            }
+        }
+        while s.cache.count >= capacity, let victim = s.cache.first(where: { if case .pending = $0.value { false } else { true } })?.key {
+            s.cache[victim] = nil
+        }
+    }
+
+    private func startLookups() {
+        let start: Bool = state.withLock { s in
+            guard !s.lookupThreadRunning else { return false }
+            s.lookupThreadRunning = true
+            return true
+        }
+        if start {
+            let thread = Thread { self.lookupLoop() }
+            thread.name = "infrasight-container-lookups"
+            thread.start()
+        }
+        wake.lock()
+        wake.signal()
+        wake.unlock()
+    }
+
+    /// The lookup thread: asks the sources for each queued container in turn.
+    private func lookupLoop() {
+        while !stop.isSet {
+            guard let key = state.withLock({ s in s.queue.isEmpty ? nil : s.queue.removeFirst() }) else {
+                wake.lock()
+                if !stop.isSet && state.withLock({ $0.queue.isEmpty }) { _ = wake.wait(until: Date().addingTimeInterval(1)) }
+                wake.unlock()
+                continue
+            }
+            // The first source that knows the container answers; if none does, one that
+            // could not be asked makes it "unavailable" (retried sooner than "unknown").
+            var answer = Answer.unknown
+            var rank = 0
+            for (i, source) in sources.enumerated() {
+                let said = source.inspect(key, timeout: max(wait, 0.1))
+                if case .found = said {
+                    answer = said
+                    rank = i
+                    break
+                }
+                if case .unavailable = said { answer = .unavailable }
+            }
+            let now = MonotonicClock.seconds()
+            state.withLock { s in
+                switch (answer, s.cache[key]) {
+                case (.found(let m), _):
+                    s.cache[key] = .found(m, expires: now + positiveTTL, refreshing: false, rank: rank)
+                case (_, .found(let m, _, _, let known)):
+                    // A refresh that failed keeps the answer it had, for a while.
+                    s.cache[key] = .found(m, expires: now + retryAfter * 10, refreshing: false, rank: known)
+                case (.unknown, _):
+                    s.cache[key] = .absent(expires: now + negativeTTL)
+                case (.unavailable, _):
+                    s.cache[key] = .absent(expires: now + retryAfter)
+                }
+            }
+        }
+        state.withLock { $0.lookupThreadRunning = false }
     }
 }

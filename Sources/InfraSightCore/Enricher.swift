@@ -12,11 +12,17 @@ import Synchronization
 /// stored as its decimal number. `cgroup_name` is the cgroup2 path of the event's cgroup,
 /// `container_id` the container id in it (`CgroupResolver`), image and labels come from
 /// the runtime (`ContainerResolver`); a host process has empty container columns and
-/// `{}` labels.
+/// `{}` labels. A row of a container whose metadata is still being fetched is marked
+/// (`holdFor`) so its channel hands it to `held` instead of its consumer.
 public final class Enricher {
     public let nodeName: [UInt8]
     public let cgroups: CgroupResolver
     public let containers: ContainerResolver
+    /// Rows waiting for their container's image and labels.
+    public let held: HeldRows
+    /// Set by `fill` when the row must wait for its container (the container id and the
+    /// image and labels columns to fill in later); nil otherwise.
+    public private(set) var holdFor: (container: [UInt8], image: Int?, labels: Int?)?
     private var users: [UInt32: [UInt8]] = [:]
     /// uid → name cache hits and misses (behind the one-entry cache of the last uid).
     public let userCounters = CacheCounters()
@@ -31,12 +37,14 @@ public final class Enricher {
     private var lastUser: [UInt8] = []
     private var lastUserMiss: UInt64 = 0
 
-    /// `containerSources`: runtimes to ask after Docker/podman (see ContainerResolver).
-    public init(nodeName: String?, hostRoot: String = "/", cgroupCapacity: Int = 16384, containerSources: [any ContainerMetadataSource] = []) {
+    /// `containerSources`: the runtimes that name containers (see ContainerResolver);
+    /// `containerWait`: how long a container's rows may wait for its metadata.
+    public init(nodeName: String?, hostRoot: String = "/", cgroupCapacity: Int = 16384, containerSources: [any ContainerMetadataSource] = [], containerWait: Double = 2) {
         let name = nodeName ?? ProcessInfo.processInfo.environment["NODE_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? Enricher.hostname()
         self.nodeName = Array(name.utf8)
         cgroups = CgroupResolver(hostRoot: hostRoot, capacity: cgroupCapacity)
-        containers = ContainerResolver(hostRoot: hostRoot, extraSources: containerSources)
+        containers = ContainerResolver(sources: containerSources, wait: containerWait)
+        held = HeldRows(wait: containerWait)
         passwdPath = (hostRoot as NSString).appendingPathComponent("etc/passwd")
         loadUsers()
         refreshOffset(now: MonotonicClock.nanoseconds())
@@ -91,6 +99,7 @@ public final class Enricher {
     }
 
     public func fill(_ row: RowBuffer, map: HostColumnMap, header h: UnsafePointer<is_event_header>) {
+        holdFor = nil
         if map.enrichment.isEmpty { return }
         let now = h.pointee.ts_enter_ns
         if now &- lastOffsetRefresh > 1_000_000_000 { refreshOffset(now: now) }
@@ -115,9 +124,9 @@ public final class Enricher {
                 let entry = cgroup(h.pointee.cgroup_id)
                 entry.containerId.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .containerImage:
-                container(h.pointee.cgroup_id).image.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
+                container(h.pointee.cgroup_id, map).image.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .containerLabels:
-                container(h.pointee.cgroup_id).labels.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
+                container(h.pointee.cgroup_id, map).labels.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             default: break
             }
         }
@@ -137,16 +146,29 @@ public final class Enricher {
         return lastCgroup
     }
 
-    @inline(__always) private func container(_ id: UInt64) -> ContainerResolver.Metadata {
-        if id != lastContainerCgroupId {
-            let m = containers.metadata(for: cgroup(id).containerId)
-            // Only a found answer is kept here: a miss is retried through the resolver's
-            // own (expiring) negative cache.
-            if m.image.isEmpty { return m }
+    /// The row's container metadata; empty, with `holdFor` set, while it is being fetched
+    /// (or while earlier rows of the container still wait, so its rows keep their order).
+    @inline(__always) private func container(_ id: UInt64, _ map: HostColumnMap) -> ContainerResolver.Metadata {
+        if id == lastContainerCgroupId { return lastContainer }
+        let containerId = cgroup(id).containerId
+        if containerId.isEmpty { return .empty }
+        switch containers.lookup(containerId) {
+        case .found(let m):
+            if held.holds(containerId) {
+                holdFor = (containerId, map.containerImageColumn, map.containerLabelsColumn)
+                return m
+            }
+            // Only a found answer is kept here: a miss is asked again through the
+            // resolver's own (expiring) negative cache.
             lastContainerCgroupId = id
             lastContainer = m
+            return m
+        case .pending:
+            if held.wait > 0 { holdFor = (containerId, map.containerImageColumn, map.containerLabelsColumn) }
+            return .empty
+        case .none:
+            return .empty
         }
-        return lastContainer
     }
 
     /// Sets `lastUser` to the name of `uid`, re-reading passwd on a miss at most every

@@ -39,6 +39,9 @@ public struct HostColumnMap: Sendable {
     public let enrichment: [(column: Int, field: HostField)]
     /// Columns no host field covers: the plugin's own.
     public let pluginColumns: [Int]
+    /// The container image and labels columns, filled in late for rows held back.
+    public let containerImageColumn: Int?
+    public let containerLabelsColumn: Int?
 
     public init(schema: TableSchema) {
         var header: [(Int, HostField)] = []
@@ -54,6 +57,8 @@ public struct HostColumnMap: Sendable {
         self.header = header
         self.enrichment = enrichment
         self.pluginColumns = own
+        containerImageColumn = enrichment.first { $0.1 == .containerImage }?.0
+        containerLabelsColumn = enrichment.first { $0.1 == .containerLabels }?.0
     }
 
     /// Writes the header-derived columns.

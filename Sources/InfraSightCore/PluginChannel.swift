@@ -124,13 +124,22 @@ public final class PluginChannel {
                 counters.decodeErrors.add(1, ordering: .relaxed)
                 return
             }
-            counters.rows.add(1, ordering: .relaxed)
-            consumer.consume(row, from: self)
+            if let hold = enricher.holdFor {
+                enricher.held.hold(row, from: self, container: hold.container, imageColumn: hold.image, labelsColumn: hold.labels, now: MonotonicClock.seconds())
+                return
+            }
+            deliver(row)
         case IS_DECODE_SKIP:
             counters.skipped.add(1, ordering: .relaxed)
         default:
             counters.decodeErrors.add(1, ordering: .relaxed)
         }
+    }
+
+    /// Hands a finished row to the consumer (at once, or once its container is known).
+    @inline(__always) func deliver(_ row: RowBuffer) {
+        counters.rows.add(1, ordering: .relaxed)
+        consumer.consume(row, from: self)
     }
 
     /// Says once per column that the decoder writes what the column cannot hold: a plugin

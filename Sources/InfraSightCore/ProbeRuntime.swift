@@ -139,14 +139,19 @@ public final class ProbeRuntime {
     /// Runs the dispatcher on the calling thread until `stop()` or the deadline, then
     /// drains what the rings and the plugins' held-record maps still hold. `tick` runs about every `pollMs`.
     public func run(until deadline: Date?, pollMs: Int32 = 100, tick: () -> Void = {}) {
+        enricher.containers.startWatching()
         while !stopRequested.load(ordering: .relaxed) {
             if let deadline, Date() >= deadline { break }
             let rc = poller.poll(timeoutMs: pollMs)
             if rc < 0, rc != -EINTR { break }
+            enricher.held.release(enricher.containers, now: MonotonicClock.seconds())
             tick()
         }
         poller.consume()
         for probe in probes { probe.drainHeldRecords() }
+        // Rows still waiting for their container go now, with what is known of it.
+        enricher.held.release(enricher.containers, now: MonotonicClock.seconds(), force: true)
+        enricher.containers.stopWatching()
         // The last decode is behind us: the plugins end their own background work.
         for probe in probes { probe.channel.plugin.descriptor.stop?(probe.channel.instance) }
     }

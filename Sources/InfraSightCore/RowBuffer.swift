@@ -140,6 +140,25 @@ public final class RowBuffer {
         text.withUTF8 { setString(column, UnsafeRawPointer($0.baseAddress), $0.count) }
     }
 
+    /// A copy of this row with room for `extraArena` more bytes of strings (a row held
+    /// back until its container is known; allocates: the slow path only).
+    public func copy(extraArena: Int = 0) -> RowBuffer {
+        let c = RowBuffer(schema: schema, tableIndex: tableIndex, arenaCapacity: max(1, arenaUsed + extraArena))
+        c.kinds.update(from: kinds, count: columnCount)
+        c.words.update(from: words, count: columnCount)
+        c.offsets.update(from: offsets, count: columnCount)
+        c.lengths.update(from: lengths, count: columnCount)
+        c.encodings.update(from: encodings, count: columnCount)
+        c.arena.update(from: arena, count: arenaUsed)
+        c.arenaUsed = arenaUsed
+        c.invalid = invalid
+        c.consumerSlot = consumerSlot
+        return c
+    }
+
+    /// Bytes this row holds (its arena in use and its per-column arrays).
+    public var heldBytes: Int { arenaUsed + columnCount * (MemoryLayout<Kind>.stride + 3 * 8 + MemoryLayout<Encoding>.stride) }
+
     /// The string in `column` (for tests and slow paths; allocates).
     public func string(_ column: Int) -> String? {
         guard kinds[column] == .string else { return nil }

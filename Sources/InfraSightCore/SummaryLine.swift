@@ -20,6 +20,18 @@ public struct SummaryLine {
         ] + stages)
     }
 
+    /// The rows that waited for their container's metadata, if any did: `containers: rows
+    /// held N, with metadata N, without N`.
+    public static func containers(_ runtime: ProbeRuntime) -> SummaryLine? {
+        let c = runtime.enricher.held.counters
+        let held = c.held.load(ordering: .relaxed)
+        guard held > 0 else { return nil }
+        return SummaryLine(plugin: "containers", counts: [
+            ("rows held", held), ("with metadata", c.releasedWithMetadata.load(ordering: .relaxed)),
+            ("without", c.releasedWithout.load(ordering: .relaxed)),
+        ])
+    }
+
     /// The line as printed (after the `infrasight: ` prefix every stderr line carries).
     public var text: String {
         "\(plugin): " + counts.map { "\($0.label) \($0.value)" }.joined(separator: ", ")

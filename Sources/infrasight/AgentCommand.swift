@@ -131,6 +131,7 @@ struct AgentCommand: ParsableCommand {
                 ("rows delivered", delivered[probe.name] ?? 0), ("rows refused by the server", rejected[probe.name] ?? 0),
             ]).text)
         }
+        if let containers = SummaryLine.containers(runtime) { printError(containers.text) }
         if let reason = sender.failure {
             throw failure("\(reason) (\(spool.count) batches stay in the spool at \(spoolPath))")
         }

@@ -32,8 +32,12 @@ struct PluginSelection {
     /// Loads and attaches the plugins; reports the ones that fail and says which started.
     func start(consumer: RowConsumer, logger: Logger) throws -> ProbeRuntime {
         let runtime: ProbeRuntime
-        let containerd = ContainerdSource.find(hostRoot: config.hostRoot, configured: config.containerdSocket)
-        let enricher = Enricher(nodeName: config.nodeName, hostRoot: config.hostRoot, containerSources: containerd.map { [$0] } ?? [])
+        let runtimes: [any ContainerMetadataSource] = [
+            ContainerResolver.dockerSource(hostRoot: config.hostRoot, configured: config.dockerSocket),
+            ContainerdSource.find(hostRoot: config.hostRoot, configured: config.containerdSocket),
+        ].compactMap { $0 }
+        let enricher = Enricher(nodeName: config.nodeName, hostRoot: config.hostRoot, containerSources: runtimes,
+                                containerWait: Double(config.containerMetadataWaitMs) / 1000)
         do {
             runtime = try ProbeRuntime(plugins: plugins, config: config, enricher: enricher, consumer: consumer, logger: logger)
         } catch {

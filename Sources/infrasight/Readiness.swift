@@ -74,6 +74,13 @@ final class Readiness: @unchecked Sendable {
             out.append(Sample("infrasight_enrichment_cache_hits_total", [("cache", cache)], Double(counters.hits.load(ordering: .relaxed)), .counter, help: "Enrichment lookups answered from the cache"))
             out.append(Sample("infrasight_enrichment_cache_misses_total", [("cache", cache)], Double(counters.misses.load(ordering: .relaxed)), .counter, help: "Enrichment lookups that went to the host (passwd, cgroupfs, runtime API)"))
         }
+        let held = runtime.enricher.held.counters
+        out.append(Sample("infrasight_container_rows_held_total", [], Double(held.held.load(ordering: .relaxed)), .counter, help: "Rows that waited for their container's image and labels"))
+        out.append(Sample("infrasight_container_rows_released_total", [("with_metadata", "true")], Double(held.releasedWithMetadata.load(ordering: .relaxed)), .counter, help: "Rows that waited, by whether they got their container's metadata"))
+        out.append(Sample("infrasight_container_rows_released_total", [("with_metadata", "false")], Double(held.releasedWithout.load(ordering: .relaxed)), .counter, help: "Rows that waited, by whether they got their container's metadata"))
+        out.append(Sample("infrasight_container_rows_waiting", [], Double(held.waiting.load(ordering: .relaxed)), .gauge, help: "Rows waiting for their container's metadata now"))
+        out.append(Sample("infrasight_container_rows_waiting_bytes", [], Double(held.waitingBytes.load(ordering: .relaxed)), .gauge, help: "Bytes of rows waiting for their container's metadata now"))
+        out.append(Sample("infrasight_containers_announced_total", [], Double(runtime.enricher.containers.announced.load(ordering: .relaxed)), .counter, help: "Containers named by a runtime's events or listing"))
         let timing = writer.insertTiming
         out.append(Sample("infrasight_insert_seconds_sum", [], timing.seconds, .counter, help: "Time spent in store inserts (with _count: mean insert latency)"))
         out.append(Sample("infrasight_insert_seconds_count", [], Double(timing.inserts), .counter, help: "Store inserts timed"))

@@ -76,6 +76,7 @@ struct RunCommand: ParsableCommand {
                 ("store drops", s?.storeDrops.load(ordering: .relaxed) ?? 0), ("rows stored", s?.stored.load(ordering: .relaxed) ?? 0),
             ]).text)
         }
+        if let containers = SummaryLine.containers(runtime) { printError(containers.text) }
     }
 }
 

@@ -39,5 +39,6 @@ struct TraceCommand: ParsableCommand {
         for probe in runtime.probes {
             printError(SummaryLine(probe: probe, then: [("rows", probe.channel.counters.rows.load(ordering: .relaxed))]).text)
         }
+        if let containers = SummaryLine.containers(runtime) { printError(containers.text) }
     }
 }

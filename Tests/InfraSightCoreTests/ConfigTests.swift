@@ -9,6 +9,8 @@ import Testing
         let config = try InfraSightConfig.parse("""
             node_name: n1
             containerd_socket: /run/k.sock
+            docker_socket: /run/user/1000/podman/podman.sock
+            container_metadata_wait_ms: 500
             plugins:
               dirs: [/opt/a, /opt/b]
               enabled: [tracing]
@@ -22,6 +24,11 @@ import Testing
             """)
         #expect(config.nodeName == "n1")
         #expect(config.containerdSocket == "/run/k.sock")
+        #expect(config.dockerSocket == "/run/user/1000/podman/podman.sock")
+        #expect(config.containerMetadataWaitMs == 500)
+        #expect(try InfraSightConfig.parse("node_name: n").containerMetadataWaitMs == 2000)
+        #expect(throws: ConfigError.self) { try InfraSightConfig.parse("container_metadata_wait_ms: 60001") }
+        #expect(throws: ConfigError.self) { try InfraSightConfig.parse("container_metadata_wait_ms: -1") }
         #expect(config.pluginDirs == ["/opt/a", "/opt/b"])
         #expect(config.enabledPlugins == ["tracing"])
         #expect(config.pluginOptions["tracing"]?["exclude_comms"] == .list([.string("sshd"), .string("cron")]))

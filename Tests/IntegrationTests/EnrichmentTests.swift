@@ -59,55 +59,23 @@ import Testing
     /// containerd's API. A containerd of the test's own (its socket given by
     /// `containerd_socket`), the test image imported from dockerd: no registry is needed.
     @Test func aContainerdContainerHasItsImageAndLabelsFromContainerd() throws {
-        try Docker.ready()
-        let dir = "/var/tmp/infrasight-containerd-\(getpid())" // overlay snapshots need a real filesystem
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let socket = "\(dir)/containerd.sock"
-        try """
-            version = 2
-            root = "\(dir)/root"
-            state = "\(dir)/state"
-            disabled_plugins = ["io.containerd.grpc.v1.cri"]
-            [grpc]
-              address = "\(socket)"
-            """.write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
-        let containerd = try BackgroundProcess("/usr/bin/containerd", ["--config", "\(dir)/config.toml"])
-        defer {
-            containerd.signal(SIGTERM)
-            _ = try? containerd.wait(timeout: 30)
-        }
-        try waitUntil("containerd listens (\(containerd.stderr.suffix(500)))", timeout: 30) { UnixSocket.exists(socket) }
-        func ctr(_ args: [String]) throws -> String {
-            let r = try run("/usr/bin/ctr", ["--address", socket, "--namespace", "k8s.io"] + args)
-            guard r.status == 0 else { throw TestFailure("ctr \(args.joined(separator: " ")): \(r.stderr)") }
-            return r.stdout
-        }
-        _ = try Docker.docker(["save", Docker.image, "-o", "\(dir)/image.tar"])
-        _ = try ctr(["images", "import", "\(dir)/image.tar"])
-        let image = "docker.io/\(Docker.image)"
-        let id = (0..<4).map { _ in String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) }.joined()
+        let containerd = try PrivateContainerd()
+        defer { containerd.stop() }
+        let socket = containerd.socket
+        let image = containerd.image
+        let id = PrivateContainerd.newID()
         let pod = "pod\(getpid())"
-        _ = try ctr(["run", "-d", "--label", "io.kubernetes.pod.name=web-0", "--label", "io.kubernetes.pod.namespace=shop",
-                     "--cgroup", "/kubepods/besteffort/\(pod)/\(id)", image, id, "sleep", "600"])
-        defer {
-            _ = try? ctr(["task", "kill", "--signal", "SIGKILL", id])
-            _ = try? waitUntil("the task is removed", timeout: 10) { (try? ctr(["task", "rm", id])) != nil }
-            _ = try? ctr(["containers", "rm", id])
-            // runc removed the container's cgroup; the kubepods parents are the test's.
-            let hierarchies = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).map { "/sys/fs/cgroup/\($0)" }
-            for base in ["/sys/fs/cgroup"] + hierarchies {
-                for parent in ["kubepods/besteffort/\(pod)", "kubepods/besteffort", "kubepods"] { rmdir("\(base)/\(parent)") }
-            }
-        }
+        try containerd.ctr(["run", "-d", "--label", "io.kubernetes.pod.name=web-0", "--label", "io.kubernetes.pod.namespace=shop",
+                 "--cgroup", "/kubepods/besteffort/\(pod)/\(id)", image, id, "sleep", "600"])
+        defer { containerd.remove(id, pod: pod) }
         let cfg = try makeTempDir(prefix: "cfg")
         try "containerd_socket: \(socket)\n".write(toFile: "\(cfg)/c.yaml", atomically: true, encoding: .utf8)
         let trace = try BackgroundProcess(Paths.infrasight, ["trace", "--plugins", "tracing", "--config", "\(cfg)/c.yaml"])
         try trace.waitForStderr("infrasight: note: started: ")
         // The first event of the container triggers the lookup; judge the steady state.
-        _ = try ctr(["task", "exec", "--exec-id", "warm", id, "sh", "-c", ":"])
+        try containerd.ctr(["task", "exec", "--exec-id", "warm", id, "sh", "-c", ":"])
         sleep(1)
-        _ = try ctr(["task", "exec", "--exec-id", "cat", id, "cat", "/etc/motd"])
+        try containerd.ctr(["task", "exec", "--exec-id", "cat", id, "cat", "/etc/motd"])
         let r = try trace.interrupt(after: 0.3, timeout: 180)
         #expect(r.status == 0, "\(r.stderr)")
         let rows = try jsonLines(r.stdout).filter { $0["container_id"] as? String == id }

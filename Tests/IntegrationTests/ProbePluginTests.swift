@@ -8,17 +8,7 @@ import Testing
 @Suite(.serialized) struct ProbePluginTests {
     /// Runs `workload` while `infrasight trace --plugins plugins` runs; returns the rows.
     static func trace(_ plugins: String, config: String? = nil, _ workload: () throws -> Void) throws -> [[String: Any]] {
-        var args = ["trace", "--plugins", plugins]
-        if let config {
-            let dir = try makeTempDir(prefix: "cfg")
-            try config.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
-            args += ["--config", "\(dir)/c.yaml"]
-        }
-        let trace = try BackgroundProcess(Paths.infrasight, args)
-        try trace.waitForStderr("infrasight: note: started: ")
-        try workload()
-        let r = try trace.interrupt(after: 0.3, timeout: 180)
-        #expect(r.status == 0, "\(r.stderr)")
+        let r = try traceAround(plugins, config: config, workload)
         #expect(!r.stderr.contains("decode errors 1"), "\(r.stderr)")
         return try jsonLines(r.stdout)
     }

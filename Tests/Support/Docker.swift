@@ -6,6 +6,8 @@ import Glibc
 public enum Docker {
     public static let image = "local/infrasight-test:2"
     static let docker = FileManager.default.fileExists(atPath: "/usr/bin/docker") ? "/usr/bin/docker" : "/usr/local/bin/docker"
+    /// The docker client's path, for scripts.
+    public static var client: String { docker }
 
     public static func docker(_ args: [String]) throws -> String {
         let r = try run(docker, args)

@@ -1,5 +1,5 @@
 /// The part of containerd's containers API that InfraSight reads: a container's image and
-/// labels, by id (Kubernetes containers live in containerd namespace "k8s.io"; their labels
+/// labels, by id or all of a namespace's (Kubernetes containers live in containerd namespace "k8s.io"; their labels
 /// carry io.kubernetes.pod.name and io.kubernetes.pod.namespace). Package, service, method
 /// and field numbers are containerd's (api/services/containers/v1/containers.proto); the
 /// fields not declared here are skipped when a reply is decoded.
@@ -39,9 +39,23 @@ internal enum Containerd_Services_Containers_V1_Containers: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "List" metadata.
+        internal enum List: Sendable {
+            /// Request type for "List".
+            internal typealias Input = Containerd_Services_Containers_V1_ListContainersRequest
+            /// Response type for "List".
+            internal typealias Output = Containerd_Services_Containers_V1_ListContainersResponse
+            /// Descriptor for "List".
+            internal static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "containerd.services.containers.v1.Containers"),
+                method: "List",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "containerd.services.containers.v1.Containers" service.
         internal static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Get.descriptor
+            Get.descriptor,
+            List.descriptor
         ]
     }
 }
@@ -78,6 +92,25 @@ extension Containerd_Services_Containers_V1_Containers {
             deserializer: some GRPCCore.MessageDeserializer<Containerd_Services_Containers_V1_GetContainerResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Containerd_Services_Containers_V1_GetContainerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Containerd_Services_Containers_V1_ListContainersRequest` message.
+        ///   - serializer: A serializer for `Containerd_Services_Containers_V1_ListContainersRequest` messages.
+        ///   - deserializer: A deserializer for `Containerd_Services_Containers_V1_ListContainersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func list<Result>(
+            request: GRPCCore.ClientRequest<Containerd_Services_Containers_V1_ListContainersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Containerd_Services_Containers_V1_ListContainersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Containerd_Services_Containers_V1_ListContainersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Containerd_Services_Containers_V1_ListContainersResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -126,6 +159,36 @@ extension Containerd_Services_Containers_V1_Containers {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Containerd_Services_Containers_V1_ListContainersRequest` message.
+        ///   - serializer: A serializer for `Containerd_Services_Containers_V1_ListContainersRequest` messages.
+        ///   - deserializer: A deserializer for `Containerd_Services_Containers_V1_ListContainersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        internal func list<Result>(
+            request: GRPCCore.ClientRequest<Containerd_Services_Containers_V1_ListContainersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Containerd_Services_Containers_V1_ListContainersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Containerd_Services_Containers_V1_ListContainersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Containerd_Services_Containers_V1_ListContainersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Containerd_Services_Containers_V1_Containers.Method.List.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -152,6 +215,31 @@ extension Containerd_Services_Containers_V1_Containers.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Containerd_Services_Containers_V1_GetContainerRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Containerd_Services_Containers_V1_GetContainerResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Containerd_Services_Containers_V1_ListContainersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func list<Result>(
+        request: GRPCCore.ClientRequest<Containerd_Services_Containers_V1_ListContainersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Containerd_Services_Containers_V1_ListContainersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.list(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Containerd_Services_Containers_V1_ListContainersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Containerd_Services_Containers_V1_ListContainersResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -184,6 +272,35 @@ extension Containerd_Services_Containers_V1_Containers.ClientProtocol {
             metadata: metadata
         )
         return try await self.get(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    internal func list<Result>(
+        _ message: Containerd_Services_Containers_V1_ListContainersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Containerd_Services_Containers_V1_ListContainersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Containerd_Services_Containers_V1_ListContainersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.list(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -9,7 +9,7 @@
 //   https://github.com/apple/swift-protobuf/
 
 /// The part of containerd's containers API that InfraSight reads: a container's image and
-/// labels, by id (Kubernetes containers live in containerd namespace "k8s.io"; their labels
+/// labels, by id or all of a namespace's (Kubernetes containers live in containerd namespace "k8s.io"; their labels
 /// carry io.kubernetes.pod.name and io.kubernetes.pod.namespace). Package, service, method
 /// and field numbers are containerd's (api/services/containers/v1/containers.proto); the
 /// fields not declared here are skipped when a reply is decoded.
@@ -73,6 +73,30 @@ nonisolated struct Containerd_Services_Containers_V1_GetContainerResponse: Senda
   init() {}
 
   fileprivate var _container: Containerd_Services_Containers_V1_Container? = nil
+}
+
+nonisolated struct Containerd_Services_Containers_V1_ListContainersRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var filters: [String] = []
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+nonisolated struct Containerd_Services_Containers_V1_ListContainersResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var containers: [Containerd_Services_Containers_V1_Container] = []
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -178,6 +202,66 @@ nonisolated extension Containerd_Services_Containers_V1_GetContainerResponse: Sw
 
   static func ==(lhs: Containerd_Services_Containers_V1_GetContainerResponse, rhs: Containerd_Services_Containers_V1_GetContainerResponse) -> Bool {
     if lhs._container != rhs._container {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Containerd_Services_Containers_V1_ListContainersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".ListContainersRequest"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}filters\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.filters) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.filters.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.filters, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Containerd_Services_Containers_V1_ListContainersRequest, rhs: Containerd_Services_Containers_V1_ListContainersRequest) -> Bool {
+    if lhs.filters != rhs.filters {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Containerd_Services_Containers_V1_ListContainersResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".ListContainersResponse"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}containers\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.containers) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.containers, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Containerd_Services_Containers_V1_ListContainersResponse, rhs: Containerd_Services_Containers_V1_ListContainersResponse) -> Bool {
+    if lhs.containers != rhs.containers {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
