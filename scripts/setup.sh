@@ -25,6 +25,7 @@ packages=(
     iproute2 dnsmasq-base strace                  # network tests: namespaces, a real DNS server; ptrace tests
     docker.io                                     # container enrichment tests (dockerd is started by the tests)
     containerd                                    # the deployment tests run the rendered pods under containerd
+    podman                                        # container enrichment tests: podman's Docker-compatible API
     mmdebstrap binutils                           # scripts/build-images.sh: Debian base file systems, strip
     zookeeper                                     # ClickHouse cluster tests (ReplicatedMergeTree, ON CLUSTER)
 )

@@ -14,7 +14,10 @@ public final class ContainerdSource: ContainerMetadataSource {
     public let socketPath: String
     public let namespaces: [String]
 
-    public init(socketPath: String, namespaces: [String] = ["k8s.io", "moby", "default"]) {
+    /// k8s.io (the kubelet's), moby (dockerd's), default (ctr's).
+    public static let allNamespaces = ["k8s.io", "moby", "default"]
+
+    public init(socketPath: String, namespaces: [String] = allNamespaces) {
         self.socketPath = socketPath
         self.namespaces = namespaces
     }
@@ -28,10 +31,10 @@ public final class ContainerdSource: ContainerMetadataSource {
 
     /// The socket `configured` (under `hostRoot`), else the first standard one that exists
     /// there; nil when there is none.
-    public static func find(hostRoot: String, configured: String?) -> ContainerdSource? {
+    public static func find(hostRoot: String, configured: String?, namespaces: [String] = allNamespaces) -> ContainerdSource? {
         let root = hostRoot == "/" ? "" : hostRoot
-        if let configured { return ContainerdSource(socketPath: root + configured) }
-        return standardSockets.map { root + $0 }.first(where: UnixSocket.exists).map { ContainerdSource(socketPath: $0) }
+        if let configured { return ContainerdSource(socketPath: root + configured, namespaces: namespaces) }
+        return standardSockets.map { root + $0 }.first(where: UnixSocket.exists).map { ContainerdSource(socketPath: $0, namespaces: namespaces) }
     }
 
     /// Runs the lookup on the concurrency pool and waits for it on this thread (the
@@ -95,7 +98,7 @@ public final class ContainerdSource: ContainerMetadataSource {
                             resolver.announce(c.id, ContainerResolver.Metadata(image: c.image, labels: c.labels), from: self)
                         }
                     }
-                    for try await envelope in response.messages {
+                    for try await envelope in response.messages where self.namespaces.contains(envelope.namespace) {
                         switch envelope.topic {
                         case "/containers/create":
                             guard let created = try? Containerd_Events_ContainerCreate(serializedBytes: envelope.event.value) else { continue }

@@ -73,20 +73,21 @@ public final class ContainerResolver: Sendable {
     /// What one source says of a container.
     public enum Answer: Sendable { case found(Metadata), unknown, unavailable }
 
-    /// What the dispatcher gets: the metadata, "being fetched", or "none to be had" (no
-    /// runtime knows it, or none could be asked).
-    public enum Lookup: Equatable { case found(Metadata), pending, none }
+    /// What the dispatcher gets: the metadata, "being fetched" (with what an event said of
+    /// it meanwhile, to use if the fetch does not come back in time), or "none to be had"
+    /// (no runtime knows it, or none could be asked).
+    public enum Lookup: Equatable { case found(Metadata), pending(Metadata?), none }
 
     enum Entry {
         case found(Metadata, expires: Double, refreshing: Bool, rank: Int)
-        case pending
+        case pending(provisional: Metadata?, rank: Int)
         case absent(expires: Double)
     }
 
     struct State {
         var cache: [String: Entry] = [:]
         var queue: [String] = []
-        var lookupThreadRunning = false
+        var lookupThreads = 0
     }
 
     /// The runtimes, in the order they are asked.
@@ -98,6 +99,9 @@ public final class ContainerResolver: Sendable {
     let negativeTTL = 5.0
     let retryAfter = 0.5
     let queueCapacity = 1024
+    /// Lookups run side by side (dockerd answers an inspect of a starting container only
+    /// once it has started: one slow answer must not delay the next container's).
+    let maxLookupThreads = 4
     public let capacity: Int
     private let state = Mutex(State())
     private let stop = SignalFlag()
@@ -159,8 +163,8 @@ public final class ContainerResolver: Sendable {
                     enqueue = true
                 }
                 return .found(m)
-            case .pending:
-                return .pending
+            case .pending(let provisional, _):
+                return .pending(provisional)
             case .absent(let expires) where expires > now:
                 counters.hits.add(1, ordering: .relaxed)
                 return .none
@@ -168,10 +172,10 @@ public final class ContainerResolver: Sendable {
                 counters.misses.add(1, ordering: .relaxed)
                 guard s.queue.count < queueCapacity else { return .none }
                 makeRoom(&s, now: now)
-                s.cache[key] = .pending
+                s.cache[key] = .pending(provisional: nil, rank: sources.count)
                 s.queue.append(key)
                 enqueue = true
-                return .pending
+                return .pending(nil)
             }
         }
         if enqueue { startLookups() }
@@ -184,7 +188,7 @@ public final class ContainerResolver: Sendable {
         return state.withLock { s in
             switch s.cache[key] {
             case .found(let m, _, _, _): return .found(m)
-            case .pending: return .pending
+            case .pending(let provisional, _): return .pending(provisional)
             default: return .none
             }
         }
@@ -192,16 +196,33 @@ public final class ContainerResolver: Sendable {
 
     /// `source` names a container (an event or a listing): known from now on, unless a
     /// source asked before it already named it (dockerd runs its containers on a
-    /// containerd, whose record of them lacks the image and labels).
-    public func announce(_ id: String, _ metadata: Metadata, from source: any ContainerMetadataSource) {
+    /// containerd, whose record of them lacks the image and labels). `exact: false`: what
+    /// the source said may be inexact (Docker's create event mixes other attributes into
+    /// the labels): the container is looked up, its rows wait for the answer, and
+    /// `metadata` is used only if no answer comes in time.
+    public func announce(_ id: String, _ metadata: Metadata, from source: any ContainerMetadataSource, exact: Bool = true) {
         let now = MonotonicClock.seconds()
         let rank = sources.firstIndex { $0 === source } ?? sources.count
         announced.add(1, ordering: .relaxed)
-        state.withLock { s in
-            if case .found(_, _, _, let known) = s.cache[id], known < rank { return }
-            if s.cache[id] == nil { makeRoom(&s, now: now) }
-            s.cache[id] = .found(metadata, expires: now + positiveTTL, refreshing: false, rank: rank)
+        let enqueue: Bool = state.withLock { s in
+            switch s.cache[id] {
+            case .found(_, _, _, let known) where known < rank || (known == rank && !exact): return false
+            case .pending(_, let known) where known < rank: return false
+            case nil: makeRoom(&s, now: now)
+            default: break
+            }
+            if exact {
+                s.cache[id] = .found(metadata, expires: now + positiveTTL, refreshing: false, rank: rank)
+                return false
+            }
+            let queued: Bool
+            if case .pending = s.cache[id] { queued = true } else { queued = false }
+            s.cache[id] = .pending(provisional: metadata, rank: rank)
+            guard !queued, s.queue.count < queueCapacity else { return false }
+            s.queue.append(id)
+            return true
         }
+        if enqueue { startLookups() }
     }
 
     /// A runtime says the container is gone.
@@ -210,18 +231,6 @@ public final class ContainerResolver: Sendable {
             if case .pending = s.cache[id] { return } // its lookup settles it
             s.cache[id] = nil
         }
-    }
-
-    /// Asks for a fresh answer for a known container (a runtime's "start" event: its
-    /// inspect has the exact labels, where the create event's attributes mix in `name`).
-    public func refresh(_ id: String) {
-        let queued: Bool = state.withLock { s in
-            guard s.queue.count < queueCapacity else { return false }
-            if case .found(let m, let expires, _, let rank) = s.cache[id] { s.cache[id] = .found(m, expires: expires, refreshing: true, rank: rank) }
-            s.queue.append(id)
-            return true
-        }
-        if queued { startLookups() }
     }
 
     /// Removes expired entries, then any settled one, until there is room for one more.
@@ -240,8 +249,8 @@ public final class ContainerResolver: Sendable {
 
     private func startLookups() {
         let start: Bool = state.withLock { s in
-            guard !s.lookupThreadRunning else { return false }
-            s.lookupThreadRunning = true
+            guard s.lookupThreads < maxLookupThreads, s.lookupThreads == 0 || s.queue.count > 1 else { return false }
+            s.lookupThreads += 1
             return true
         }
         if start {
@@ -279,11 +288,18 @@ public final class ContainerResolver: Sendable {
             let now = MonotonicClock.seconds()
             state.withLock { s in
                 switch (answer, s.cache[key]) {
+                case (.found, .pending(let provisional?, let known)) where rank > known:
+                    // A lesser runtime's record (dockerd's own containerd) does not beat
+                    // what the container's own runtime said.
+                    s.cache[key] = .found(provisional, expires: now + positiveTTL, refreshing: false, rank: known)
                 case (.found(let m), _):
                     s.cache[key] = .found(m, expires: now + positiveTTL, refreshing: false, rank: rank)
                 case (_, .found(let m, _, _, let known)):
                     // A refresh that failed keeps the answer it had, for a while.
                     s.cache[key] = .found(m, expires: now + retryAfter * 10, refreshing: false, rank: known)
+                case (_, .pending(let provisional?, let known)):
+                    // No answer: what the event said is the best there is.
+                    s.cache[key] = .found(provisional, expires: now + positiveTTL, refreshing: false, rank: known)
                 case (.unknown, _):
                     s.cache[key] = .absent(expires: now + negativeTTL)
                 case (.unavailable, _):
@@ -291,6 +307,6 @@ public final class ContainerResolver: Sendable {
                 }
             }
         }
-        state.withLock { $0.lookupThreadRunning = false }
+        state.withLock { $0.lookupThreads -= 1 }
     }
 }

@@ -5,11 +5,12 @@ import Glibc
 /// for one container, `/events` for every container as it is created, `/containers/json`
 /// to list the ones that exist.
 ///
-/// A create event carries the image and every label among its attributes, with `name`
-/// (the container's name) mixed in; so a create names a container with its attributes
-/// less `name`, and the start event that follows asks for an inspect, which has the
-/// labels exactly (dockerd answers inspect of a starting container only once it has
-/// started: too late for the entrypoint's first rows, in time for the rest).
+/// A create event carries the image and every label among its attributes, with other
+/// attributes mixed in (`name`; podman's `podId`, `containerExitCode`): so a create names
+/// a container provisionally and starts an inspect, which has the labels exactly; the
+/// container's rows wait for it (dockerd answers inspect of a starting container once it
+/// has started, a few hundred ms) and get the event's attributes only if it does not
+/// come in time.
 final class DockerEngineSource: ContainerMetadataSource {
     let socketPath: String
     init(socketPath: String) { self.socketPath = socketPath }
@@ -55,9 +56,11 @@ final class DockerEngineSource: ContainerMetadataSource {
     /// What a container event means for the resolver (nil: nothing).
     enum Event: Equatable {
         case created(id: String, ContainerResolver.Metadata)
-        case started(id: String)
         case destroyed(id: String)
     }
+
+    /// Attributes of a create event that are not labels.
+    static let notLabels: Set<String> = ["image", "name", "podId", "containerExitCode"]
 
     /// One line of the event stream.
     static func event(_ line: some Collection<UInt8>) -> Event? {
@@ -67,17 +70,15 @@ final class DockerEngineSource: ContainerMetadataSource {
         else { return nil }
         switch action {
         case "create":
-            var labels = (actor["Attributes"] as? [String: String]) ?? [:]
-            let image = labels.removeValue(forKey: "image") ?? (json["from"] as? String) ?? ""
-            labels["name"] = nil
-            return .created(id: id, ContainerResolver.Metadata(image: image, labels: labels))
-        case "start": return .started(id: id)
+            let attributes = (actor["Attributes"] as? [String: String]) ?? [:]
+            let image = attributes["image"] ?? (json["from"] as? String) ?? ""
+            return .created(id: id, ContainerResolver.Metadata(image: image, labels: attributes.filter { !notLabels.contains($0.key) }))
         case "destroy": return .destroyed(id: id)
         default: return nil
         }
     }
 
-    static let eventsPath = "/events?filters=" + #"{"type":["container"],"event":["create","start","destroy"]}"#
+    static let eventsPath = "/events?filters=" + #"{"type":["container"],"event":["create","destroy"]}"#
         .addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
 
     func watch(_ resolver: ContainerResolver, stop: SignalFlag) {
@@ -127,8 +128,7 @@ final class DockerEngineSource: ContainerMetadataSource {
             }
             while let newline = pending.firstIndex(of: 10) {
                 switch Self.event(pending[..<newline]) {
-                case .created(let id, let metadata)?: resolver.announce(id, metadata, from: self)
-                case .started(let id)?: resolver.refresh(id)
+                case .created(let id, let metadata)?: resolver.announce(id, metadata, from: self, exact: false)
                 case .destroyed(let id)?: resolver.forget(id)
                 case nil: break
                 }

@@ -81,7 +81,8 @@ public final class HeldRows {
             switch state {
             case .found(let m): emit(h, with: m)
             case .pending where !force && now < h.deadline: kept.append(h)
-            default: emit(h, with: nil)
+            case .pending(let provisional): emit(h, with: provisional)
+            case .none: emit(h, with: nil)
             }
         }
         rows = kept

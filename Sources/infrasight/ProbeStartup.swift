@@ -32,10 +32,12 @@ struct PluginSelection {
     /// Loads and attaches the plugins; reports the ones that fail and says which started.
     func start(consumer: RowConsumer, logger: Logger) throws -> ProbeRuntime {
         let runtime: ProbeRuntime
-        let runtimes: [any ContainerMetadataSource] = [
-            ContainerResolver.dockerSource(hostRoot: config.hostRoot, configured: config.dockerSocket),
-            ContainerdSource.find(hostRoot: config.hostRoot, configured: config.containerdSocket),
-        ].compactMap { $0 }
+        let docker = ContainerResolver.dockerSource(hostRoot: config.hostRoot, configured: config.dockerSocket)
+        // dockerd keeps its containers in containerd's namespace moby too, without their
+        // image and labels: with dockerd's own API at hand, containerd is not asked there.
+        let containerd = ContainerdSource.find(hostRoot: config.hostRoot, configured: config.containerdSocket,
+                                               namespaces: docker == nil ? ContainerdSource.allNamespaces : ["k8s.io", "default"])
+        let runtimes: [any ContainerMetadataSource] = [docker, containerd].compactMap { $0 }
         let enricher = Enricher(nodeName: config.nodeName, hostRoot: config.hostRoot, containerSources: runtimes,
                                 containerWait: Double(config.containerMetadataWaitMs) / 1000)
         do {

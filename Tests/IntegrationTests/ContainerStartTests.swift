@@ -61,7 +61,9 @@ import Testing
     }
 
     /// As the kubelet runs a container: containerd namespace k8s.io, a 64-hex id, a
-    /// kubepods cgroup, the kubelet's labels; the task runs one command and exits.
+    /// kubepods cgroup, the kubelet's labels; the task runs one command and exits. (The
+    /// task is deleted after the trace: a cgroup removed before the agent has read the
+    /// container's first rows cannot name the container, see the closing notes.)
     @Test func aOneShotContainerdContainerCarriesItsImageAndLabelsInEveryRow() throws {
         let containerd = try PrivateContainerd()
         defer { containerd.stop() }
@@ -69,8 +71,9 @@ import Testing
         let pod = "pod\(getpid())"
         defer { containerd.remove(id, pod: pod) }
         let (rows, stderr) = try Self.trace(config: "containerd_socket: \(containerd.socket)\n") {
-            try containerd.ctr(["run", "--rm", "--label", "io.kubernetes.pod.name=job-0", "--label", "io.kubernetes.pod.namespace=batch",
+            try containerd.ctr(["run", "-d", "--label", "io.kubernetes.pod.name=job-0", "--label", "io.kubernetes.pod.namespace=batch",
                                 "--cgroup", "/kubepods/besteffort/\(pod)/\(id)", containerd.image, id, "cat", "/etc/motd"])
+            try waitUntil("the task exits", timeout: 30) { (try? containerd.ctr(["task", "ls"]))?.contains("STOPPED") == true }
         }
         let expected = ["io.kubernetes.pod.name": "job-0", "io.kubernetes.pod.namespace": "batch", "io.containerd.image.config.stop-signal": "SIGTERM"]
         let mine = rows.filter { $0["container_id"] as? String == id }
@@ -78,6 +81,68 @@ import Testing
         #expect(exec["container_image"] as? String == containerd.image)
         #expect(Self.labels(exec) == expected)
         let without = mine.filter { $0["container_image"] as? String != containerd.image || Self.labels($0) != expected }
+        #expect(without.isEmpty, "\(without.count) of \(mine.count) rows lack the metadata: \(without.prefix(3))")
+    }
+
+    /// podman's Docker-compatible API (`podman system service`) on a socket of the test's
+    /// own, with the test image loaded from dockerd; cgroupfs and runc, as the machines
+    /// here need (ENVIRONMENT.md).
+    final class Podman {
+        let dir: String
+        let socket: String
+        let service: BackgroundProcess
+        let environment: [String: String]
+        static let image = "localhost/\(Docker.image)"
+
+        init() throws {
+            try Docker.ready()
+            dir = try makeTempDir(prefix: "podman")
+            socket = "\(dir)/podman.sock"
+            try """
+                [containers]
+                default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+                [engine]
+                runtime = "runc"
+                cgroup_manager = "cgroupfs"
+                events_logger = "file"
+                """.write(toFile: "\(dir)/containers.conf", atomically: true, encoding: .utf8)
+            environment = ProcessInfo.processInfo.environment.merging(["CONTAINERS_CONF": "\(dir)/containers.conf"]) { _, new in new }
+            _ = try Docker.docker(["save", Docker.image, "-o", "\(dir)/image.tar"])
+            let load = try run("/usr/bin/podman", ["load", "-i", "\(dir)/image.tar"], environment: environment)
+            guard load.status == 0 else { throw TestFailure("podman load: \(load.stderr)") }
+            service = try BackgroundProcess("/usr/bin/podman", ["system", "service", "--time=0", "unix://\(socket)"], environment: environment)
+            try waitUntil("podman's API listens (\(service.stderr.suffix(300)))", timeout: 30) { UnixSocket.exists(socket) }
+        }
+
+        @discardableResult
+        func podman(_ args: [String]) throws -> String {
+            let r = try run("/usr/bin/podman", ["--url", "unix://\(socket)"] + args, environment: environment)
+            guard r.status == 0 else { throw TestFailure("podman \(args.joined(separator: " ")): \(r.stderr)") }
+            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        func stop() {
+            service.signal(SIGTERM)
+            _ = try? service.wait(timeout: 30)
+        }
+    }
+
+    @Test func aOneShotPodmanContainerCarriesItsImageAndLabelsInEveryRow() throws {
+        let podman = try Podman()
+        defer { podman.stop() }
+        var id = ""
+        let (rows, stderr) = try Self.trace(config: "docker_socket: \(podman.socket)\n") {
+            id = try podman.podman(["run", "-d", "--label", "app=pod", "--label", "tier=one", Podman.image, "cat", "/etc/motd"])
+            try waitUntil("the container exits", timeout: 30) { (try? podman.podman(["inspect", "-f", "{{.State.Status}}", id])) == "exited" }
+        }
+        defer { _ = try? podman.podman(["rm", "-f", id]) }
+        #expect(id.count == 64)
+        let mine = rows.filter { $0["container_id"] as? String == id }
+        let exec = try #require(mine.first { $0["event_type"] as? String == "execve" && $0["argv"] as? String == "cat /etc/motd" }, "\(mine.count) rows; \(stderr)")
+        #expect(exec["cgroup_name"] as? String == "/libpod_parent/libpod-\(id)")
+        #expect(exec["container_image"] as? String == Podman.image)
+        #expect(Self.labels(exec) == ["app": "pod", "tier": "one"])
+        let without = mine.filter { $0["container_image"] as? String != Podman.image || Self.labels($0) != ["app": "pod", "tier": "one"] }
         #expect(without.isEmpty, "\(without.count) of \(mine.count) rows lack the metadata: \(without.prefix(3))")
     }
 
@@ -185,9 +250,11 @@ import Testing
         let open = try #require(mine.first { int($0, "pid") == Int64(pid) && $0["filename"] as? String == "/etc/hostname" }, "\(mine.count) rows; \(stderr)")
         #expect(open["container_image"] as? String == "")
         #expect((open["container_labels_json"] as? [String: Any])?.isEmpty == true)
-        // Every one of its rows was held and then stored without metadata, and said so.
+        // Every one of its rows was held and then stored without metadata, and said so
+        // (with the rows of any other container on the host: no runtime answers for them).
         let counts = try #require(SummaryLine.parse(stderr, plugin: "containers"), "\(stderr)")
-        #expect(counts == ["rows held": mine.count, "with metadata": 0, "without": mine.count], "\(mine.count) rows")
+        #expect(counts["rows held"].map { $0 >= mine.count } == true, "\(mine.count) rows; \(counts)")
+        #expect(counts["without"] == counts["rows held"] && counts["with metadata"] == 0, "\(counts)")
     }
 
     @Test func aDroppedEventStreamIsReconnectedAndTheContainersItMissedAreListed() throws {
@@ -208,6 +275,5 @@ import Testing
         // Inspect is refused: the image and labels come from the listing alone.
         #expect(open["container_image"] as? String == "fake/image:1")
         #expect(Self.labels(open) == ["from": "listing"])
-        #expect(SummaryLine.parse(stderr, plugin: "containers") == nil, "no row had to wait: \(stderr)")
     }
 }
