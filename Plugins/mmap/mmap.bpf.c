@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* mmap.bpf.c — mmap(2): address, length, protection, flags, fd, offset; the result is
- * the mapped address or -errno. */
+ * the mapped address or -errno. The call waits for its exit in the calling thread's
+ * task-local slot. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -14,27 +15,22 @@ struct {
     __uint(max_entries, 8 * 1024 * 1024);
 } events SEC(".maps");
 
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 16384);
-    __type(key, __u64);
-    __type(value, struct is_mmap_event);
-} inflight SEC(".maps");
+IS_INFLIGHT_MAP(inflight, struct is_mmap_event);
 
 SEC("tracepoint/syscalls/sys_enter_mmap")
 int enter_mmap(struct trace_event_raw_sys_enter *ctx)
 {
-    if (!is_task_wanted())
+    __u64 addr = ctx->args[0], len = ctx->args[1], prot = ctx->args[2], flags = ctx->args[3], fd = ctx->args[4], off = ctx->args[5];
+    struct inflight_slot *s = is_inflight_enter(&inflight);
+    if (!s)
         return 0;
-    struct is_mmap_event e = {};
-    is_begin(&e.hdr, 1, sizeof(e));
-    e.addr = ctx->args[0];
-    e.len = ctx->args[1];
-    e.prot = ctx->args[2];
-    e.flags = ctx->args[3];
-    e.fd = (__s64)(int)ctx->args[4];
-    e.off = ctx->args[5];
-    is_inflight_put(&inflight, &e);
+    is_begin(&s->e.hdr, 1, sizeof(s->e));
+    s->e.addr = addr;
+    s->e.len = len;
+    s->e.prot = prot;
+    s->e.flags = flags;
+    s->e.fd = (__s64)(int)fd;
+    s->e.off = off;
     return 0;
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* mount.bpf.c — mount(2) (source, target, filesystem type, flags) and umount2(2)
- * (target, flags). The record is built in a per-CPU slot: it is too big for the stack. */
+ * (target, flags). The record, too big for the stack, is built at enter in the calling
+ * thread's task-local slot and sent from there at exit. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -14,28 +15,14 @@ struct {
     __uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 4096);
-    __type(key, __u64);
-    __type(value, struct is_mount_event);
-} inflight SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct is_mount_event);
-} scratch SEC(".maps");
+IS_INFLIGHT_MAP(inflight, struct is_mount_event);
 
 static __always_inline struct is_mount_event *begin(__u16 kind)
 {
-    if (!is_task_wanted())
+    struct inflight_slot *s = is_inflight_enter(&inflight);
+    if (!s)
         return NULL;
-    __u32 zero = 0;
-    struct is_mount_event *e = bpf_map_lookup_elem(&scratch, &zero);
-    if (!e)
-        return NULL;
+    struct is_mount_event *e = &s->e;
     is_begin(&e->hdr, kind, sizeof(*e));
     e->flags = 0;
     e->dev_name_len = e->dir_name_len = e->type_len = 0;
@@ -52,20 +39,23 @@ static __always_inline __u32 read_str(char *dst, const char *src)
     return n > 0 ? n - 1 : 0;
 }
 
-/* Re-reads at exit what the enter could not (see infrasight_event.h), then sends. */
+/* Re-reads at exit what the enter could not (see infrasight_event.h), then sends. Mounts
+ * are rare and the slot is big: it is freed once sent rather than kept with the thread. */
 static __always_inline void finish(long ret)
 {
-    __u64 id = is_thread_key();
-    struct is_mount_event *e = bpf_map_lookup_elem(&inflight, &id);
-    if (!e)
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct inflight_slot *s = is_inflight_exit(&inflight, task);
+    if (!s)
         return;
+    struct is_mount_event *e = &s->e;
     if (!e->dev_name_len)
         e->dev_name_len = read_str(e->dev_name, (const char *)e->dev_name_ptr);
     if (!e->dir_name_len)
         e->dir_name_len = read_str(e->dir_name, (const char *)e->dir_name_ptr);
     if (!e->type_len)
         e->type_len = read_str(e->type, (const char *)e->type_ptr);
-    is_inflight_send(&inflight, &events, id, &e->hdr, ret, sizeof(struct is_mount_event));
+    is_inflight_send(&s->join, &events, &e->hdr, ret, sizeof(*e), task);
+    bpf_task_storage_delete(&inflight, task);
 }
 
 SEC("tracepoint/syscalls/sys_enter_mount")
@@ -84,7 +74,6 @@ int enter_mount(struct trace_event_raw_sys_enter *ctx)
     e->dir_name_len = read_str(e->dir_name, (const char *)dir);
     e->type_len = read_str(e->type, (const char *)type);
     e->flags = flags;
-    is_inflight_put(&inflight, e);
     return 0;
 }
 
@@ -99,7 +88,6 @@ int enter_umount(struct trace_event_raw_sys_enter *ctx)
     e->dir_name_ptr = dir;
     e->dir_name_len = read_str(e->dir_name, (const char *)dir);
     e->flags = flags;
-    is_inflight_put(&inflight, e);
     return 0;
 }
 

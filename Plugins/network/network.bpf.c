@@ -4,8 +4,9 @@
  * from its sockaddr argument (read at enter, again at exit if that failed); the local end
  * of a connect and both ends of an accepted socket come from the socket itself, found
  * through the file descriptor at syscall exit (tracepoints stand in for the kprobes this
- * kernel lacks). A non-blocking TCP connect is held until the socket leaves SYN_SENT, so
- * its row carries the outcome rather than EINPROGRESS.
+ * kernel lacks). The record is built at enter in the calling thread's task-local slot
+ * and completed there at exit. A non-blocking TCP connect is held until the socket leaves
+ * SYN_SENT, so its row carries the outcome rather than EINPROGRESS.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -26,19 +27,7 @@ struct {
     __uint(max_entries, 4 * 1024 * 1024);
 } events SEC(".maps");
 
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 16384);
-    __type(key, __u64);
-    __type(value, struct is_network_event);
-} inflight SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct is_network_event);
-} scratch SEC(".maps");
+IS_INFLIGHT_MAP(inflight, struct is_network_event);
 
 /* Non-blocking TCP connects whose handshake has not ended, whole records keyed by the
  * socket: the row is sent when the socket leaves SYN_SENT, with the outcome. A plain hash,
@@ -54,12 +43,10 @@ struct {
 
 static __always_inline struct is_network_event *begin(__u16 kind, __s32 fd)
 {
-    if (!is_task_wanted())
+    struct inflight_slot *s = is_inflight_enter(&inflight);
+    if (!s)
         return NULL;
-    __u32 zero = 0;
-    struct is_network_event *e = bpf_map_lookup_elem(&scratch, &zero);
-    if (!e)
-        return NULL;
+    struct is_network_event *e = &s->e;
     __builtin_memset(e, 0, sizeof(*e));
     is_begin(&e->hdr, kind, sizeof(*e));
     e->fd = fd;
@@ -135,7 +122,6 @@ int enter_connect(struct trace_event_raw_sys_enter *ctx)
         return 0;
     e->sockaddr_ptr = uaddr;
     read_sockaddr(e, (const void *)uaddr);
-    is_inflight_put(&inflight, e);
     return 0;
 }
 
@@ -168,12 +154,13 @@ static __always_inline void settle_connect(__u64 key, int newstate, struct sock 
 /* Holds a non-blocking TCP connect until its handshake ends; false when it cannot be held
  * (the map is full) and must be sent now. The handshake may already have ended before the
  * entry was in place (on loopback it ends before connect returns): then it is settled here. */
-static __always_inline bool hold_connect(struct is_network_event *e, struct sock *sk)
+static __always_inline bool hold_connect(struct inflight_slot *s, struct sock *sk, struct task_struct *task)
 {
+    struct is_network_event *e = &s->e;
     __u64 key = (__u64)sk;
     e->hdr.ts_exit_ns = bpf_ktime_get_ns();
     e->hdr.return_code = -EINPROGRESS_;
-    is_fill_task(&e->hdr);
+    is_fill_task_local(&e->hdr, &s->join.identity, task);
     if (bpf_map_update_elem(&is_held_connects, &key, e, BPF_NOEXIST))
         return false;
     int state = BPF_CORE_READ(sk, __sk_common.skc_state);
@@ -185,10 +172,12 @@ static __always_inline bool hold_connect(struct is_network_event *e, struct sock
 SEC("tracepoint/syscalls/sys_exit_connect")
 int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-    __u64 id = is_thread_key();
-    struct is_network_event *e = bpf_map_lookup_elem(&inflight, &id);
-    if (!e)
+    long ret = ctx->ret;
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct inflight_slot *s = is_inflight_exit(&inflight, task);
+    if (!s)
         return 0;
+    struct is_network_event *e = &s->e;
     if (!e->family)
         read_sockaddr(e, (const void *)e->sockaddr_ptr);
     struct sock *sk = socket_of(e->fd);
@@ -196,12 +185,10 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
         e->protocol = BPF_CORE_READ(sk, sk_protocol);
         if (e->family == AF_INET_ || e->family == AF_INET6_)
             read_end(sk, e->family, true, e->saddr, &e->sport);
-        if (ctx->ret == -EINPROGRESS_ && e->protocol == IPPROTO_TCP && hold_connect(e, sk)) {
-            bpf_map_delete_elem(&inflight, &id);
+        if (ret == -EINPROGRESS_ && e->protocol == IPPROTO_TCP && hold_connect(s, sk, task))
             return 0;
-        }
     }
-    is_inflight_send(&inflight, &events, id, &e->hdr, ctx->ret, sizeof(struct is_network_event));
+    is_inflight_send(&s->join, &events, &e->hdr, ret, sizeof(*e), task);
     return 0;
 }
 
@@ -218,9 +205,7 @@ int connect_settled(struct trace_event_raw_inet_sock_set_state *ctx)
 
 static __always_inline int enter_accept_kind(__u16 kind)
 {
-    struct is_network_event *e = begin(kind, -1);
-    if (e)
-        is_inflight_put(&inflight, e);
+    begin(kind, -1);
     return 0;
 }
 
@@ -232,10 +217,11 @@ int enter_accept4(void *ctx) { return enter_accept_kind(IS_NET_ACCEPT4); }
 
 static __always_inline int exit_accept_any(long ret)
 {
-    __u64 id = is_thread_key();
-    struct is_network_event *e = bpf_map_lookup_elem(&inflight, &id);
-    if (!e)
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct inflight_slot *s = is_inflight_exit(&inflight, task);
+    if (!s)
         return 0;
+    struct is_network_event *e = &s->e;
     if (ret >= 0) {
         e->fd = (__s32)ret;
         struct sock *sk = socket_of((int)ret);
@@ -247,7 +233,7 @@ static __always_inline int exit_accept_any(long ret)
             read_end(sk, e->family, true, e->daddr, &e->dport);
         }
     }
-    is_inflight_send(&inflight, &events, id, &e->hdr, ret, sizeof(struct is_network_event));
+    is_inflight_send(&s->join, &events, &e->hdr, ret, sizeof(*e), task);
     return 0;
 }
 

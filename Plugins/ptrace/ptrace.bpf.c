@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/* ptrace.bpf.c — every ptrace(2) request: who traces whom, with addr, data and result. */
+/* ptrace.bpf.c — every ptrace(2) request: who traces whom, with addr, data and result.
+ * The request waits for its exit in the calling thread's task-local slot. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -13,25 +14,20 @@ struct {
     __uint(max_entries, 4 * 1024 * 1024);
 } events SEC(".maps");
 
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 8192);
-    __type(key, __u64);
-    __type(value, struct is_ptrace_event);
-} inflight SEC(".maps");
+IS_INFLIGHT_MAP(inflight, struct is_ptrace_event);
 
 SEC("tracepoint/syscalls/sys_enter_ptrace")
 int enter_ptrace(struct trace_event_raw_sys_enter *ctx)
 {
-    if (!is_task_wanted())
+    __u64 request = ctx->args[0], pid = ctx->args[1], addr = ctx->args[2], data = ctx->args[3];
+    struct inflight_slot *s = is_inflight_enter(&inflight);
+    if (!s)
         return 0;
-    struct is_ptrace_event e = {};
-    is_begin(&e.hdr, 1, sizeof(e));
-    e.request = (__s64)ctx->args[0];
-    e.target_pid = (__s64)(__s32)ctx->args[1]; /* pid_t */
-    e.addr = ctx->args[2];
-    e.data = ctx->args[3];
-    is_inflight_put(&inflight, &e);
+    is_begin(&s->e.hdr, 1, sizeof(s->e));
+    s->e.request = (__s64)request;
+    s->e.target_pid = (__s64)(__s32)pid; /* pid_t */
+    s->e.addr = addr;
+    s->e.data = data;
     return 0;
 }
 

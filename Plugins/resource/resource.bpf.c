@@ -2,7 +2,9 @@
 /*
  * resource.bpf.c — per-process resource use, one record per process per interval:
  * CPU time (sched_switch), page faults (exceptions tracepoints), mmap/munmap/brk bytes,
- * bytes read and written. Counters accumulate per thread group in a bounded hash; a
+ * bytes read and written. Counters accumulate per thread group in a bounded hash (a
+ * process that finds it full is counted as a drop); what is per thread (when it was
+ * switched in, a memory call in flight) lives in the thread's task-local slot. A
  * process's record is sent once its interval has elapsed, when it is switched out or at
  * the scheduler's runtime update for the running task (sched_stat_runtime, so a process
  * that keeps a core busy still reports), and a final one (is_active = 0) when its last
@@ -41,29 +43,20 @@ struct {
     __type(value, struct stats);
 } usage SEC(".maps");
 
-/* When each thread was last switched in. */
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 65536);
-    __type(key, __u32);
-    __type(value, __u64);
-} oncpu SEC(".maps");
-
-/* mmap/munmap length or the brk before the call, until the call returns. */
-struct pending {
-    __u64 value;
-    __u32 kind;
+/* What is kept per thread, in its task-local slot (see IS_TASK_STORAGE): nothing to
+ * evict, however many threads there are (LRU hashes did this before, and silently lost a
+ * thread's CPU time or a call's bytes once they were full). */
+struct thread {
+    __u64 switched_in_ns; /* when it was last switched in; 0 before that was seen */
+    __u64 pending;        /* mmap/munmap length or the brk before the call, until it returns */
+    __u32 pending_kind;   /* PENDING_*, 0 when no such call is in flight */
+    __u32 _pad;
 };
 #define PENDING_MMAP 1
 #define PENDING_MUNMAP 2
 #define PENDING_BRK 3
 
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 16384);
-    __type(key, __u64);
-    __type(value, struct pending);
-} inflight SEC(".maps");
+IS_TASK_STORAGE(threads, struct thread);
 
 static __always_inline struct stats *stats_for(__u32 tgid)
 {
@@ -105,23 +98,25 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
     __u64 now = bpf_ktime_get_ns();
-    __u32 prev_tid = prev->pid, next_tid = next->pid;
     /* The idle task (pid 0) is not a process; an exiting task already sent its last row
      * (accounting it again would re-create its entry after it is gone). */
-    if (prev_tid && !(prev->flags & PF_EXITING_)) {
-        __u64 *start = bpf_map_lookup_elem(&oncpu, &prev_tid);
-        if (start && is_task_wanted()) {
+    if (prev->pid && !(prev->flags & PF_EXITING_)) {
+        struct thread *t = bpf_task_storage_get(&threads, prev, 0, 0);
+        if (t && t->switched_in_ns && is_task_wanted()) {
             struct stats *s = stats_for(prev->tgid);
             if (s) {
-                if (now > *start)
-                    s->c.cpu_ns += now - *start;
+                if (now > t->switched_in_ns)
+                    s->c.cpu_ns += now - t->switched_in_ns;
                 if (now - s->last_emit_ns >= interval_ns)
                     emit(s, 1, now);
             }
         }
     }
-    if (next_tid)
-        bpf_map_update_elem(&oncpu, &next_tid, &now, BPF_ANY);
+    if (next->pid) {
+        struct thread *t = is_task_slot(&threads, next);
+        if (t)
+            t->switched_in_ns = now;
+    }
     return 0;
 }
 
@@ -135,15 +130,15 @@ int BPF_PROG(on_runtime, struct task_struct *curr, u64 runtime)
     if (!tid || tid != (__u32)bpf_get_current_pid_tgid() || (curr->flags & PF_EXITING_) || !is_task_wanted())
         return 0;
     __u64 now = bpf_ktime_get_ns();
-    __u64 *start = bpf_map_lookup_elem(&oncpu, &tid);
-    if (!start)
+    struct thread *t = bpf_task_storage_get(&threads, curr, 0, 0);
+    if (!t || !t->switched_in_ns)
         return 0;
     struct stats *s = stats_for(curr->tgid);
     if (!s)
         return 0;
-    if (now > *start)
-        s->c.cpu_ns += now - *start;
-    *start = now;
+    if (now > t->switched_in_ns)
+        s->c.cpu_ns += now - t->switched_in_ns;
+    t->switched_in_ns = now;
     if (now - s->last_emit_ns >= interval_ns)
         emit(s, 1, now);
     return 0;
@@ -152,17 +147,16 @@ int BPF_PROG(on_runtime, struct task_struct *curr, u64 runtime)
 SEC("tracepoint/sched/sched_process_exit")
 int on_exit(void *ctx)
 {
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct task_struct *task = bpf_get_current_task_btf();
+    __u32 tgid = task->tgid;
     __u64 now = bpf_ktime_get_ns();
-    __u64 *start = bpf_map_lookup_elem(&oncpu, &tid);
+    /* The thread's slot goes with the thread; its last slice is accounted here. */
+    struct thread *t = bpf_task_storage_get(&threads, task, 0, 0);
     struct stats *s = bpf_map_lookup_elem(&usage, &tgid);
-    if (s && start && now > *start)
-        s->c.cpu_ns += now - *start;
-    bpf_map_delete_elem(&oncpu, &tid);
+    if (s && t && t->switched_in_ns && now > t->switched_in_ns)
+        s->c.cpu_ns += now - t->switched_in_ns;
     /* Only the last thread of the group ends the process. */
-    if (BPF_CORE_READ(task, signal, live.counter) != 0)
+    if (task->signal->live.counter != 0)
         return 0;
     if (s) {
         emit(s, 0, now);
@@ -189,43 +183,46 @@ int on_kernel_fault(void *ctx)
     return 0;
 }
 
-static __always_inline void remember(__u64 value, __u32 kind)
+static __always_inline void remember(struct task_struct *task, __u64 value, __u32 kind)
 {
-    __u64 id = is_thread_key();
-    struct pending p = {.value = value, .kind = kind};
-    if (bpf_map_update_elem(&inflight, &id, &p, BPF_ANY))
-        is_count_drop(IS_DROP_MAP_FULL);
+    struct thread *t = is_task_slot(&threads, task);
+    if (!t)
+        return;
+    t->pending = value;
+    t->pending_kind = kind;
 }
 
 static __always_inline void settle(long ret)
 {
-    __u64 id = is_thread_key();
-    struct pending *p = bpf_map_lookup_elem(&inflight, &id);
-    if (!p)
+    struct thread *t = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+    if (!t || !t->pending_kind)
         return;
+    __u32 kind = t->pending_kind;
+    __u64 before = t->pending;
+    t->pending_kind = 0;
     struct stats *s = current_stats();
-    if (s) {
-        if (p->kind == PENDING_MMAP && ret >= 0)
-            s->c.vm_mmap_bytes += p->value;
-        else if (p->kind == PENDING_MUNMAP && ret == 0)
-            s->c.vm_munmap_bytes += p->value;
-        else if (p->kind == PENDING_BRK && ret > 0) {
-            __u64 now = (__u64)ret;
-            if (now > p->value)
-                s->c.vm_brk_grow_bytes += now - p->value;
-            else
-                s->c.vm_brk_shrink_bytes += p->value - now;
-        }
+    if (!s)
+        return;
+    if (kind == PENDING_MMAP && ret >= 0)
+        s->c.vm_mmap_bytes += before;
+    else if (kind == PENDING_MUNMAP && ret == 0)
+        s->c.vm_munmap_bytes += before;
+    else if (kind == PENDING_BRK && ret > 0) {
+        __u64 now = (__u64)ret;
+        if (now > before)
+            s->c.vm_brk_grow_bytes += now - before;
+        else
+            s->c.vm_brk_shrink_bytes += before - now;
     }
-    bpf_map_delete_elem(&inflight, &id);
 }
 
 SEC("tracepoint/syscalls/sys_enter_mmap")
 int enter_mmap(struct trace_event_raw_sys_enter *ctx)
 {
     __u64 len = ctx->args[1];
-    if (is_task_wanted())
-        remember(len, PENDING_MMAP);
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (is_task_wanted_from(task))
+        remember(task, len, PENDING_MMAP);
     return 0;
 }
 
@@ -233,18 +230,18 @@ SEC("tracepoint/syscalls/sys_enter_munmap")
 int enter_munmap(struct trace_event_raw_sys_enter *ctx)
 {
     __u64 len = ctx->args[1];
-    if (is_task_wanted())
-        remember(len, PENDING_MUNMAP);
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (is_task_wanted_from(task))
+        remember(task, len, PENDING_MUNMAP);
     return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_brk")
 int enter_brk(struct trace_event_raw_sys_enter *ctx)
 {
-    if (!is_task_wanted())
-        return 0;
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    remember(BPF_CORE_READ(task, mm, brk), PENDING_BRK);
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (is_task_wanted_from(task))
+        remember(task, task->mm->brk, PENDING_BRK);
     return 0;
 }
 

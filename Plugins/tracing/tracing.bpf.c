@@ -2,15 +2,16 @@
 /*
  * tracing.bpf.c — execve/execveat, open/openat/openat2/creat, chmod/fchmod/fchmodat(2).
  *
- * Enter and exit are joined in the kernel (execs in an LRU hash keyed by the thread, opens
- * and chmods in task-local storage), and the exit handler completes the record with the return code, the exit timestamp and the
- * task's identity after the call (so an execve row carries the new program's comm).
+ * Enter and exit are joined in the kernel, in the calling thread's task-local slots (see
+ * is_inflight_enter), and the exit handler completes the record with the return code, the
+ * exit timestamp and the task's identity after the call (so an execve row carries the new
+ * program's comm).
  *
  * Two paths, because this is the hottest probe: opens and chmods keep only their
  * arguments (a few words) at enter, and at exit build the record directly in the ring
  * buffer, reading the path then (the kernel has just read it, so its page is resident).
  * Execs must read path and argv at enter (a successful exec replaces the address
- * space), so they keep the whole record in the map.
+ * space), so they keep the whole record, built in their slot.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -28,19 +29,14 @@ struct {
     __uint(max_entries, 8 * 1024 * 1024);
 } events SEC(".maps");
 
-/* Execs in flight, whole records. LRU so a thread that dies inside a call cannot leak. */
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 4096);
-    __type(key, __u64);
-    __type(value, struct is_tracing_event);
-} inflight SEC(".maps");
+/* Execs in flight: whole records (1.4 KB, too big for the 512-byte BPF stack), built in
+ * the slot. Execs are rare: the slot is freed once sent rather than kept with the thread
+ * (which is, after a successful exec, a whole process). */
+IS_INFLIGHT_MAP(inflight, struct is_tracing_event);
 
-/* Opens and chmods in flight: just the arguments, in task-local storage. A thread is in
- * at most one syscall at a time, so one slot per task joins enter and exit without a
- * hash lookup and delete (measured: the LRU hash join was ~40% of exit_openat's cost).
- * The slot lives and dies with the task: nothing can leak. `active` marks a slot
- * written by an enter and not yet consumed by its exit. */
+/* Opens and chmods in flight: just the arguments (measured: an LRU hash join was ~40% of
+ * exit_openat's cost; the task-local slot is far cheaper). The slot stays with the thread
+ * for its next call, with the thread's identity and submission count. */
 struct pending_file {
     __u64 ts_enter_ns;
     __u64 path;
@@ -48,42 +44,18 @@ struct pending_file {
     __u32 mode;
     __s32 fd;
     __u16 kind;
-    __u16 active;
-    /* Records this thread has sent: picks which submissions look at the ring's fill
-     * level (a counter in a slot already at hand costs less than bpf_get_prandom_u32). */
-    __u32 submissions;
-    __u32 _pad;
-    /* This thread's identity (ppid, namespace pids), kept between its calls. */
-    struct is_identity identity;
+    __u16 _pad[3];
 };
 
-struct {
-    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, int);
-    __type(value, struct pending_file);
-} inflight_file SEC(".maps");
-
-/* The record is too big for the 512-byte BPF stack: it is built in a per-CPU slot. */
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct is_tracing_event);
-} scratch SEC(".maps");
+IS_INFLIGHT_MAP(inflight_file, struct pending_file);
 
 static __always_inline struct is_tracing_event *begin(__u16 kind)
 {
-    if (!is_task_wanted())
+    struct inflight_slot *s = is_inflight_enter(&inflight);
+    if (!s)
         return NULL;
-    __u32 zero = 0;
-    struct is_tracing_event *e = bpf_map_lookup_elem(&scratch, &zero);
-    if (!e)
-        return NULL;
-    e->hdr.table = 0;
-    e->hdr.kind = kind;
-    e->hdr.size = sizeof(*e); /* only execs take this path, and only they carry argv */
-    e->hdr.ts_enter_ns = bpf_ktime_get_ns();
+    struct is_tracing_event *e = &s->e;
+    is_begin(&e->hdr, kind, sizeof(*e)); /* only execs take this path, and only they carry argv */
     e->flags = 0;
     e->mode = 0;
     e->fd = AT_FDCWD_VALUE;
@@ -161,18 +133,13 @@ static __always_inline void read_from_new_image(struct is_tracing_event *e)
     }
 }
 
-static __always_inline int remember(struct is_tracing_event *e)
-{
-    is_inflight_put(&inflight, e);
-    return 0;
-}
-
 static __always_inline int finish(long ret)
 {
-    __u64 id = is_thread_key();
-    struct is_tracing_event *e = bpf_map_lookup_elem(&inflight, &id);
-    if (!e)
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct inflight_slot *s = is_inflight_exit(&inflight, task);
+    if (!s)
         return 0; /* the enter happened before we attached, or was filtered */
+    struct is_tracing_event *e = &s->e;
     /* A path the enter could not read is resident now, unless the exec succeeded and
      * replaced the address space: then the new image has its own copy. */
     if (!e->filename_len && e->filename_ptr && ret < 0) {
@@ -181,7 +148,8 @@ static __always_inline int finish(long ret)
     }
     if (ret == 0 && (!e->filename_len || !e->argv_len))
         read_from_new_image(e);
-    is_inflight_send(&inflight, &events, id, &e->hdr, ret, sizeof(*e));
+    is_inflight_send(&s->join, &events, &e->hdr, ret, sizeof(*e), task);
+    bpf_task_storage_delete(&inflight, task);
     return 0;
 }
 
@@ -193,7 +161,7 @@ int enter_execve(struct trace_event_raw_sys_enter *ctx)
         return 0;
     read_filename(e, (const char *)ctx->args[0]);
     read_argv(e, (const char *const *)ctx->args[1]);
-    return remember(e);
+    return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_execveat")
@@ -206,26 +174,21 @@ int enter_execveat(struct trace_event_raw_sys_enter *ctx)
     read_filename(e, (const char *)ctx->args[1]);
     read_argv(e, (const char *const *)ctx->args[2]);
     e->flags = ctx->args[4];
-    return remember(e);
+    return 0;
 }
 
 static __always_inline int remember_file(__u16 kind, __s32 fd, __u64 path, __u64 flags, __u32 mode)
 {
-    struct task_struct *task = bpf_get_current_task_btf();
-    if (!is_task_wanted_from(task))
+    struct inflight_file_slot *s = is_inflight_enter(&inflight_file);
+    if (!s)
         return 0;
-    struct pending_file *p = bpf_task_storage_get(&inflight_file, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-    if (!p) {
-        is_count_drop(IS_DROP_MAP_FULL);
-        return 0;
-    }
+    struct pending_file *p = &s->e;
     p->ts_enter_ns = bpf_ktime_get_ns();
     p->path = path;
     p->flags = flags;
     p->mode = mode;
     p->fd = fd;
     p->kind = kind;
-    p->active = 1;
     return 0;
 }
 
@@ -233,10 +196,10 @@ static __always_inline int remember_file(__u16 kind, __s32 fd, __u64 path, __u64
 static __always_inline int finish_file(long ret)
 {
     struct task_struct *task = bpf_get_current_task_btf();
-    struct pending_file *p = bpf_task_storage_get(&inflight_file, task, 0, 0);
-    if (!p || !p->active)
+    struct inflight_file_slot *s = is_inflight_exit(&inflight_file, task);
+    if (!s)
         return 0; /* the enter happened before we attached, or was filtered */
-    p->active = 0;
+    struct pending_file *p = &s->e;
     const __u32 size = __builtin_offsetof(struct is_tracing_event, argv);
     struct is_tracing_event *e = bpf_ringbuf_reserve(&events, size, 0);
     if (!e) {
@@ -260,8 +223,8 @@ static __always_inline int finish_file(long ret)
     e->filename_len = n > 0 ? n - 1 : 0;
     if (n <= 0)
         e->filename[0] = 0;
-    is_fill_task_local(&e->hdr, &p->identity, task);
-    bpf_ringbuf_submit(e, is_wakeup_flags_sampled(&events, ++p->submissions));
+    is_fill_task_local(&e->hdr, &s->join.identity, task);
+    bpf_ringbuf_submit(e, is_wakeup_flags_sampled(&events, ++s->join.submissions));
     return 0;
 }
 

@@ -184,10 +184,6 @@ import Testing
         let tag = String(getpid() % 100_000)
         let (a, b) = ("isa\(tag)", "isb\(tag)")
         let (client, server) = ("198.51.100.1", "198.51.100.2")
-        func ip(_ args: String) throws {
-            let r = try run("/usr/sbin/ip", args.split(separator: " ").map(String.init))
-            guard r.status == 0 else { throw TestFailure("ip \(args): \(r.stderr)") }
-        }
         try ip("netns add \(a)")
         try ip("netns add \(b)")
         defer {

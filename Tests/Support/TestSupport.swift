@@ -201,6 +201,13 @@ public func compileC(_ source: String, to output: String, flags: [String]) throw
     guard r.status == 0 else { throw TestFailure("cc failed: \(r.stderr)") }
 }
 
+/// Runs `ip ARGUMENTS` (words separated by single spaces); throws with its stderr when it
+/// fails.
+public func ip(_ arguments: String) throws {
+    let r = try run("/usr/sbin/ip", arguments.split(separator: " ").map(String.init))
+    guard r.status == 0 else { throw TestFailure("ip \(arguments): \(r.stderr)") }
+}
+
 /// Parses JSON lines (invalid lines are a test failure).
 public func jsonLines(_ text: String) throws -> [[String: Any]] {
     try text.split(separator: "\n").map { line in

@@ -1,6 +1,7 @@
 /*
  * infrasight_common.bpf.h — what every plugin's BPF program shares: the drop counters,
- * the filters set in read-only data by the host, header filling, and the wake-up policy.
+ * the filters set in read-only data by the host, header filling, the wake-up policy, and
+ * the per-thread slots that join a call's enter with its exit.
  *
  * Include after vmlinux.h and the libbpf headers. A plugin declares its own ring buffer
  * named `events` and calls is_submit() to send a record.
@@ -250,15 +251,21 @@ static __always_inline __u64 is_wakeup_flags(void *ringbuf)
     return is_wakeup_flags_sampled(ringbuf, bpf_get_prandom_u32());
 }
 
-/* Sends `size` bytes at `record` to `ringbuf`, counting a full ring as a drop. */
-static __always_inline int is_output(void *ringbuf, void *record, __u64 size)
+/* Sends `size` bytes at `record` to `ringbuf`, counting a full ring as a drop; `sample`
+ * picks which submissions look at the fill level (is_wakeup_flags_sampled). */
+static __always_inline int is_output_sampled(void *ringbuf, void *record, __u64 size, __u64 sample)
 {
-    long err = bpf_ringbuf_output(ringbuf, record, size, is_wakeup_flags(ringbuf));
-    if (err) {
+    if (bpf_ringbuf_output(ringbuf, record, size, is_wakeup_flags_sampled(ringbuf, sample))) {
         is_count_drop(IS_DROP_RINGBUF_FULL);
         return -1;
     }
     return 0;
+}
+
+/* Sends `size` bytes at `record` to `ringbuf`, counting a full ring as a drop. */
+static __always_inline int is_output(void *ringbuf, void *record, __u64 size)
+{
+    return is_output_sampled(ringbuf, record, size, bpf_get_prandom_u32());
 }
 
 /* Records a plugin holds back in the kernel, waiting for something later (a connect's
@@ -266,49 +273,112 @@ static __always_inline int is_output(void *ringbuf, void *record, __u64 size)
  * complete record, ready to decode. When the host stops it sends whatever is still held
  * through the plugin's decoder, as it would a ring-buffer record, so stopping loses none. */
 
-/* Enter/exit joining for plugins whose record starts with is_event_header: the enter
- * handler stores the record, keyed by is_thread_key(), in an LRU hash (LRU so a thread
- * that dies inside the call cannot leak an entry); the exit handler completes it and
- * sends it. */
+/* Per-thread state lives in task-local storage: one slot per thread (task_struct), found
+ * through the task itself rather than a hash lookup, created on the thread's first use
+ * (not preallocated: about the value's size plus a hundred bytes) and freed with the
+ * thread, so a thread that dies inside a call leaks nothing and no table can fill up. */
+#define IS_TASK_STORAGE(name, value_type)                                                     \
+    struct {                                                                                  \
+        __uint(type, BPF_MAP_TYPE_TASK_STORAGE);                                              \
+        __uint(map_flags, BPF_F_NO_PREALLOC);                                                 \
+        __type(key, int);                                                                     \
+        __type(value, value_type);                                                            \
+    } name SEC(".maps")
 
-/* The key that joins a thread's syscall enter with its exit: the address of its
- * task_struct. Not pid_tgid: a thread other than the leader that calls execve is given
- * the leader's pid inside the call (de_thread), so its exit has another tid than its
- * enter — Go programs, runc's init among them, exec that way. The task_struct is the
- * same before and after. */
-static __always_inline __u64 is_thread_key(void)
+/* `task`'s slot in `map` (declared with IS_TASK_STORAGE), created zeroed if it has none;
+ * NULL when the kernel cannot create it (memory pressure, or a BPF program on this CPU
+ * already inside task storage), counted as IS_DROP_MAP_FULL: never a silent loss. */
+static __always_inline void *is_task_slot(void *map, struct task_struct *task)
 {
-    return bpf_get_current_task();
-}
-
-/* Stores `record` for the current thread; a refused update counts as a map-full drop. */
-static __always_inline void is_inflight_put(void *map, void *record)
-{
-    __u64 id = is_thread_key();
-    if (bpf_map_update_elem(map, &id, record, BPF_ANY))
+    void *slot = bpf_task_storage_get(map, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!slot)
         is_count_drop(IS_DROP_MAP_FULL);
+    return slot;
 }
 
-/* Completes `h`, the record stored under `id` in `map` (a handler that looked it up to
- * add to it first passes what it found), with the exit time, the return value and the
- * task's identity, sends `size` bytes of it, and forgets it. */
-static __always_inline void is_inflight_send(void *map, void *ringbuf, __u64 id, struct is_event_header *h, long ret, __u64 size)
+/* Enter/exit joining. What the exit needs from the enter (its time, arguments, strings
+ * read then, or the whole record) waits in the calling thread's slot of a task-storage
+ * map: a thread is inside one system call at a time, so one slot per thread joins any
+ * number of threads blocked in calls at once (thousands in connect or accept are
+ * ordinary), with nothing to evict. An LRU hash did this before and, once more threads
+ * were inside calls than it had entries, dropped the oldest calls without a count.
+ *
+ * The slot belongs to the task_struct, not to a pid: a thread other than the leader that
+ * calls execve is given the leader's pid inside the call (de_thread), so its exit has
+ * another tid than its enter (Go programs, runc's init among them, exec that way), but it
+ * keeps its task_struct and with it its slot.
+ *
+ * A plugin declares its join map with IS_INFLIGHT_MAP(inflight, struct my_event), whose
+ * slots are struct inflight_slot { struct is_inflight join; struct my_event e; }, and
+ *
+ *     enter: s = is_inflight_enter(&inflight); is_begin(&s->e.hdr, ...); fill s->e;
+ *     exit:  is_inflight_finish(&inflight, &events, ret, sizeof(struct my_event));
+ *
+ * (is_inflight_enter applies the host's filters). An exit that adds to the record first uses
+ * is_inflight_exit and is_inflight_send, which is_inflight_finish combines. The slot
+ * outlives the call, so the thread's next call finds it without allocating, and keeps
+ * what is per thread: its identity and its count of records sent. */
+struct is_inflight {
+    struct is_identity identity; /* this thread's (is_fill_task_local), kept between calls */
+    __u32 submissions;           /* records this thread has sent: samples the ring's fill level */
+    __u32 active;                /* set by an enter, cleared by the exit that joins it */
+};
+
+#define IS_INFLIGHT_MAP(name, type)                                                           \
+    struct name##_slot {                                                                      \
+        struct is_inflight join;                                                              \
+        type e;                                                                               \
+    };                                                                                        \
+    _Static_assert(__builtin_offsetof(struct name##_slot, e) == sizeof(struct is_inflight),   \
+                   "is_inflight_finish finds the record right after the join");               \
+    IS_TASK_STORAGE(name, struct name##_slot)
+
+/* At enter: the current thread's join slot in `map` (a struct that starts with struct
+ * is_inflight), marked as holding a call, when the thread passes the host's filters;
+ * NULL when it does not, or (counted) when the slot cannot be created. The caller fills
+ * the rest, all of it: the slot keeps the previous call's values. */
+static __always_inline void *is_inflight_enter(void *map)
+{
+    struct task_struct *task = bpf_get_current_task_btf();
+    if (!is_task_wanted_from(task))
+        return NULL;
+    struct is_inflight *join = is_task_slot(map, task);
+    if (join)
+        join->active = 1;
+    return join;
+}
+
+/* At exit: the current thread `task`'s join slot in `map`, now consumed, or NULL when no
+ * enter filled it (it happened before the plugin attached, or was filtered out). */
+static __always_inline void *is_inflight_exit(void *map, struct task_struct *task)
+{
+    struct is_inflight *join = bpf_task_storage_get(map, task, 0, 0);
+    if (!join || !join->active)
+        return NULL;
+    join->active = 0;
+    return join;
+}
+
+/* Completes `h`, a record the current thread `task` keeps in its join slot `join`, with
+ * the exit time, the return value and the thread's identity, and sends `size` bytes of it. */
+static __always_inline void is_inflight_send(struct is_inflight *join, void *ringbuf, struct is_event_header *h, long ret, __u64 size,
+                                             struct task_struct *task)
 {
     h->ts_exit_ns = bpf_ktime_get_ns();
     h->return_code = ret;
-    is_fill_task(h);
-    is_output(ringbuf, h, size);
-    bpf_map_delete_elem(map, &id);
+    is_fill_task_local(h, &join->identity, task);
+    is_output_sampled(ringbuf, h, size, ++join->submissions);
 }
 
-/* Completes the current thread's stored record (see is_inflight_send), if there is one. */
+/* At exit: sends the record the current thread's enter stored in `map` (declared with
+ * IS_INFLIGHT_MAP, the record's `size` bytes starting with its header), completed with
+ * `ret` (see is_inflight_send); nothing when no enter stored one. */
 static __always_inline void is_inflight_finish(void *map, void *ringbuf, long ret, __u64 size)
 {
-    __u64 id = is_thread_key();
-    struct is_event_header *h = bpf_map_lookup_elem(map, &id);
-    if (!h)
-        return; /* the enter happened before we attached, or was filtered */
-    is_inflight_send(map, ringbuf, id, h, ret, size);
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct is_inflight *join = is_inflight_exit(map, task);
+    if (join)
+        is_inflight_send(join, ringbuf, (struct is_event_header *)(join + 1), ret, size, task);
 }
 
 /* Starts a record of `size` bytes and `kind` in the header. */

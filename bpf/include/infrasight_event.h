@@ -27,7 +27,7 @@
 /* Indices of the per-CPU drop counters every plugin's BPF object keeps in map is_drops. */
 enum is_drop_reason {
     IS_DROP_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve/output failed */
-    IS_DROP_MAP_FULL = 1,     /* an in-flight map refused an update */
+    IS_DROP_MAP_FULL = 1,     /* a per-thread slot could not be created, or a bounded map was full */
     IS_DROP_REASONS = 4,
 };
 

@@ -13,24 +13,19 @@ struct {
     __uint(max_entries, 1024 * 1024);
 } events SEC(".maps");
 
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 4096);
-    __type(key, __u64);
-    __type(value, struct signal_event);
-} inflight SEC(".maps");
+/* The call waits for its exit in the calling thread's own slot (task-local storage). */
+IS_INFLIGHT_MAP(inflight, struct signal_event);
 
 SEC("tracepoint/syscalls/sys_enter_kill")
 int enter_kill(struct trace_event_raw_sys_enter *ctx)
 {
-    if (!is_task_wanted())
+    __u64 pid = ctx->args[0], sig = ctx->args[1];
+    struct inflight_slot *s = is_inflight_enter(&inflight); /* NULL: filtered out */
+    if (!s)
         return 0;
-    struct signal_event e = {};
-    e.hdr.size = sizeof(e);
-    e.hdr.ts_enter_ns = bpf_ktime_get_ns();
-    e.target_pid = (__s32)ctx->args[0];
-    e.signal = (__u32)ctx->args[1];
-    is_inflight_put(&inflight, &e);
+    is_begin(&s->e.hdr, 0, sizeof(s->e));
+    s->e.target_pid = (__s32)pid;
+    s->e.signal = (__u32)sig;
     return 0;
 }
 
