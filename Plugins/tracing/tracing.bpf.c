@@ -53,7 +53,7 @@ struct pending_file {
      * level (a counter in a slot already at hand costs less than bpf_get_prandom_u32). */
     __u32 submissions;
     __u32 _pad;
-    /* This thread's identity (ppid, namespace pids), kept between its calls. */
+    /* This thread's identity (ppid, start times, namespace pids), kept between its calls. */
     struct is_identity identity;
 };
 
