@@ -5,5 +5,9 @@
 #include "infrasight_event.h"
 #include <stddef.h>
 
-_Static_assert(sizeof(struct is_event_header) == 88, "is_event_header layout changed");
+_Static_assert(sizeof(struct is_event_header) == 104, "is_event_header layout changed");
 _Static_assert(offsetof(struct is_event_header, cgroup_id) == 40, "is_event_header layout");
+/* The header of ABI 1.0 and 1.1 ends at start_time_ns: the host reads an older plugin's
+ * records with that size (PluginChannel). */
+_Static_assert(offsetof(struct is_event_header, start_time_ns) == 88, "is_event_header layout");
+_Static_assert(offsetof(struct is_event_header, parent_start_time_ns) == 96, "is_event_header layout");

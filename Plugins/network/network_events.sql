@@ -38,7 +38,11 @@ CREATE TABLE IF NOT EXISTS audit.network_events (
 
   -- InfraSight additions (appended; the columns above are the original schema)
   protocol String,
-  unix_path String
+  unix_path String,
+  -- the process's and its parent's start (boot-based ns): (pid, start_time_ns) names one
+  -- process across pid reuse, (ppid, parent_start_time_ns) its parent (docs/process-identity.md)
+  start_time_ns UInt64,
+  parent_start_time_ns UInt64
 )
 ENGINE = MergeTree()
 ORDER BY wall_time_ms;

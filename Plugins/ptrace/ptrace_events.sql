@@ -31,7 +31,13 @@ CREATE TABLE IF NOT EXISTS audit.ptrace_events (
 
   container_id String,
   container_image String,
-  container_labels_json JSON
+  container_labels_json JSON,
+
+  -- InfraSight additions (appended; the columns above are the original schema)
+  -- the process's and its parent's start (boot-based ns): (pid, start_time_ns) names one
+  -- process across pid reuse, (ppid, parent_start_time_ns) its parent (docs/process-identity.md)
+  start_time_ns UInt64,
+  parent_start_time_ns UInt64
 )
 ENGINE = MergeTree()
 ORDER BY wall_time_ms;

@@ -79,14 +79,16 @@ static __always_inline struct stats *current_stats(void)
     return stats_for(bpf_get_current_pid_tgid() >> 32);
 }
 
-/* Sends the current task's process counters and starts a new interval. */
-static __always_inline void emit(struct stats *s, __u32 active, __u64 now)
+/* Sends the process counters of `task`'s process and starts a new interval. The header
+ * (pids, comm, start times, ...) is `task`'s, the task the counters were accounted to:
+ * every caller passes it explicitly rather than leaning on which task is current. */
+static __always_inline void emit(struct stats *s, __u32 active, __u64 now, struct task_struct *task)
 {
     struct is_resource_event e = {};
     e.hdr.size = sizeof(e);
     e.hdr.ts_enter_ns = now;
     e.hdr.ts_exit_ns = now;
-    is_fill_task(&e.hdr);
+    is_fill_task_from(&e.hdr, task);
     e.c = s->c;
     e.is_active = active;
     is_output(&events, &e, sizeof(e));
@@ -102,13 +104,13 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
      * (accounting it again would re-create its entry after it is gone). */
     if (prev->pid && !(prev->flags & PF_EXITING_)) {
         struct thread *t = bpf_task_storage_get(&threads, prev, 0, 0);
-        if (t && t->switched_in_ns && is_task_wanted()) {
+        if (t && t->switched_in_ns && is_task_wanted_from(prev)) {
             struct stats *s = stats_for(prev->tgid);
             if (s) {
                 if (now > t->switched_in_ns)
                     s->c.cpu_ns += now - t->switched_in_ns;
                 if (now - s->last_emit_ns >= interval_ns)
-                    emit(s, 1, now);
+                    emit(s, 1, now, prev);
             }
         }
     }
@@ -140,7 +142,7 @@ int BPF_PROG(on_runtime, struct task_struct *curr, u64 runtime)
         s->c.cpu_ns += now - t->switched_in_ns;
     t->switched_in_ns = now;
     if (now - s->last_emit_ns >= interval_ns)
-        emit(s, 1, now);
+        emit(s, 1, now, curr);
     return 0;
 }
 
@@ -159,7 +161,7 @@ int on_exit(void *ctx)
     if (task->signal->live.counter != 0)
         return 0;
     if (s) {
-        emit(s, 0, now);
+        emit(s, 0, now, task);
         bpf_map_delete_elem(&usage, &tgid);
     }
     return 0;

@@ -30,7 +30,11 @@ CREATE TABLE IF NOT EXISTS audit.tracing_events (
   argv String,
   flags UInt64,
   mode UInt32,
-  fd Int32
+  fd Int32,
+  -- the process's and its parent's start (boot-based ns): (pid, start_time_ns) names one
+  -- process across pid reuse, (ppid, parent_start_time_ns) its parent (docs/process-identity.md)
+  start_time_ns UInt64,
+  parent_start_time_ns UInt64
 )
 ENGINE = MergeTree()
 ORDER BY wall_time_ms;

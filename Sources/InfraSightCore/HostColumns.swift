@@ -14,6 +14,11 @@ public enum HostField: String, CaseIterable, Sendable {
     case tsExit = "monotonic_ts_exit_ns"
     case returnCode = "return_code"
     case latencyNs = "latency_ns"
+    /// The process's and its parent's start (boot-based ns): with pid and ppid they name
+    /// one process across pid reuse. 0 for a plugin built before ABI 1.2 (its header
+    /// lacks them).
+    case startTime = "start_time_ns"
+    case parentStartTime = "parent_start_time_ns"
     // Enrichment, after decode.
     case cgroupName = "cgroup_name"
     case nodeName = "node_name"
@@ -27,7 +32,8 @@ public enum HostField: String, CaseIterable, Sendable {
 
     var fromHeader: Bool {
         switch self {
-        case .pid, .uid, .gid, .ppid, .userPid, .userPpid, .cgroupId, .comm, .tsEnter, .tsExit, .returnCode, .latencyNs: true
+        case .pid, .uid, .gid, .ppid, .userPid, .userPpid, .cgroupId, .comm, .tsEnter, .tsExit, .returnCode, .latencyNs,
+             .startTime, .parentStartTime: true
         default: false
         }
     }
@@ -61,8 +67,10 @@ public struct HostColumnMap: Sendable {
         containerLabelsColumn = enrichment.first { $0.1 == .containerLabels }?.0
     }
 
-    /// Writes the header-derived columns.
-    @inline(__always) public func fillHeader(_ row: RowBuffer, _ h: UnsafePointer<is_event_header>) {
+    /// Writes the header-derived columns. `startTimes`: the record's header has
+    /// start_time_ns and parent_start_time_ns (`RecordHeader.hasStartTimes`); without
+    /// them those columns get 0 and the header's memory past its older end is not read.
+    @inline(__always) public func fillHeader(_ row: RowBuffer, _ h: UnsafePointer<is_event_header>, startTimes: Bool) {
         for (column, field) in header {
             switch field {
             case .pid: row.setUInt(column, UInt64(h.pointee.pid))
@@ -84,8 +92,28 @@ public struct HostColumnMap: Sendable {
             case .latencyNs:
                 let e = h.pointee.ts_enter_ns, x = h.pointee.ts_exit_ns
                 row.setUInt(column, x >= e ? x - e : 0)
+            case .startTime: row.setUInt(column, startTimes ? h.pointee.start_time_ns : 0)
+            case .parentStartTime: row.setUInt(column, startTimes ? h.pointee.parent_start_time_ns : 0)
             default: break
             }
         }
     }
+}
+
+/// The common record header (`is_event_header`) as plugins of each ABI minor send it. ABI
+/// 1.2 appended `start_time_ns` and `parent_start_time_ns`; a plugin built against 1.0 or
+/// 1.1 sends the header without them, so its records are read with the older size.
+public enum RecordHeader {
+    /// The first ABI minor whose header has the start times.
+    public static let startTimesSince: UInt16 = 2
+    /// The header's size from ABI 1.2 on.
+    public static let size = MemoryLayout<is_event_header>.size
+    /// The header's size before ABI 1.2: it ended where `start_time_ns` begins.
+    public static let sizeBeforeStartTimes = MemoryLayout<is_event_header>.offset(of: \is_event_header.start_time_ns)!
+
+    /// True when a plugin built against ABI 1.`abiMinor` sends the start times.
+    public static func hasStartTimes(abiMinor: UInt16) -> Bool { abiMinor >= startTimesSince }
+
+    /// The size of the header in the records of a plugin built against ABI 1.`abiMinor`.
+    public static func size(abiMinor: UInt16) -> Int { hasStartTimes(abiMinor: abiMinor) ? size : sizeBeforeStartTimes }
 }

@@ -36,6 +36,10 @@ public final class PluginChannel {
     /// Per table: what the plugin's row writer writes into (the table's row).
     let sinks: [RowSink]
     let enricher: Enricher
+    /// The size of the common header in this plugin's records, and whether it holds the
+    /// start times: both from the ABI the plugin was built against (`RecordHeader`).
+    let headerSize: Int
+    let startTimes: Bool
     public let counters = PluginCounters()
     unowned let consumer: RowConsumer
     let logger: Logger?
@@ -50,6 +54,8 @@ public final class PluginChannel {
         self.consumer = consumer
         self.logger = logger
         decode = plugin.descriptor.decode! // the loader refused descriptors without one
+        headerSize = RecordHeader.size(abiMinor: plugin.descriptor.abi_minor)
+        startTimes = RecordHeader.hasStartTimes(abiMinor: plugin.descriptor.abi_minor)
         rows = plugin.tables.enumerated().map { RowBuffer(schema: $1, tableIndex: $0) }
         maps = plugin.tables.map(HostColumnMap.init)
         sinks = rows.map(RowSink.init)
@@ -83,21 +89,24 @@ public final class PluginChannel {
     }
 
     /// Decodes one record into a row and hands it to the consumer. Malformed records (too
-    /// short, a size field that disagrees, an unknown table, a decoder refusal, a value of
-    /// the wrong kind for its column) are counted as decode errors and never reach the
-    /// consumer.
+    /// short, a size field that runs past the record or claims less than the header, an
+    /// unknown table, a decoder refusal, a value of the wrong kind for its column) are
+    /// counted as decode errors and never reach the consumer. The header is the one of
+    /// the plugin's ABI: 104 bytes from ABI 1.2, 88 for a plugin built against 1.0 or 1.1,
+    /// whose header ends before the start times (its rows get 0 there; see
+    /// `RecordHeader`). Only the members of that header are read.
     /// Called by the dispatcher for every ring-buffer record; public for benchmarks and
     /// tests that feed records without a kernel.
     @inline(__always)
     public func handle(_ data: UnsafeRawPointer, _ size: Int) {
         counters.received.add(1, ordering: .relaxed)
-        guard size >= MemoryLayout<is_event_header>.size else {
+        guard size >= headerSize else {
             counters.decodeErrors.add(1, ordering: .relaxed)
             return
         }
         let header = data.assumingMemoryBound(to: is_event_header.self)
         let table = Int(header.pointee.table)
-        guard table < rows.count, Int(header.pointee.size) <= size else {
+        guard table < rows.count, Int(header.pointee.size) <= size, Int(header.pointee.size) >= headerSize else {
             counters.decodeErrors.add(1, ordering: .relaxed)
             return
         }
@@ -106,7 +115,7 @@ public final class PluginChannel {
         let sink = sinks[table]
         row.reset()
         sink.wrongKind = nil
-        map.fillHeader(row, header)
+        map.fillHeader(row, header, startTimes: startTimes)
         writer.host = Unmanaged.passUnretained(sink).toOpaque()
         let result = withUnsafePointer(to: &writer) { w in
             decode(instance, data, Int(header.pointee.size), w)

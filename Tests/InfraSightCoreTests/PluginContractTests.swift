@@ -79,6 +79,8 @@ struct ColumnAcceptanceTests {
 
     func channel(logger: Logger? = nil) throws -> (PluginChannel, Collector) {
         var d = is_plugin_descriptor()
+        d.abi_major = UInt16(IS_PLUGIN_ABI_MAJOR)
+        d.abi_minor = UInt16(IS_PLUGIN_ABI_MINOR)
         d.name = UnsafePointer(strdup("kinds"))
         d.decode = { _, record, size, writer in
             guard let record, let writer else { return IS_DECODE_ERROR }

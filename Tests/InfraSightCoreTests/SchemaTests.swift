@@ -36,6 +36,14 @@ let originalColumns: [String: String] = [
         #expect(mine == embedded, "schema/\(table).sql and Plugins/\(plugin)/\(table).sql differ")
     }
 
+    /// Every row names its process across pid reuse (docs/process-identity.md): the last
+    /// two columns of every table, filled by the host from the record header.
+    @Test(arguments: originalColumns.keys.sorted())
+    func schemaFileEndsWithTheProcessIdentity(table: String) throws {
+        let schema = try TableSchema(ddl: try String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8))
+        #expect(schema.columns.suffix(2).map { "\($0.name) \($0.type)" } == ["start_time_ns UInt64", "parent_start_time_ns UInt64"])
+    }
+
     @Test func everyTableIsMergeTreeOrderedByWallTime() throws {
         for table in originalColumns.keys {
             let text = try String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)

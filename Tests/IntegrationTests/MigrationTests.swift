@@ -14,8 +14,10 @@ import Testing
         var testDescription: String { rawValue }
     }
 
-    /// The columns the previous release did not have (the end of the current DDL).
-    static let newColumns = ["syscall", "argv", "flags", "mode", "fd"]
+    /// The columns the previous release did not have (the end of the current DDL): the
+    /// tracing additions and the process identity every table has now.
+    static let newColumns = ["syscall", "argv", "flags", "mode", "fd", "start_time_ns", "parent_start_time_ns"]
+    static let added = "added columns syscall String, argv String, flags UInt64, mode UInt32, fd Int32, start_time_ns UInt64, parent_start_time_ns UInt64"
     static let oldRows = 1000
 
     /// The first-party DDL of `table`, as the built program prints it.
@@ -84,7 +86,8 @@ import Testing
         func expectUpgraded(_ sourceLocation: SourceLocation = #_sourceLocation) throws {
             #expect(try columns == current.columns.map(\.name) + ["legacy_note"], sourceLocation: sourceLocation)
             #expect(try count("comm = 'old-release'") == MigrationTests.oldRows, sourceLocation: sourceLocation)
-            #expect(try count("comm = 'old-release' AND legacy_note = 'kept' AND syscall = '' AND argv = '' AND flags = 0 AND mode = 0 AND fd = 0")
+            #expect(try count("comm = 'old-release' AND legacy_note = 'kept' AND syscall = '' AND argv = '' AND flags = 0 AND mode = 0 AND fd = 0"
+                              + " AND start_time_ns = 0 AND parent_start_time_ns = 0")
                     == MigrationTests.oldRows, sourceLocation: sourceLocation)
         }
     }
@@ -98,7 +101,7 @@ import Testing
     }
 
     /// The one line saying what was added.
-    static let note = "infrasight: note: table audit.tracing_events: added columns syscall String, argv String, flags UInt64, mode UInt32, fd Int32 (the store had an older definition)\n"
+    static let note = "infrasight: note: table audit.tracing_events: \(added) (the store had an older definition)\n"
 
     @Test(arguments: Kind.allCases) func runUpgradesTheStoreInPlace(kind: Kind) throws {
         let store = try OldStore(kind)
@@ -114,7 +117,7 @@ import Testing
         #expect(summary["store drops"] == 0, "\(summary)")
         try store.expectUpgraded()
         // The new rows fill the added columns.
-        #expect(try store.count("filename = '\(marker)' AND syscall = 'openat'") == 100)
+        #expect(try store.count("filename = '\(marker)' AND syscall = 'openat' AND start_time_ns > 0 AND parent_start_time_ns > 0") == 100)
         #expect(try store.count("1") == Self.oldRows + (summary["rows stored"] ?? -1))
     }
 
@@ -226,7 +229,7 @@ import Testing
         let environment = ["INFRASIGHT_CLICKHOUSE_URL": server.url]
         let r = try run(Paths.infrasight, ["schema", "apply", "--cluster", "prod"], environment: environment)
         #expect(r.status == 0, "\(r.stderr)")
-        let added = "added columns syscall String, argv String, flags UInt64, mode UInt32, fd Int32"
+        let added = Self.added
         #expect(r.stderr.contains("infrasight: note: table audit.tracing_events_local on cluster prod: \(added) (the store had an older definition)\n"), "\(r.stderr)")
         #expect(r.stderr.contains("infrasight: warning: table audit.tracing_events: \(added) on this node only: ALTER ... ON CLUSTER prod was refused ("), "\(r.stderr)")
         #expect(r.stderr.contains("); run this command against each other node of the cluster\n"), "\(r.stderr)")

@@ -1,3 +1,4 @@
+import CInfraSightEvent
 import Foundation
 import Glibc
 @testable import InfraSightCore
@@ -69,6 +70,76 @@ import Testing
         #expect(lines.messages.isEmpty)
         // No stop member (1.2): absent, whatever follows the plugin's struct in memory.
         #expect(plugin.descriptor.stop == nil)
+    }
+
+    /// Collects each row's columns by name, as numbers (strings as their text).
+    final class Rows: RowConsumer {
+        var rows: [[String: String]] = []
+        func consume(_ row: RowBuffer, from channel: PluginChannel) {
+            var cells: [String: String] = [:]
+            for (i, column) in row.schema.columns.enumerated() {
+                cells[column.name] = row.kinds[i] == .string ? row.string(i) : "\(row.words[i])"
+            }
+            rows.append(cells)
+        }
+    }
+
+    @Test func recordsOfAPluginBuiltBeforeABI1_2AreReadWithTheOlderHeaderAndGetNoStartTimes() throws {
+        let dir = try makeTempDir()
+        try ABIFixture.buildVersion10("\(dir)/abi_old.so", name: "abi_old")
+        let plugin = try load("\(dir)/abi_old.so")
+        let instance = try plugin.createInstance(options: PluginOptions())
+        // The plugin's record: the 88-byte header of ABI 1.0/1.1 (the first members of
+        // today's, which only appended), then its own 8 bytes, where today's header has
+        // start_time_ns: a host that read the record with today's header would store
+        // the payload as the start time, and would refuse the record as too short.
+        let old = RecordHeader.sizeBeforeStartTimes
+        #expect(old == 88 && RecordHeader.size == 104)
+        var h = is_event_header()
+        h.size = UInt32(old + 8)
+        h.pid = 4242
+        h.ppid = 4000
+        h.ts_enter_ns = 7_000_000_000_000
+        h.ts_exit_ns = 7_000_002_500_000
+        withUnsafeMutableBytes(of: &h.comm) { b in for (i, c) in "old-abi".utf8.enumerated() { b[i] = c } }
+        h.start_time_ns = 0xDEAD // past the old header: never sent by such a plugin
+        var record = withUnsafeBytes(of: h) { Array($0.prefix(old)) }
+        withUnsafeBytes(of: UInt64(0x0123_4567_89AB_CDEF).littleEndian) { record += $0 }
+
+        func feed(_ plugin: LoadedPlugin, _ bytes: [UInt8]) -> (PluginChannel, Rows) {
+            let rows = Rows()
+            let channel = PluginChannel(plugin: plugin, instance: instance, enricher: Enricher(nodeName: "t"), consumer: rows)
+            // Exactly the record's bytes, as the ring buffer hands them over.
+            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 8)
+            defer { p.deallocate() }
+            bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            channel.handle(p, bytes.count)
+            return (channel, rows)
+        }
+        // Built against 1.0 (and the same plugin as if built against 1.1): a row, with the
+        // header's columns, the plugin's own, and 0 for both start times.
+        func built(against minor: UInt16) -> LoadedPlugin {
+            var d = plugin.descriptor
+            d.abi_minor = minor
+            return LoadedPlugin(path: plugin.path, sha256: plugin.sha256, descriptor: d, tables: plugin.tables,
+                                derivedColumns: plugin.derivedColumns, options: plugin.options)
+        }
+        #expect(plugin.descriptor.abi_minor == 0)
+        for minor: UInt16 in [0, 1] {
+            let asBuilt = built(against: minor)
+            let (channel, rows) = feed(asBuilt, record)
+            #expect(channel.counters.rows.load(ordering: .relaxed) == 1, "ABI 1.\(minor)")
+            let row = try #require(rows.rows.first)
+            #expect(row["pid"] == "4242" && row["ppid"] == "4000" && row["comm"] == "old-abi" && row["latency_ns"] == "2500000", "\(row)")
+            #expect(row["payload"] == "\(UInt64(0x0123_4567_89AB_CDEF))", "\(row)")
+            #expect(row["start_time_ns"] == "0" && row["parent_start_time_ns"] == "0", "\(row)")
+            // Shorter than the old header is still too short.
+            let (short, _) = feed(asBuilt, Array(record.prefix(old - 1)))
+            #expect(short.counters.decodeErrors.load(ordering: .relaxed) == 1)
+        }
+        // Had it said 1.2, the same 96 bytes would be shorter than its header: refused.
+        let (channel, rows) = feed(built(against: RecordHeader.startTimesSince), record)
+        #expect(channel.counters.decodeErrors.load(ordering: .relaxed) == 1 && rows.rows.isEmpty)
     }
 
     @Test func badElementSizesAndDerivedColumnsAreRefusedWithTheirReason() throws {

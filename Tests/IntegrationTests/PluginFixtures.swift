@@ -83,7 +83,7 @@ enum PluginFixture {
 enum ABIFixture {
     static let tableOne = "CREATE TABLE IF NOT EXISTS audit.abi_one (op Int64, op_name String, took_ns UInt64, took_ms Float64) ENGINE = MergeTree() ORDER BY op"
     static let tableTwo = "CREATE TABLE IF NOT EXISTS audit.abi_two (pid UInt32, comm String, latency_ns UInt64, latency_ms Float64) ENGINE = MergeTree() ORDER BY pid"
-    static let tableOld = "CREATE TABLE IF NOT EXISTS audit.abi_old (pid UInt32, latency_ns UInt64, latency_ms Float64, wall_time_ms Int64, wall_time_dt DateTime64(3)) ENGINE = MergeTree() ORDER BY pid"
+    static let tableOld = "CREATE TABLE IF NOT EXISTS audit.abi_old (pid UInt32, latency_ns UInt64, latency_ms Float64, wall_time_ms Int64, wall_time_dt DateTime64(3), ppid UInt32, comm String, payload UInt64, start_time_ns UInt64, parent_start_time_ns UInt64) ENGINE = MergeTree() ORDER BY pid"
 
     /// The host's header with `uint64_t future_a; const char *future_b;` appended to every
     /// struct whose size travels in struct_size: what a plugin built against a later minor
@@ -147,10 +147,23 @@ enum ABIFixture {
         const is_plugin_descriptor *infrasight_plugin_entry(void) { return &d; }
         """
 
-    /// ABI 1.0's structs, as a plugin built before 1.1 has them.
+    /// ABI 1.0's structs, as a plugin built before 1.1 has them, and its record: the
+    /// common header as it was before 1.2 (88 bytes, ending with comm) and one member of
+    /// its own, which decode writes into `payload` (column 7).
     static let version10Source = """
         #include <stddef.h>
         #include <stdint.h>
+        #include <string.h>
+        struct is_event_header {
+            uint16_t table; uint16_t kind; uint32_t size;
+            uint32_t pid, tid, ppid, uid, gid, ns_pid, ns_ppid, _pad0;
+            uint64_t cgroup_id, ts_enter_ns, ts_exit_ns; int64_t return_code;
+            char comm[16];
+        };
+        _Static_assert(sizeof(struct is_event_header) == 88, "ABI 1.0's record header");
+        struct old_record { struct is_event_header hdr; uint64_t payload; };
+        /* ABI 1.0's row writer, as far as this plugin uses it (its first members). */
+        typedef struct { void *host; void (*put_uint)(void *host, uint32_t column, uint64_t value); } is_row_writer;
         typedef struct { uint32_t struct_size; const char *name; const char *ddl; } is_table_descriptor;
         typedef struct { uint32_t struct_size; const char *name; const char *type; const char *description; const char *default_value; } is_option_descriptor;
         typedef struct is_plugin_instance is_plugin_instance;
@@ -162,7 +175,7 @@ enum ABIFixture {
             const is_option_descriptor *options; uint32_t option_count;
             is_plugin_instance *(*create)(const char *options_json, const char **error);
             int (*configure_bpf)(is_plugin_instance *instance, const void *bpf);
-            int32_t (*decode)(is_plugin_instance *instance, const void *record, size_t size, const void *row);
+            int32_t (*decode)(is_plugin_instance *instance, const void *record, size_t size, const is_row_writer *row);
             const char *(*last_error)(is_plugin_instance *instance);
         } is_plugin_descriptor;
         static const is_table_descriptor tables[] = {{ sizeof(is_table_descriptor), "audit.abi_old", TABLE_OLD }};
@@ -171,7 +184,14 @@ enum ABIFixture {
             { sizeof(is_option_descriptor), "beta", "string-list", "b", 0 },
         };
         static is_plugin_instance *create(const char *o, const char **e) { (void)o; (void)e; return (is_plugin_instance *)3; }
-        static int32_t decode(is_plugin_instance *i, const void *r, size_t s, const void *w) { (void)i; (void)r; (void)s; (void)w; return -1; }
+        static int32_t decode(is_plugin_instance *i, const void *r, size_t s, const is_row_writer *w) {
+            (void)i;
+            struct old_record e;
+            if (s < sizeof e) return -2;
+            memcpy(&e, r, sizeof e);
+            w->put_uint(w->host, 7, e.payload);
+            return 0;
+        }
         static const char *last_error(is_plugin_instance *i) { (void)i; return 0; }
         static const is_plugin_descriptor d = {
             0x47505349u, 1, 0, sizeof(is_plugin_descriptor), NAME, "1.0.0", "built against ABI 1.0", 0, 0,

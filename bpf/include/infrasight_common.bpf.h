@@ -116,13 +116,15 @@ static __always_inline bool is_task_wanted(void)
     return is_task_wanted_from(bpf_get_current_task_btf());
 }
 
-/* Process identity that costs a dozen kernel reads to find (the parent and the pid
- * namespace ids), cached per process. An entry is used only while the process's start
- * time and parent are those it was made with: a reused pid or a reparented process
- * makes a new one. */
+/* Process identity that costs a dozen kernel reads to find (the parent, its start time
+ * and the pid namespace ids), cached per process. An entry is used only while the
+ * process's start time and parent are those it was made with: a reused pid or a
+ * reparented process makes a new one. Start times are the thread-group leaders'
+ * start_boottime (see is_event_header). */
 struct is_identity {
     __u64 start_time;
     __u64 parent;
+    __u64 parent_start_time;
     __u32 ppid;
     __u32 ns_pid;
     __u32 ns_ppid;
@@ -164,10 +166,13 @@ static __always_inline void is_fill_basic(struct is_event_header *h)
     is_fill_basic_from(h, bpf_get_current_task_btf());
 }
 
-/* The walk the identity cache saves: the parent's pid and the namespace pids. */
+/* The walk the identity cache saves: the parent's pid and start time, and the namespace
+ * pids. The parent's start time is its process's (its group leader's): `real_parent` is
+ * the thread that forked, which need not be the leader. */
 static __always_inline void is_walk_identity(struct is_event_header *h, struct task_struct *task, struct task_struct *parent)
 {
     h->ppid = BPF_CORE_READ(parent, tgid);
+    h->parent_start_time_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
     /* The process ids as seen in the task's own pid namespace: the last level of the
      * struct pid of the group leader (the process), and of the parent's group leader. */
     struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
@@ -186,34 +191,46 @@ static __always_inline void is_walk_identity(struct is_event_header *h, struct t
     }
 }
 
-/* Fills the task part of a header from the current task, through the per-process
- * identity cache. */
-static __always_inline void is_fill_task(struct is_event_header *h)
+/* Fills the task part of a header from `task` (a BTF pointer: the current task's, or one
+ * a tp_btf program is handed), through the per-process identity cache. The process's
+ * start time is read every time: it is the cache entry's key, with the parent, so a
+ * reused pid never takes an earlier process's identity. */
+static __always_inline void is_fill_task_from(struct is_event_header *h, struct task_struct *task)
 {
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    is_fill_basic(h);
+    is_fill_basic_from(h, task);
     __u32 tgid = h->pid;
     struct task_struct *parent = BPF_CORE_READ(task, real_parent);
-    __u64 start = BPF_CORE_READ(task, group_leader, start_time);
+    __u64 start = BPF_CORE_READ(task, group_leader, start_boottime);
+    h->start_time_ns = start;
     struct is_identity *known = bpf_map_lookup_elem(&is_identities, &tgid);
     if (known && known->start_time == start && known->parent == (__u64)parent) {
         h->ppid = known->ppid;
         h->ns_pid = known->ns_pid;
         h->ns_ppid = known->ns_ppid;
+        h->parent_start_time_ns = known->parent_start_time;
         return;
     }
     is_walk_identity(h, task, parent);
     struct is_identity fresh = {
-        .start_time = start, .parent = (__u64)parent, .ppid = h->ppid, .ns_pid = h->ns_pid, .ns_ppid = h->ns_ppid,
+        .start_time = start, .parent = (__u64)parent, .parent_start_time = h->parent_start_time_ns,
+        .ppid = h->ppid, .ns_pid = h->ns_pid, .ns_ppid = h->ns_ppid,
     };
     /* A full cache only costs the next event the walk again: not a drop. */
     bpf_map_update_elem(&is_identities, &tgid, &fresh, BPF_ANY);
 }
 
+/* Fills the task part of a header from the current task (see is_fill_task_from). */
+static __always_inline void is_fill_task(struct is_event_header *h)
+{
+    is_fill_task_from(h, bpf_get_current_task_btf());
+}
+
 /* Like is_fill_task, with the identity cached in `slot`, which belongs to the current
  * thread `task` (bpf_get_current_task_btf(), which the caller has at hand for its
  * task-local storage; zeroed when created): no map lookup. The slot dies with the thread,
- * so only a change of parent (reparenting) invalidates it. */
+ * so only a change of parent (reparenting) invalidates it. The process's start time is
+ * the thread's for its whole life: a thread that execs from another than the leader
+ * takes the leader's place and its start times (de_thread). */
 static __always_inline void is_fill_task_local(struct is_event_header *h, struct is_identity *slot, struct task_struct *task)
 {
     is_fill_basic_from(h, task);
@@ -222,10 +239,15 @@ static __always_inline void is_fill_task_local(struct is_event_header *h, struct
         h->ppid = slot->ppid;
         h->ns_pid = slot->ns_pid;
         h->ns_ppid = slot->ns_ppid;
+        h->start_time_ns = slot->start_time;
+        h->parent_start_time_ns = slot->parent_start_time;
         return;
     }
     is_walk_identity(h, task, parent);
+    h->start_time_ns = task->group_leader->start_boottime;
     slot->parent = (__u64)parent;
+    slot->start_time = h->start_time_ns;
+    slot->parent_start_time = h->parent_start_time_ns;
     slot->ppid = h->ppid;
     slot->ns_pid = h->ns_pid;
     slot->ns_ppid = h->ns_ppid;

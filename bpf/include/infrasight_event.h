@@ -34,7 +34,15 @@ enum is_drop_reason {
 /* The common header. `pid` is the thread-group id (what user space calls a pid), `tid`
  * the thread id; ns_pid/ns_ppid are the same ids as seen from the task's own pid
  * namespace. Timestamps are CLOCK_MONOTONIC (bpf_ktime_get_ns) nanoseconds; a record
- * with no duration has ts_exit_ns == ts_enter_ns. */
+ * with no duration has ts_exit_ns == ts_enter_ns.
+ *
+ * start_time_ns and parent_start_time_ns (since ABI 1.2, see infrasight_plugin.h) are
+ * when the process and its parent process started: the thread-group leader's
+ * start_boottime, CLOCK_BOOTTIME nanoseconds (what /proc/<pid>/stat's starttime counts
+ * in clock ticks). A pid is reused once its process is gone; (pid, start_time_ns) is
+ * not, so it names one process on one host, and (ppid, parent_start_time_ns) its
+ * parent. A plugin built against ABI 1.0 or 1.1 sends the header without them (88
+ * bytes); the host reads its records with that size. */
 struct is_event_header {
     __u16 table;       /* index into the plugin's table descriptors */
     __u16 kind;        /* plugin-defined event kind (e.g. which syscall) */
@@ -52,6 +60,8 @@ struct is_event_header {
     __u64 ts_exit_ns;
     __s64 return_code;
     char comm[IS_COMM_LEN];
+    __u64 start_time_ns;        /* since ABI 1.2 */
+    __u64 parent_start_time_ns; /* since ABI 1.2 */
 };
 
 #endif

@@ -3,6 +3,6 @@
 #include "mount_record.h"
 #include <stddef.h>
 
-_Static_assert(sizeof(struct is_mount_event) == 88 + 48 + 3 * IS_MOUNT_STR_LEN, "is_mount_event layout changed");
-_Static_assert(offsetof(struct is_mount_event, dev_name_ptr) == 88 + 24, "is_mount_event layout");
-_Static_assert(offsetof(struct is_mount_event, dev_name) == 88 + 48, "is_mount_event layout");
+_Static_assert(sizeof(struct is_mount_event) == 104 + 48 + 3 * IS_MOUNT_STR_LEN, "is_mount_event layout changed");
+_Static_assert(offsetof(struct is_mount_event, dev_name_ptr) == 104 + 24, "is_mount_event layout");
+_Static_assert(offsetof(struct is_mount_event, dev_name) == 104 + 48, "is_mount_event layout");

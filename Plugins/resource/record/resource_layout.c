@@ -4,5 +4,5 @@
 #include <stddef.h>
 
 _Static_assert(sizeof(struct is_resource_counters) == 9 * 8, "is_resource_counters layout changed");
-_Static_assert(sizeof(struct is_resource_event) == 88 + 9 * 8 + 8, "is_resource_event layout changed");
-_Static_assert(offsetof(struct is_resource_event, is_active) == 88 + 9 * 8, "is_resource_event layout");
+_Static_assert(sizeof(struct is_resource_event) == 104 + 9 * 8 + 8, "is_resource_event layout changed");
+_Static_assert(offsetof(struct is_resource_event, is_active) == 104 + 9 * 8, "is_resource_event layout");

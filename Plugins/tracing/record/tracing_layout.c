@@ -4,6 +4,6 @@
 #include "tracing_record.h"
 #include <stddef.h>
 
-_Static_assert(sizeof(struct is_tracing_event) == 1408, "is_tracing_event layout changed");
-_Static_assert(offsetof(struct is_tracing_event, filename) == 88 + 40, "is_tracing_event layout");
-_Static_assert(offsetof(struct is_tracing_event, argv) == 88 + 40 + IS_PATH_LEN, "is_tracing_event layout");
+_Static_assert(sizeof(struct is_tracing_event) == 1424, "is_tracing_event layout changed");
+_Static_assert(offsetof(struct is_tracing_event, filename) == 104 + 40, "is_tracing_event layout");
+_Static_assert(offsetof(struct is_tracing_event, argv) == 104 + 40 + IS_PATH_LEN, "is_tracing_event layout");

@@ -31,6 +31,15 @@
  *     most 256 tables and 1024 options, a table at most 1000 derived columns.
  *   - The version numbers are macros compiled into the plugin: the host never reads a
  *     Swift global of the plugin to learn them.
+ *   - The ring-buffer record's common header (struct is_event_header,
+ *     bpf/include/infrasight_event.h) is versioned by the same minor. 1.2 appended
+ *     start_time_ns and parent_start_time_ns (the process's and its parent's start,
+ *     boot-based ns), making it 104 bytes; a plugin built against 1.0 or 1.1 sends the
+ *     88-byte header that ends before them. The host reads each plugin's records with the
+ *     header size of the plugin's abi_minor, and stores 0 in the start_time_ns and
+ *     parent_start_time_ns columns of an older plugin's rows. A plugin rebuilt against
+ *     1.2 gets the new header from the same header file its BPF C and decoder share:
+ *     its records' layout shifts by 16 bytes after the header, in both at once.
  *
  * Memory ownership
  *   - The descriptor and everything it points to (strings, the BPF object bytes, table,
@@ -230,12 +239,14 @@ typedef struct is_plugin_descriptor {
     int (*configure_bpf)(is_plugin_instance *instance, const is_bpf_configurator *bpf);
 
     /* Since 1.0; required: yes. Decodes one ring-buffer record. Every record starts with
-     * struct is_event_header (bpf/include/infrasight_event.h); its `table` member selects
-     * the table. The host has checked size >= sizeof(struct is_event_header), the size
-     * the header claims and the table index, has already written every column it knows
-     * from the header, and writes enrichment columns afterwards; the plugin writes its
-     * own columns and may overwrite any. Returns IS_DECODE_ROW, IS_DECODE_SKIP or
-     * IS_DECODE_ERROR; any other value counts as IS_DECODE_ERROR. */
+     * struct is_event_header (bpf/include/infrasight_event.h) as the plugin was built
+     * with it (see Versioning: 104 bytes from 1.2, 88 before); its `table` member selects
+     * the table. The host has checked that the record and the size its header claims
+     * (passed as `size`) are at least that header and that the claim fits the record,
+     * and the table index; it has already written every column it knows from the header,
+     * and writes enrichment columns afterwards; the plugin writes its own columns and may
+     * overwrite any. Returns IS_DECODE_ROW, IS_DECODE_SKIP or IS_DECODE_ERROR; any other
+     * value counts as IS_DECODE_ERROR. */
     int32_t (*decode)(is_plugin_instance *instance, const void *record, size_t size,
                       const is_row_writer *row);
 

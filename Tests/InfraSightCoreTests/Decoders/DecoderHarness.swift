@@ -153,6 +153,7 @@ final class DecoderHarness {
             "cgroup_id": .uint(h.cgroup_id), "comm": .string(comm ?? Records.cString(of: h)),
             "monotonic_ts_enter_ns": .uint(h.ts_enter_ns), "monotonic_ts_exit_ns": .uint(h.ts_exit_ns),
             "return_code": .int(h.return_code), "latency_ns": .uint(latency),
+            "start_time_ns": .uint(h.start_time_ns), "parent_start_time_ns": .uint(h.parent_start_time_ns),
             "node_name": .string(Self.nodeName), "user": .string(Self.users[h.uid] ?? String(h.uid)),
             "latency_ms": .float(Double(latency) / 1e6), "wall_time_ms": .int(wall), "wall_time_dt": .int(wall),
             "cgroup_name": .string(""), "container_id": .string(""), "container_image": .string(""),
@@ -188,7 +189,7 @@ enum Records {
     static let headerSize = MemoryLayout<is_event_header>.size
 
     /// The header every test record starts from: distinct values in every member, a
-    /// 2.5 ms call, the user `auditor`.
+    /// 2.5 ms call, the user `auditor`, a process started 1.5 s after its parent.
     static func header(kind: UInt16, size: Int, returnCode: Int64 = 0) -> is_event_header {
         var h = is_event_header()
         h.table = 0
@@ -206,6 +207,8 @@ enum Records {
         h.ts_exit_ns = 7_000_002_500_000
         h.return_code = returnCode
         set(&h.comm, Array("audit-test".utf8))
+        h.start_time_ns = 6_500_000_000_123
+        h.parent_start_time_ns = 6_498_500_000_456
         return h
     }
 

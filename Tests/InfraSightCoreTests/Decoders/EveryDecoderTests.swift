@@ -56,10 +56,25 @@ import Testing
     func aRecordShorterThanItsFixedPartIsADecodeError(plugin: String) throws {
         let (d, s) = try Self.harness(plugin)
         let header = Records.headerSize
-        for size in [0, 1, 8, header - 1, header, (header + s.fixedPart) / 2, s.fixedPart - 1] {
+        let before12 = RecordHeader.sizeBeforeStartTimes
+        for size in [0, 1, 8, before12, header - 1, header, (header + s.fixedPart) / 2, s.fixedPart - 1] {
             #expect(d.feed(Records.truncated(s.bytes, to: size)) == .decodeError, "\(size) bytes")
         }
+        // A whole record whose size member claims less than the header (as an ABI 1.1
+        // record's would) is refused by the host before the decoder sees it.
+        for size in [0, before12, header - 1] {
+            #expect(d.feed(Records.declaring(size, s.bytes)) == .decodeError, "declaring \(size) bytes")
+        }
         #expect(d.channel.counters.rows.load(ordering: .relaxed) == 0)
+    }
+
+    @Test(arguments: plugins)
+    func theProcessAndParentStartTimesAreTheLastColumnsFilledFromTheHeader(plugin: String) throws {
+        let (d, s) = try Self.harness(plugin)
+        #expect(d.plugin.tables[0].columns.suffix(2).map { "\($0.name) \($0.type)" } == ["start_time_ns UInt64", "parent_start_time_ns UInt64"])
+        let cells = d.feed(s.bytes).cells
+        #expect(cells["start_time_ns"] == .uint(s.header.start_time_ns) && s.header.start_time_ns == 6_500_000_000_123)
+        #expect(cells["parent_start_time_ns"] == .uint(s.header.parent_start_time_ns) && s.header.parent_start_time_ns == 6_498_500_000_456)
     }
 
     @Test(arguments: plugins)
@@ -126,12 +141,15 @@ import Testing
         let (d, s) = try Self.harness(plugin)
         var h = s.header
         // An unknown uid is stored as its number; root by name; an exit stamped before
-        // the enter (clock oddity) is a latency of 0, not a wrap-around.
+        // the enter (clock oddity) is a latency of 0, not a wrap-around. The start times
+        // (the header's last members) are stored as sent, whatever their value.
         for (uid, exit) in [(UInt32(777), h.ts_enter_ns - 1), (0, h.ts_enter_ns), (.max, h.ts_enter_ns + 1)] {
             h.uid = uid
             h.ts_exit_ns = exit
             h.pid = uid &+ 1
             h.return_code = -Int64(uid)
+            h.start_time_ns = UInt64(uid) &* 1_000_003
+            h.parent_start_time_ns = UInt64.max - UInt64(uid)
             var record = s.bytes
             withUnsafeBytes(of: h) { record.replaceSubrange(0..<Records.headerSize, with: $0) }
             expectSame(d.feed(record), d.expectedRow(h, plugin: s.columns), "uid \(uid)")
