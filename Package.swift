@@ -112,10 +112,14 @@ var targets: [Target] = [
         name: "infrasight",
         dependencies: [
             "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "InfraSightContainerd", "CHostShims",
+            "InfraSightBPF", "InfraSightSDK",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ],
+        // The host's own BPF (cgroup names), compiled and embedded by ProbeBuilder.
+        exclude: ["cgroup_names.bpf.c"],
+        plugins: ["ProbeBuilder"]),
     // Benchmarks (bench/): `swift run -c release infrasight-bench decode`.
     .executableTarget(
         name: "infrasight-bench",

@@ -182,6 +182,13 @@ public final class BPFObject {
         return taken
     }
 
+    /// The value under a 64-bit `key` in map `fd` (`valueSize` bytes), or nil when absent.
+    public static func lookup(fd: Int32, key: UInt64, valueSize: Int) -> [UInt8]? {
+        var k = key
+        var value = [UInt8](repeating: 0, count: valueSize)
+        return bpf_map_lookup_elem(fd, &k, &value) == 0 ? value : nil
+    }
+
     /// The maps of type BPF_MAP_TYPE_RINGBUF, by name.
     public var ringBufferMaps: [(name: String, fd: Int32)] {
         maps.filter { bpf_map__type($0) == BPF_MAP_TYPE_RINGBUF }.map { (String(cString: bpf_map__name($0)), bpf_map__fd($0)) }

@@ -23,6 +23,9 @@ public final class CgroupResolver {
     public let capacity: Int
     /// Resolver cache hits and misses (each miss is one lookup on the host).
     public let counters = CacheCounters()
+    /// The path of a cgroup that can no longer be opened (removed since), if known:
+    /// recorded when it was created (the host's cgroup_names BPF). Dispatcher thread only.
+    public var removed: ((UInt64) -> [UInt8]?)?
     public var lookups: Int { Int(counters.misses.load(ordering: .relaxed)) }
 
     /// `hostRoot`: where the host's filesystem is (e.g. /host in a container).
@@ -69,7 +72,11 @@ public final class CgroupResolver {
     private func lookUp(_ id: UInt64) -> Entry {
         guard mountFD >= 0, let mountPoint else { return Entry(path: [], containerId: []) }
         let fd = is_open_cgroup_by_id(mountFD, id)
-        guard fd >= 0 else { return Entry(path: [], containerId: []) }
+        guard fd >= 0 else {
+            guard let bytes = removed?(id), !bytes.isEmpty else { return Entry(path: [], containerId: []) }
+            let path = String(decoding: bytes, as: UTF8.self)
+            return Entry(path: bytes, containerId: Array((ContainerID.find(in: path) ?? "").utf8))
+        }
         defer { close(fd) }
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)

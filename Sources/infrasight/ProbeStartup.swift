@@ -45,6 +45,7 @@ struct PluginSelection {
         } catch {
             throw failure("\(error)")
         }
+        CgroupNames.attach(to: enricher.cgroups, logger: logger)
         if !enricher.cgroups.available {
             logger.notice("no cgroup2 mount found under \(config.hostRoot): cgroup_name and container_id stay empty")
         }

@@ -61,9 +61,8 @@ import Testing
     }
 
     /// As the kubelet runs a container: containerd namespace k8s.io, a 64-hex id, a
-    /// kubepods cgroup, the kubelet's labels; the task runs one command and exits. (The
-    /// task is deleted after the trace: a cgroup removed before the agent has read the
-    /// container's first rows cannot name the container, see the closing notes.)
+    /// kubepods cgroup, the kubelet's labels; the task runs one command, exits and is
+    /// deleted at once (its cgroup with it), likely before the agent has read its rows.
     @Test func aOneShotContainerdContainerCarriesItsImageAndLabelsInEveryRow() throws {
         let containerd = try PrivateContainerd()
         defer { containerd.stop() }
@@ -71,13 +70,13 @@ import Testing
         let pod = "pod\(getpid())"
         defer { containerd.remove(id, pod: pod) }
         let (rows, stderr) = try Self.trace(config: "containerd_socket: \(containerd.socket)\n") {
-            try containerd.ctr(["run", "-d", "--label", "io.kubernetes.pod.name=job-0", "--label", "io.kubernetes.pod.namespace=batch",
+            try containerd.ctr(["run", "--rm", "--label", "io.kubernetes.pod.name=job-0", "--label", "io.kubernetes.pod.namespace=batch",
                                 "--cgroup", "/kubepods/besteffort/\(pod)/\(id)", containerd.image, id, "cat", "/etc/motd"])
-            try waitUntil("the task exits", timeout: 30) { (try? containerd.ctr(["task", "ls"]))?.contains("STOPPED") == true }
         }
         let expected = ["io.kubernetes.pod.name": "job-0", "io.kubernetes.pod.namespace": "batch", "io.containerd.image.config.stop-signal": "SIGTERM"]
         let mine = rows.filter { $0["container_id"] as? String == id }
         let exec = try #require(mine.first { $0["event_type"] as? String == "execve" && $0["argv"] as? String == "cat /etc/motd" }, "\(mine.count) rows; \(stderr)")
+        #expect(exec["cgroup_name"] as? String == "/kubepods/besteffort/\(pod)/\(id)")
         #expect(exec["container_image"] as? String == containerd.image)
         #expect(Self.labels(exec) == expected)
         let without = mine.filter { $0["container_image"] as? String != containerd.image || Self.labels($0) != expected }
@@ -233,6 +232,21 @@ import Testing
             rmdir(dir)
             rmdir("\(mount)/docker") // only when empty: dockerd's containers keep it
         }
+    }
+
+    /// A cgroup removed the moment its process exits is still named (the host's BPF
+    /// recorded its path when it was made): its rows keep their cgroup and container id.
+    @Test func aCgroupRemovedRightAfterItsProcessExitsStillNamesItsRows() throws {
+        let id = PrivateContainerd.newID()
+        var pid: Int32 = 0
+        let (rows, stderr) = try Self.trace {
+            let cgroup = try ContainerCgroup(id)
+            pid = try cgroup.run("cat /etc/hostname")
+            cgroup.remove()
+        }
+        let open = try #require(rows.first { int($0, "pid") == Int64(pid) && $0["filename"] as? String == "/etc/hostname" }, "\(stderr)")
+        #expect(open["cgroup_name"] as? String == "/docker/\(id)")
+        #expect(open["container_id"] as? String == id)
     }
 
     @Test func aRuntimeThatNeverAnswersHoldsAContainersRowsForTheBoundThenTheyAreStoredAndCounted() throws {
