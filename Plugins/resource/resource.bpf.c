@@ -82,6 +82,13 @@ static __always_inline struct stats *current_stats(void)
 /* Sends the process counters of `task`'s process and starts a new interval. The header
  * (pids, comm, start times, ...) is `task`'s, the task the counters were accounted to:
  * every caller passes it explicitly rather than leaning on which task is current. */
+/* Whether `s`'s interval is over at `now`. Signed: an entry created after `now` was read
+ * (stats_for stamps it with a later clock) is not an interval that wrapped around. */
+static __always_inline bool interval_over(struct stats *s, __u64 now)
+{
+    return (__s64)(now - s->last_emit_ns) >= (__s64)interval_ns;
+}
+
 static __always_inline void emit(struct stats *s, __u32 active, __u64 now, struct task_struct *task)
 {
     struct is_resource_event e = {};
@@ -109,7 +116,7 @@ int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_stru
             if (s) {
                 if (now > t->switched_in_ns)
                     s->c.cpu_ns += now - t->switched_in_ns;
-                if (now - s->last_emit_ns >= interval_ns)
+                if (interval_over(s, now))
                     emit(s, 1, now, prev);
             }
         }
@@ -141,7 +148,7 @@ int BPF_PROG(on_runtime, struct task_struct *curr, u64 runtime)
     if (now > t->switched_in_ns)
         s->c.cpu_ns += now - t->switched_in_ns;
     t->switched_in_ns = now;
-    if (now - s->last_emit_ns >= interval_ns)
+    if (interval_over(s, now))
         emit(s, 1, now, curr);
     return 0;
 }

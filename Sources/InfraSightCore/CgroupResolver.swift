@@ -40,8 +40,8 @@ public final class CgroupResolver {
     /// The cgroup2 mount point, from the host's mountinfo.
     static func cgroup2Mount(hostRoot: String) -> String? {
         let root = hostRoot == "/" ? "" : hostRoot
-        guard let text = try? String(contentsOfFile: "\(root)/proc/1/mountinfo", encoding: .utf8)
-                ?? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
+        guard let text = (try? String(contentsOfFile: "\(root)/proc/1/mountinfo", encoding: .utf8))
+                ?? (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) else { return nil }
         for line in text.split(separator: "\n") {
             // ... mount-point ... - fstype source options
             let halves = line.components(separatedBy: " - ")
