@@ -18,10 +18,21 @@ import Testing
 
     static func labels(_ row: [String: Any]) -> [String: String]? { row["container_labels_json"] as? [String: String] }
 
+    /// Traces only what a one-shot container's start and its command run as (runc's init,
+    /// which execs the entrypoint, and `cat`): other suites load the host meanwhile, and a
+    /// trace of everything would lose rows to a full ring buffer (counted, but lost).
+    static let containerComms = """
+        plugins:
+          options:
+            tracing:
+              include_comms: ["runc:[2:INIT]", "cat"]
+
+        """
+
     @Test func aOneShotDockerContainerCarriesItsImageAndLabelsInEveryRowFromItsEntrypointsExec() throws {
         try Docker.ready()
         var id = ""
-        let (rows, stderr) = try Self.trace {
+        let (rows, stderr) = try Self.trace(config: Self.containerComms) {
             // Runs one command and is gone in well under 50 ms of its own time.
             id = try Docker.docker(["run", "-d", "--label", "app=oneshot", "--label", "tier=batch", Docker.image, "cat", "/etc/motd"])
             try waitUntil("the container exits", timeout: 30) { (try? Docker.docker(["inspect", "-f", "{{.State.Status}}", id])) == "exited" }
@@ -40,7 +51,7 @@ import Testing
     @Test func twentyDockerContainersStartedAtOnceEachCarryTheirOwnLabels() throws {
         try Docker.ready()
         let script = (0..<20).map { "\(Docker.client) run -d --label n=\($0) --label batch=b\(getpid()) \(Docker.image) cat /etc/motd > /dev/null &" }.joined(separator: "\n") + "\nwait\n"
-        let (rows, stderr) = try Self.trace {
+        let (rows, stderr) = try Self.trace(config: Self.containerComms) {
             let r = try run("/bin/sh", ["-c", script])
             guard r.status == 0 else { throw TestFailure("docker run: \(r.stderr)") }
             try waitUntil("the 20 containers exit", timeout: 60) {
@@ -69,7 +80,7 @@ import Testing
         let id = PrivateContainerd.newID()
         let pod = "pod\(getpid())"
         defer { containerd.remove(id, pod: pod) }
-        let (rows, stderr) = try Self.trace(config: "containerd_socket: \(containerd.socket)\n") {
+        let (rows, stderr) = try Self.trace(config: "containerd_socket: \(containerd.socket)\n" + Self.containerComms) {
             try containerd.ctr(["run", "--rm", "--label", "io.kubernetes.pod.name=job-0", "--label", "io.kubernetes.pod.namespace=batch",
                                 "--cgroup", "/kubepods/besteffort/\(pod)/\(id)", containerd.image, id, "cat", "/etc/motd"])
         }
@@ -130,7 +141,7 @@ import Testing
         let podman = try Podman()
         defer { podman.stop() }
         var id = ""
-        let (rows, stderr) = try Self.trace(config: "docker_socket: \(podman.socket)\n") {
+        let (rows, stderr) = try Self.trace(config: "docker_socket: \(podman.socket)\n" + Self.containerComms) {
             id = try podman.podman(["run", "-d", "--label", "app=pod", "--label", "tier=one", Podman.image, "cat", "/etc/motd"])
             try waitUntil("the container exits", timeout: 30) { (try? podman.podman(["inspect", "-f", "{{.State.Status}}", id])) == "exited" }
         }
@@ -239,7 +250,7 @@ import Testing
     @Test func aCgroupRemovedRightAfterItsProcessExitsStillNamesItsRows() throws {
         let id = PrivateContainerd.newID()
         var pid: Int32 = 0
-        let (rows, stderr) = try Self.trace {
+        let (rows, stderr) = try Self.trace(config: Self.containerComms) {
             let cgroup = try ContainerCgroup(id)
             pid = try cgroup.run("cat /etc/hostname")
             cgroup.remove()
@@ -257,7 +268,7 @@ import Testing
         defer { cgroup.remove() }
         var pid: Int32 = 0
         // No containerd either: the silent socket is the only runtime.
-        let (rows, stderr) = try Self.trace(config: "docker_socket: \(api.socket)\ncontainerd_socket: \(api.dir)/none.sock\ncontainer_metadata_wait_ms: 1500\n", settle: 3) {
+        let (rows, stderr) = try Self.trace(config: "docker_socket: \(api.socket)\ncontainerd_socket: \(api.dir)/none.sock\ncontainer_metadata_wait_ms: 1500\n" + Self.containerComms, settle: 3) {
             pid = try cgroup.run("cat /etc/hostname")
         }
         let mine = rows.filter { $0["container_id"] as? String == id }
@@ -278,7 +289,7 @@ import Testing
         let cgroup = try ContainerCgroup(id)
         defer { cgroup.remove() }
         var pid: Int32 = 0
-        let (rows, stderr) = try Self.trace(config: "docker_socket: \(api.socket)\ncontainerd_socket: \(api.dir)/none.sock\n") {
+        let (rows, stderr) = try Self.trace(config: "docker_socket: \(api.socket)\ncontainerd_socket: \(api.dir)/none.sock\n" + Self.containerComms) {
             // The first stream drops at once; the watcher reconnects (0.5 s backoff) and lists.
             try waitUntil("the event stream is reopened", timeout: 20) { api.eventStreams >= 2 }
             sleep(1)
