@@ -84,9 +84,11 @@ public final class ContainerResolver: Sendable {
         case absent(expires: Double)
     }
 
+    /// Keyed by the id's bytes, as the cgroup resolver has them: a lookup hashes them and
+    /// allocates nothing (it runs on the dispatcher whenever consecutive rows change cgroup).
     struct State {
-        var cache: [String: Entry] = [:]
-        var queue: [String] = []
+        var cache: [[UInt8]: Entry] = [:]
+        var queue: [[UInt8]] = []
         var lookupThreads = 0
     }
 
@@ -149,7 +151,7 @@ public final class ContainerResolver: Sendable {
     /// The container's metadata, or `.pending` after starting its lookup. Never blocks.
     public func lookup(_ id: [UInt8]) -> Lookup {
         guard !id.isEmpty, !sources.isEmpty else { return .none }
-        let key = String(decoding: id, as: UTF8.self)
+        let key = id
         let now = MonotonicClock.seconds()
         var enqueue = false
         let answer: Lookup = state.withLock { s in
@@ -184,7 +186,7 @@ public final class ContainerResolver: Sendable {
 
     /// What is known of `id` now, without starting anything (for rows held back).
     public func peek(_ id: [UInt8]) -> Lookup {
-        let key = String(decoding: id, as: UTF8.self)
+        let key = id
         return state.withLock { s in
             switch s.cache[key] {
             case .found(let m, _, _, _): return .found(m)
@@ -200,7 +202,8 @@ public final class ContainerResolver: Sendable {
     /// the source said may be inexact (Docker's create event mixes other attributes into
     /// the labels): the container is looked up, its rows wait for the answer, and
     /// `metadata` is used only if no answer comes in time.
-    public func announce(_ id: String, _ metadata: Metadata, from source: any ContainerMetadataSource, exact: Bool = true) {
+    public func announce(_ name: String, _ metadata: Metadata, from source: any ContainerMetadataSource, exact: Bool = true) {
+        let id = Array(name.utf8)
         let now = MonotonicClock.seconds()
         let rank = sources.firstIndex { $0 === source } ?? sources.count
         announced.add(1, ordering: .relaxed)
@@ -226,7 +229,8 @@ public final class ContainerResolver: Sendable {
     }
 
     /// A runtime says the container is gone.
-    public func forget(_ id: String) {
+    public func forget(_ name: String) {
+        let id = Array(name.utf8)
         state.withLock { s in
             if case .pending = s.cache[id] { return } // its lookup settles it
             s.cache[id] = nil
@@ -277,7 +281,7 @@ public final class ContainerResolver: Sendable {
             var answer = Answer.unknown
             var rank = 0
             for (i, source) in sources.enumerated() {
-                let said = source.inspect(key, timeout: max(wait, 0.1))
+                let said = source.inspect(String(decoding: key, as: UTF8.self), timeout: max(wait, 0.1))
                 if case .found = said {
                     answer = said
                     rank = i
