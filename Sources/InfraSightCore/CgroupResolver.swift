@@ -98,13 +98,18 @@ public final class CgroupResolver {
 public enum ContainerID {
     static let prefixes = ["docker-", "cri-containerd-", "crio-conmon-", "crio-", "libpod-conmon-", "libpod-", ""]
 
+    /// True for what Docker, podman and the CRI name containers: 64 lower-case hex digits.
+    public static func isFull(_ id: some StringProtocol) -> Bool {
+        id.utf8.count == 64 && id.allSatisfy { $0.isHexDigit && !$0.isUppercase }
+    }
+
     public static func find(in path: String) -> String? {
         for component in path.split(separator: "/").reversed() {
             var name = Substring(component)
             if name.hasSuffix(".scope") { name = name.dropLast(".scope".count) }
             for prefix in prefixes where name.hasPrefix(prefix) {
                 let candidate = name.dropFirst(prefix.count)
-                if candidate.count == 64, candidate.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) {
+                if isFull(candidate) {
                     return String(candidate)
                 }
             }

@@ -17,8 +17,10 @@ final class DockerEngineSource: ContainerMetadataSource {
 
     var description: String { "docker at \(socketPath)" }
 
-    /// GET /containers/<id>/json (HTTP/1.0: the body ends at close).
+    /// GET /containers/<id>/json (HTTP/1.0: the body ends at close). Only a full id goes
+    /// into the request line: anything else is no container of this API.
     func inspect(_ id: String, timeout: Double) -> ContainerResolver.Answer {
+        guard ContainerID.isFull(id) else { return .unknown }
         guard let response = get("/containers/\(id)/json", timeout: timeout) else { return .unavailable }
         if String(decoding: response.prefix(16), as: UTF8.self).contains(" 404") { return .unknown }
         return Self.parse(response).map(ContainerResolver.Answer.found) ?? .unavailable
@@ -66,7 +68,7 @@ final class DockerEngineSource: ContainerMetadataSource {
     static func event(_ line: some Collection<UInt8>) -> Event? {
         guard let json = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
             (json["Type"] as? String) == "container", let action = json["Action"] as? String,
-            let actor = json["Actor"] as? [String: Any], let id = actor["ID"] as? String
+            let actor = json["Actor"] as? [String: Any], let id = actor["ID"] as? String, ContainerID.isFull(id)
         else { return nil }
         switch action {
         case "create":
@@ -144,7 +146,7 @@ final class DockerEngineSource: ContainerMetadataSource {
     private func list(_ resolver: ContainerResolver) -> Bool {
         guard let response = get("/containers/json?all=1", timeout: 5), let containers = Self.body(response) as? [[String: Any]] else { return false }
         for c in containers {
-            guard let id = c["Id"] as? String else { continue }
+            guard let id = c["Id"] as? String, ContainerID.isFull(id) else { continue }
             resolver.announce(id, ContainerResolver.Metadata(image: (c["Image"] as? String) ?? "", labels: (c["Labels"] as? [String: String]) ?? [:]), from: self)
         }
         return true

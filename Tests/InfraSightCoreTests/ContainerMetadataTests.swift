@@ -22,17 +22,21 @@ import Testing
     }
 
     @Test func dockerEventsNameContainersAtCreateWithoutTheirName() {
-        let create = #"{"status":"create","id":"abc","from":"img:1","Type":"container","Action":"create","Actor":{"ID":"abc","Attributes":{"image":"img:1","name":"web","app":"demo","tier":"x"}},"time":1}"#
-        #expect(DockerEngineSource.event(Array(create.utf8)) == .created(id: "abc", ContainerResolver.Metadata(image: "img:1", labels: ["app": "demo", "tier": "x"])))
+        let create = #"{"status":"create","id":"abc","from":"img:1","Type":"container","Action":"create","Actor":{"ID":"abababababababababababababababababababababababababababababababab","Attributes":{"image":"img:1","name":"web","app":"demo","tier":"x"}},"time":1}"#
+        #expect(DockerEngineSource.event(Array(create.utf8)) == .created(id: String(repeating: "ab", count: 32), ContainerResolver.Metadata(image: "img:1", labels: ["app": "demo", "tier": "x"])))
         // podman's create mixes in more than the name.
-        let podman = #"{"Type":"container","Action":"create","Actor":{"ID":"p1","Attributes":{"image":"localhost/i:2","name":"n","podId":"","containerExitCode":"0","app":"pod"}}}"#
-        #expect(DockerEngineSource.event(Array(podman.utf8)) == .created(id: "p1", ContainerResolver.Metadata(image: "localhost/i:2", labels: ["app": "pod"])))
-        let start = #"{"Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{}}}"#
+        let podman = #"{"Type":"container","Action":"create","Actor":{"ID":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd","Attributes":{"image":"localhost/i:2","name":"n","podId":"","containerExitCode":"0","app":"pod"}}}"#
+        #expect(DockerEngineSource.event(Array(podman.utf8)) == .created(id: String(repeating: "cd", count: 32), ContainerResolver.Metadata(image: "localhost/i:2", labels: ["app": "pod"])))
+        let start = #"{"Type":"container","Action":"start","Actor":{"ID":"abababababababababababababababababababababababababababababababab","Attributes":{}}}"#
         #expect(DockerEngineSource.event(Array(start.utf8)) == nil)
-        let destroy = #"{"Type":"container","Action":"destroy","Actor":{"ID":"abc"}}"#
-        #expect(DockerEngineSource.event(Array(destroy.utf8)) == .destroyed(id: "abc"))
+        let destroy = #"{"Type":"container","Action":"destroy","Actor":{"ID":"abababababababababababababababababababababababababababababababab"}}"#
+        #expect(DockerEngineSource.event(Array(destroy.utf8)) == .destroyed(id: String(repeating: "ab", count: 32)))
         #expect(DockerEngineSource.event(Array(#"{"Type":"network","Action":"create","Actor":{"ID":"n"}}"#.utf8)) == nil)
         #expect(DockerEngineSource.event(Array("not json".utf8)) == nil)
+        // An id that is not one goes nowhere (it would be pasted into a request line).
+        let forged = #"{"Type":"container","Action":"create","Actor":{"ID":"x/json HTTP/1.0\r\n\r\nDELETE /containers/y","Attributes":{}}}"#
+        #expect(DockerEngineSource.event(Array(forged.utf8)) == nil)
+        if case .unknown = DockerEngineSource(socketPath: "/nonexistent").inspect("../../version", timeout: 0.1) {} else { Issue.record("a non-id was asked for") }
         #expect(DockerEngineSource.event(Array(#"{"Type":"container","Action":"create"}"#.utf8)) == nil)
     }
 
