@@ -10,12 +10,7 @@ import Testing
 /// users, and the bounds of the caches.
 @Suite(.serialized) struct EnrichmentTests {
     static func trace(_ workload: () throws -> Void) throws -> [[String: Any]] {
-        let trace = try BackgroundProcess(Paths.infrasight, ["trace", "--plugins", "tracing"])
-        try trace.waitForStderr("infrasight: note: started: ")
-        try workload()
-        let r = try trace.interrupt(after: 0.3, timeout: 180)
-        #expect(r.status == 0, "\(r.stderr)")
-        return try jsonLines(r.stdout)
+        try jsonLines(traceAround("tracing", workload).stdout)
     }
 
     @Test func containerRowsCarryIdImageAndLabelsAndHostRowsDoNot() throws {
@@ -25,9 +20,9 @@ import Testing
         #expect(id.count == 64)
         var hostPid: Int32 = 0
         let rows = try Self.trace {
-            // The container's first event triggers the metadata lookup (at most 100 ms,
-            // retried after 0.5 s if dockerd is slow): warm it up, as a real container's
-            // start does, so the rows below are judged on the steady state.
+            // A container that existed before the trace is looked up at its first event
+            // (its rows wait for the answer): warm it up, so the rows below are judged on
+            // the steady state. ContainerStartTests judge a container's first rows.
             _ = try Docker.docker(["exec", id, "sh", "-c", ":"])
             sleep(1)
             _ = try Docker.docker(["exec", id, "sh", "-c", ":"])
@@ -68,16 +63,12 @@ import Testing
         try containerd.ctr(["run", "-d", "--label", "io.kubernetes.pod.name=web-0", "--label", "io.kubernetes.pod.namespace=shop",
                  "--cgroup", "/kubepods/besteffort/\(pod)/\(id)", image, id, "sleep", "600"])
         defer { containerd.remove(id, pod: pod) }
-        let cfg = try makeTempDir(prefix: "cfg")
-        try "containerd_socket: \(socket)\n".write(toFile: "\(cfg)/c.yaml", atomically: true, encoding: .utf8)
-        let trace = try BackgroundProcess(Paths.infrasight, ["trace", "--plugins", "tracing", "--config", "\(cfg)/c.yaml"])
-        try trace.waitForStderr("infrasight: note: started: ")
-        // The first event of the container triggers the lookup; judge the steady state.
-        try containerd.ctr(["task", "exec", "--exec-id", "warm", id, "sh", "-c", ":"])
-        sleep(1)
-        try containerd.ctr(["task", "exec", "--exec-id", "cat", id, "cat", "/etc/motd"])
-        let r = try trace.interrupt(after: 0.3, timeout: 180)
-        #expect(r.status == 0, "\(r.stderr)")
+        let r = try traceAround("tracing", config: "containerd_socket: \(socket)\n") {
+            // The first event of the container triggers the lookup; judge the steady state.
+            try containerd.ctr(["task", "exec", "--exec-id", "warm", id, "sh", "-c", ":"])
+            sleep(1)
+            try containerd.ctr(["task", "exec", "--exec-id", "cat", id, "cat", "/etc/motd"])
+        }
         let rows = try jsonLines(r.stdout).filter { $0["container_id"] as? String == id }
         let cat = try #require(rows.last { $0["comm"] as? String == "cat" && $0["filename"] as? String == "/etc/motd" }, "\(rows.count) container rows; \(r.stderr)")
         #expect(cat["container_image"] as? String == image)
