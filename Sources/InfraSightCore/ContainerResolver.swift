@@ -149,9 +149,8 @@ public final class ContainerResolver: Sendable {
     }
 
     /// The container's metadata, or `.pending` after starting its lookup. Never blocks.
-    public func lookup(_ id: [UInt8]) -> Lookup {
-        guard !id.isEmpty, !sources.isEmpty else { return .none }
-        let key = id
+    public func lookup(_ key: [UInt8]) -> Lookup {
+        guard !key.isEmpty, !sources.isEmpty else { return .none }
         let now = MonotonicClock.seconds()
         var enqueue = false
         let answer: Lookup = state.withLock { s in
@@ -186,9 +185,8 @@ public final class ContainerResolver: Sendable {
 
     /// What is known of `id` now, without starting anything (for rows held back).
     public func peek(_ id: [UInt8]) -> Lookup {
-        let key = id
-        return state.withLock { s in
-            switch s.cache[key] {
+        state.withLock { s in
+            switch s.cache[id] {
             case .found(let m, _, _, _): return .found(m)
             case .pending(let provisional, _): return .pending(provisional)
             default: return .none
