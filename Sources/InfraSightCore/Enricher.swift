@@ -20,9 +20,9 @@ public final class Enricher {
     public let containers: ContainerResolver
     /// Rows waiting for their container's image and labels.
     public let held: HeldRows
-    /// Set by `fill` when the row must wait for its container (the container id and the
-    /// image and labels columns to fill in later); nil otherwise.
-    public private(set) var holdFor: (container: [UInt8], image: Int?, labels: Int?)?
+    /// Set by `fill` when the row must wait for its container: that container's id; nil
+    /// otherwise.
+    public private(set) var holdFor: [UInt8]?
     private var users: [UInt32: [UInt8]] = [:]
     /// uid → name cache hits and misses (behind the one-entry cache of the last uid).
     public let userCounters = CacheCounters()
@@ -124,9 +124,9 @@ public final class Enricher {
                 let entry = cgroup(h.pointee.cgroup_id)
                 entry.containerId.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .containerImage:
-                container(h.pointee.cgroup_id, map).image.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
+                container(h.pointee.cgroup_id).image.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             case .containerLabels:
-                container(h.pointee.cgroup_id, map).labels.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
+                container(h.pointee.cgroup_id).labels.withUnsafeBytes { row.setString(column, $0.baseAddress, $0.count) }
             default: break
             }
         }
@@ -148,14 +148,14 @@ public final class Enricher {
 
     /// The row's container metadata; empty, with `holdFor` set, while it is being fetched
     /// (or while earlier rows of the container still wait, so its rows keep their order).
-    @inline(__always) private func container(_ id: UInt64, _ map: HostColumnMap) -> ContainerResolver.Metadata {
+    @inline(__always) private func container(_ id: UInt64) -> ContainerResolver.Metadata {
         if id == lastContainerCgroupId { return lastContainer }
         let containerId = cgroup(id).containerId
         if containerId.isEmpty { return .empty }
         switch containers.lookup(containerId) {
         case .found(let m):
             if held.holds(containerId) {
-                holdFor = (containerId, map.containerImageColumn, map.containerLabelsColumn)
+                holdFor = containerId
                 return m
             }
             // Only a found answer is kept here: a miss is asked again through the
@@ -164,7 +164,7 @@ public final class Enricher {
             lastContainer = m
             return m
         case .pending:
-            if held.wait > 0 { holdFor = (containerId, map.containerImageColumn, map.containerLabelsColumn) }
+            if held.wait > 0 { holdFor = containerId }
             return .empty
         case .none:
             return .empty

@@ -133,8 +133,9 @@ public final class PluginChannel {
                 counters.decodeErrors.add(1, ordering: .relaxed)
                 return
             }
-            if let hold = enricher.holdFor {
-                enricher.held.hold(row, from: self, container: hold.container, imageColumn: hold.image, labelsColumn: hold.labels, now: MonotonicClock.seconds())
+            if let container = enricher.holdFor {
+                enricher.held.hold(row, from: self, container: container, imageColumn: map.containerImageColumn,
+                                   labelsColumn: map.containerLabelsColumn, now: MonotonicClock.seconds())
                 return
             }
             deliver(row)
