@@ -90,7 +90,9 @@ public final class ContainerdSource: ContainerMetadataSource {
                 request.filters = Self.eventFilters
                 try await events.subscribe(request: ClientRequest(message: request)) { response in
                     subscribed.set()
-                    // What was created while no stream was open (or before start-up).
+                    // What was created while no stream was open (or before start-up). A
+                    // listing that fails costs nothing but speed: those containers are
+                    // looked up at their first event.
                     for namespace in self.namespaces {
                         let listed = try? await containers.list(Containerd_Services_Containers_V1_ListContainersRequest(),
                                                                 metadata: ["containerd-namespace": .string(namespace)])
@@ -104,8 +106,13 @@ public final class ContainerdSource: ContainerMetadataSource {
                             guard let created = try? Containerd_Events_ContainerCreate(serializedBytes: envelope.event.value) else { continue }
                             var get = Containerd_Services_Containers_V1_GetContainerRequest()
                             get.id = created.id
-                            let reply = try? await containers.get(get, metadata: ["containerd-namespace": .string(envelope.namespace)])
-                            resolver.announce(created.id, ContainerResolver.Metadata(image: reply?.container.image ?? created.image, labels: reply?.container.labels ?? [:]), from: self)
+                            if let reply = try? await containers.get(get, metadata: ["containerd-namespace": .string(envelope.namespace)]) {
+                                resolver.announce(created.id, ContainerResolver.Metadata(image: reply.container.image, labels: reply.container.labels), from: self)
+                            } else {
+                                // Without its labels the event's word is provisional: the
+                                // container is looked up and its rows wait for the answer.
+                                resolver.announce(created.id, ContainerResolver.Metadata(image: created.image, labels: [:]), from: self, exact: false)
+                            }
                         case "/containers/delete":
                             guard let deleted = try? Containerd_Events_ContainerDelete(serializedBytes: envelope.event.value) else { continue }
                             resolver.forget(deleted.id)
