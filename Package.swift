@@ -108,10 +108,25 @@ var targets: [Target] = [
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+    // The catalog of named queries (queries/*.sql, embedded by AssetEmbedder) that the
+    // console and the Grafana dashboards are made of.
+    .target(name: "InfraSightCatalog", dependencies: ["InfraSightStorage"], exclude: ["queries"], plugins: ["AssetEmbedder"]),
+    // The web console (--ui-listen): pages from web/ (embedded) and a JSON API over the catalog.
+    .target(
+        name: "InfraSightConsole",
+        dependencies: [
+            "InfraSightCatalog", "InfraSightStorage",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        exclude: ["web"], plugins: ["AssetEmbedder"]),
     .executableTarget(
         name: "infrasight",
         dependencies: [
-            "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "InfraSightContainerd", "CHostShims",
+            "InfraSightCatalog", "InfraSightConsole", "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "InfraSightContainerd", "CHostShims",
             "InfraSightBPF", "InfraSightSDK",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -128,6 +143,9 @@ var targets: [Target] = [
     // ProbeBuilder's tool: BPF objects and DDL into Swift, column handles from the DDL.
     .executableTarget(name: "probe-embed", dependencies: ["InfraSightSchema"], path: "BuildTools/probe-embed"),
     .plugin(name: "ProbeBuilder", capability: .buildTool(), dependencies: ["probe-embed"], path: "BuildTools/ProbeBuilder"),
+    // AssetEmbedder's tool: a target's queries/ and web/ files into Swift.
+    .executableTarget(name: "asset-embed", path: "BuildTools/asset-embed"),
+    .plugin(name: "AssetEmbedder", capability: .buildTool(), dependencies: ["asset-embed"], path: "BuildTools/AssetEmbedder"),
     // Helpers the tests share: processes, temp dirs, fixture compilation, paths.
     .target(name: "InfraSightTestSupport", dependencies: ["InfraSightCore"], path: "Tests/Support"),
     .testTarget(

@@ -112,27 +112,42 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     }
 
     /// Runs one statement from outside the program on the read-only session and returns
-    /// its result as Arrow batches.
-    public func executeReadOnly(_ sql: String) throws(StorageError) -> ArrowResult {
+    /// its result as Arrow batches, `parameters` bound to its `{name:Type}` placeholders.
+    public func executeReadOnly(_ sql: String, parameters: [String: String] = [:]) throws(StorageError) -> ArrowResult {
         guardedLock.lock()
         defer { guardedLock.unlock() }
         try openGuarded()
+        try bind(parameters)
         return try result(of: sql, on: &guardedConnection)
     }
 
     /// Runs one statement without reading a result: the engine then produces the output
     /// itself, so an `INTO OUTFILE` clause is honoured (through the Arrow result it is
     /// ignored and no file is written, measured with 26.9). On the read-only session when
-    /// `readOnly`.
-    public func run(_ sql: String, readOnly: Bool) throws(StorageError) {
+    /// `readOnly`, where `parameters` are bound to its `{name:Type}` placeholders.
+    public func run(_ sql: String, readOnly: Bool, parameters: [String: String] = [:]) throws(StorageError) {
         let held = readOnly ? guardedLock : lock
         held.lock()
         defer { held.unlock() }
         if readOnly {
             try openGuarded()
+            try bind(parameters)
             _ = try statement(sql, on: &guardedConnection, stream: nil)
         } else {
             _ = try statement(sql, on: &connection, stream: nil)
+        }
+    }
+
+    /// Sets each query parameter on the read-only session (caller holds `guardedLock`),
+    /// the one way chdb takes them (measured in 26.9: `SET param_x` binds `{x:T}` under
+    /// `readonly = 1`; a `SETTINGS` clause in the query does not). The value goes in a
+    /// string literal, escaped twice: for the literal, and for the escaped text form in
+    /// which the engine then reads the parameter. Names were checked by `ReadOnlyQuery`.
+    private func bind(_ parameters: [String: String]) throws(StorageError) {
+        for (name, value) in parameters.sorted(by: { $0.key < $1.key }) {
+            precondition(ReadOnlyQuery.isParameterName(name), "unchecked parameter name")
+            let literal = EmbeddedStore.quoted(ReadOnlyQuery.escapedParameter(value))
+            _ = try result(of: "SET param_\(name) = '\(literal)'", on: &guardedConnection)
         }
     }
 

@@ -102,18 +102,18 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
     }
 
     public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
-        guard query.isShow else { return try formatted(query.sql, format: query.format, readOnly: true) }
-        return try Self.tsv(try engine.executeReadOnly(query.sql), format: query.format, keyword: query.keyword)
+        guard query.isShow else { return try formatted(query.sql, format: query.format, readOnly: true, parameters: query.parameters) }
+        return try Self.tsv(try engine.executeReadOnly(query.sql, parameters: query.parameters), format: query.format, keyword: query.keyword)
     }
 
     /// Runs `sql` with `INTO OUTFILE <scratch file> FORMAT <format>` appended (on a new
     /// line, so a trailing `--` comment cannot swallow it) and returns the file's bytes.
     /// The engine refuses to write over an existing file, so the fresh name is never
     /// anything but its own output.
-    func formatted(_ sql: String, format: String, readOnly: Bool) throws(StorageError) -> Data {
+    func formatted(_ sql: String, format: String, readOnly: Bool, parameters: [String: String] = [:]) throws(StorageError) -> Data {
         let file = scratchFile("out")
         defer { unlink(file) }
-        try engine.run("\(sql)\nINTO OUTFILE '\(Self.quoted(file))' FORMAT \(format)", readOnly: readOnly)
+        try engine.run("\(sql)\nINTO OUTFILE '\(Self.quoted(file))' FORMAT \(format)", readOnly: readOnly, parameters: parameters)
         guard let data = FileManager.default.contents(atPath: file) else {
             throw StorageError("the query ran but its output \(file) cannot be read")
         }

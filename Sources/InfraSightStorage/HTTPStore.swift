@@ -141,7 +141,11 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     /// `readonly` (a user whose profile is already readonly = 1 is not: ClickHouse refuses
     /// to modify it).
     public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
-        try send(sql: "\(query.sql)\nFORMAT \(query.format)", body: nil, parameters: ["readonly": "1"])
+        // Query parameters as `param_<name>` URL arguments (ClickHouse 19.3 and later),
+        // in the escaped text form the server reads them in.
+        var arguments = ["readonly": "1"]
+        for (name, value) in query.parameters { arguments["param_" + name] = ReadOnlyQuery.escapedParameter(value) }
+        return try send(sql: "\(query.sql)\nFORMAT \(query.format)", body: nil, parameters: arguments)
     }
 
     /// One request: the SQL in the URL when there is a body, else as the body.

@@ -12,7 +12,8 @@ import InfraSightCore
 /// with ClickHouse's `readonly = 1` (`EventStore.readOnlyQuery`).
 ///
 /// Protocol, one query per connection: the client sends `FORMAT\n` + SQL and shuts down
-/// its write side; the server answers one status byte (`0` ok, `1` error) and then the
+/// its write side (with query parameters, the first line is `FORMAT` followed by a tab and
+/// `name=value` pairs separated by tabs, each value percent-encoded); the server answers one status byte (`0` ok, `1` error) and then the
 /// output, or the one-line error, and closes.
 public final class QueryServer: @unchecked Sendable {
     public static func socketPath(dataDir: String) -> String { "\(dataDir)/query.sock" }
@@ -109,10 +110,19 @@ public final class QueryServer: @unchecked Sendable {
             Self.reply(fd, ok: false, Data("malformed request".utf8))
             return
         }
-        let format = String(decoding: request[..<newline], as: UTF8.self)
+        let head = String(decoding: request[..<newline], as: UTF8.self).split(separator: "\t", omittingEmptySubsequences: false)
+        let format = String(head[0])
+        var parameters: [String: String] = [:]
+        for pair in head.dropFirst() {
+            guard let equals = pair.firstIndex(of: "="), let value = pair[pair.index(after: equals)...].removingPercentEncoding else {
+                Self.reply(fd, ok: false, Data("malformed request".utf8))
+                return
+            }
+            parameters[String(pair[..<equals])] = value
+        }
         let sql = String(decoding: request[(newline + 1)...], as: UTF8.self)
         do {
-            Self.reply(fd, ok: true, try store.readOnlyQuery(try ReadOnlyQuery(sql, format: format)))
+            Self.reply(fd, ok: true, try store.readOnlyQuery(try ReadOnlyQuery(sql, format: format, parameters: parameters)))
         } catch {
             Self.reply(fd, ok: false, Data(error.description.utf8))
         }
@@ -127,7 +137,7 @@ public final class QueryServer: @unchecked Sendable {
     /// Sends a query to a running `infrasight run`. Returns nil when no server listens
     /// there (no socket, or a stale one); throws the server's error, and a permission error
     /// when the socket cannot be reached (the data directory is 0700 and the socket 0600).
-    public static func ask(dataDir: String, sql: String, format: String) throws(StorageError) -> Data? {
+    public static func ask(dataDir: String, sql: String, format: String, parameters: [String: String] = [:]) throws(StorageError) -> Data? {
         let path = socketPath(dataDir: dataDir)
         var st = stat()
         if stat(path, &st) != 0 {
@@ -140,7 +150,11 @@ public final class QueryServer: @unchecked Sendable {
             throw unreachable(path, dataDir: dataDir, errno)
         }
         defer { close(fd) }
-        var request = Data("\(format)\n".utf8)
+        var head = format
+        for (name, value) in parameters.sorted(by: { $0.key < $1.key }) {
+            head += "\t\(name)=\(value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")"
+        }
+        var request = Data("\(head)\n".utf8)
         request.append(Data(sql.utf8))
         request.withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
         shutdown(fd, Int32(SHUT_WR))

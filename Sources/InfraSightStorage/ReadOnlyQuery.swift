@@ -15,6 +15,10 @@
 /// - the output format a name of `[A-Za-z0-9_]+`, since it is written into SQL.
 ///
 /// Every check is made on the tokens of `SQLLexer`, whose boundaries are ClickHouse's.
+///
+/// Values for the statement's `{name:Type}` placeholders travel apart from the SQL, as
+/// ClickHouse query parameters (`parameters`): the engine parses each as a value of the
+/// placeholder's type, so a value never becomes SQL.
 public struct ReadOnlyQuery: Equatable, Sendable {
     /// The statement without a trailing `FORMAT name` and `;`.
     public let sql: String
@@ -22,12 +26,28 @@ public struct ReadOnlyQuery: Equatable, Sendable {
     public let format: String
     /// The first keyword, upper-cased (SELECT for a statement opening with `(`).
     public let keyword: String
+    /// Values of the `{name:Type}` placeholders, by name, as given (not escaped).
+    public let parameters: [String: String]
+
+    /// At most this many parameters, each value at most `maxParameterBytes`.
+    public static let maxParameters = 64
+    public static let maxParameterBytes = 64 * 1024
 
     /// Statement kinds that only read.
     public static let readOnlyKeywords = ["SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"]
 
     /// Throws a `StorageError` starting `refused: ` that names what was refused.
-    public init(_ text: String, format: String = "TSV") throws(StorageError) {
+    public init(_ text: String, format: String = "TSV", parameters: [String: String] = [:]) throws(StorageError) {
+        guard parameters.count <= Self.maxParameters else { throw Self.refused("more than \(Self.maxParameters) parameters") }
+        for (name, value) in parameters {
+            guard Self.isParameterName(name) else {
+                throw Self.refused("'\(name.prefix(80))' is not a parameter name (a letter or _, then letters, digits and _)")
+            }
+            guard value.utf8.count <= Self.maxParameterBytes else {
+                throw Self.refused("parameter \(name) is longer than \(Self.maxParameterBytes) bytes")
+            }
+        }
+        self.parameters = parameters
         let statement: SQLStatement
         do {
             statement = try SQLStatement(text)
@@ -67,6 +87,32 @@ public struct ReadOnlyQuery: Equatable, Sendable {
     }
 
     static func refused(_ reason: String) -> StorageError { StorageError("refused: \(reason)") }
+
+    /// `[A-Za-z_][A-Za-z0-9_]*`, at most 64 bytes: a name that can follow `param_` in a
+    /// setting or URL argument.
+    public static func isParameterName(_ name: String) -> Bool {
+        guard let first = name.utf8.first, name.utf8.count <= 64, !(first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) else { return false }
+        return name.utf8.allSatisfy { SQLLexer.isWordChar($0) }
+    }
+
+    /// A parameter's value as ClickHouse reads `param_<name>`: in its escaped text form
+    /// (as in TSV), where a backslash starts an escape. Escaping backslash, tab, newline,
+    /// carriage return and NUL makes the engine see exactly `value`.
+    public static func escapedParameter(_ value: String) -> String {
+        var out = ""
+        out.reserveCapacity(value.utf8.count)
+        for c in value.unicodeScalars {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\t": out += "\\t"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\0": out += "\\0"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
 
     /// `[A-Za-z0-9_]+`: every ClickHouse format name, and nothing that can end a clause.
     public static func isFormatName(_ name: String) -> Bool {

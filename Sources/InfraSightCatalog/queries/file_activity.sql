@@ -1,0 +1,23 @@
+-- title: Files opened
+-- shows: Files opened, newest first, with who opened them and the result; `search`
+-- shows: finds a text in the path.
+-- grafana: files table
+-- param: from DateTime64(3) -- start of the time range
+-- param: to DateTime64(3) -- end of the time range
+-- param: node String = '' -- node name ('' for every node)
+-- param: container String = '' -- container id or its prefix ('' for every container and the host)
+-- param: user String = '' -- user name ('' for every user)
+-- param: comm String = '' -- command name ('' for every command)
+-- param: search String = '' -- text to find in the path ('' for all)
+-- param: limit UInt32 = 500 -- at most this many rows
+SELECT wall_time_dt AS time, node_name AS node, syscall, filename, flags, return_code, pid, start_time_ns, comm, user, container_id
+FROM audit.tracing_events
+WHERE event_type = 'open'
+  AND ({search:String} = '' OR positionCaseInsensitive(filename, {search:String}) > 0)
+  AND wall_time_ms BETWEEN toUnixTimestamp64Milli({from:DateTime64(3)}) AND toUnixTimestamp64Milli({to:DateTime64(3)})
+  AND ({node:String} = '' OR node_name = {node:String})
+  AND startsWith(container_id, {container:String})
+  AND ({user:String} = '' OR user = {user:String})
+  AND ({comm:String} = '' OR comm = {comm:String})
+ORDER BY wall_time_ms DESC
+LIMIT {limit:UInt32}
