@@ -110,12 +110,14 @@ var targets: [Target] = [
         ]),
     // The catalog of named queries (queries/*.sql, embedded by AssetEmbedder) that the
     // console and the Grafana dashboards are made of.
-    .target(name: "InfraSightCatalog", dependencies: ["InfraSightStorage"], exclude: ["queries"], plugins: ["AssetEmbedder"]),
+    // tables/ links the first-party tables' DDL, so the console can create the tables it
+    // reads that no enabled plugin made.
+    .target(name: "InfraSightCatalog", dependencies: ["InfraSightStorage", "InfraSightSchema"], exclude: ["queries", "tables"], plugins: ["AssetEmbedder"]),
     // The web console (--ui-listen): pages from web/ (embedded) and a JSON API over the catalog.
     .target(
         name: "InfraSightConsole",
         dependencies: [
-            "InfraSightCatalog", "InfraSightStorage",
+            "InfraSightCatalog", "InfraSightStorage", "InfraSightCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

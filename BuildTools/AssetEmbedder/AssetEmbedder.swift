@@ -2,12 +2,13 @@ import Foundation
 import PackagePlugin
 
 /// Embeds a target's text assets as part of `swift build`: every file under the target's
-/// `queries/` and `web/` folders becomes an entry of `EmbeddedAssets.files`, keyed by its
+/// `queries/`, `tables/` and `web/` folders (a symbolic link counts as the file it names)
+/// becomes an entry of `EmbeddedAssets.files`, keyed by its
 /// path in the target ("queries/recent_execs.sql"), so the binary carries its query
 /// catalog and console pages and nothing is looked up on disk at run time.
 @main
 struct AssetEmbedder: BuildToolPlugin {
-    static let folders = ["queries", "web"]
+    static let folders = ["queries", "tables", "web"]
 
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         guard let target = target as? SourceModuleTarget else { return [] }
@@ -29,7 +30,7 @@ struct AssetEmbedder: BuildToolPlugin {
     func files(under dir: URL) -> [URL] {
         guard let walker = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
         var out: [URL] = []
-        for case let url as URL in walker where (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
+        for case let url as URL in walker where (try? url.resolvingSymlinksInPath().resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
             out.append(url)
         }
         return out.sorted { $0.path < $1.path }

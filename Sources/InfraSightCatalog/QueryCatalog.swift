@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightSchema
 import InfraSightStorage
 
 /// One named query of the catalog: a `queries/<name>.sql` file whose header says what it
@@ -86,6 +87,18 @@ public struct QueryCatalog: Sendable {
     }
 
     public func query(named name: String) -> CatalogQuery? { queries.first { $0.name == name } }
+
+    /// The first-party tables the catalog reads, from the plugins' own DDL files (linked
+    /// into `tables/`). A store fed by only some plugins lacks the others' tables, and a
+    /// query over several tables would fail on the missing one: the console creates them
+    /// (empty) with `EventStore.prepare`, as `schema apply` would.
+    public static let tables: [TableSchema] = EmbeddedAssets.files.filter { $0.key.hasPrefix("tables/") }.sorted { $0.key < $1.key }.map { file in
+        do {
+            return try TableSchema(ddl: file.value)
+        } catch {
+            fatalError("the built-in DDL \(file.key) does not parse: \(error)")
+        }
+    }
 
     /// The statement `name` with `values` bound: each declared parameter takes the given
     /// value or its default; a required one missing, or a value for a parameter the query

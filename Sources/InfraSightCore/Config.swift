@@ -15,7 +15,7 @@ import Yams
 ///   # pins: [3b1f..., 9c2e...]   #   as a list: only files with a listed digest load
 ///   #                            #   (items may also be `- tracing: 3b1f...`)
 /// storage: { data_dir: /var/lib/infrasight }
-/// agent: { server: central:50051 }   # see AgentConfig, ServerConfig, RunConfig
+/// agent: { server: central:50051 }   # see AgentConfig, ServerConfig, RunConfig, ConsoleConfig
 /// ```
 /// An unknown key or a value of the wrong type is an error that names the key.
 public struct InfraSightConfig: Equatable, Sendable {
@@ -50,6 +50,7 @@ public struct InfraSightConfig: Equatable, Sendable {
     public var agent = AgentConfig()
     public var server = ServerConfig()
     public var run = RunConfig()
+    public var console = ConsoleConfig()
 
     public init() {}
 
@@ -132,6 +133,7 @@ public struct InfraSightConfig: Equatable, Sendable {
             case "agent": config.agent = try r.agent(value)
             case "server": config.server = try r.server(value)
             case "run": config.run = try r.run(value)
+            case "console": config.console = try r.console(value)
             default: throw ConfigError(file: file, "unknown key \(key)")
             }
         }

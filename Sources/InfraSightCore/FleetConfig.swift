@@ -69,7 +69,36 @@ public struct RunConfig: Equatable, Sendable {
     public init() {}
 }
 
+/// `console:` in the config file: the web console of `run` and `server` (the flags
+/// `--ui-listen`, `--ui-token-file`, `--ui-tls-cert`, `--ui-tls-key` win over the keys).
+///
+/// ```yaml
+/// console:
+///   listen: 127.0.0.1:8080        # off unless set; beyond loopback it needs TLS or a token
+///   token_file: /etc/infrasight/console-token
+///   tls_cert: /etc/infrasight/console.pem
+///   tls_key: /etc/infrasight/console.key
+/// ```
+public struct ConsoleConfig: Equatable, Sendable {
+    public var listen: String?
+    public var tls = TLSFilesConfig()
+    public init() {}
+}
+
 extension ConfigReader {
+    func console(_ node: Node) throws(ConfigError) -> ConsoleConfig {
+        var console = ConsoleConfig()
+        try keys(of: node, at: "console") { key, value, path throws(ConfigError) in
+            switch key {
+            case "listen": console.listen = try string(value, at: path)
+            case "tls_cert", "tls_key", "token_file": return try tlsFile(key, value, at: path, into: &console.tls)
+            default: return false
+            }
+            return true
+        }
+        return console
+    }
+
     /// Calls `read` with each key of the mapping at `section`, its value and its dotted
     /// path; `read` returns false for a key it does not know, which is an error naming it.
     func keys(of node: Node, at section: String, _ read: (String, Node, String) throws(ConfigError) -> Bool) throws(ConfigError) {

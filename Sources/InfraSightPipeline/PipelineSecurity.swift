@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import InfraSightCore
 import GRPCNIOTransportHTTP2Posix
 
 /// TLS material and the bearer token, as files. Secrets are read from files or the
@@ -81,10 +82,7 @@ public struct PipelineSecurity: Sendable {
     /// Constant-time comparison of an `authorization` header with the expected token.
     static func matches(_ header: String?, token: String) -> Bool {
         guard let header else { return false }
-        let given = Array(header.utf8), expected = Array("Bearer \(token)".utf8)
-        var diff = UInt8(given.count == expected.count ? 0 : 1)
-        for i in 0..<min(given.count, expected.count) { diff |= given[i] ^ expected[i] }
-        return diff == 0
+        return constantTimeEqual(header, "Bearer \(token)")
     }
 }
 

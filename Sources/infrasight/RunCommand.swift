@@ -15,6 +15,7 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var source: PluginSourceOptions
     @OptionGroup var storage: StorageOptions
+    @OptionGroup var console: ConsoleOptions
     @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
     @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.", valueName: "HOST:PORT"))
     var metricsListen: String?
@@ -31,6 +32,7 @@ struct RunCommand: ParsableCommand {
         let logger = Logger(label: "infrasight")
         let selection = try PluginSelection(source: source, names: nil, logger: logger)
         let config = selection.config
+        let consolePlan = try console.plan(config.console, logger: logger)
         let store = try storage.open(config)
         let pluginTables = selection.plugins.flatMap(\.tables)
         let storeTables: [String: TableSchema]
@@ -49,6 +51,9 @@ struct RunCommand: ParsableCommand {
         for probe in runtime.probes {
             writer.register(probe.channel, storeTables: probe.channel.plugin.tables.map { storeTables[$0.qualifiedName]! })
         }
+        // The console before the query socket: a console that cannot start exits, and
+        // nothing started earlier needs stopping first.
+        let consoleServer = try startConsole(consolePlan, store: store, readiness: readiness, logger: logger)
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries during the run are unavailable")
         writer.start()
         readiness.attach(runtime: runtime, writer: writer)
@@ -59,6 +64,7 @@ struct RunCommand: ParsableCommand {
             StopService("store") { store.close() },
             StopService("metrics") { metrics?.stop() },
             StopService("query socket") { queryServer?.stop() },
+            StopService("console") { consoleServer?.stop() },
             StopService("batch writer") { writer.finish(timeout: 60) },
             LoopService("dispatcher", stop: { runtime.stop() }) {
                 logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")

@@ -21,6 +21,7 @@ struct ServerCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Address to listen on (default: 127.0.0.1:50051, or server.listen in the config file). Beyond loopback it needs TLS or a token, or --insecure.", valueName: "HOST:PORT")) var listen: String?
     @OptionGroup var storage: StorageOptions
+    @OptionGroup var console: ConsoleOptions
     @Option(name: .long, help: ArgumentHelp("Configuration file (storage: and server: keys).", valueName: "FILE")) var config: String?
     @OptionGroup var security: PipelineSecurityOptions
     @Option(name: .customLong("agent-tokens"), help: ArgumentHelp("File of per-agent tokens, one `name token` per line (mode 0600): an agent is the name its token belongs to, and its rows get that node name (or server.agent_tokens_file).", valueName: "FILE"))
@@ -54,6 +55,7 @@ struct ServerCommand: ParsableCommand {
             throw failure(error.description, code: 2)
         }
         let security = try security.security(configuration.server.tls)
+        let consolePlan = try console.plan(configuration.console, logger: logger)
         let server = configuration.server
         // Each flag wins over its key under `server:` in the config file.
         let listen = self.listen ?? server.listen ?? "127.0.0.1:50051"
@@ -101,6 +103,9 @@ struct ServerCommand: ParsableCommand {
         let readiness = Readiness()
         readiness.server = (serverStorage, agents)
         let metrics = try startMetrics(metricsListen ?? configuration.server.metricsListen, readiness: readiness, logger: logger)
+        // The console before the query socket: a console that cannot start exits, and
+        // nothing started earlier needs stopping first.
+        let consoleServer = try startConsole(consolePlan, store: store, readiness: readiness, logger: logger)
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries while the server runs are unavailable")
         let mode = security.usesTLS ? (security.ca != nil ? "mutual TLS" : "TLS") : "plaintext"
         // Stopped in reverse: the agents' streams (each batch in flight stored or left
@@ -109,6 +114,7 @@ struct ServerCommand: ParsableCommand {
             StopService("store") { store.close() },
             StopService("metrics") { metrics?.stop() },
             StopService("query socket") { queryServer?.stop() },
+            StopService("console") { consoleServer?.stop() },
             StopService("pipeline server", started: {
                 logger.notice("listening on \(address.host):\(port) (\(mode)\(authenticator.agentTokens.isEmpty ? (security.token != nil ? ", bearer token" : "") : ", per-agent tokens")\(authenticator.certificateIdentity ? ", certificate identity" : "")) → \(store.summary)")
             }) {

@@ -1,0 +1,1 @@
+../../../Plugins/mmap/mmap_events.sql

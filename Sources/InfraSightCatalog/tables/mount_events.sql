@@ -1,0 +1,1 @@
+../../../Plugins/mount/mount_events.sql

@@ -1,0 +1,1 @@
+../../../Plugins/network/network_events.sql

@@ -1,0 +1,1 @@
+../../../Plugins/ptrace/ptrace_events.sql

@@ -1,0 +1,1 @@
+../../../Plugins/resource/resource_events.sql

@@ -1,0 +1,1 @@
+../../../Plugins/tracing/tracing_events.sql
