@@ -11,7 +11,9 @@ import InfraSightStorage
 /// - `shows:` what it answers, for whom (repeatable: lines are joined);
 /// - `param: NAME TYPE [= DEFAULT] [-- what it is]` one per placeholder, in any order. A
 ///   parameter without a default is required. TYPE is the placeholder's ClickHouse type.
-/// - `grafana: ...` how the query appears on the Grafana dashboards (`GrafanaDashboards`).
+/// - `grafana: DASHBOARD PANELTYPE [ORDER]` a panel on a Grafana dashboard, or
+///   `grafana: variable NAME` the query of a dashboard variable (repeatable;
+///   `GrafanaDashboards`).
 ///
 /// Every `{name:Type}` in the SQL must be declared with the same type, and every declared
 /// parameter used (`QueryCatalog.init` refuses the file otherwise).

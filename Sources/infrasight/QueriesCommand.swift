@@ -10,7 +10,7 @@ struct QueriesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queries",
         abstract: "List, show and run the catalog's named queries (the console's and the dashboards').",
-        subcommands: [List.self, Show.self, Run.self])
+        subcommands: [List.self, Show.self, Run.self, Grafana.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The catalog: each query's name and title.")
@@ -81,6 +81,32 @@ struct QueriesCommand: ParsableCommand {
                 throw failure(error.description)
             }
             FileHandle.standardOutput.write(output)
+        }
+    }
+
+    struct Grafana: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the Grafana dashboards made from the catalog (deploy/grafana/dashboards holds them, committed).",
+            discussion: "One JSON file per dashboard; each catalog query's `-- grafana:` lines say where it goes. See docs/grafana.md.")
+        @Option(help: ArgumentHelp("The directory to write <dashboard>.json into (created if missing).", valueName: "DIR")) var out: String
+
+        func run() throws {
+            let files: [String: String]
+            do {
+                files = try GrafanaDashboards.files(from: QueryCatalog.builtIn)
+            } catch {
+                throw failure(error.description)
+            }
+            do {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                for (name, text) in files.sorted(by: { $0.key < $1.key }) {
+                    // Not atomically: a temporary file is made 0600, and Grafana runs as another user.
+                    try Data(text.utf8).write(to: URL(fileURLWithPath: "\(out)/\(name)"))
+                }
+            } catch {
+                throw failure("cannot write the dashboards into \(out): \(error.localizedDescription)")
+            }
+            print("wrote \(files.count) dashboards to \(out): \(files.keys.sorted().joined(separator: ", "))")
         }
     }
 }

@@ -1,6 +1,7 @@
 -- title: Connections over time
 -- shows: Connections per interval by direction, and how many failed.
 -- grafana: network timeseries
+-- grafana: overview timeseries
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String = '' -- node name ('' for every node)

@@ -1,6 +1,6 @@
 -- title: Container activity over time
 -- shows: Events per interval per container (image and short id), all tables with a node.
--- grafana: containers timeseries
+-- grafana: resources timeseries
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String = '' -- node name ('' for every node)

@@ -1,7 +1,7 @@
 -- title: Containers
 -- shows: Every container seen in the time range: image, nodes, first and last event,
 -- shows: processes, programs run, files opened and connections made.
--- grafana: containers table
+-- grafana: resources table
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String = '' -- node name ('' for every node)

@@ -1,7 +1,7 @@
 -- title: Events per second by table and node
 -- shows: How many events each table received per second, per node, over the time range:
 -- shows: the overall load, and which node or plugin is busy.
--- grafana: overview timeseries
+-- grafana: overview timeseries 1
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String = '' -- node name ('' for every node)

@@ -1,7 +1,7 @@
 -- title: What a process did
 -- shows: Everything one process did, in the order the kernel saw it: programs it ran,
 -- shows: files it opened and chmodded, connections, ptrace, mounts and memory mappings.
--- grafana: processes table
+-- grafana: processes table 3
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String -- the process's node

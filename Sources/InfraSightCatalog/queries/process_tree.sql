@@ -2,7 +2,7 @@
 -- shows: A process's ancestors (depth below 0, its parent at -1) and descendants (above
 -- shows: 0), from the rows' pid/ppid and start times on its node, across pid reuse
 -- shows: (docs/process-identity.md). Needs ClickHouse 24.4 or later (WITH RECURSIVE).
--- grafana: processes table
+-- grafana: processes table 2
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String -- the process's node

@@ -1,7 +1,7 @@
 -- title: Process launches
 -- shows: Programs started (execve), newest first: command line, user, parent, container.
 -- shows: `search` finds a text anywhere in the command line, program path or command name.
--- grafana: processes table
+-- grafana: processes table 1
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String = '' -- node name ('' for every node)

@@ -1,7 +1,8 @@
 -- title: Sensitive file access
 -- shows: Opens and chmods of files under the given path prefixes (credentials, sudo
 -- shows: rules, SSH keys, the kernel's memory), newest first, with who did it.
--- grafana: security table
+-- grafana: security table 1
+-- grafana: files table
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String = '' -- node name ('' for every node)

@@ -1,7 +1,7 @@
 -- title: Writable and executable mappings
 -- shows: Memory mapped both writable and executable (PROT_WRITE|PROT_EXEC): JITs do it,
 -- shows: and so does injected code. By process, with counts and the last one.
--- grafana: security table
+-- grafana: security table 2
 -- param: from DateTime64(3) -- start of the time range
 -- param: to DateTime64(3) -- end of the time range
 -- param: node String = '' -- node name ('' for every node)

@@ -1,0 +1,111 @@
+import Foundation
+
+/// How each catalog parameter is written in a Grafana panel's SQL, for the official
+/// ClickHouse plugin (grafana-clickhouse-datasource) and Grafana's variable formats.
+///
+/// Order of expansion in Grafana: the dashboard substitutes its variables first (in the
+/// browser, `${name:format}`), then the plugin's backend expands its `$__` macros. So the
+/// text here must survive both: macros are whole words Grafana does not know as variables.
+///
+/// - `{from:DateTime64(3)}`, `{to:DateTime64(3)}` → `$__fromTime_ms`, `$__toTime_ms`,
+///   which the plugin expands to `fromUnixTimestamp64Milli(<ms>)` (a DateTime64(3), the
+///   same type the placeholder had).
+/// - `{interval_s:UInt32}` → `$__interval_s`: the panel's interval in whole seconds, at
+///   least 1.
+/// - `{node:String}` → `${node:sqlstring}`: a query variable whose custom All value is
+///   `''`, which Grafana inserts raw (unformatted), and '' means every node.
+/// - other `String` parameters (container, user, comm, search) →
+///   `decodeURLComponent('${name:percentencode}')`: a text box; empty means all. Not
+///   `sqlstring`: that format doubles `'` but leaves `\`, which a ClickHouse literal reads
+///   as an escape (a value ending in `\` would end the literal early); a percent-encoded
+///   value is letters, digits and `-_.~%` only.
+/// - numbers (pid, start_time_ns) → `toUInt32OrZero('${pid:percentencode}')`: a text box;
+///   empty or not a number is 0, which names no process (an empty box shows no rows
+///   instead of a parse error).
+/// - `Array(String)` (prefixes) → `[${prefixes:sqlstring}]`: a multi-value custom
+///   variable holding the defaults, all selected.
+/// - `limit` → its default, as a literal.
+public enum GrafanaPlaceholders {
+    /// What a parameter becomes on a dashboard: the text that replaces its placeholder, and
+    /// the dashboard variable it needs (nil: a macro or a literal).
+    public struct Form: Sendable, Equatable {
+        public let sql: String
+        public let variable: Variable?
+    }
+
+    /// A dashboard variable a panel's SQL refers to.
+    public enum Variable: Sendable, Equatable, Hashable {
+        /// A drop-down filled by a catalog query, with All = `''`.
+        case query(name: String, catalogQuery: String)
+        /// A free text box, empty by default.
+        case textbox(name: String)
+        /// A multi-value list of fixed values, all selected by default.
+        case list(name: String, values: [String])
+
+        public var name: String {
+            switch self {
+            case .query(let name, _), .textbox(let name), .list(let name, _): name
+            }
+        }
+    }
+
+    /// The form of `parameter`; throws when the catalog has a parameter Grafana has no
+    /// form for (a new kind needs a line here, not a silent paste).
+    public static func form(of parameter: CatalogQuery.Parameter, in query: String) throws(CatalogError) -> Form {
+        let place = "queries/\(query).sql: {\(parameter.name):\(parameter.type)}"
+        switch (parameter.name, parameter.type) {
+        case ("from", "DateTime64(3)"): return Form(sql: "$__fromTime_ms", variable: nil)
+        case ("to", "DateTime64(3)"): return Form(sql: "$__toTime_ms", variable: nil)
+        case ("interval_s", "UInt32"): return Form(sql: "$__interval_s", variable: nil)
+        case ("limit", _):
+            guard let value = parameter.defaultValue, !value.isEmpty, value.allSatisfy(\.isNumber) else {
+                throw CatalogError("\(place): a limit needs a numeric default for the dashboards")
+            }
+            return Form(sql: value, variable: nil)
+        case ("node", "String"):
+            return Form(sql: "${node:sqlstring}", variable: .query(name: "node", catalogQuery: "nodes"))
+        case (let name, "String"):
+            return Form(sql: "decodeURLComponent('${\(name):percentencode}')", variable: .textbox(name: name))
+        case (let name, "UInt8"), (let name, "UInt16"), (let name, "UInt32"), (let name, "UInt64"):
+            return Form(sql: "to\(parameter.type)OrZero('${\(name):percentencode}')", variable: .textbox(name: name))
+        case (let name, "Array(String)"):
+            let values = try listValues(parameter.defaultValue ?? "", at: place)
+            return Form(sql: "[${\(name):sqlstring}]", variable: .list(name: name, values: values))
+        default:
+            throw CatalogError("\(place): no Grafana form for this parameter (see GrafanaPlaceholders)")
+        }
+    }
+
+    /// The query's SQL with every placeholder replaced by its Grafana form, and the
+    /// variables it refers to, in order of first use. Nothing else in the SQL changes.
+    public static func grafanaSQL(of query: CatalogQuery) throws(CatalogError) -> (sql: String, variables: [Variable]) {
+        var forms: [String: Form] = [:]
+        for parameter in query.parameters { forms[parameter.name] = try form(of: parameter, in: query.name) }
+        var sql = ""
+        var variables: [Variable] = []
+        var rest = query.sql.startIndex
+        for placeholder in query.placeholders {
+            // QueryCatalog.parse has checked that every placeholder is declared.
+            let form = forms[placeholder.name]!
+            sql += query.sql[rest..<placeholder.range.lowerBound] + form.sql
+            rest = placeholder.range.upperBound
+            if let variable = form.variable, !variables.contains(variable) { variables.append(variable) }
+        }
+        sql += query.sql[rest...]
+        return (sql, variables)
+    }
+
+    /// `['a', 'b']` → ["a", "b"]. A custom variable's values are separated by commas, so a
+    /// value may hold neither a comma nor a quote.
+    static func listValues(_ text: String, at place: String) throws(CatalogError) -> [String] {
+        let inner = text.trimmingCharacters(in: .whitespaces)
+        guard inner.hasPrefix("["), inner.hasSuffix("]") else { throw CatalogError("\(place): the default must be a list ['a', 'b']") }
+        let items = inner.dropFirst().dropLast().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        return try items.map { item throws(CatalogError) in
+            guard item.count >= 2, item.hasPrefix("'"), item.hasSuffix("'") else { throw CatalogError("\(place): '\(item)' is not a quoted string") }
+            let value = String(item.dropFirst().dropLast())
+            guard !value.contains("'"), !value.contains("\\") else { throw CatalogError("\(place): \(value) holds a quote or a backslash") }
+            return value
+        }
+    }
+}
