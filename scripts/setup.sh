@@ -28,6 +28,7 @@ packages=(
     podman                                        # container enrichment tests: podman's Docker-compatible API
     mmdebstrap binutils                           # scripts/build-images.sh: Debian base file systems, strip
     zookeeper                                     # ClickHouse cluster tests (ReplicatedMergeTree, ON CLUSTER)
+    chromium chromium-driver fonts-dejavu-core    # console tests: headless Chromium over WebDriver, legible screenshots
 )
 missing=()
 for p in "${packages[@]}"; do
