@@ -140,7 +140,12 @@ var targets: [Target] = [
     // Benchmarks (bench/): `swift run -c release infrasight-bench decode`.
     .executableTarget(
         name: "infrasight-bench",
-        dependencies: ["InfraSightCore", "InfraSightStorage", "InfraSightSchema", "InfraSightBPF", "InfraSightSDK", "TracingRecord"],
+        dependencies: [
+            "InfraSightCore", "InfraSightStorage", "InfraSightSchema", "InfraSightBPF", "InfraSightSDK", "TracingRecord",
+            // The console benchmark serves the console and drives headless Chromium as the tests do.
+            "InfraSightCatalog", "InfraSightConsole", "InfraSightTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ],
         path: "bench/Sources", exclude: ["floor.bpf.c"], plugins: ["ProbeBuilder"]),
     // ProbeBuilder's tool: BPF objects and DDL into Swift, column handles from the DDL.
     .executableTarget(name: "probe-embed", dependencies: ["InfraSightSchema"], path: "BuildTools/probe-embed"),

@@ -240,6 +240,8 @@ do {
     case "http":
         guard let url = option("--url") else { throw StorageError("http needs --url http://user:pass@host:port/") }
         print(try httpBench(url: url, rows: option("--rows").flatMap { Int($0) } ?? 200_000))
+    case "console":
+        print(try consoleBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000, rounds: option("--rounds").flatMap { Int($0) } ?? 5))
     case "sweep":
         print(try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5))
     case "all":
@@ -250,11 +252,12 @@ do {
             ("decode_encode", try decodeBench(records: 5_000_000)),
             ("sink_embedded", try sinkBench(rows: 1_000_000)),
             ("overhead_openat", try overheadBench(ops: 200_000, rounds: 5)),
+            ("console", try consoleBench(rows: 1_000_000, rounds: 5)),
             ("sweep", try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5)),
         ]
         print("{" + parts.map { "\"\($0.0)\":\($0.1.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ",\n ") + "}")
     default:
-        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | sweep [--rates 10000,25000,...] [--seconds S] | http --url URL [--rows N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | sweep [--rates 10000,25000,...] [--seconds S] | http --url URL [--rows N]\n".utf8))
         exit(2)
     }
 } catch {
