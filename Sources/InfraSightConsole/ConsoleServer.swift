@@ -89,7 +89,10 @@ public final class ConsoleServer: @unchecked Sendable {
 
         func handle(context: ChannelHandlerContext, head: HTTPRequestHead) {
             let keepAlive = head.isKeepAlive
-            var components = URLComponents(string: head.uri) ?? URLComponents()
+            guard var components = URLComponents(string: head.uri) else {
+                write(context: context, ConsoleAPI.Response(status: 400, contentType: "text/plain", body: Data("malformed request target\n".utf8)), keepAlive: false)
+                return
+            }
             if components.path.isEmpty { components.path = "/" }
             var query: [String: String] = [:]
             for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }

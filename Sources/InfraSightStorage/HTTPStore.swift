@@ -142,7 +142,11 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     /// to modify it).
     public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
         // Query parameters as `param_<name>` URL arguments (ClickHouse 19.3 and later),
-        // in the escaped text form the server reads them in.
+        // in the escaped text form the server reads them in. An older server takes them for
+        // unknown settings; say what is missing instead.
+        if !query.parameters.isEmpty && !atLeast(19, 3) {
+            throw StorageError("refused: ClickHouse \(versionText) cannot bind query parameters (19.3 and later can): the catalog's queries need them; plain SQL still runs")
+        }
         var arguments = ["readonly": "1"]
         for (name, value) in query.parameters { arguments["param_" + name] = ReadOnlyQuery.escapedParameter(value) }
         return try send(sql: "\(query.sql)\nFORMAT \(query.format)", body: nil, parameters: arguments)
