@@ -34,7 +34,7 @@ base=http://127.0.0.1:$port/
 range="range=15m"
 # The process explorer with the last curl picked, its tree and timeline open.
 sel=$(curl -s "${base}api/query/recent_execs?from=$(( $(date +%s) - 900 ))&to=$(( $(date +%s) + 5 ))&search=curl&limit=1" |
-    python3 -c 'import json,sys,urllib.parse; r=json.load(sys.stdin)["data"][0]; print(urllib.parse.quote(f"{r[\"node\"]}|{r[\"pid\"]}|{r[\"start_time_ns\"]}"))')
+    python3 -c 'import json,sys,urllib.parse; r=json.load(sys.stdin)["data"][0]; print(urllib.parse.quote("|".join(str(r[k]) for k in ("node", "pid", "start_time_ns"))))')
 shot() {
     chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,1000 \
         --virtual-time-budget=15000 --screenshot="$out/console-$1.png" "$base#/$2" >/dev/null 2>&1
