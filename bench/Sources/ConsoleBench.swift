@@ -100,3 +100,27 @@ func consoleBench(rows: Int, rounds: Int) throws -> String {
         \(server),"target_ms":1000}
         """
 }
+
+/// Photographs console pages in headless Chromium in real time (the live rates are
+/// counters' changes over real seconds, which a virtual-time screenshot cannot show):
+/// each `name=#/hash` page is opened, its data awaited, and saved as `out/console-NAME.png`.
+/// scripts/console-screenshots.sh uses it for README's pictures.
+func consoleScreenshots(url: String, out: String, pages: [String]) throws -> String {
+    let browser = try Browser()
+    defer { browser.close() }
+    var saved: [String] = []
+    for page in pages {
+        guard let equals = page.firstIndex(of: "=") else { throw StorageError("a page is NAME=#/HASH, got \(page)") }
+        let name = page[..<equals], hash = page[page.index(after: equals)...]
+        try browser.open("about:blank")
+        try browser.open(url + hash)
+        try browser.waitFor("\(name) to load", timeout: 60, "return document.body.dataset.loaded === '1'")
+        if name == "overview" {
+            try browser.waitFor("live rates", timeout: 20, "const v = document.querySelector('#rate-received .value'); return !!v && parseFloat(v.innerText) > 0")
+        }
+        let path = "\(out)/console-\(name).png"
+        try browser.screenshot(to: path)
+        saved.append(path)
+    }
+    return saved.joined(separator: "\n")
+}

@@ -242,6 +242,9 @@ do {
         print(try httpBench(url: url, rows: option("--rows").flatMap { Int($0) } ?? 200_000))
     case "console":
         print(try consoleBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000, rounds: option("--rounds").flatMap { Int($0) } ?? 5))
+    case "screenshots":
+        guard let url = option("--url"), let out = option("--out") else { throw StorageError("screenshots needs --url BASE --out DIR NAME=#/HASH...") }
+        print(try consoleScreenshots(url: url, out: out, pages: args.filter { $0.contains("=#/") }))
     case "sweep":
         print(try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5))
     case "all":
@@ -257,7 +260,7 @@ do {
         ]
         print("{" + parts.map { "\"\($0.0)\":\($0.1.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ",\n ") + "}")
     default:
-        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | sweep [--rates 10000,25000,...] [--seconds S] | http --url URL [--rows N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | screenshots --url BASE --out DIR NAME=#/HASH... | sweep [--rates 10000,25000,...] [--seconds S] | http --url URL [--rows N]\n".utf8))
         exit(2)
     }
 } catch {

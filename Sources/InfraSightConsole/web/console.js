@@ -98,6 +98,7 @@ function cell(value, type, name) {
   if (/^DateTime/.test(type || '')) classes.push('time');
   if (name === 'return_code' && Number(value) < 0) classes.push('failed');
   // Long text (command lines) is cut; the whole of it is the cell's tooltip.
+  if (text.length > 48) classes.push('long');
   if (text.length > LONG) return el('td', { class: classes.join(' '), title: text }, text.slice(0, LONG) + ' …');
   return el('td', { class: classes.join(' ') }, text);
 }
@@ -106,7 +107,10 @@ function cell(value, type, name) {
 function table(result, options) {
   const opts = options || {};
   if (!result.data.length) return el('p', { class: 'empty' }, 'no rows');
-  const columns = result.meta.filter(m => !(opts.hide || []).includes(m.name));
+  // Start times name a process with its pid (docs/process-identity.md): they make rows
+  // clickable, but are not for reading.
+  const hidden = opts.hide || ['start_time_ns', 'parent_start_time_ns'];
+  const columns = result.meta.filter(m => !hidden.includes(m.name));
   const head = el('tr', {}, columns.map(c => el('th', { class: NUMERIC.test(c.type) ? 'num' : '' }, c.name)));
   const rows = result.data.map(row => {
     const tr = el('tr', {}, columns.map(c => cell(row[c.name], c.type, c.name)));
@@ -197,6 +201,11 @@ async function queryPanel(name, params, options) {
   const body = panel('panel-' + name, entry.title, entry.shows, opts.wide);
   try {
     const result = await query(name, params, opts.extra);
+    const names = result.meta.map(m => m.name);
+    // A row naming one process opens it in the process explorer.
+    if (!opts.onPick && ['node', 'pid', 'start_time_ns'].every(n => names.includes(n))) {
+      opts.onPick = row => go('processes', Object.assign(keptParams(params), { sel: [row.node, row.pid, row.start_time_ns].join('|') }));
+    }
     fill(body, opts.chart ? chart(result, ...opts.chart, Number(common(params).interval_s)) : table(result, opts));
     return result;
   } catch (error) { showError(body, error); return null; }
@@ -348,17 +357,24 @@ pages.sql = async (params) => {
   const errorBox = el('div', { id: 'sql-error', class: 'error' });
   const out = el('div', { id: 'sql-result' });
   const run = el('button', { id: 'sql-run', type: 'button' }, 'Run');
-  run.addEventListener('click', async () => {
+  const execute = async () => {
     errorBox.textContent = '';
     out.replaceChildren(el('p', { class: 'empty' }, 'running…'));
     try {
       const result = await sql(text.value);
       out.replaceChildren(table(result), el('p', { class: 'shows' }, result.rows + ' rows, ' + (result.statistics ? result.statistics.elapsed.toFixed(3) + ' s' : '')));
     } catch (error) { out.replaceChildren(); errorBox.textContent = String(error.message || error); }
-  });
+  };
+  run.addEventListener('click', execute);
   fill(body, text, el('div', {}, run), errorBox, out);
-  if (params.sql) run.click();
+  // A shared link's statement runs on opening it.
+  if (params.sql) await execute();
 };
+
+// The parameters every page shares (range and filters), for links between pages.
+function keptParams(params) {
+  return Object.fromEntries(Object.entries(params).filter(([k]) => ['range', 'from', 'to', 'live', ...FILTERS].includes(k)));
+}
 
 async function render() {
   const mine = ++generation;
@@ -367,8 +383,7 @@ async function render() {
   const { page, params } = route();
   for (const a of document.querySelectorAll('#nav a')) {
     a.classList.toggle('active', a.dataset.page === page);
-    const keep = Object.fromEntries(Object.entries(params).filter(([k]) => ['range', 'from', 'to', 'live', ...FILTERS].includes(k)));
-    const query = new URLSearchParams(keep).toString();
+    const query = new URLSearchParams(keptParams(params)).toString();
     a.href = '#/' + a.dataset.page + (query ? '?' + query : '');
   }
   const form = document.getElementById('filters');
