@@ -13,3 +13,5 @@ swift build --build-tests
 scripts/start-runtimes.sh
 scripts/build-images.sh
 swift test --skip-build 2>&1 | tee .build/test.log
+# Artifacts the tests keep: the console's pages as headless Chromium showed them.
+echo "test artifacts: $(pwd)/.build/test-artifacts ($(ls .build/test-artifacts/console 2>/dev/null | tr '\n' ' '))"
