@@ -113,6 +113,13 @@ var targets: [Target] = [
     // tables/ links the first-party tables' DDL, so the console can create the tables it
     // reads that no enabled plugin made.
     .target(name: "InfraSightCatalog", dependencies: ["InfraSightStorage", "InfraSightSchema"], exclude: ["queries", "tables"], plugins: ["AssetEmbedder"]),
+    // Detection: rules (ClickHouse boolean expressions) evaluated on every stored batch,
+    // alerts into audit.alerts and out to stdout, a file and webhooks; drift detection.
+    // rules/ (the default ruleset) and tables/ (its tables' DDL) are embedded.
+    .target(
+        name: "InfraSightRules",
+        dependencies: ["InfraSightStorage", "InfraSightSchema", "InfraSightCore", .product(name: "Yams", package: "Yams")],
+        exclude: ["rules", "tables"], plugins: ["AssetEmbedder"]),
     // The web console (--ui-listen): pages from web/ (embedded) and a JSON API over the catalog.
     .target(
         name: "InfraSightConsole",
@@ -128,7 +135,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "infrasight",
         dependencies: [
-            "InfraSightCatalog", "InfraSightConsole", "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "InfraSightContainerd", "CHostShims",
+            "InfraSightCatalog", "InfraSightConsole", "InfraSightRules", "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "InfraSightContainerd", "CHostShims",
             "InfraSightBPF", "InfraSightSDK",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

@@ -2,13 +2,13 @@ import Foundation
 import PackagePlugin
 
 /// Embeds a target's text assets as part of `swift build`: every file under the target's
-/// `queries/`, `tables/` and `web/` folders (a symbolic link counts as the file it names)
+/// `queries/`, `rules/`, `tables/` and `web/` folders (a symbolic link counts as the file it names)
 /// becomes an entry of `EmbeddedAssets.files`, keyed by its
 /// path in the target ("queries/recent_execs.sql"), so the binary carries its query
 /// catalog and console pages and nothing is looked up on disk at run time.
 @main
 struct AssetEmbedder: BuildToolPlugin {
-    static let folders = ["queries", "tables", "web"]
+    static let folders = ["queries", "rules", "tables", "web"]
 
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         guard let target = target as? SourceModuleTarget else { return [] }

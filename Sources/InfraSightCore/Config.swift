@@ -51,6 +51,7 @@ public struct InfraSightConfig: Equatable, Sendable {
     public var server = ServerConfig()
     public var run = RunConfig()
     public var console = ConsoleConfig()
+    public var rules = RulesConfig()
 
     public init() {}
 
@@ -134,6 +135,7 @@ public struct InfraSightConfig: Equatable, Sendable {
             case "server": config.server = try r.server(value)
             case "run": config.run = try r.run(value)
             case "console": config.console = try r.console(value)
+            case "rules": config.rules = try r.rules(value)
             default: throw ConfigError(file: file, "unknown key \(key)")
             }
         }

@@ -172,7 +172,7 @@ extension ConfigReader {
         return true
     }
 
-    private func bool(_ node: Node, at path: String) throws(ConfigError) -> Bool {
+    func bool(_ node: Node, at path: String) throws(ConfigError) -> Bool {
         guard case .scalar(let s) = node, let v = Bool(s.string.lowercased()) else {
             throw ConfigError(file: file, "\(path) must be true or false")
         }

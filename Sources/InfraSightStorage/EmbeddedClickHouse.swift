@@ -26,6 +26,11 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     /// Taken after `lock` when both are needed (close), so a long user query never holds
     /// up the program's inserts.
     private let guardedLock = NSLock()
+    /// A third session, the program's own, for the detection rules (`runRules`): evaluating
+    /// rules on a stored batch never waits on the next insert. Taken after `guardedLock`.
+    private var rulesConnection = AdbcConnection()
+    private var rulesOpen = false
+    private let rulesLock = NSLock()
 
     /// Opens (or creates) `dataDir`, mode 0700: it is tightened in place when an older
     /// version left it looser, if it is empty or already a ClickHouse data directory (has
@@ -70,7 +75,9 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     public func close() {
         lock.lock()
         guardedLock.lock()
+        rulesLock.lock()
         defer {
+            rulesLock.unlock()
             guardedLock.unlock()
             lock.unlock()
         }
@@ -79,6 +86,10 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         var error = AdbcError()
         if guardedOpen {
             _ = driver.pointee.ConnectionRelease(&guardedConnection, &error)
+            Self.release(&error)
+        }
+        if rulesOpen {
+            _ = driver.pointee.ConnectionRelease(&rulesConnection, &error)
             Self.release(&error)
         }
         _ = driver.pointee.ConnectionRelease(&connection, &error)
@@ -136,6 +147,34 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         } else {
             _ = try statement(sql, on: &connection, stream: nil)
         }
+    }
+
+    /// Runs one of the program's statements on the rules session (opened on first use) and
+    /// returns its result as Arrow batches.
+    @discardableResult
+    public func executeRules(_ sql: String) throws(StorageError) -> ArrowResult {
+        rulesLock.lock()
+        defer { rulesLock.unlock() }
+        try openRules()
+        return try result(of: sql, on: &rulesConnection)
+    }
+
+    /// Like `executeRules`, without reading a result, so `INTO OUTFILE` is honoured.
+    public func runRules(_ sql: String) throws(StorageError) {
+        rulesLock.lock()
+        defer { rulesLock.unlock() }
+        try openRules()
+        _ = try statement(sql, on: &rulesConnection, stream: nil)
+    }
+
+    /// Opens the rules session once (caller holds `rulesLock`).
+    private func openRules() throws(StorageError) {
+        guard !closed else { throw StorageError("embedded ClickHouse at \(dataDir) is closed") }
+        guard !rulesOpen else { return }
+        var adbcError = AdbcError()
+        try Self.check(driver.pointee.ConnectionNew(&rulesConnection, &adbcError), &adbcError, "creating the rules connection")
+        try Self.check(driver.pointee.ConnectionInit(&rulesConnection, &database, &adbcError), &adbcError, "connecting the rules session")
+        rulesOpen = true
     }
 
     /// Sets each query parameter on the read-only session (caller holds `guardedLock`),

@@ -150,7 +150,7 @@ public struct ReadOnlyQuery: Equatable, Sendable {
     static let deniedPrefixes = ["iceberg", "deltalake", "hudi", "paimon"]
 
     /// Why a call to `name` is refused, or nil when it may run.
-    static func deniedReason(_ name: String) -> String? {
+    public static func deniedReason(_ name: String) -> String? {
         let lower = name.lowercased()
         if let reason = deniedFunctions[lower] { return reason }
         if deniedPrefixes.contains(where: { lower.hasPrefix($0) }) { return "reads data lakes in files or object storage" }

@@ -3,6 +3,7 @@ import InfraSightBPF
 import InfraSightCore
 import InfraSightMetrics
 import InfraSightPipeline
+import InfraSightRules
 import InfraSightStorage
 import Logging
 
@@ -17,6 +18,8 @@ final class Readiness: @unchecked Sendable {
     var spool: BatchSpool?
     /// Server: its storage and the connected agents.
     var server: (storage: ServerStorage, agents: AgentRegistry)?
+    /// run/server: detection, when on.
+    var rules: RuleEngine?
 
     func attach(runtime: ProbeRuntime, writer: BatchWriter) {
         lock.lock()
@@ -41,6 +44,7 @@ final class Readiness: @unchecked Sendable {
         if let runtime, let writer { out += tracing(runtime, writer) }
         if let agent, let spool { out += Self.agent(agent, spool) }
         if let server { out += Self.server(server.storage, server.agents) }
+        if let rules { out += rules.samples }
         return out
     }
 

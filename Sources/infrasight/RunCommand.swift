@@ -16,6 +16,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var source: PluginSourceOptions
     @OptionGroup var storage: StorageOptions
     @OptionGroup var console: ConsoleOptions
+    @OptionGroup var rules: RulesOptions
     @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
     @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.", valueName: "HOST:PORT"))
     var metricsListen: String?
@@ -42,8 +43,10 @@ struct RunCommand: ParsableCommand {
         } catch {
             throw failure(error.description)
         }
+        // Detection wraps the store the writer inserts into: each stored batch is evaluated.
+        let detection = try startRules(rules, config: config, store: store, scratch: rulesScratch(store), tables: pluginTables, logger: logger)
         let writer = BatchWriter(
-            store: store, maxRows: config.storage.batchMaxRows, maxDelayMs: config.storage.batchMaxDelayMs,
+            store: detection ?? store, maxRows: config.storage.batchMaxRows, maxDelayMs: config.storage.batchMaxDelayMs,
             queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
         let readiness = Readiness()
         let metrics = try startMetrics(metricsListen ?? config.run.metricsListen, readiness: readiness, logger: logger)
@@ -57,6 +60,7 @@ struct RunCommand: ParsableCommand {
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries during the run are unavailable")
         writer.start()
         readiness.attach(runtime: runtime, writer: writer)
+        readiness.rules = detection
         let status = StatusLine(runtime: runtime, writer: writer)
         let deadline = duration.map { Date().addingTimeInterval($0) }
         // Stopped in reverse: tracing, then the writer's flush, then what serves the store.
@@ -65,6 +69,7 @@ struct RunCommand: ParsableCommand {
             StopService("metrics") { metrics?.stop() },
             StopService("query socket") { queryServer?.stop() },
             StopService("console") { consoleServer?.stop() },
+            StopService("rules") { detection?.finish(timeout: 30) },
             StopService("batch writer") { writer.finish(timeout: 60) },
             LoopService("dispatcher", stop: { runtime.stop() }) {
                 logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")
@@ -83,6 +88,7 @@ struct RunCommand: ParsableCommand {
             ]).text)
         }
         if let containers = SummaryLine.containers(runtime) { printError(containers.text) }
+        if let detection { printError(detection.summaryLine) }
     }
 }
 

@@ -22,6 +22,7 @@ struct ServerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Address to listen on (default: 127.0.0.1:50051, or server.listen in the config file). Beyond loopback it needs TLS or a token, or --insecure.", valueName: "HOST:PORT")) var listen: String?
     @OptionGroup var storage: StorageOptions
     @OptionGroup var console: ConsoleOptions
+    @OptionGroup var rules: RulesOptions
     @Option(name: .long, help: ArgumentHelp("Configuration file (storage: and server: keys).", valueName: "FILE")) var config: String?
     @OptionGroup var security: PipelineSecurityOptions
     @Option(name: .customLong("agent-tokens"), help: ArgumentHelp("File of per-agent tokens, one `name token` per line (mode 0600): an agent is the name its token belongs to, and its rows get that node name (or server.agent_tokens_file).", valueName: "FILE"))
@@ -78,9 +79,11 @@ struct ServerCommand: ParsableCommand {
             logger.warning("agents' bearer tokens travel in plaintext on \(listen): anyone on the path can read them; add --tls-cert/--tls-key")
         }
         let store = try storage.open(configuration)
+        // Detection wraps the store the pipeline inserts into: each stored batch is evaluated.
+        let detection = try startRules(rules, config: configuration, store: store, scratch: rulesScratch(store), tables: [], logger: logger)
         let serverStorage: ServerStorage
         do {
-            serverStorage = try ServerStorage(store: store, database: database ?? server.database ?? "audit", logger: logger)
+            serverStorage = try ServerStorage(store: detection ?? store, database: database ?? server.database ?? "audit", logger: logger)
         } catch {
             throw failure(error.description)
         }
@@ -102,6 +105,7 @@ struct ServerCommand: ParsableCommand {
         }
         let readiness = Readiness()
         readiness.server = (serverStorage, agents)
+        readiness.rules = detection
         let metrics = try startMetrics(metricsListen ?? configuration.server.metricsListen, readiness: readiness, logger: logger)
         // The console before the query socket: a console that cannot start exits, and
         // nothing started earlier needs stopping first.
@@ -115,6 +119,7 @@ struct ServerCommand: ParsableCommand {
             StopService("metrics") { metrics?.stop() },
             StopService("query socket") { queryServer?.stop() },
             StopService("console") { consoleServer?.stop() },
+            StopService("rules") { detection?.finish(timeout: 30) },
             StopService("pipeline server", started: {
                 logger.notice("listening on \(address.host):\(port) (\(mode)\(authenticator.agentTokens.isEmpty ? (security.token != nil ? ", bearer token" : "") : ", per-agent tokens")\(authenticator.certificateIdentity ? ", certificate identity" : "")) → \(store.summary)")
             }) {
@@ -133,5 +138,6 @@ struct ServerCommand: ParsableCommand {
         try Lifecycle.run(services, logger: logger)
         let c = serverStorage.counters
         printError("server: batches stored \(c.batchesStored), rows stored \(c.rowsStored), duplicate batches \(c.duplicateBatches)")
+        if let detection { printError(detection.summaryLine) }
     }
 }

@@ -1,0 +1,168 @@
+import Foundation
+import Glibc
+import Synchronization
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Where alerts go besides `audit.alerts`: JSON lines on stdout, appended to a file (0600),
+/// and POSTed to webhooks. Each alert is one JSON object: the alerts table's columns, with
+/// `row` (the source row as an object) in place of `row_json` and `tags` as an array.
+///
+/// A webhook is fed by a bounded queue (`maxQueued` alerts) and a thread of its own that
+/// POSTs each alert (`Content-Type: application/json`), retrying a failure (a network
+/// error or a status outside 2xx) with backoff up to `attempts` times. An alert that finds
+/// the queue full, or fails every attempt, is counted in `webhookDrops`.
+public final class AlertOutputs: @unchecked Sendable {
+    public static let maxQueued = 10_000
+    public static let attempts = 4
+
+    let stdout: Bool
+    let fileDescriptor: Int32?
+    let hooks: [Webhook]
+    let lock = NSLock()
+    public let webhookDrops = Atomic<UInt64>(0)
+    public let webhookSent = Atomic<UInt64>(0)
+
+    /// Opens the file (created 0600, appended to); throws a one-line reason.
+    public init(stdout: Bool, file: String?, webhooks: [String]) throws(RuleProblem) {
+        self.stdout = stdout
+        if let file {
+            let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard fd >= 0 else { throw RuleProblem(file, "cannot open the alerts file: \(String(cString: strerror(errno)))") }
+            fileDescriptor = fd
+        } else {
+            fileDescriptor = nil
+        }
+        var hooks: [Webhook] = []
+        for url in webhooks {
+            guard let target = URL(string: url), ["http", "https"].contains(target.scheme ?? "") else {
+                throw RuleProblem(url, "a webhook is an http(s) URL")
+            }
+            hooks.append(Webhook(url: target))
+        }
+        self.hooks = hooks
+        for hook in hooks { hook.start(self) }
+    }
+
+    /// The rule of an alert's JSON line.
+    static func ruleName(_ line: String) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+        return object["rule"] as? String
+    }
+
+    /// An alerts-table JSON line with `row_json` (a string) replaced by `row` (an object).
+    static func outputLine(_ line: String) -> String {
+        guard var object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { return line }
+        if let tags = object["tags"] as? String { object["tags"] = tags.split(separator: ",").map(String.init) }
+        if let text = object.removeValue(forKey: "row_json") as? String {
+            object["row"] = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) ?? text
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return line }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    public func send(_ alerts: [String]) {
+        guard stdout || fileDescriptor != nil || !hooks.isEmpty else { return }
+        let lines = alerts.map(Self.outputLine)
+        let text = Data(lines.map { $0 + "\n" }.joined().utf8)
+        lock.lock()
+        if stdout { FileHandle.standardOutput.write(text) }
+        if let fd = fileDescriptor { text.withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) } }
+        lock.unlock()
+        for hook in hooks {
+            for line in lines where !hook.enqueue(line) { webhookDrops.add(1, ordering: .relaxed) }
+        }
+    }
+
+    /// Gives the webhooks up to `timeout` seconds to send what they hold, then stops them;
+    /// what is left is counted as dropped.
+    public func finish(timeout: TimeInterval) {
+        let deadline = Date().addingTimeInterval(timeout)
+        for hook in hooks { webhookDrops.add(UInt64(hook.stop(deadline: deadline)), ordering: .relaxed) }
+        if let fd = fileDescriptor { close(fd) }
+    }
+
+    final class Webhook: @unchecked Sendable {
+        let url: URL
+        let condition = NSCondition()
+        var queue: [String] = []
+        var stopping = false
+        var deadline = Date.distantFuture
+        var sending = false
+
+        init(url: URL) { self.url = url }
+
+        func start(_ outputs: AlertOutputs) {
+            let t = Thread { [unowned self] in self.loop(outputs) }
+            t.name = "infrasight-webhook"
+            t.start()
+        }
+
+        func enqueue(_ line: String) -> Bool {
+            condition.lock()
+            defer { condition.unlock() }
+            guard !stopping, queue.count < AlertOutputs.maxQueued else { return false }
+            queue.append(line)
+            condition.signal()
+            return true
+        }
+
+        /// Returns how many alerts were still queued when the deadline passed.
+        func stop(deadline: Date) -> Int {
+            condition.lock()
+            stopping = true
+            self.deadline = deadline
+            condition.broadcast()
+            while (!queue.isEmpty || sending) && Date() < deadline { condition.wait(until: deadline) }
+            let left = queue.count
+            queue.removeAll()
+            condition.broadcast()
+            condition.unlock()
+            return left
+        }
+
+        func loop(_ outputs: AlertOutputs) {
+            while true {
+                condition.lock()
+                while queue.isEmpty && !stopping { condition.wait() }
+                if queue.isEmpty {
+                    condition.unlock()
+                    return
+                }
+                let line = queue.removeFirst()
+                sending = true
+                let deadline = self.deadline
+                condition.unlock()
+                var sent = false
+                for attempt in 0..<AlertOutputs.attempts where Date() < deadline {
+                    if attempt > 0 { Thread.sleep(forTimeInterval: min(0.25 * pow(2, Double(attempt)), max(0, deadline.timeIntervalSinceNow))) }
+                    if post(line) {
+                        sent = true
+                        break
+                    }
+                }
+                if sent { outputs.webhookSent.add(1, ordering: .relaxed) } else { outputs.webhookDrops.add(1, ordering: .relaxed) }
+                condition.lock()
+                sending = false
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+
+        func post(_ line: String) -> Bool {
+            var request = URLRequest(url: url, timeoutInterval: 10)
+            request.httpMethod = "POST"
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.httpBody = Data(line.utf8)
+            let done = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) var ok = false
+            URLSession.shared.dataTask(with: request) { _, response, error in
+                if error == nil, let status = (response as? HTTPURLResponse)?.statusCode, (200..<300).contains(status) { ok = true }
+                done.signal()
+            }.resume()
+            done.wait()
+            return ok
+        }
+    }
+}
