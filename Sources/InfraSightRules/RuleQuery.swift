@@ -69,3 +69,11 @@ enum RuleQuery {
             """
     }
 }
+
+/// Backtests, for the command line.
+public enum Backtest {
+    /// What `rule` would have raised on `table`'s rows since `fromMs` (Unix ms), oldest first.
+    public static func sql(_ rule: Rule, table: TableSchema, fromMs: Int64, limit: Int) -> String {
+        RuleQuery.backtest(rule, table: table, fromMs: fromMs, limit: limit)
+    }
+}
