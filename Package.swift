@@ -164,7 +164,7 @@ var targets: [Target] = [
     .target(name: "InfraSightTestSupport", dependencies: ["InfraSightCore"], path: "Tests/Support"),
     .testTarget(
         name: "InfraSightCoreTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightCatalog", "InfraSightPipelineProto", "InfraSightPipeline", "InfraSightTestSupport"]
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightCatalog", "InfraSightRules", "InfraSightPipelineProto", "InfraSightPipeline", "InfraSightTestSupport"]
             // The decoder tests build records from every plugin's own structs.
             + recordTargets),
     // Run the built `infrasight` and plugins on the real kernel (root required):
