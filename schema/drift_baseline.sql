@@ -1,0 +1,1 @@
+../Sources/InfraSightRules/tables/drift_baseline.sql
