@@ -63,7 +63,8 @@ import Testing
         #expect(try refused("SHOW TABLES FROM audit", format: "JSON") == "infrasight: --format JSON needs a SELECT query; SHOW output is TSV only\n")
 
         // Reads work, in any format, and a ';' inside a string is text.
-        #expect(try Self.query(data, "SHOW TABLES FROM audit").stdout == "tracing_events\n")
+        // The plugin's table, and detection's alerts and drift baseline.
+        #expect(try Self.query(data, "SHOW TABLES FROM audit").stdout == "alerts\ndrift_baseline\ntracing_events\n")
         #expect(try Self.query(data, "SELECT 'a;b' AS s FORMAT JSONEachRow").stdout == "{\"s\":\"a;b\"}\n")
         #expect(try Self.query(data, "DESCRIBE TABLE audit.tracing_events", format: "CSV").stdout.hasPrefix("\"pid\",\"UInt32\","))
         // The program's own session still writes: rows traced after the guarded queries are stored.
