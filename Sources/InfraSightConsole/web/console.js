@@ -219,6 +219,7 @@ pages.overview = async (params) => {
   statusTimer = setInterval(() => renderStatus(tiles), 2000);
   await Promise.all([
     queryPanel('events_per_second', params, { wide: true, chart: ['t', 'events_per_second', 'table'] }),
+    queryPanel('alerts', params, { wide: true, extra: { limit: '20' }, hide: ['start_time_ns', 'tags', 'source_table', 'container_image'] }),
     queryPanel('event_totals', params),
     queryPanel('nodes', params),
   ]);
@@ -342,6 +343,8 @@ pages.containers = async (params) => {
 
 pages.security = async (params) => {
   await Promise.all([
+    queryPanel('alerts', params, { wide: true, extra: { severity: params.severity || '' } }),
+    queryPanel('alerts_over_time', params, { wide: true, chart: ['t', 'alerts', 'rule'] }),
     queryPanel('ptrace_attaches', params),
     queryPanel('mounts', params),
     queryPanel('wx_mappings', params),

@@ -1,0 +1,1 @@
+../../InfraSightRules/tables/alerts.sql
