@@ -148,7 +148,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "infrasight-bench",
         dependencies: [
-            "InfraSightCore", "InfraSightStorage", "InfraSightSchema", "InfraSightBPF", "InfraSightSDK", "TracingRecord",
+            "InfraSightCore", "InfraSightStorage", "InfraSightSchema", "InfraSightBPF", "InfraSightSDK", "TracingRecord", "InfraSightRules",
             // The console benchmark serves the console and drives headless Chromium as the tests do.
             "InfraSightCatalog", "InfraSightConsole", "InfraSightTestSupport",
             .product(name: "Logging", package: "swift-log"),

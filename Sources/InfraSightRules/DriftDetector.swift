@@ -78,30 +78,39 @@ public final class DriftDetector: @unchecked Sendable {
     }
 
     /// Learns from the batch and returns the alerts for what is new after a window.
+    ///
+    /// What is new joins the baseline (in memory and in the store) only once its alerts
+    /// are made and the baseline rows are stored: when either fails, the batch throws and
+    /// nothing of it counts as seen, so a new thing is never learned without its alert.
     func evaluate(_ batch: Batch, evaluator: RuleEvaluator, alerts: TableSchema) throws(StorageError) -> (bytes: Data, rows: Int, json: [String]) {
         guard let candidateSQL = Self.candidates(batch) else { return (Data(), 0, []) }
         let found = try evaluator.drift(batch, candidates: candidateSQL)
         var baseline: [[String: Any]] = []
         var alerting: [(scope: String, kind: String, value: String)] = []
-        for c in found where !known.contains(Self.key(c.scope, c.kind, c.value)) {
+        var newScopes: [String: Int64] = [:]
+        var newKeys = Set<String>()
+        for c in found where !known.contains(Self.key(c.scope, c.kind, c.value)) && !newKeys.contains(Self.key(c.scope, c.kind, c.value)) {
             let started: Int64
-            if let s = scopes[c.scope] {
+            if let s = scopes[c.scope] ?? newScopes[c.scope] {
                 started = s
             } else {
                 started = c.ms
-                scopes[c.scope] = c.ms
+                newScopes[c.scope] = c.ms
                 baseline.append(["scope": c.scope, "kind": "scope", "value": "", "first_seen": Double(c.ms) / 1000, "learned": 1])
             }
             let learning = c.ms < started + Int64(learnSeconds) * 1000
-            known.insert(Self.key(c.scope, c.kind, c.value))
+            newKeys.insert(Self.key(c.scope, c.kind, c.value))
             baseline.append(["scope": c.scope, "kind": c.kind, "value": c.value, "first_seen": Double(c.ms) / 1000, "learned": learning ? 1 : 0])
             if !learning { alerting.append((c.scope, c.kind, c.value)) }
         }
+        let raised = alerting.isEmpty ? (Data(), 0, [])
+            : try evaluator.driftAlerts(batch, candidates: candidateSQL, new: alerting.map { ["scope": $0.scope, "kind": $0.kind, "value": $0.value] }, alerts: alerts)
         if !baseline.isEmpty {
             let bytes = try evaluator.rowBinary(jsonLines: baseline, table: table)
             try store.insert(Batch(table: table, bytes: bytes, rows: baseline.count, id: UUID().uuidString, plugin: "rules"))
         }
-        guard !alerting.isEmpty else { return (Data(), 0, []) }
-        return try evaluator.driftAlerts(batch, candidates: candidateSQL, new: alerting.map { ["scope": $0.scope, "kind": $0.kind, "value": $0.value] }, alerts: alerts)
+        scopes.merge(newScopes) { old, _ in old }
+        known.formUnion(newKeys)
+        return raised
     }
 }

@@ -148,13 +148,18 @@ public final class RuleEvaluator: @unchecked Sendable {
                 """
         }
         let rules = ["executable": "drift_new_executable", "port": "drift_new_port", "domain": "drift_new_domain"]
+        // "<before> value <between> scope <after>" per kind. Built with concat: format()
+        // takes only a constant pattern, and a value may itself hold a `%s`.
         let texts = [
-            "executable": "new executable %s in %s (not run during its learning window)",
-            "port": "new destination port %s from %s (not contacted during its learning window)",
-            "domain": "new domain %s contacted from %s (not contacted during its learning window)",
+            "executable": ("new executable ", " in ", " (not run during its learning window)"),
+            "port": ("new destination port ", " from ", " (not contacted during its learning window)"),
+            "domain": ("new domain ", " contacted from ", " (not contacted during its learning window)"),
         ]
         let ruleFor = "transform(__t.2, ['executable', 'port', 'domain'], [\(["executable", "port", "domain"].map { RuleExpansion.literal(rules[$0]!) }.joined(separator: ", "))], '')"
-        let outputFor = "format(transform(__t.2, ['executable', 'port', 'domain'], [\(["executable", "port", "domain"].map { RuleExpansion.literal(texts[$0]!) }.joined(separator: ", "))], '%s %s'), __t.3, __t.1)"
+        let outputFor = "multiIf(" + ["executable", "port", "domain"].map { kind in
+            let t = texts[kind]!
+            return "__t.2 = \(RuleExpansion.literal(kind)), concat(\(RuleExpansion.literal(t.0)), __t.3, \(RuleExpansion.literal(t.1)), __t.1, \(RuleExpansion.literal(t.2)))"
+        }.joined(separator: ", ") + ", concat(__t.3, ' ', __t.1))"
         let keys = RuleQuery.keys(table)
         let inner = keys.map { "\($0.expression) AS `__\($0.alias)`" }.joined(separator: ", ")
         let values: [String: String] = [

@@ -28,7 +28,8 @@ enum RuleQuery {
     /// One row per (row of `source`, rule it matches), in the columns of `alerts` (as the
     /// store holds them: each value is cast to the held type).
     static func evaluation(rules: [Rule], table: TableSchema, source: String, alerts: TableSchema) -> String {
-        let matches = rules.map { (rule: Rule) -> String in "(ifNull(toUInt8((\(rule.condition))), 0) != 0)" }.joined(separator: ",\n        ")
+        let tests = rules.map { (rule: Rule) -> String in "(ifNull(toUInt8((\(rule.condition))), 0) != 0)" }
+        let matches = tests.joined(separator: ",\n        ")
         /// The `__k`-th element of one value per rule.
         func pick(_ value: (Rule) -> String) -> String { "[" + rules.map(value).joined(separator: ", ") + "][__k]" }
         let tags = pick { (rule: Rule) -> String in RuleExpansion.literal(rule.tags.joined(separator: ",")) }
@@ -45,12 +46,16 @@ enum RuleQuery {
         let outerList = alerts.columns.map { column in
             inner.contains { $0.0 == column.name } ? "CAST(`__\(column.name)` AS \(column.type.description)) AS `\(column.name)`" : "defaultValueOfTypeName(\(RuleExpansion.literal(column.type.description))) AS `\(column.name)`"
         }.joined(separator: ", ")
+        // The WHERE keeps only rows some rule matches before anything else is computed
+        // for them (the row's JSON above all): most rows match nothing.
+        let any = tests.joined(separator: "\n        OR ")
         return """
             SELECT \(outerList) FROM (
                 SELECT arrayJoin(arrayFilter((i, m) -> m, range(1, \(rules.count + 1)), [
                     \(matches)])) AS __k,
                 \(innerList)
                 FROM \(source)
+                WHERE \(any)
             )
             """
     }

@@ -5,7 +5,9 @@ import InfraSightStorage
 
 /// The rules in force: the default ruleset built into the binary (`rules/*.yaml` of this
 /// module) unless turned off, then each configured file, then the `*.yaml` files of each
-/// configured directory in name order.
+/// configured directory in name order. The default ruleset's lists and macros are there
+/// even when its rules are off (`rules.default: false`, `--no-default-rules`), so a file
+/// `rules check` accepts loads the same either way.
 ///
 /// Lists and macros are shared by all files; a later definition replaces an earlier one
 /// (a site file can redefine the default `sensitive_files`). A rule named like an earlier
@@ -30,7 +32,7 @@ public struct RuleSet: Sendable {
     /// Reads the configured files (owner and mode checked as for the config file: rules are
     /// SQL the program runs) and builds the set against `tables` (by name without database).
     public static func load(_ config: RulesConfig, tables: [String: TableSchema], check: TypeChecker) -> RuleSet {
-        var sources: [(path: String, text: String)] = config.defaultRules ? builtInFiles : []
+        var sources: [(path: String, text: String)] = builtInFiles
         var problems: [RuleProblem] = []
         var paths = config.files
         for dir in config.dirs {
@@ -54,12 +56,14 @@ public struct RuleSet: Sendable {
                 problems.append(RuleProblem(path, error.reason))
             }
         }
-        return build(sources, disabled: Set(config.disabled), tables: tables, check: check, problems: problems)
+        return build(sources, disabled: Set(config.disabled), tables: tables, check: check, problems: problems,
+                     listsAndMacrosOnly: config.defaultRules ? [] : Set(builtInFiles.map(\.path)))
     }
 
-    /// The set from file texts (tests and `rules check` use it directly).
+    /// The set from file texts (tests and `rules check` use it directly). Of the files in
+    /// `listsAndMacrosOnly` (by path) only the lists and macros are used.
     public static func build(_ sources: [(path: String, text: String)], disabled: Set<String> = [], tables: [String: TableSchema],
-                             check: TypeChecker, problems initial: [RuleProblem] = []) -> RuleSet {
+                             check: TypeChecker, problems initial: [RuleProblem] = [], listsAndMacrosOnly: Set<String> = []) -> RuleSet {
         var problems = initial
         var lists: [String: [String]] = [:], macros: [String: String] = [:]
         var entries: [RuleFile.Entry] = []
@@ -68,6 +72,7 @@ public struct RuleSet: Sendable {
                 let file = try RuleFile(path: source.path, text: source.text)
                 lists.merge(file.lists) { _, new in new }
                 macros.merge(file.macros) { _, new in new }
+                if listsAndMacrosOnly.contains(source.path) { continue }
                 for entry in file.entries {
                     entries.removeAll { $0.name == entry.name }
                     entries.append(entry)

@@ -8,7 +8,10 @@ import InfraSightCore
 /// at every stage, the agent's CPU and peak RSS, and the server's RSS (the embedded
 /// engine's memory, reported apart from the agent's). After the given rates, the rate
 /// keeps doubling until a step loses events or the generator cannot reach its rate.
-func sweepBench(rates: [Int], seconds: Double) throws -> String {
+/// With `rules` the server runs as configured by default (the default ruleset and drift
+/// detection evaluate every stored batch); without, detection is off. The server's exit
+/// summary says how many rows the rules evaluated and how many they could not.
+func sweepBench(rates: [Int], seconds: Double, rules: Bool = true) throws -> String {
     let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
     let work = NSTemporaryDirectory() + "/infrasight-sweep-\(getpid())"
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -23,7 +26,9 @@ func sweepBench(rates: [Int], seconds: Double) throws -> String {
               include_comms: [sweepgen]
         """.write(toFile: "\(work)/agent.yaml", atomically: true, encoding: .utf8)
 
-    let server = try Child("\(bin)/infrasight", ["server", "--listen", "127.0.0.1:0", "--data-dir", "\(work)/data"], log: "\(work)/server.log")
+    try "rules:\n  default: false\n  dirs: []\n  drift_learn_seconds: 0\n".write(toFile: "\(work)/server.yaml", atomically: true, encoding: .utf8)
+    let server = try Child("\(bin)/infrasight", ["server", "--listen", "127.0.0.1:0", "--data-dir", "\(work)/data"] + (rules ? [] : ["--config", "\(work)/server.yaml"]),
+                           log: "\(work)/server.log")
     defer { server.stop() }
     let listening = try server.waitFor("listening on 127.0.0.1:")
     guard let port = Int(listening.components(separatedBy: "listening on 127.0.0.1:")[1].prefix(while: \.isNumber)) else {
@@ -70,8 +75,16 @@ func sweepBench(rates: [Int], seconds: Double) throws -> String {
             queue.append(rate * 2)
         }
     }
+    // The server's summary: `rules: N rules, rows evaluated N, alerts N, batches not evaluated N (rows N), ...`.
+    let summary = server.stop().split(separator: "\n").first { $0.hasPrefix("infrasight: rules: ") || $0.hasPrefix("rules: ") }.map(String.init) ?? ""
+    func number(after label: String) -> Int {
+        guard let r = summary.range(of: label + " ") else { return 0 }
+        return Int(summary[r.upperBound...].prefix(while: \.isNumber)) ?? 0
+    }
     return """
-        {"bench":"sweep_agent_server_embedded","seconds_per_step":\(seconds),\
+        {"bench":"sweep_agent_server_embedded","seconds_per_step":\(seconds),"rules":"\(rules ? "default" : "off")",\
+        "rules_in_force":\(number(after: "rules:")),"rules_rows_evaluated":\(number(after: "rows evaluated")),\
+        "rules_rows_not_evaluated":\(number(after: "(rows")),"rules_alerts":\(number(after: "alerts")),\
         "steps":[\n  \(steps.joined(separator: ",\n  "))\n],\
         "max_lossless_events_per_second":\(maxLossless),"target_events_per_second":100000,"target_met":\(maxLossless >= 100_000),\
         "target_agent_rss_mb":100}
@@ -186,6 +199,14 @@ final class Child {
             exited = true
         }
         return output
+    }
+
+    /// Waits for the exit (no signal).
+    func waitExit() {
+        guard !exited else { return }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        exited = true
     }
 
     /// User + system CPU seconds of a process.

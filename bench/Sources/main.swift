@@ -1,7 +1,11 @@
 // infrasight-bench: InfraSight's benchmarks. Each prints one JSON object with its figures.
 //   infrasight-bench all                    every benchmark below but http, one JSON object
-//   infrasight-bench sweep [--rates R,R..] [--seconds S]
+//   infrasight-bench sweep [--rates R,R..] [--seconds S] [--no-rules]
 //                                           sustained rate: agent → server → embedded ClickHouse
+//                                           (the server's default ruleset on, unless --no-rules)
+//   infrasight-bench rules [--rows N] [--samples N]
+//                                           sink rows/s with the default ruleset on vs off, the
+//                                           rules' time per row, syscall → alert latency
 //   infrasight-bench decode [--records N]   decode + RowBinary encode on one core
 //   infrasight-bench sink [--rows N]        rows/s through our sink into embedded ClickHouse,
 //                                           beside the engine's own INSERT FROM INFILE
@@ -137,16 +141,7 @@ func sinkBench(rows total: Int) throws -> String {
     _ = try store.query("TRUNCATE TABLE \(table.qualifiedName)", format: "TSV")
 
     // Ours: decode → encode → batch → queue → INSERT FROM INFILE, until all are stored.
-    let writer = BatchWriter(store: store, maxRows: 200_000, maxDelayMs: 1000, queueMaxBytes: 1 << 30, onError: { print("sink: \($0)") })
-    let channel = PluginChannel(plugin: plugin, instance: try plugin.createInstance(options: PluginOptions()),
-                                enricher: Enricher(nodeName: "bench"), consumer: writer)
-    writer.register(channel, storeTables: [table])
-    writer.start()
-    let ours = seconds {
-        feed(channel, total: total)
-        writer.finish(timeout: 600)
-    }
-    let stored = writer.counters[plugin.name]!.stored.load(ordering: .relaxed)
+    let (ours, stored) = try sinkThrough(store, plugin: plugin, table: table, rows: total)
 
     // The engine's own: the same rows as one RowBinary file, inserted directly.
     let whole = RowBinaryEncoder(capacity: 1 << 26)
@@ -172,6 +167,22 @@ func sinkBench(rows total: Int) throws -> String {
         "engine_rows_per_second":\(Int(engineRate)),"ratio":\(String(format: "%.3f", oursRate / engineRate)),\
         "target_ratio":0.8,"target_met":\(oursRate / engineRate >= 0.8)}
         """
+}
+
+/// Feeds `total` synthetic rows through a BatchWriter (200,000-row batches) into `store`
+/// and returns the seconds until all are stored and `then` has returned, and how many were.
+func sinkThrough(_ store: EventStore, plugin: LoadedPlugin, table: TableSchema, rows total: Int, then: () -> Void = {}) throws -> (seconds: Double, stored: UInt64) {
+    let writer = BatchWriter(store: store, maxRows: 200_000, maxDelayMs: 1000, queueMaxBytes: 1 << 30, onError: { print("sink: \($0)") })
+    let channel = PluginChannel(plugin: plugin, instance: try plugin.createInstance(options: PluginOptions()),
+                                enricher: Enricher(nodeName: "bench"), consumer: writer)
+    writer.register(channel, storeTables: [table])
+    writer.start()
+    let elapsed = seconds {
+        feed(channel, total: total)
+        writer.finish(timeout: 600)
+        then()
+    }
+    return (elapsed, writer.counters[plugin.name]!.stored.load(ordering: .relaxed))
 }
 
 func httpBench(url: String, rows total: Int) throws -> String {
@@ -246,7 +257,9 @@ do {
         guard let url = option("--url"), let out = option("--out") else { throw StorageError("screenshots needs --url BASE --out DIR NAME=#/HASH...") }
         print(try consoleScreenshots(url: url, out: out, pages: args.filter { $0.contains("=#/") }))
     case "sweep":
-        print(try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5))
+        print(try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5, rules: !args.contains("--no-rules")))
+    case "rules":
+        print(try rulesBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000, samples: option("--samples").flatMap { Int($0) } ?? 10))
     case "all":
         // Every benchmark, one after another (they must not share the 2 cores), as one
         // JSON object.
@@ -256,11 +269,12 @@ do {
             ("sink_embedded", try sinkBench(rows: 1_000_000)),
             ("overhead_openat", try overheadBench(ops: 200_000, rounds: 5)),
             ("console", try consoleBench(rows: 1_000_000, rounds: 5)),
+            ("rules", try rulesBench(rows: 1_000_000, samples: 10)),
             ("sweep", try sweepBench(rates: sweepRates(), seconds: option("--seconds").flatMap { Double($0) } ?? 5)),
         ]
         print("{" + parts.map { "\"\($0.0)\":\($0.1.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ",\n ") + "}")
     default:
-        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | screenshots --url BASE --out DIR NAME=#/HASH... | sweep [--rates 10000,25000,...] [--seconds S] | http --url URL [--rows N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | screenshots --url BASE --out DIR NAME=#/HASH... | sweep [--rates 10000,25000,...] [--seconds S] [--no-rules] | rules [--rows N] [--samples N] | http --url URL [--rows N]\n".utf8))
         exit(2)
     }
 } catch {
