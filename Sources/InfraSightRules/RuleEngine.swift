@@ -150,33 +150,44 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
     func evaluate(_ batch: Batch) {
         let started = DispatchTime.now().uptimeNanoseconds
         defer { counters.evaluationNs.add(DispatchTime.now().uptimeNanoseconds - started, ordering: .relaxed) }
-        var raised: [(bytes: Data, rows: Int, json: [String])] = []
-        do {
-            if let rules = rulesByTable[batch.table.name] {
-                raised.append(try evaluator.evaluate(batch, rules: rules, alerts: alertsTable))
-            }
-            if let drift, drift.watches(batch.table.name) {
-                raised.append(try drift.evaluate(batch, evaluator: evaluator, alerts: alertsTable))
-            }
-        } catch {
-            counters.evaluationErrors.add(1, ordering: .relaxed)
-            onError("rules: a batch of \(batch.rows) rows of \(batch.table.name) was not evaluated: \(error)")
-            return
-        }
-        counters.batchesEvaluated.add(1, ordering: .relaxed)
-        counters.rowsEvaluated.add(UInt64(batch.rows), ordering: .relaxed)
-        for alerts in raised where alerts.rows > 0 {
-            counters.alerts.add(UInt64(alerts.rows), ordering: .relaxed)
-            for line in alerts.json {
-                if let rule = AlertOutputs.ruleName(line) { perRule[rule]?.value.add(1, ordering: .relaxed) }
-            }
-            outputs.send(alerts.json)
+        // The rules and drift detection fail apart: alerts one of them raised are kept
+        // when the other fails.
+        var failed = false
+        func attempt(_ what: String, _ work: () throws(StorageError) -> (bytes: Data, rows: Int, json: [String])) {
             do {
-                try inner.insert(Batch(table: alertsTable, bytes: alerts.bytes, rows: alerts.rows, id: UUID().uuidString, plugin: "rules"))
+                raise(try work())
             } catch {
-                counters.alertsNotStored.add(UInt64(alerts.rows), ordering: .relaxed)
-                onError("rules: \(alerts.rows) alerts not stored in audit.alerts: \(error)")
+                failed = true
+                onError("rules: \(what) on a batch of \(batch.rows) rows of \(batch.table.name) failed: \(error)")
             }
+        }
+        if let rules = rulesByTable[batch.table.name] {
+            attempt("evaluating the rules") { () throws(StorageError) in try evaluator.evaluate(batch, rules: rules, alerts: alertsTable) }
+        }
+        if let drift, drift.watches(batch.table.name) {
+            attempt("drift detection") { () throws(StorageError) in try drift.evaluate(batch, evaluator: evaluator, alerts: alertsTable) }
+        }
+        if failed {
+            counters.evaluationErrors.add(1, ordering: .relaxed)
+        } else {
+            counters.batchesEvaluated.add(1, ordering: .relaxed)
+            counters.rowsEvaluated.add(UInt64(batch.rows), ordering: .relaxed)
+        }
+    }
+
+    /// Counts alerts, sends them to the outputs and stores them.
+    func raise(_ alerts: (bytes: Data, rows: Int, json: [String])) {
+        guard alerts.rows > 0 else { return }
+        counters.alerts.add(UInt64(alerts.rows), ordering: .relaxed)
+        for line in alerts.json {
+            if let rule = AlertOutputs.ruleName(line) { perRule[rule]?.value.add(1, ordering: .relaxed) }
+        }
+        outputs.send(alerts.json)
+        do {
+            try inner.insert(Batch(table: alertsTable, bytes: alerts.bytes, rows: alerts.rows, id: UUID().uuidString, plugin: "rules"))
+        } catch {
+            counters.alertsNotStored.add(UInt64(alerts.rows), ordering: .relaxed)
+            onError("rules: \(alerts.rows) alerts not stored in audit.alerts: \(error)")
         }
     }
 
