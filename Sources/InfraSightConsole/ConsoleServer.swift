@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// The web console over HTTP/1.1 (HTTPS with a certificate): `ConsoleAccess` decides who
 /// may ask, `ConsoleAPI` answers. Store queries run on a small thread pool of their own,
@@ -26,6 +27,17 @@ public final class ConsoleServer: @unchecked Sendable {
     private var channel: Channel?
     /// A request body larger than this is refused (a statement, not data).
     static let maxBody = 1 << 20
+    /// At most this many requests wait for (or run on) the store at once.
+    static let maxInFlight = 64
+    let inFlight = Counter()
+
+    /// A count shared with the pool's closures.
+    final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+        /// Adds one and returns the new count.
+        func enter() -> Int { value.wrappingAdd(1, ordering: .relaxed).newValue }
+        func leave() { value.wrappingSubtract(1, ordering: .relaxed) }
+    }
 
     public init(api: ConsoleAPI, access: ConsoleAccess, logger: Logger) {
         self.api = api
@@ -125,8 +137,16 @@ public final class ConsoleServer: @unchecked Sendable {
             let path = components.path
             let loop = context.eventLoop
             let bound = NIOLoopBound((self, context), eventLoop: loop)
+            // Requests waiting for the store are bounded: past the limit, 503 at once.
+            guard server.inFlight.enter() <= ConsoleServer.maxInFlight else {
+                server.inFlight.leave()
+                write(context: context, ConsoleAPI.Response(status: 503, contentType: "application/json", body: Data(#"{"error":"busy: too many requests waiting for the store; retry"}"#.utf8)), keepAlive: keepAlive)
+                return
+            }
+            let inFlight = server.inFlight
             server.pool.submit { _ in
                 let response = api.respond(method: method, path: path, query: query, body: bodyData)
+                inFlight.leave()
                 loop.execute {
                     let (handler, context) = bound.value
                     handler.write(context: context, response, keepAlive: keepAlive)
