@@ -18,7 +18,8 @@ public final class AlertOutputs: @unchecked Sendable {
     public static let attempts = 4
 
     let stdout: Bool
-    let fileDescriptor: Int32?
+    /// The alerts file; nil once `finish` closed it (a late alert is not written anywhere else).
+    private var fileDescriptor: Int32?
     let hooks: [Webhook]
     let lock = NSLock()
     public let webhookDrops = Atomic<UInt64>(0)
@@ -62,8 +63,14 @@ public final class AlertOutputs: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
+    private var hasFile: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return fileDescriptor != nil
+    }
+
     public func send(_ alerts: [String]) {
-        guard stdout || fileDescriptor != nil || !hooks.isEmpty else { return }
+        guard stdout || hasFile || !hooks.isEmpty else { return }
         let lines = alerts.map(Self.outputLine)
         let text = Data(lines.map { $0 + "\n" }.joined().utf8)
         lock.lock()
@@ -80,7 +87,10 @@ public final class AlertOutputs: @unchecked Sendable {
     public func finish(timeout: TimeInterval) {
         let deadline = Date().addingTimeInterval(timeout)
         for hook in hooks { webhookDrops.add(UInt64(hook.stop(deadline: deadline)), ordering: .relaxed) }
+        lock.lock()
         if let fd = fileDescriptor { close(fd) }
+        fileDescriptor = nil
+        lock.unlock()
     }
 
     final class Webhook: @unchecked Sendable {
