@@ -35,6 +35,15 @@ public struct CatalogQuery: Sendable, Equatable {
     /// The statement, header removed.
     public let sql: String
 
+    /// The entry as the console's `/api/catalog` and `queries list --json` show it: name,
+    /// title, shows, parameters (name, type, default or null, about).
+    public var jsonObject: [String: Any] {
+        [
+            "name": name, "title": title, "shows": shows,
+            "parameters": parameters.map { ["name": $0.name, "type": $0.type, "default": $0.defaultValue as Any? ?? NSNull(), "about": $0.about] },
+        ]
+    }
+
     /// The placeholders of `sql` in order of appearance: (name, type, range in `sql`).
     public var placeholders: [(name: String, type: String, range: Range<String.Index>)] {
         Self.placeholders(in: sql)

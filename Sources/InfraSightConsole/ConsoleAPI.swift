@@ -54,10 +54,7 @@ public struct ConsoleAPI: Sendable {
         case ("GET", "/"), ("HEAD", "/"):
             return asset("index.html")
         case ("GET", "/api/catalog"):
-            return json(catalog.queries.map { q -> [String: Any] in
-                ["name": q.name, "title": q.title, "shows": q.shows,
-                 "parameters": q.parameters.map { ["name": $0.name, "type": $0.type, "default": $0.defaultValue as Any? ?? NSNull(), "about": $0.about] }]
-            })
+            return json(catalog.queries.map(\.jsonObject))
         case ("GET", "/api/status"):
             return json([
                 "uptime_seconds": Date().timeIntervalSince(started),

@@ -66,10 +66,9 @@ public struct ConsoleAccess: Sendable {
         return host
     }
 
+    /// Loopback (host names are case-insensitive) or the address listened on.
     static func isLocal(_ host: String, listenHost: String) -> Bool {
         let lower = host.lowercased()
-        if lower == "localhost" || lower == listenHost.lowercased() || lower == "::1" { return true }
-        let parts = lower.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+        return lower == listenHost.lowercased() || isLoopback(lower)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightStorage
 import InfraSightSchema
 
 /// An alert's text: `%column` stands for the row's value of that column (`%%` is a `%`).
@@ -46,7 +47,7 @@ enum OutputTemplate {
     static func sql(_ template: String) -> String {
         let parts = pieces(template).map { piece -> String in
             switch piece {
-            case .text(let t): RuleExpansion.literal(t)
+            case .text(let t): sqlStringLiteral(t)
             case .column(let name): "ifNull(toString(`\(name)`), '')"
             }
         }

@@ -44,7 +44,7 @@ public final class RuleEvaluator: @unchecked Sendable {
 
     /// The ClickHouse type of `condition` over `table`'s columns.
     public func type(of condition: String, table: TableSchema) throws(StorageError) -> String {
-        let source = "format(RowBinary, \(RuleExpansion.literal(Self.structure(table))), '')"
+        let source = "format(RowBinary, \(sqlStringLiteral(Self.structure(table))), '')"
         let result = try engine.executeRules("DESCRIBE (SELECT (\(condition)) AS c FROM \(source))")
         guard let line = result.tsv.split(separator: "\n").first else { throw StorageError("no type for the condition") }
         let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
@@ -60,7 +60,7 @@ public final class RuleEvaluator: @unchecked Sendable {
             let output = "\(scratch)/alerts-out-\(sequence).bin"
             defer { unlink(output) }
             try engine.runRules(RuleQuery.evaluation(rules: rules, table: batch.table, source: source, alerts: alerts)
-                + "\n\(Self.readSettings)\nINTO OUTFILE \(RuleExpansion.literal(output)) FORMAT RowBinary")
+                + "\n\(Self.readSettings)\nINTO OUTFILE \(sqlStringLiteral(output)) FORMAT RowBinary")
             guard let bytes = FileManager.default.contents(atPath: output) else { throw StorageError("the rules' output \(output) cannot be read") }
             return try jsonOf(bytes, alerts: alerts)
         }
@@ -75,7 +75,7 @@ public final class RuleEvaluator: @unchecked Sendable {
         guard FileManager.default.createFile(atPath: input, contents: batch.bytes, attributes: [.posixPermissions: 0o600]) else {
             throw StorageError("cannot write \(input)")
         }
-        return try body("file(\(RuleExpansion.literal(input)), 'RowBinary', \(RuleExpansion.literal(Self.structure(batch.table))))")
+        return try body("file(\(sqlStringLiteral(input)), 'RowBinary', \(sqlStringLiteral(Self.structure(batch.table))))")
     }
 
     /// Drift candidates of a batch: (scope, kind, value, first Unix ms), one per triple.
@@ -115,8 +115,8 @@ public final class RuleEvaluator: @unchecked Sendable {
         }
         guard FileManager.default.createFile(atPath: input, contents: text, attributes: [.posixPermissions: 0o600]) else { throw StorageError("cannot write \(input)") }
         try engine.runRules("""
-            SELECT * FROM file(\(RuleExpansion.literal(input)), 'JSONEachRow', \(RuleExpansion.literal(Self.structure(table))))
-            INTO OUTFILE \(RuleExpansion.literal(output)) FORMAT RowBinary
+            SELECT * FROM file(\(sqlStringLiteral(input)), 'JSONEachRow', \(sqlStringLiteral(Self.structure(table))))
+            INTO OUTFILE \(sqlStringLiteral(output)) FORMAT RowBinary
             """)
         guard let bytes = FileManager.default.contents(atPath: output) else { throw StorageError("cannot read \(output)") }
         return bytes
@@ -155,19 +155,19 @@ public final class RuleEvaluator: @unchecked Sendable {
             "port": ("new destination port ", " from ", " (not contacted during its learning window)"),
             "domain": ("new domain ", " contacted from ", " (not contacted during its learning window)"),
         ]
-        let ruleFor = "transform(__t.2, ['executable', 'port', 'domain'], [\(["executable", "port", "domain"].map { RuleExpansion.literal(rules[$0]!) }.joined(separator: ", "))], '')"
+        let ruleFor = "transform(__t.2, ['executable', 'port', 'domain'], [\(["executable", "port", "domain"].map { sqlStringLiteral(rules[$0]!) }.joined(separator: ", "))], '')"
         let outputFor = "multiIf(" + ["executable", "port", "domain"].map { kind in
             let t = texts[kind]!
-            return "__t.2 = \(RuleExpansion.literal(kind)), concat(\(RuleExpansion.literal(t.0)), __t.3, \(RuleExpansion.literal(t.1)), __t.1, \(RuleExpansion.literal(t.2)))"
+            return "__t.2 = \(sqlStringLiteral(kind)), concat(\(sqlStringLiteral(t.0)), __t.3, \(sqlStringLiteral(t.1)), __t.1, \(sqlStringLiteral(t.2)))"
         }.joined(separator: ", ") + ", concat(__t.3, ' ', __t.1))"
         let keys = RuleQuery.keys(table)
         let inner = keys.map { "\($0.expression) AS `__\($0.alias)`" }.joined(separator: ", ")
         let values: [String: String] = [
-            "rule": ruleFor, "severity": "'medium'", "tags": "'T1204,drift'", "source_table": RuleExpansion.literal(table.name),
+            "rule": ruleFor, "severity": "'medium'", "tags": "'T1204,drift'", "source_table": sqlStringLiteral(table.name),
             "output": outputFor, "row_json": "__row",
         ]
         let outer = alerts.columns.map { column -> String in
-            let value = values[column.name] ?? (keys.contains { $0.alias == column.name } ? "`__\(column.name)`" : "defaultValueOfTypeName(\(RuleExpansion.literal(column.type.description)))")
+            let value = values[column.name] ?? (keys.contains { $0.alias == column.name } ? "`__\(column.name)`" : "defaultValueOfTypeName(\(sqlStringLiteral(column.type.description)))")
             return "CAST(\(value) AS \(column.type.description)) AS `\(column.name)`"
         }.joined(separator: ", ")
         return try withBatch(batch) { (source: String) throws(StorageError) in
@@ -178,10 +178,10 @@ public final class RuleEvaluator: @unchecked Sendable {
                     SELECT arrayJoin(\(triples)) AS __t, \(inner), formatRowNoNewline('JSONEachRow', \(table.columns.map { "`\($0.name)`" }.joined(separator: ", "))) AS __row, `wall_time_ms` AS __ms
                     FROM \(source)
                 )
-                WHERE __t IN (SELECT (scope, kind, value) FROM file(\(RuleExpansion.literal(wanted)), 'JSONEachRow', 'scope String, kind String, value String'))
+                WHERE __t IN (SELECT (scope, kind, value) FROM file(\(sqlStringLiteral(wanted)), 'JSONEachRow', 'scope String, kind String, value String'))
                 ORDER BY __ms LIMIT 1 BY __t
                 \(Self.readSettings)
-                INTO OUTFILE \(RuleExpansion.literal(output)) FORMAT RowBinary
+                INTO OUTFILE \(sqlStringLiteral(output)) FORMAT RowBinary
                 """)
             guard let bytes = FileManager.default.contents(atPath: output) else { throw StorageError("cannot read \(output)") }
             return try jsonOf(bytes, alerts: alerts)
@@ -196,7 +196,7 @@ public final class RuleEvaluator: @unchecked Sendable {
         defer { unlink(file) }
         guard FileManager.default.createFile(atPath: file, contents: bytes, attributes: [.posixPermissions: 0o600]) else { throw StorageError("cannot write \(file)") }
         let json = try engine.executeRules("""
-            SELECT formatRowNoNewline('JSONEachRow', *) FROM file(\(RuleExpansion.literal(file)), 'RowBinary', \(RuleExpansion.literal(Self.structure(alerts))))
+            SELECT formatRowNoNewline('JSONEachRow', *) FROM file(\(sqlStringLiteral(file)), 'RowBinary', \(sqlStringLiteral(Self.structure(alerts))))
             """)
         let lines = json.rows.compactMap { row -> String? in
             guard case .bytes(let b)? = row.first else { return nil }

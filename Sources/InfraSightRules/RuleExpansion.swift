@@ -50,7 +50,7 @@ public struct RuleExpansion: Sendable {
             }
             let name = String(piece.dropFirst())
             if let items = lists[name] {
-                out += "[" + items.map(Self.literal).joined(separator: ", ") + "]"
+                out += "[" + items.map(sqlStringLiteral).joined(separator: ", ") + "]"
             } else if let body = macros[name] {
                 guard !seen.contains(name) else { throw RuleProblem("", "macro \(name) uses itself (\((seen + [name]).joined(separator: " → ")))") }
                 out += "(" + (try expand(body, seen: seen + [name])) + ")"
@@ -61,10 +61,6 @@ public struct RuleExpansion: Sendable {
         return out
     }
 
-    /// A ClickHouse string literal of `text`.
-    public static func literal(_ text: String) -> String {
-        "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
-    }
 
     func check(_ condition: String) throws(RuleProblem) {
         let bytes = Array(condition.utf8)

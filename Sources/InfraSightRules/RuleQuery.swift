@@ -1,9 +1,10 @@
 import Foundation
+import InfraSightStorage
 import InfraSightSchema
 
 /// The SQL the rules run, built from checked parts: column names of the table (checked
 /// identifiers, backquoted), the rules' expanded conditions and compiled output templates,
-/// and literals (`RuleExpansion.literal`).
+/// and literals (`sqlStringLiteral`).
 enum RuleQuery {
     /// An alerts column from a row of `table`: the expression, or a default when the table
     /// lacks the column (resource_events has no node_name).
@@ -32,19 +33,19 @@ enum RuleQuery {
         let matches = tests.joined(separator: ",\n        ")
         /// The `__k`-th element of one value per rule.
         func pick(_ value: (Rule) -> String) -> String { "[" + rules.map(value).joined(separator: ", ") + "][__k]" }
-        let tags = pick { (rule: Rule) -> String in RuleExpansion.literal(rule.tags.joined(separator: ",")) }
+        let tags = pick { (rule: Rule) -> String in sqlStringLiteral(rule.tags.joined(separator: ",")) }
         let row = "formatRowNoNewline('JSONEachRow', " + table.columns.map { (c: Column) -> String in "`\(c.name)`" }.joined(separator: ", ") + ")"
         var inner: [(String, String)] = keys(table).map { ($0.alias, $0.expression) }
-        inner.append(("rule", pick { RuleExpansion.literal($0.name) }))
-        inner.append(("severity", pick { RuleExpansion.literal($0.severity.rawValue) }))
+        inner.append(("rule", pick { sqlStringLiteral($0.name) }))
+        inner.append(("severity", pick { sqlStringLiteral($0.severity.rawValue) }))
         inner.append(("tags", tags))
-        inner.append(("source_table", RuleExpansion.literal(table.name)))
+        inner.append(("source_table", sqlStringLiteral(table.name)))
         inner.append(("output", pick { OutputTemplate.sql($0.output) }))
         inner.append(("row_json", row))
         // Inner names are prefixed so no alias shadows a column of the source row.
         let innerList = inner.map { "\($0.1) AS `__\($0.0)`" }.joined(separator: ",\n    ")
         let outerList = alerts.columns.map { column in
-            inner.contains { $0.0 == column.name } ? "CAST(`__\(column.name)` AS \(column.type.description)) AS `\(column.name)`" : "defaultValueOfTypeName(\(RuleExpansion.literal(column.type.description))) AS `\(column.name)`"
+            inner.contains { $0.0 == column.name } ? "CAST(`__\(column.name)` AS \(column.type.description)) AS `\(column.name)`" : "defaultValueOfTypeName(\(sqlStringLiteral(column.type.description))) AS `\(column.name)`"
         }.joined(separator: ", ")
         // The WHERE keeps only rows some rule matches before anything else is computed
         // for them (the row's JSON above all): most rows match nothing.
@@ -66,7 +67,7 @@ enum RuleQuery {
         let keys = keys(table).map { "\($0.expression) AS `\($0.alias)`" }.joined(separator: ", ")
         let since = table.index(of: "wall_time_ms") == nil ? "1" : "`wall_time_ms` >= \(fromMs)"
         return """
-            SELECT \(keys), \(RuleExpansion.literal(rule.name)) AS rule, \(RuleExpansion.literal(rule.severity.rawValue)) AS severity, \(OutputTemplate.sql(rule.output)) AS output
+            SELECT \(keys), \(sqlStringLiteral(rule.name)) AS rule, \(sqlStringLiteral(rule.severity.rawValue)) AS severity, \(OutputTemplate.sql(rule.output)) AS output
             FROM \(table.quotedName)
             WHERE \(since) AND (ifNull(toUInt8((\(rule.condition))), 0) != 0)
             ORDER BY \(table.index(of: "wall_time_ms") == nil ? "tuple()" : "`wall_time_ms`")

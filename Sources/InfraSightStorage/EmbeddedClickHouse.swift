@@ -185,8 +185,8 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     private func bind(_ parameters: [String: String]) throws(StorageError) {
         for (name, value) in parameters.sorted(by: { $0.key < $1.key }) {
             precondition(ReadOnlyQuery.isParameterName(name), "unchecked parameter name")
-            let literal = EmbeddedStore.quoted(ReadOnlyQuery.escapedParameter(value))
-            _ = try result(of: "SET param_\(name) = '\(literal)'", on: &guardedConnection)
+            let literal = sqlStringLiteral(ReadOnlyQuery.escapedParameter(value))
+            _ = try result(of: "SET param_\(name) = \(literal)", on: &guardedConnection)
         }
     }
 

@@ -78,7 +78,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         let file = try writeScratch(batch.bytes, suffix: "rowbinary")
         defer { unlink(file) }
         let result = try engine.execute(
-            "INSERT INTO \(batch.table.qualifiedName) \(batch.table.columnList) FROM INFILE '\(file)' SETTINGS input_format_binary_read_json_as_string = 1, insert_deduplication_token = '\(Self.quoted(batch.id))' FORMAT RowBinary")
+            "INSERT INTO \(batch.table.qualifiedName) \(batch.table.columnList) FROM INFILE \(sqlStringLiteral(file)) SETTINGS input_format_binary_read_json_as_string = 1, insert_deduplication_token = \(sqlStringLiteral(batch.id)) FORMAT RowBinary")
         // 0 rows: a batch id stored before (the deduplication token matched).
         if result.affectedRows > 0 && result.affectedRows != Int64(batch.rows) {
             throw StorageError("inserted \(result.affectedRows) of \(batch.rows) rows into \(batch.table.qualifiedName)")
@@ -86,9 +86,6 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
     }
 
     /// A value for inside single quotes.
-    static func quoted(_ text: String) -> String {
-        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
-    }
 
     public func query(_ text: String, format: String) throws(StorageError) -> Data {
         let q = UserQuery(text)
@@ -113,7 +110,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
     func formatted(_ sql: String, format: String, readOnly: Bool, parameters: [String: String] = [:]) throws(StorageError) -> Data {
         let file = scratchFile("out")
         defer { unlink(file) }
-        try engine.run("\(sql)\nINTO OUTFILE '\(Self.quoted(file))' FORMAT \(format)", readOnly: readOnly, parameters: parameters)
+        try engine.run("\(sql)\nINTO OUTFILE \(sqlStringLiteral(file)) FORMAT \(format)", readOnly: readOnly, parameters: parameters)
         guard let data = FileManager.default.contents(atPath: file) else {
             throw StorageError("the query ran but its output \(file) cannot be read")
         }

@@ -397,3 +397,10 @@ struct SQLStatement {
         }
     }
 }
+
+/// `text` as a ClickHouse string literal, quotes included: backslash and quote escaped, so
+/// the literal holds exactly `text` (for the program's own SQL: file names, batch ids,
+/// rule names; values from outside go as query parameters or data files instead).
+public func sqlStringLiteral(_ text: String) -> String {
+    "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+}

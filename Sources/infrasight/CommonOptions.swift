@@ -10,15 +10,19 @@ struct PluginSourceOptions: ParsableArguments {
     var pluginDirs: [String] = []
 
     /// The config, or an ExitCode after printing the one-line error.
-    func loadConfig() throws -> InfraSightConfig {
-        do {
-            return try InfraSightConfig.load(path: config)
-        } catch {
-            throw failure(error.description, code: 2)
-        }
-    }
+    func loadConfig() throws -> InfraSightConfig { try infrasight.loadConfig(config) }
 
     func catalog(_ config: InfraSightConfig) -> PluginCatalog {
         PluginCatalog.discover(config: config, extraDirs: pluginDirs)
+    }
+}
+
+/// The config file at `path` (or the default), or an ExitCode after printing its one-line
+/// error (exit 2): every command reads its config this way.
+func loadConfig(_ path: String?) throws -> InfraSightConfig {
+    do {
+        return try InfraSightConfig.load(path: path)
+    } catch {
+        throw failure(error.description, code: 2)
     }
 }

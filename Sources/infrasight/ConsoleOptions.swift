@@ -40,18 +40,14 @@ struct ConsoleOptions: ParsableArguments {
         guard let address = HostPort(listen) else { throw failure("console.listen must be HOST:PORT (got \(listen))", code: 2) }
         let certificate = tlsCert ?? config.tls.certificate, key = tlsKey ?? config.tls.key
         if (certificate == nil) != (key == nil) { throw failure("console.tls_cert and console.tls_key go together", code: 2) }
-        var token: String?
+        let token: String?
         do {
-            if let file = tokenFile ?? config.tls.tokenFile {
-                token = try SecretFile.read(file, what: "console token file").trimmingCharacters(in: .whitespacesAndNewlines)
-            } else if let env = ProcessInfo.processInfo.environment["INFRASIGHT_UI_TOKEN"], !env.isEmpty {
-                token = env.trimmingCharacters(in: .whitespacesAndNewlines)
-            }
+            // As the pipeline's token: a 0600 file's first line, or the environment.
+            token = try PipelineSecurity.token(file: tokenFile ?? config.tls.tokenFile, environment: "INFRASIGHT_UI_TOKEN")
             if let key { try SecretFile.check(key, what: "console TLS key") }
         } catch {
             throw failure(error.description, code: 2)
         }
-        if token?.isEmpty == true { throw failure("the console token is empty", code: 2) }
         let tls = certificate.map { ConsoleServer.TLSFiles(certificate: $0, key: key!) }
         if !isLoopback(address.host) && tls == nil && token == nil {
             throw failure("refusing to serve the console on \(listen) with neither TLS nor a token: anyone who reaches it could read every stored event; add --ui-tls-cert/--ui-tls-key or --ui-token-file", code: 2)

@@ -23,7 +23,7 @@ struct QueriesCommand: ParsableCommand {
                 for q in queries { print(q.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + q.title) }
                 return
             }
-            print(String(decoding: try JSONSerialization.data(withJSONObject: queries.map(\.json), options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            print(String(decoding: try JSONSerialization.data(withJSONObject: queries.map(\.jsonObject), options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
         }
     }
 
@@ -53,33 +53,14 @@ struct QueriesCommand: ParsableCommand {
         @Option(help: "Any ClickHouse output format.") var format = "TSVWithNames"
 
         func run() throws {
-            let config: InfraSightConfig
-            do {
-                config = try InfraSightConfig.load(path: self.config)
-            } catch {
-                throw failure(error.description, code: 2)
-            }
+            let config = try loadConfig(self.config)
             guard let seconds = QueryCatalog.seconds(of: since) else { throw failure("--since \(since): a number with s, m, h or d", code: 64) }
             var values = QueryCatalog.timeRange(lastSeconds: seconds)
             for p in params {
                 guard let equals = p.firstIndex(of: "=") else { throw failure("--param \(p): NAME=VALUE", code: 64) }
                 values[String(p[..<equals])] = String(p[p.index(after: equals)...])
             }
-            let output: Data
-            do {
-                let query = try QueryCatalog.builtIn.bind(name, values, format: format)
-                if storage.serverURL(config) == nil,
-                    let answer = try QueryServer.ask(dataDir: storage.resolvedDataDir(config), sql: query.sql, format: query.format, parameters: query.parameters)
-                {
-                    output = answer
-                } else {
-                    let store = try storage.open(config)
-                    defer { store.close() }
-                    output = try store.readOnlyQuery(query)
-                }
-            } catch let error as StorageError {
-                throw failure(error.description)
-            }
+            let output = try storage.readOnly(config) { () throws(StorageError) in try QueryCatalog.builtIn.bind(name, values, format: format) }
             FileHandle.standardOutput.write(output)
         }
     }
@@ -108,14 +89,5 @@ struct QueriesCommand: ParsableCommand {
             }
             print("wrote \(files.count) dashboards to \(out): \(files.keys.sorted().joined(separator: ", "))")
         }
-    }
-}
-
-extension CatalogQuery {
-    var json: [String: Any] {
-        [
-            "name": name, "title": title, "shows": shows,
-            "parameters": parameters.map { ["name": $0.name, "type": $0.type, "default": $0.defaultValue as Any? ?? NSNull(), "about": $0.about] },
-        ]
     }
 }

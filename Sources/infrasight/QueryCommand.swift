@@ -21,12 +21,7 @@ struct QueryCommand: ParsableCommand {
     @Argument(help: "The SQL statement.") var sql: String
 
     func run() throws {
-        let config: InfraSightConfig
-        do {
-            config = try InfraSightConfig.load(path: self.config)
-        } catch {
-            throw failure(error.description, code: 2)
-        }
+        let config = try loadConfig(self.config)
         // Through the socket of a running process, a statement crosses from the caller to
         // that process (root's, usually): it is checked and runs read-only. Opened here, the
         // store is the caller's own: the embedded files they can already read and write, or

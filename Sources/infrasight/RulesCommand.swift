@@ -14,15 +14,6 @@ struct RulesCommand: ParsableCommand {
         abstract: "List, check and backtest detection rules; show drift baselines.",
         subcommands: [List.self, Check.self, Test.self, Baseline.self])
 
-    /// The config, or an exit with one line.
-    static func config(_ path: String?) throws -> InfraSightConfig {
-        do {
-            return try InfraSightConfig.load(path: path)
-        } catch {
-            throw failure(error.description, code: 2)
-        }
-    }
-
     /// An engine to check rules with: the store's own when `store` is embedded, else a
     /// scratch engine of this process (removed afterwards).
     static func evaluator(for store: EventStore?, config: InfraSightConfig) throws -> RuleEvaluator {
@@ -49,7 +40,7 @@ struct RulesCommand: ParsableCommand {
         @Flag(help: "A JSON array: name, severity, table, tags, description, condition (expanded), output, place.") var json = false
 
         func run() throws {
-            let config = try RulesCommand.config(self.config)
+            let config = try loadConfig(self.config)
             let evaluator = try RulesCommand.evaluator(for: nil, config: config)
             defer { evaluator.close() }
             let set = RuleSet.load(config.rules, tables: ruleTables(RulesCommand.NoStore(), extra: []), check: evaluator.type)
@@ -78,7 +69,7 @@ struct RulesCommand: ParsableCommand {
         @Argument(help: "Rules files.") var files: [String]
 
         func run() throws {
-            let config = try RulesCommand.config(self.config)
+            let config = try loadConfig(self.config)
             let evaluator = try RulesCommand.evaluator(for: nil, config: config)
             defer { evaluator.close() }
             var checked = RulesConfig()
@@ -107,7 +98,7 @@ struct RulesCommand: ParsableCommand {
         @Option(name: .customLong("rules"), help: ArgumentHelp("A rules file to load besides the configured ones (repeatable).", valueName: "FILE")) var files: [String] = []
 
         func run() throws {
-            let config = try RulesCommand.config(self.config)
+            let config = try loadConfig(self.config)
             guard let seconds = QueryCatalog.seconds(of: since) else { throw failure("--since \(since): a number with s, m, h or d", code: 64) }
             guard limit > 0 else { throw failure("--limit must be positive", code: 64) }
             var rulesConfig = config.rules
@@ -154,22 +145,8 @@ struct RulesCommand: ParsableCommand {
             @Argument(help: "A container image (as in container_image) or host:NODE.") var scope: String
 
             func run() throws {
-                let config = try RulesCommand.config(self.config)
-                let output: Data
-                do {
-                    let query = try DriftDetector.baselineQuery(scope: scope)
-                    if storage.serverURL(config) == nil,
-                        let answer = try QueryServer.ask(dataDir: storage.resolvedDataDir(config), sql: query.sql, format: query.format, parameters: query.parameters)
-                    {
-                        output = answer
-                    } else {
-                        let store = try storage.open(config)
-                        defer { store.close() }
-                        output = try store.readOnlyQuery(query)
-                    }
-                } catch let error as StorageError {
-                    throw failure(error.description)
-                }
+                let config = try loadConfig(self.config)
+                let output = try storage.readOnly(config) { () throws(StorageError) in try DriftDetector.baselineQuery(scope: scope) }
                 guard output.split(separator: 0x0A).count > 1 else { throw failure("no baseline for \(scope) (drift detection has not seen it)") }
                 FileHandle.standardOutput.write(output)
             }

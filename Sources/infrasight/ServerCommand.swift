@@ -49,12 +49,7 @@ struct ServerCommand: ParsableCommand {
     func run() throws {
         InfraSight.bootstrapLogging()
         let logger = Logger(label: "infrasight")
-        let configuration: InfraSightConfig
-        do {
-            configuration = try InfraSightConfig.load(path: config)
-        } catch {
-            throw failure(error.description, code: 2)
-        }
+        let configuration = try loadConfig(config)
         let security = try security.security(configuration.server.tls)
         let consolePlan = try console.plan(configuration.console, logger: logger)
         let server = configuration.server

@@ -31,6 +31,25 @@ struct StorageOptions: ParsableArguments {
         return dir.hasPrefix("/") ? dir : FileManager.default.currentDirectoryPath + "/" + dir
     }
 
+    /// Runs a read-only query built by `make`: through the query socket of a process that
+    /// holds the embedded store, else on the store opened here; a refusal or store error
+    /// is one line and exit 1.
+    func readOnly(_ config: InfraSightConfig, _ make: () throws(StorageError) -> ReadOnlyQuery) throws -> Data {
+        do {
+            let query = try make()
+            if serverURL(config) == nil,
+                let answer = try QueryServer.ask(dataDir: resolvedDataDir(config), sql: query.sql, format: query.format, parameters: query.parameters)
+            {
+                return answer
+            }
+            let store = try open(config)
+            defer { store.close() }
+            return try store.readOnlyQuery(query)
+        } catch let error as StorageError {
+            throw failure(error.description)
+        }
+    }
+
     /// Opens the store, or throws an ExitCode after printing one line.
     func open(_ config: InfraSightConfig) throws -> EventStore {
         do {
