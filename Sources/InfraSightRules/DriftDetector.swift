@@ -22,8 +22,10 @@ public final class DriftDetector: @unchecked Sendable {
     /// "scope\u{0}kind\u{0}value"
     private var known = Set<String>()
 
-    public let ruleNames = ["drift_new_executable", "drift_new_port", "drift_new_domain"]
+    /// What is learned, and the rule that alerts on a new one of each kind.
+    static let kinds = ["executable", "port", "domain"]
     static let ruleOf = ["executable": "drift_new_executable", "port": "drift_new_port", "domain": "drift_new_domain"]
+    public var ruleNames: [String] { Self.kinds.map { Self.ruleOf[$0]! } }
 
     public static let baselineDDL: TableSchema = {
         do {
@@ -104,7 +106,7 @@ public final class DriftDetector: @unchecked Sendable {
             if !learning { alerting.append((c.scope, c.kind, c.value)) }
         }
         let raised = alerting.isEmpty ? (Data(), 0, [])
-            : try evaluator.driftAlerts(batch, candidates: candidateSQL, new: alerting.map { ["scope": $0.scope, "kind": $0.kind, "value": $0.value] }, alerts: alerts)
+            : try evaluator.driftAlerts(batch, new: alerting.map { ["scope": $0.scope, "kind": $0.kind, "value": $0.value] }, alerts: alerts)
         if !baseline.isEmpty {
             let bytes = try evaluator.rowBinary(jsonLines: baseline, table: table)
             try store.insert(Batch(table: table, bytes: bytes, rows: baseline.count, id: UUID().uuidString, plugin: "rules"))

@@ -56,26 +56,49 @@ public final class RuleEvaluator: @unchecked Sendable {
     /// each as a JSON object (for the outputs).
     public func evaluate(_ batch: Batch, rules: [Rule], alerts: TableSchema) throws(StorageError) -> (bytes: Data, rows: Int, json: [String]) {
         try withBatch(batch) { (source: String) throws(StorageError) in
-            sequence += 1
-            let output = "\(scratch)/alerts-out-\(sequence).bin"
-            defer { unlink(output) }
-            try engine.runRules(RuleQuery.evaluation(rules: rules, table: batch.table, source: source, alerts: alerts)
-                + "\n\(Self.readSettings)\nINTO OUTFILE \(sqlStringLiteral(output)) FORMAT RowBinary")
-            guard let bytes = FileManager.default.contents(atPath: output) else { throw StorageError("the rules' output \(output) cannot be read") }
-            return try jsonOf(bytes, alerts: alerts)
+            try alertRows(RuleQuery.evaluation(rules: rules, table: batch.table, source: source, alerts: alerts) + "\n\(Self.readSettings)", alerts: alerts)
         }
     }
 
     /// Writes `batch` to a scratch file for the duration of `body`, which gets the
     /// `file(...)` table function reading it.
     func withBatch<T>(_ batch: Batch, _ body: (String) throws(StorageError) -> T) throws(StorageError) -> T {
-        sequence += 1
-        let input = "\(scratch)/batch-\(sequence).bin"
-        defer { unlink(input) }
-        guard FileManager.default.createFile(atPath: input, contents: batch.bytes, attributes: [.posixPermissions: 0o600]) else {
-            throw StorageError("cannot write \(input)")
+        try withFile(batch.bytes, named: "batch.bin") { (input: String) throws(StorageError) in
+            try body("file(\(sqlStringLiteral(input)), 'RowBinary', \(sqlStringLiteral(Self.structure(batch.table))))")
         }
-        return try body("file(\(sqlStringLiteral(input)), 'RowBinary', \(sqlStringLiteral(Self.structure(batch.table))))")
+    }
+
+    /// Writes `contents` to a fresh scratch file (0600) for the duration of `body`.
+    func withFile<T>(_ contents: Data, named name: String, _ body: (String) throws(StorageError) -> T) throws(StorageError) -> T {
+        sequence += 1
+        let path = "\(scratch)/\(sequence)-\(name)"
+        defer { unlink(path) }
+        guard FileManager.default.createFile(atPath: path, contents: contents, attributes: [.posixPermissions: 0o600]) else {
+            throw StorageError("cannot write \(path)")
+        }
+        return try body(path)
+    }
+
+    /// Runs `sql` with its rows written as RowBinary to a fresh scratch file, and returns
+    /// `body` of that file's path and bytes.
+    func withOutput<T>(of sql: String, _ body: (String, Data) throws(StorageError) -> T) throws(StorageError) -> T {
+        sequence += 1
+        let path = "\(scratch)/\(sequence)-output.bin"
+        defer { unlink(path) }
+        try engine.runRules("\(sql)\nINTO OUTFILE \(sqlStringLiteral(path)) FORMAT RowBinary")
+        guard let bytes = FileManager.default.contents(atPath: path) else { throw StorageError("the rules' output \(path) cannot be read") }
+        return try body(path, bytes)
+    }
+
+    /// JSON objects as JSONEachRow text (the engine reads values as data, never as SQL).
+    static func jsonEachRow(_ objects: [[String: Any]]) throws(StorageError) -> Data {
+        var text = Data()
+        for object in objects {
+            guard let line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { throw StorageError("a row cannot be written as JSON") }
+            text.append(line)
+            text.append(0x0A)
+        }
+        return text
     }
 
     /// Drift candidates of a batch: (scope, kind, value, first Unix ms), one per triple.
@@ -101,39 +124,20 @@ public final class RuleEvaluator: @unchecked Sendable {
     /// Rows given as JSON objects, as RowBinary in `table`'s layout (the engine converts a
     /// data file; the values never become SQL).
     func rowBinary(jsonLines: [[String: Any]], table: TableSchema) throws(StorageError) -> Data {
-        sequence += 1
-        let input = "\(scratch)/rows-\(sequence).json", output = "\(scratch)/rows-\(sequence).bin"
-        defer {
-            unlink(input)
-            unlink(output)
+        try withFile(try Self.jsonEachRow(jsonLines), named: "rows.json") { (input: String) throws(StorageError) in
+            try withOutput(of: "SELECT * FROM file(\(sqlStringLiteral(input)), 'JSONEachRow', \(sqlStringLiteral(Self.structure(table))))") { _, bytes in bytes }
         }
-        var text = Data()
-        for object in jsonLines {
-            guard let line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { throw StorageError("a row cannot be written as JSON") }
-            text.append(line)
-            text.append(0x0A)
-        }
-        guard FileManager.default.createFile(atPath: input, contents: text, attributes: [.posixPermissions: 0o600]) else { throw StorageError("cannot write \(input)") }
-        try engine.runRules("""
-            SELECT * FROM file(\(sqlStringLiteral(input)), 'JSONEachRow', \(sqlStringLiteral(Self.structure(table))))
-            INTO OUTFILE \(sqlStringLiteral(output)) FORMAT RowBinary
-            """)
-        guard let bytes = FileManager.default.contents(atPath: output) else { throw StorageError("cannot read \(output)") }
-        return bytes
     }
 
     /// Alerts for the drift triples `new` (each alerts once: its first row in the batch).
-    func driftAlerts(_ batch: Batch, candidates: String, new: [[String: String]], alerts: TableSchema) throws(StorageError) -> (bytes: Data, rows: Int, json: [String]) {
-        sequence += 1
-        let wanted = "\(scratch)/drift-\(sequence).json"
-        defer { unlink(wanted) }
-        let lines = new.compactMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }
-        var text = Data()
-        for line in lines {
-            text.append(line)
-            text.append(0x0A)
+    func driftAlerts(_ batch: Batch, new: [[String: String]], alerts: TableSchema) throws(StorageError) -> (bytes: Data, rows: Int, json: [String]) {
+        try withFile(try Self.jsonEachRow(new), named: "drift.json") { (wanted: String) throws(StorageError) in
+            try driftAlerts(batch, wanted: wanted, alerts: alerts)
         }
-        guard FileManager.default.createFile(atPath: wanted, contents: text, attributes: [.posixPermissions: 0o600]) else { throw StorageError("cannot write \(wanted)") }
+    }
+
+    /// The alerts of `driftAlerts`, for the triples listed in the JSONEachRow file `wanted`.
+    private func driftAlerts(_ batch: Batch, wanted: String, alerts: TableSchema) throws(StorageError) -> (bytes: Data, rows: Int, json: [String]) {
         let table = batch.table
         let scope = "if(`container_image` != '', `container_image`, concat('host:', `node_name`))"
         // Each row with the triples it names (none, one, or a connect's port and domain).
@@ -147,7 +151,6 @@ public final class RuleEvaluator: @unchecked Sendable {
                  if(`event_type` = 'connect' AND ifNull(`resolved_domain`, '') != '', (\(scope), 'domain', assumeNotNull(`resolved_domain`)), \(none))]
                 """
         }
-        let rules = ["executable": "drift_new_executable", "port": "drift_new_port", "domain": "drift_new_domain"]
         // "<before> value <between> scope <after>" per kind. Built with concat: format()
         // takes only a constant pattern, and a value may itself hold a `%s`.
         let texts = [
@@ -155,8 +158,8 @@ public final class RuleEvaluator: @unchecked Sendable {
             "port": ("new destination port ", " from ", " (not contacted during its learning window)"),
             "domain": ("new domain ", " contacted from ", " (not contacted during its learning window)"),
         ]
-        let ruleFor = "transform(__t.2, ['executable', 'port', 'domain'], [\(["executable", "port", "domain"].map { sqlStringLiteral(rules[$0]!) }.joined(separator: ", "))], '')"
-        let outputFor = "multiIf(" + ["executable", "port", "domain"].map { kind in
+        let ruleFor = "transform(__t.2, [\(DriftDetector.kinds.map(sqlStringLiteral).joined(separator: ", "))], [\(DriftDetector.kinds.map { sqlStringLiteral(DriftDetector.ruleOf[$0]!) }.joined(separator: ", "))], '')"
+        let outputFor = "multiIf(" + DriftDetector.kinds.map { kind in
             let t = texts[kind]!
             return "__t.2 = \(sqlStringLiteral(kind)), concat(\(sqlStringLiteral(t.0)), __t.3, \(sqlStringLiteral(t.1)), __t.1, \(sqlStringLiteral(t.2)))"
         }.joined(separator: ", ") + ", concat(__t.3, ' ', __t.1))"
@@ -171,9 +174,7 @@ public final class RuleEvaluator: @unchecked Sendable {
             return "CAST(\(value) AS \(column.type.description)) AS `\(column.name)`"
         }.joined(separator: ", ")
         return try withBatch(batch) { (source: String) throws(StorageError) in
-            let output = "\(scratch)/drift-alerts-\(sequence).bin"
-            defer { unlink(output) }
-            try engine.runRules("""
+            try alertRows("""
                 SELECT \(outer) FROM (
                     SELECT arrayJoin(\(triples)) AS __t, \(inner), formatRowNoNewline('JSONEachRow', \(table.columns.map { "`\($0.name)`" }.joined(separator: ", "))) AS __row, `wall_time_ms` AS __ms
                     FROM \(source)
@@ -181,27 +182,23 @@ public final class RuleEvaluator: @unchecked Sendable {
                 WHERE __t IN (SELECT (scope, kind, value) FROM file(\(sqlStringLiteral(wanted)), 'JSONEachRow', 'scope String, kind String, value String'))
                 ORDER BY __ms LIMIT 1 BY __t
                 \(Self.readSettings)
-                INTO OUTFILE \(sqlStringLiteral(output)) FORMAT RowBinary
-                """)
-            guard let bytes = FileManager.default.contents(atPath: output) else { throw StorageError("cannot read \(output)") }
-            return try jsonOf(bytes, alerts: alerts)
+                """, alerts: alerts)
         }
     }
 
-    /// Alerts RowBinary, its row count and its rows as JSON objects.
-    func jsonOf(_ bytes: Data, alerts: TableSchema) throws(StorageError) -> (bytes: Data, rows: Int, json: [String]) {
-        guard !bytes.isEmpty else { return (bytes, 0, []) }
-        sequence += 1
-        let file = "\(scratch)/alerts-\(sequence).bin"
-        defer { unlink(file) }
-        guard FileManager.default.createFile(atPath: file, contents: bytes, attributes: [.posixPermissions: 0o600]) else { throw StorageError("cannot write \(file)") }
-        let json = try engine.executeRules("""
-            SELECT formatRowNoNewline('JSONEachRow', *) FROM file(\(sqlStringLiteral(file)), 'RowBinary', \(sqlStringLiteral(Self.structure(alerts))))
-            """)
-        let lines = json.rows.compactMap { row -> String? in
-            guard case .bytes(let b)? = row.first else { return nil }
-            return String(decoding: b, as: UTF8.self)
+    /// Runs `sql`, whose rows are alerts in `alerts`' layout: their RowBinary, count and
+    /// each as a JSON object (read from the same output file).
+    func alertRows(_ sql: String, alerts: TableSchema) throws(StorageError) -> (bytes: Data, rows: Int, json: [String]) {
+        try withOutput(of: sql) { (path: String, bytes: Data) throws(StorageError) in
+            guard !bytes.isEmpty else { return (bytes, 0, []) }
+            let json = try engine.executeRules("""
+                SELECT formatRowNoNewline('JSONEachRow', *) FROM file(\(sqlStringLiteral(path)), 'RowBinary', \(sqlStringLiteral(Self.structure(alerts))))
+                """)
+            let lines = json.rows.compactMap { row -> String? in
+                guard case .bytes(let b)? = row.first else { return nil }
+                return String(decoding: b, as: UTF8.self)
+            }
+            return (bytes, lines.count, lines)
         }
-        return (bytes, lines.count, lines)
     }
 }
