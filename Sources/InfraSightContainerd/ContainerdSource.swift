@@ -80,6 +80,11 @@ public final class ContainerdSource: ContainerMetadataSource {
     static let eventFilters = [#"topic=="/containers/create""#, #"topic=="/containers/delete""#]
 
     /// One subscription, until it drops or the task is cancelled.
+    ///
+    /// containerd (Go gRPC) sends a stream's headers only with its first message, so the
+    /// subscription cannot be seen to be in place; it is taken to be once a request sent
+    /// after it on the same connection (the listing) is answered: the server has read the
+    /// subscription's stream first. Then the source says it follows (`following`).
     func follow(_ resolver: ContainerResolver, subscribed: SignalFlag) async {
         do {
             let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
@@ -88,42 +93,64 @@ public final class ContainerdSource: ContainerMetadataSource {
                 let containers = Containerd_Services_Containers_V1_Containers.Client(wrapping: client)
                 var request = Containerd_Services_Events_V1_SubscribeRequest()
                 request.filters = Self.eventFilters
-                try await events.subscribe(request: ClientRequest(message: request)) { response in
-                    subscribed.set()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        try await events.subscribe(request: ClientRequest(message: request)) { response in
+                            subscribed.set()
+                            for try await envelope in response.messages where self.namespaces.contains(envelope.namespace) {
+                                await self.handle(envelope, containers: containers, resolver: resolver)
+                            }
+                        }
+                    }
+                    // Sent after the subscription's stream opened (a moment to be sure).
+                    try await Task.sleep(for: .milliseconds(50))
                     // What was created while no stream was open (or before start-up). A
                     // listing that fails costs nothing but speed: those containers are
                     // looked up at their first event.
+                    var listedAny = false
                     for namespace in self.namespaces {
-                        let listed = try? await containers.list(Containerd_Services_Containers_V1_ListContainersRequest(),
-                                                                metadata: ["containerd-namespace": .string(namespace)])
-                        for c in listed?.containers ?? [] {
+                        guard let listed = try? await containers.list(Containerd_Services_Containers_V1_ListContainersRequest(),
+                                                                      metadata: ["containerd-namespace": .string(namespace)]) else { continue }
+                        listedAny = true
+                        for c in listed.containers {
                             resolver.announce(c.id, ContainerResolver.Metadata(image: c.image, labels: c.labels), from: self)
                         }
                     }
-                    for try await envelope in response.messages where self.namespaces.contains(envelope.namespace) {
-                        switch envelope.topic {
-                        case "/containers/create":
-                            guard let created = try? Containerd_Events_ContainerCreate(serializedBytes: envelope.event.value) else { continue }
-                            var get = Containerd_Services_Containers_V1_GetContainerRequest()
-                            get.id = created.id
-                            if let reply = try? await containers.get(get, metadata: ["containerd-namespace": .string(envelope.namespace)]) {
-                                resolver.announce(created.id, ContainerResolver.Metadata(image: reply.container.image, labels: reply.container.labels), from: self)
-                            } else {
-                                // Without its labels the event's word is provisional: the
-                                // container is looked up and its rows wait for the answer.
-                                resolver.announce(created.id, ContainerResolver.Metadata(image: created.image, labels: [:]), from: self, exact: false)
-                            }
-                        case "/containers/delete":
-                            guard let deleted = try? Containerd_Events_ContainerDelete(serializedBytes: envelope.event.value) else { continue }
-                            resolver.forget(deleted.id)
-                        default:
-                            break
-                        }
+                    if listedAny {
+                        subscribed.set()
+                        resolver.following(self)
                     }
+                    // Until the subscription ends.
+                    try await group.next()
+                    group.cancelAll()
                 }
             }
         } catch {
             // The stream dropped or could not open: `watch` reconnects.
+        }
+    }
+
+    /// One event from the stream: a create is answered with a Get (for the labels), a
+    /// delete forgets the container.
+    private func handle(_ envelope: Containerd_Services_Events_V1_Envelope, containers: Containerd_Services_Containers_V1_Containers.Client<some ClientTransport>,
+                        resolver: ContainerResolver) async {
+        switch envelope.topic {
+        case "/containers/create":
+            guard let created = try? Containerd_Events_ContainerCreate(serializedBytes: envelope.event.value) else { return }
+            var get = Containerd_Services_Containers_V1_GetContainerRequest()
+            get.id = created.id
+            if let reply = try? await containers.get(get, metadata: ["containerd-namespace": .string(envelope.namespace)]) {
+                resolver.announce(created.id, ContainerResolver.Metadata(image: reply.container.image, labels: reply.container.labels), from: self)
+            } else {
+                // Without its labels the event's word is provisional: the
+                // container is looked up and its rows wait for the answer.
+                resolver.announce(created.id, ContainerResolver.Metadata(image: created.image, labels: [:]), from: self, exact: false)
+            }
+        case "/containers/delete":
+            guard let deleted = try? Containerd_Events_ContainerDelete(serializedBytes: envelope.event.value) else { return }
+            resolver.forget(deleted.id)
+        default:
+            break
         }
     }
 

@@ -82,6 +82,8 @@ public final class ContainerResolver: Sendable {
         case found(Metadata, expires: Double, refreshing: Bool, rank: Int)
         case pending(provisional: Metadata?, rank: Int)
         case absent(expires: Double)
+        /// Destroyed, kept for rows still on their way (until `until`).
+        case gone(Metadata, until: Double)
     }
 
     /// Keyed by the id's bytes, as the cgroup resolver has them: a lookup hashes them and
@@ -105,8 +107,12 @@ public final class ContainerResolver: Sendable {
     /// once it has started: one slow answer must not delay the next container's).
     let maxLookupThreads = 4
     public let capacity: Int
+    /// How long a destroyed container's metadata stays for its last rows.
+    public let destroyedGrace: Double
     private let state = Mutex(State())
     private let stop = SignalFlag()
+    private let watchStarted = Atomic<Bool>(false)
+    private let following = Mutex(Set<ObjectIdentifier>())
     private let wake = NSCondition()
     /// Resolver cache hits and misses (each miss is one round of runtime API requests).
     public let counters = CacheCounters()
@@ -115,10 +121,11 @@ public final class ContainerResolver: Sendable {
     public var lookups: Int { Int(counters.misses.load(ordering: .relaxed)) }
 
     /// `sources`: the runtimes to follow and ask (see `standardSources`).
-    public init(sources: [any ContainerMetadataSource], wait: Double = 2, capacity: Int = 4096) {
+    public init(sources: [any ContainerMetadataSource], wait: Double = 2, capacity: Int = 4096, destroyedGrace: Double = 30) {
         self.sources = sources
         self.wait = wait
         self.capacity = capacity
+        self.destroyedGrace = destroyedGrace
     }
 
     /// The Docker (or podman) socket under `hostRoot`: `configured` if given, else the
@@ -130,13 +137,35 @@ public final class ContainerResolver: Sendable {
             .map { DockerEngineSource(socketPath: $0) }
     }
 
-    /// Starts following every source's events (a thread each). Without it, containers
-    /// are known by lookups only.
+    /// Starts following every source's events (a thread each), once; later calls do
+    /// nothing. Without it, containers are known by lookups only.
     public func startWatching() {
+        guard !watchStarted.exchange(true, ordering: .relaxed) else { return }
         for source in sources {
             let thread = Thread { [stop] in source.watch(self, stop: stop) }
             thread.name = "infrasight-container-events"
             thread.start()
+        }
+    }
+
+    /// `source` is subscribed to its runtime's events and has listed what exists: every
+    /// container created from now on is named as it is created. Sources say so on each
+    /// (re)connection.
+    public func following(_ source: any ContainerMetadataSource) {
+        following.withLock { _ = $0.insert(ObjectIdentifier(source)) }
+    }
+
+    /// Starts watching and waits up to `timeout` seconds for every source to follow its
+    /// events, so a container created and gone right after start-up (a one-shot `ctr run
+    /// --rm`) is still named. Returns the sources that do not follow yet (their
+    /// containers are looked up at their first row until they do).
+    public func startWatching(readyWithin timeout: Double) -> [any ContainerMetadataSource] {
+        startWatching()
+        let end = MonotonicClock.seconds() + timeout
+        while true {
+            let missing = following.withLock { f in sources.filter { !f.contains(ObjectIdentifier($0)) } }
+            if missing.isEmpty || MonotonicClock.seconds() >= end { return missing }
+            usleep(20_000)
         }
     }
 
@@ -169,6 +198,9 @@ public final class ContainerResolver: Sendable {
             case .absent(let expires) where expires > now:
                 counters.hits.add(1, ordering: .relaxed)
                 return .none
+            case .gone(let m, let until) where until > now:
+                counters.hits.add(1, ordering: .relaxed)
+                return .found(m)
             default:
                 counters.misses.add(1, ordering: .relaxed)
                 guard s.queue.count < queueCapacity else { return .none }
@@ -188,6 +220,7 @@ public final class ContainerResolver: Sendable {
         state.withLock { s in
             switch s.cache[id] {
             case .found(let m, _, _, _): return .found(m)
+            case .gone(let m, let until) where until > MonotonicClock.seconds(): return .found(m)
             case .pending(let provisional, _): return .pending(provisional)
             default: return .none
             }
@@ -226,12 +259,18 @@ public final class ContainerResolver: Sendable {
         if enqueue { startLookups() }
     }
 
-    /// A runtime says the container is gone.
+    /// A runtime says the container is gone: it leaves the cache after `destroyedGrace`
+    /// seconds, so its last rows — still in a ring buffer or held back when the runtime
+    /// says so (a `ctr run --rm` is deleted within milliseconds) — keep its metadata.
     public func forget(_ name: String) {
         let id = Array(name.utf8)
+        let until = MonotonicClock.seconds() + destroyedGrace
         state.withLock { s in
-            if case .pending = s.cache[id] { return } // its lookup settles it
-            s.cache[id] = nil
+            switch s.cache[id] {
+            case .found(let m, _, _, _): s.cache[id] = .gone(m, until: until)
+            case .pending: return // its lookup settles it
+            default: s.cache[id] = nil
+            }
         }
     }
 
@@ -241,7 +280,7 @@ public final class ContainerResolver: Sendable {
         s.cache = s.cache.filter {
             switch $0.value {
             case .pending: true
-            case .found(_, let expires, _, _), .absent(let expires): expires > now
+            case .found(_, let expires, _, _), .absent(let expires), .gone(_, let expires): expires > now
             }
         }
         while s.cache.count >= capacity, let victim = s.cache.first(where: { if case .pending = $0.value { false } else { true } })?.key {
@@ -302,6 +341,8 @@ public final class ContainerResolver: Sendable {
                 case (_, .pending(let provisional?, let known)):
                     // No answer: what the event said is the best there is.
                     s.cache[key] = .found(provisional, expires: now + positiveTTL, refreshing: false, rank: known)
+                case (_, .gone):
+                    break // destroyed while being refreshed: kept for its grace
                 case (.unknown, _):
                     s.cache[key] = .absent(expires: now + negativeTTL)
                 case (.unavailable, _):

@@ -112,6 +112,7 @@ final class DockerEngineSource: ContainerMetadataSource {
                 // The subscription is in place once the headers came; dockerd sends them
                 // only with the first event, so list after a quiet moment as well.
                 if !listed { listed = list(resolver) }
+                if listed { resolver.following(self) }
                 continue
             }
             let n = read(fd, &chunk, chunk.count)
@@ -138,6 +139,7 @@ final class DockerEngineSource: ContainerMetadataSource {
             }
             if pending.count > 1 << 20 { return true } // no newline in 1 MiB: not an event stream
             if !listed { listed = list(resolver) }
+            if listed { resolver.following(self) }
         }
         return headersDone
     }

@@ -63,16 +63,23 @@ public final class DriftDetector: @unchecked Sendable {
     }
 
     /// What the rows of a batch contact or run, one per (scope, kind, value), with its first row.
+    ///
+    /// A row whose scope is unknown is left out rather than counted as the host's: a
+    /// container whose image was not learned (`container_id` without `container_image`), or
+    /// a cgroup that could not be named (removed before its rows were read, empty
+    /// `cgroup_name`) — counting those as host processes would teach, or alert on, the host
+    /// what ran in a container.
     static func candidates(_ batch: Batch) -> String? {
         let scope = "if(`container_image` != '', `container_image`, concat('host:', `node_name`))"
+        let known = "(`container_image` != '' OR (`container_id` = '' AND `cgroup_name` != ''))"
         switch batch.table.name {
         case "tracing_events":
-            return "SELECT \(scope) AS scope, 'executable' AS kind, `filename` AS value, `wall_time_ms` AS ms FROM %SOURCE% WHERE `event_type` = 'execve' AND `return_code` = 0"
+            return "SELECT \(scope) AS scope, 'executable' AS kind, `filename` AS value, `wall_time_ms` AS ms FROM %SOURCE% WHERE `event_type` = 'execve' AND `return_code` = 0 AND \(known)"
         case "network_events":
             return """
-                SELECT \(scope) AS scope, 'port' AS kind, `dport` AS value, `wall_time_ms` AS ms FROM %SOURCE% WHERE `event_type` = 'connect' AND `protocol` IN ('tcp', 'udp') AND `return_code` IN (0, -115)
+                SELECT \(scope) AS scope, 'port' AS kind, `dport` AS value, `wall_time_ms` AS ms FROM %SOURCE% WHERE `event_type` = 'connect' AND `protocol` IN ('tcp', 'udp') AND `return_code` IN (0, -115) AND \(known)
                 UNION ALL
-                SELECT \(scope), 'domain', assumeNotNull(`resolved_domain`), `wall_time_ms` FROM %SOURCE% WHERE `event_type` = 'connect' AND ifNull(`resolved_domain`, '') != ''
+                SELECT \(scope), 'domain', assumeNotNull(`resolved_domain`), `wall_time_ms` FROM %SOURCE% WHERE `event_type` = 'connect' AND ifNull(`resolved_domain`, '') != '' AND \(known)
                 """
         default:
             return nil

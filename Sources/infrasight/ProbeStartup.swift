@@ -52,6 +52,11 @@ struct PluginSelection {
         if enricher.containers.sources.isEmpty {
             logger.notice("no container runtime socket (docker.sock, podman.sock, containerd.sock) under \(config.hostRoot): container_image and labels stay empty")
         }
+        // Follow the runtimes' events before saying "started": a container created right
+        // after start-up is then named at its creation, however short its life.
+        for source in enricher.containers.startWatching(readyWithin: 5) {
+            logger.notice("\(source.description): not following its container events yet; containers are looked up at their first row until it does")
+        }
         for f in runtime.failures { logger.error("plugin \(f.plugin): \(f.reason)") }
         return runtime
     }

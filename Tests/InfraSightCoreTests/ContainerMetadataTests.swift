@@ -40,16 +40,19 @@ import Testing
         #expect(DockerEngineSource.event(Array(#"{"Type":"container","Action":"create"}"#.utf8)) == nil)
     }
 
-    @Test func theFirstRuntimesWordWinsAndDestroyedContainersAreForgotten() {
+    @Test func theFirstRuntimesWordWinsAndDestroyedContainersAreForgottenAfterTheirGrace() {
         let docker = QuietRuntime(), containerd = QuietRuntime()
         defer { docker.finish(); containerd.finish() }
-        let resolver = ContainerResolver(sources: [docker, containerd])
+        let resolver = ContainerResolver(sources: [docker, containerd], destroyedGrace: 0.3)
         let id = Array("c1".utf8)
         resolver.announce("c1", .init(image: "real:1", labels: ["app": "a"]), from: docker)
         // dockerd's own containerd knows the container too, without image or labels.
         resolver.announce("c1", .init(image: "", labels: ["com.docker/engine.bundle.path": "/x"]), from: containerd)
         #expect(resolver.lookup(id) == .found(.init(image: "real:1", labels: ["app": "a"])))
+        // Destroyed: its last rows (still in a ring buffer) keep its metadata for the grace.
         resolver.forget("c1")
+        #expect(resolver.lookup(id) == .found(.init(image: "real:1", labels: ["app": "a"])))
+        usleep(400_000)
         #expect(resolver.peek(id) == .none)
         // The other order: the first runtime's word replaces the second's.
         resolver.announce("c2", .init(image: "", labels: [:]), from: containerd)

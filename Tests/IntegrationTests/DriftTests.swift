@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import InfraSightCore
 import InfraSightTestSupport
 import Testing
 
@@ -71,6 +72,20 @@ import Testing
         }
         // Past both windows (they began at each scope's first row, before the wait above).
         sleep(4)
+        // A container no runtime knows (its cgroup names one, its image is never learned):
+        // its new executable and port are neither the host's nor alerted on.
+        let mount = try #require(CgroupResolver().mountPoint, "no cgroup2 mount")
+        let unknownCgroup = "\(mount)/infrasight-drift-\(tag)"
+        let unknown = "\(unknownCgroup)/docker-\(String(repeating: tag, count: 8)).scope"
+        try FileManager.default.createDirectory(atPath: unknown, withIntermediateDirectories: true)
+        defer { rmdir(unknown); rmdir(unknownCgroup) }
+        let (unknownFD, unknownPort) = try DetectionWorkload.listener()
+        defer { close(unknownFD) }
+        let stranger = "\(w.dir)/bin3/\(w.comm)"
+        try FileManager.default.createDirectory(atPath: "\(w.dir)/bin3", withIntermediateDirectories: false)
+        try FileManager.default.copyItem(atPath: w.helper, toPath: stranger)
+        let inUnknown = try BackgroundProcess("/bin/sh", ["-c", "echo $$ > \(unknown)/cgroup.procs && exec \(w.helper) exec \(stranger) connect \(unknownPort)"])
+        #expect(inUnknown.wait().status == 0)
         for _ in 0..<2 {
             _ = try Docker.docker(["exec", id, "dash", "-c", "exit 0"])
             _ = try Docker.docker(["exec", id, inContainer, "connect", String(new)])
