@@ -115,4 +115,40 @@ let originalColumns: [String: String] = [
             #expect(throws: DDLError(reason), "\(tail)") { try EngineClause(parsing: tail, columns: columns) }
         }
     }
+
+    /// The cluster's tables keep the table's engine (replicated, arguments after the
+    /// ZooKeeper path and replica), its clauses and settings (the non-replicated window
+    /// dropped: the replicated engines refuse it) and add the replicated dedup window.
+    @Test func aClusterReplicatesTheTablesOwnEngineAndShardsByAHashOfTheRow() throws {
+        let table = try TableSchema(ddl: """
+            CREATE TABLE audit.t (a UInt32, v UInt64, s String, n Nullable(String), j JSON, d DateTime64(3))
+            ENGINE = ReplacingMergeTree(v) PARTITION BY toYYYYMM(d) ORDER BY (a, s) SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 1000
+            """)
+        let local = try ClusterDDL.local(table)
+        #expect(local.qualifiedName == "audit.t_local")
+        #expect(local.columns == table.columns)
+        #expect(local.tail == "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/audit/t', '{replica}', `v`) PARTITION BY toYYYYMM(`d`) ORDER BY (`a`, `s`) SETTINGS index_granularity = 1024, replicated_deduplication_window = 10000")
+        let distributed = try ClusterDDL.distributed(table, cluster: "prod")
+        #expect(distributed.qualifiedName == "audit.t")
+        #expect(distributed.columns == table.columns)
+        // Nullable and JSON columns are left out of the hash (a Nullable hash cannot shard).
+        #expect(distributed.tail == "ENGINE = Distributed(`prod`, `audit`, `t_local`, cityHash64(`a`, `v`, `s`, `d`))")
+        let ledger = try ClusterDDL.everyNode(TableSchema(database: "infrasight", name: "pipeline_batches", columns: [Column(name: "batch_id", type: .string)], ddl: "",
+                                                          tail: "ENGINE = ReplacingMergeTree() ORDER BY batch_id"))
+        #expect(ledger.qualifiedName == "infrasight.pipeline_batches")
+        #expect(ledger.tail == "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/infrasight/pipeline_batches', '{shard}-{replica}') ORDER BY `batch_id` SETTINGS replicated_deduplication_window = 10000")
+        #expect(try ClusterDDL.statements(for: table, cluster: "my-cluster").map { $0.components(separatedBy: " (\n").first! }
+                == ["CREATE TABLE IF NOT EXISTS `audit`.`t_local` ON CLUSTER `my-cluster`", "CREATE TABLE IF NOT EXISTS `audit`.`t` ON CLUSTER `my-cluster`"])
+        #expect(try ClusterDDL.statements(for: table, cluster: nil) == [table.statement])
+        #expect(ClusterDDL.createDatabase("audit", cluster: "prod") == "CREATE DATABASE IF NOT EXISTS audit ON CLUSTER prod")
+        #expect(ClusterDDL.clusterNameProblem("a`b") != nil)
+        #expect(ClusterDDL.clusterNameProblem("my-cluster") == nil)
+
+        let log = TableSchema(database: "audit", name: "l", columns: [Column(name: "a", type: .uint32)], ddl: "", tail: "ENGINE = Log")
+        #expect(throws: DDLError("table audit.l cannot be replicated: engine Log is not accepted (one of AggregatingMergeTree, CollapsingMergeTree, MergeTree, ReplacingMergeTree, SummingMergeTree, VersionedCollapsingMergeTree)")) {
+            try ClusterDDL.local(log)
+        }
+        let onlyNullable = TableSchema(database: "audit", name: "n", columns: [Column(name: "a", type: .nullable(.string))], ddl: "", tail: "ENGINE = MergeTree() ORDER BY tuple()")
+        #expect(throws: DDLError("table audit.n has no column to shard by (all are Nullable or JSON)")) { try ClusterDDL.distributed(onlyNullable, cluster: "prod") }
+    }
 }

@@ -94,8 +94,19 @@ import Testing
         let cluster = try run(Paths.infrasight, ["schema", "print", "--cluster", "prod"])
         #expect(cluster.stdout.contains("CREATE DATABASE IF NOT EXISTS audit ON CLUSTER prod;"))
         #expect(cluster.stdout.contains("CREATE TABLE IF NOT EXISTS `audit`.`tracing_events_local` ON CLUSTER prod ("), "\(cluster.stdout)")
-        #expect(cluster.stdout.contains("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/audit/tracing_events', '{replica}')\nORDER BY wall_time_ms"))
-        #expect(cluster.stdout.contains("CREATE TABLE IF NOT EXISTS audit.tracing_events ON CLUSTER prod AS audit.tracing_events_local\nENGINE = Distributed(prod, audit, tracing_events_local, rand())"))
+        // The plugin's engine, replicated per shard, remembering enough blocks to recognise
+        // a batch resent minutes later.
+        #expect(cluster.stdout.contains("\n)\nENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/audit/tracing_events', '{replica}') ORDER BY `wall_time_ms` SETTINGS replicated_deduplication_window = 10000;\n"), "\(cluster.stdout)")
+        // The Distributed table has the columns and shards by a hash of the row: every
+        // column but the JSON one (it does not hash on every version), in order.
+        let columns = ["pid", "uid", "gid", "ppid", "user_pid", "user_ppid", "cgroup_id", "cgroup_name", "comm", "filename", "monotonic_ts_enter_ns", "monotonic_ts_exit_ns",
+                       "return_code", "latency_ns", "event_type", "node_name", "user", "latency_ms", "wall_time_ms", "wall_time_dt", "container_id", "container_image",
+                       "syscall", "argv", "flags", "mode", "fd", "start_time_ns", "parent_start_time_ns"]
+        #expect(cluster.stdout.contains("CREATE TABLE IF NOT EXISTS `audit`.`tracing_events` ON CLUSTER prod (\n  `pid` UInt32,"), "\(cluster.stdout)")
+        #expect(cluster.stdout.contains("\n)\nENGINE = Distributed(`prod`, `audit`, `tracing_events_local`, cityHash64(\(columns.map { "`\($0)`" }.joined(separator: ", "))));\n"), "\(cluster.stdout)")
+        let refused = try run(Paths.infrasight, ["schema", "print", "--cluster", "a`b"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr == "infrasight: a cluster name is 1 to 128 characters without backquotes or control characters (got a`b)\n")
         let missing = try run(Paths.infrasight, ["schema", "print", "nosuch"])
         #expect(missing.status == 1)
         #expect(missing.stderr == "infrasight: no enabled plugin has a table nosuch\n")
