@@ -27,7 +27,7 @@ packages=(
     containerd                                    # the deployment tests run the rendered pods under containerd
     podman                                        # container enrichment tests: podman's Docker-compatible API
     mmdebstrap binutils                           # scripts/build-images.sh: Debian base file systems, strip
-    zookeeper                                     # ClickHouse cluster tests (ReplicatedMergeTree, ON CLUSTER)
+    zookeeper                                     # ClickHouse cluster tests (ReplicatedMergeTree, ON CLUSTER); brings Java (default-jre), which runs it
     chromium chromium-driver fonts-dejavu-core    # console tests: headless Chromium over WebDriver, legible screenshots
 )
 missing=()

@@ -169,36 +169,16 @@ import Testing
         #expect(try store.columns == ["pid", "comm"])
     }
 
-    /// A ZooKeeper on a free loopback port (Debian's package), for ON CLUSTER DDL.
-    static func startZooKeeper() throws -> (process: BackgroundProcess, port: Int) {
-        let dir = try makeTempDir(prefix: "zookeeper")
-        let port = Int.random(in: 40_000..<50_000)
-        try """
-            tickTime=2000
-            dataDir=\(dir)/data
-            clientPort=\(port)
-            clientPortAddress=127.0.0.1
-            admin.enableServer=false
-            4lw.commands.whitelist=ruok
-            """.write(toFile: "\(dir)/zoo.cfg", atomically: true, encoding: .utf8)
-        let p = try BackgroundProcess(zkServer, ["start-foreground", "\(dir)/zoo.cfg"], environment: ["ZOO_LOG_DIR": dir])
-        try waitUntil("ZooKeeper answers on port \(port)", timeout: 60) {
-            (try? run("/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(port) && printf ruok >&3 && head -c 4 <&3"]).stdout) == "imok"
-        }
-        return (p, port)
-    }
-
-    static let zkServer = "/usr/share/zookeeper/bin/zkServer.sh"
-
     /// `schema apply --cluster` on a one-shard, one-replica cluster of ClickHouse 18.16
     /// (ReplicatedMergeTree through ZooKeeper): the shards' tables get the columns ON
     /// CLUSTER; 18.16 refuses ALTER ON CLUSTER of the Distributed table (not replicated, on
     /// a replicated shard), so this node's is altered alone with a warning saying to run
     /// the command against each other node. No row is lost; a second apply says nothing.
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: zkServer), "needs Debian's zookeeper package"))
+    @Test(.enabled(if: ZooKeeper.isInstalled, "needs Debian's zookeeper package"))
     func schemaApplyOnAClusterUpgradesTheShardsTablesAndTheDistributedOnes() throws {
-        let (zookeeper, zkPort) = try Self.startZooKeeper()
-        defer { zookeeper.signal(SIGKILL); _ = zookeeper.wait() }
+        let zookeeper = try ZooKeeper()
+        defer { zookeeper.stop() }
+        let zkPort = zookeeper.port
         let server = try ClickHouseServer()
         server.stop()
         var config = try String(contentsOfFile: "\(server.dir)/config.xml", encoding: .utf8)

@@ -16,7 +16,7 @@ public final class Browser {
     }
 
     public init(width: Int = 1400, height: Int = 1000) throws {
-        let port = try Self.freePort()
+        let port = try freeLoopbackPort()
         driver = try BackgroundProcess("/usr/bin/chromedriver", ["--port=\(port)"])
         base = URL(string: "http://127.0.0.1:\(port)")!
         var last: Error?
@@ -123,20 +123,5 @@ public final class Browser {
             throw TestFailure("WebDriver \(method) \(url.path): \(error): \(dict["message"] ?? "")")
         }
         return value
-    }
-
-    /// A TCP port nothing listens on now (bound to 0, read, released).
-    public static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { Glibc.close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard ok else { throw TestFailure("cannot pick a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -280,3 +280,19 @@ public func waitUntil(_ what: String, timeout: Double, _ condition: () throws ->
     }
     throw TestFailure("timed out after \(timeout) s waiting until \(what)")
 }
+
+/// A TCP port nothing listens on now (bound to 0 on 127.0.0.1, read, released): the
+/// kernel picks it, so fixtures started at once by parallel suites never pick the same one.
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { Glibc.close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard ok else { throw TestFailure("cannot pick a free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
