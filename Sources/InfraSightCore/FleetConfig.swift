@@ -16,7 +16,8 @@ public struct TLSFilesConfig: Equatable, Sendable {
 ///
 /// ```yaml
 /// agent:
-///   server: infrasight.example:50051
+///   server: infrasight.example:50051   # or several: [a:50051, b:50051] (or "a:50051,b:50051")
+///   failback_after: 60           # seconds between checks that the preferred server is back
 ///   compression: gzip            # none (default), gzip or deflate
 ///   spool_dir: /var/lib/infrasight/spool
 ///   spool_max_mb: 1024
@@ -26,7 +27,9 @@ public struct TLSFilesConfig: Equatable, Sendable {
 ///   token_file: /etc/infrasight/token
 /// ```
 public struct AgentConfig: Equatable, Sendable {
+    /// One `HOST:PORT`, or several separated by commas (a YAML list is read as that).
     public var server: String?
+    public var failbackAfter: Double?
     public var compression: String?
     public var spoolDir: String?
     public var spoolMaxMB: Int?
@@ -51,6 +54,7 @@ public struct AgentConfig: Equatable, Sendable {
 ///   agent_tokens_file: /etc/infrasight/agent-tokens   # `name token` per line
 ///   database: audit                # the only database agents' tables may live in
 ///   insecure: false                # allow plaintext without a token beyond loopback
+///   cluster: prod                  # store into this ClickHouse cluster (docs/scaling.md)
 /// ```
 public struct ServerConfig: Equatable, Sendable {
     public var listen: String?
@@ -60,6 +64,7 @@ public struct ServerConfig: Equatable, Sendable {
     public var certIdentity: Bool?
     public var database: String?
     public var insecure: Bool?
+    public var cluster: String?
     public init() {}
 }
 
@@ -112,7 +117,18 @@ extension ConfigReader {
         var agent = AgentConfig()
         try keys(of: node, at: "agent") { key, value, path throws(ConfigError) in
             switch key {
-            case "server": agent.server = try string(value, at: path)
+            case "server":
+                if case .sequence = value {
+                    let servers = try stringList(value, at: path)
+                    guard !servers.isEmpty else { throw ConfigError(file: file, "\(path) must name at least one HOST:PORT") }
+                    agent.server = servers.joined(separator: ",")
+                } else {
+                    agent.server = try string(value, at: path)
+                }
+            case "failback_after":
+                let seconds = try nonNegativeSeconds(value, at: path)
+                guard seconds > 0 else { throw ConfigError(file: file, "\(path) must be positive") }
+                agent.failbackAfter = seconds
             case "compression":
                 let name = try string(value, at: path)
                 guard AgentConfig.compressions.contains(name) else {
@@ -139,6 +155,10 @@ extension ConfigReader {
             case "agent_tokens_file": server.agentTokensFile = try string(value, at: path)
             case "cert_identity": server.certIdentity = try bool(value, at: path)
             case "insecure": server.insecure = try bool(value, at: path)
+            case "cluster":
+                let name = try string(value, at: path)
+                guard isPlainIdentifier(name) else { throw ConfigError(file: file, "\(path) must be a plain name (letters, digits, _), got \(name)") }
+                server.cluster = name
             case "database":
                 let name = try string(value, at: path)
                 if let problem = agentDatabaseProblem(name) { throw ConfigError(file: file, "\(path) \(problem)") }

@@ -33,6 +33,15 @@ public enum WireCompression: String, CaseIterable, Sendable {
 /// A batch the server refuses on its own (a Refusal naming the batch) is moved aside in
 /// the spool (`.rejected`), counted, and the stream goes on.
 ///
+/// Several servers: each agent prefers one of them (chosen by its node name, so a fleet
+/// spreads evenly) and connects there first. When a connection fails the next server is
+/// tried at once, with the unacknowledged batches resent there (any server finds a batch
+/// another one stored: the ledger and the store's deduplication are shared); only when
+/// every server failed in a row does the agent wait (the backoff above). While on another
+/// server it checks every `failbackAfter` seconds whether its preferred one accepts
+/// connections again, and then moves back: it stops sending, lets the server ack what is in
+/// flight, ends the stream and reconnects — so a server that comes back gets its share.
+///
 /// A refusal the agent cannot fix by retrying (a wrong or missing token, a certificate
 /// the server does not accept, a table that conflicts with the server's) is fatal:
 /// `failure` is set and `run` returns; the spool keeps its batches for the next start.
@@ -40,6 +49,10 @@ public final class AgentSender: Sendable {
     public struct Counters: Sendable {
         public var connected = false
         public var connects: UInt64 = 0
+        /// The server of the current (or last) connection, `host:port`.
+        public var server: String?
+        /// Moves to another server after a failure, and back to the preferred one.
+        public var failovers: UInt64 = 0
         public var batchesAcked: UInt64 = 0
         public var rowsAcked: UInt64 = 0
         /// Batches the server had stored before (resent after a lost ack).
@@ -52,8 +65,11 @@ public final class AgentSender: Sendable {
     }
 
     let spool: BatchSpool
-    let host: String
-    let port: Int
+    /// The servers, in the order they are tried (from `preferred` on).
+    public let servers: [Server]
+    /// The index of the server this agent prefers.
+    public let preferred: Int
+    let failbackAfter: Double
     let security: PipelineSecurity
     let hello: Infrasight_V1_Hello
     let window: Int
@@ -67,12 +83,35 @@ public final class AgentSender: Sendable {
     private let draining = Atomic<Bool>(false)
     private let wake = Atomic<UInt64>(0)
 
-    /// `host`: a name or an address literal (IPv6 without brackets).
-    public init(spool: BatchSpool, host: String, port: Int, security: PipelineSecurity, hello: Infrasight_V1_Hello, window: Int = 8,
-                windowBytes: Int = 16 << 20, maxMessageBytes: Int, compression: WireCompression = .none, logger: Logger) throws(PipelineError) {
+    /// A server's address. `host`: a name or an address literal (IPv6 without brackets).
+    public struct Server: Sendable, Equatable, CustomStringConvertible {
+        public let host: String
+        public let port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// The server `node` prefers among `count`: FNV-1a of its name (stable across restarts
+    /// and releases, unlike Swift's seeded hash), so a fleet spreads evenly.
+    public static func preferredIndex(node: String, count: Int) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in node.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return Int(hash % UInt64(max(count, 1)))
+    }
+
+    /// `servers`: at least one. `failbackAfter`: how often, while on another server, the
+    /// preferred one is checked.
+    public init(spool: BatchSpool, servers: [Server], security: PipelineSecurity, hello: Infrasight_V1_Hello, window: Int = 8,
+                windowBytes: Int = 16 << 20, maxMessageBytes: Int, compression: WireCompression = .none, failbackAfter: Double = 60,
+                logger: Logger) throws(PipelineError) {
+        guard !servers.isEmpty else { throw PipelineError("no server to send to") }
         self.spool = spool
-        self.host = host
-        self.port = port
+        self.servers = servers
+        preferred = Self.preferredIndex(node: hello.nodeName, count: servers.count)
+        self.failbackAfter = failbackAfter
         self.security = security
         self.hello = hello
         self.window = window
@@ -81,8 +120,8 @@ public final class AgentSender: Sendable {
         self.compression = compression
         self.logger = logger
         _ = try security.clientTransport()
-        if security.token != nil && !security.usesTLS && !isLoopback(host) {
-            logger.warning("the bearer token travels in plaintext to \(host):\(port): anyone on the path can read it; give --tls-ca to use TLS")
+        for server in servers where security.token != nil && !security.usesTLS && !isLoopback(server.host) {
+            logger.warning("the bearer token travels in plaintext to \(server): anyone on the path can read it; give --tls-ca to use TLS")
         }
     }
 
@@ -99,30 +138,58 @@ public final class AgentSender: Sendable {
     /// Runs until drained (spool empty after `drain()`), a fatal refusal, or cancellation.
     public func run() async {
         var backoff = Backoff(initial: 0.5, maximum: 30)
+        var index = preferred
+        // Servers that failed one after another since the last welcome.
+        var failedInARow = 0
         while !Task.isCancelled {
             if draining.load(ordering: .relaxed) && spool.count == 0 { return }
-            let outcome = await connectOnce()
+            let server = servers[index]
+            let outcome = await connectOnce(server, preferred: index == preferred)
             switch outcome {
             case .drained: return
             case .fatal(let reason):
                 fatal.withLock { $0 = reason }
                 return
+            case .failback:
+                logger.notice("server \(servers[preferred]) accepts connections again: moving back to it from \(server)")
+                index = preferred
+                failedInARow = 0
+                backoff.reset()
+                state.withLock {
+                    $0.connected = false
+                    $0.failovers += 1
+                }
             case .failed(let reason, let welcomed):
-                if welcomed { backoff.reset() }
+                if welcomed {
+                    backoff.reset()
+                    failedInARow = 0
+                }
+                failedInARow += 1
+                let next = (index + 1) % servers.count
+                let message = "server \(server): \(reason)"
                 let first = state.withLock { s -> Bool in
-                    let changed = s.lastError != reason || s.connected
+                    let changed = s.lastError != message || s.connected
                     s.connected = false
-                    s.lastError = reason
+                    s.lastError = message
+                    if next != index { s.failovers += 1 }
                     return changed
                 }
-                let wait = backoff.next()
-                if first { logger.warning("server \(host):\(port): \(reason); retrying (spool: \(spool.count) batches, \(spool.bytes >> 10) KiB)") }
-                try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+                let spooled = "spool: \(spool.count) batches, \(spool.bytes >> 10) KiB"
+                if next != index && failedInARow < servers.count {
+                    logger.warning("\(message); trying \(servers[next]) (\(spooled))")
+                } else {
+                    // Every server failed in a row: wait before the next round.
+                    let wait = backoff.next()
+                    if first { logger.warning("\(message); retrying\(servers.count > 1 ? " every server" : "") (\(spooled))") }
+                    failedInARow = 0
+                    try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
+                }
+                index = next
             }
         }
     }
 
-    enum Outcome { case drained, fatal(String), failed(String, welcomed: Bool) }
+    enum Outcome { case drained, fatal(String), failed(String, welcomed: Bool), failback }
 
     /// The per-connection state shared by the request producer and the response reader.
     final class Connection: Sendable {
@@ -131,12 +198,30 @@ public final class AgentSender: Sendable {
             var inFlight: [(sequence: UInt64, id: String, rows: UInt64, plugin: String, bytes: Int)] = []
             var lastSent: UInt64 = 0
             var refusal: (reason: String, fatal: Bool)?
+            /// Moving back to the preferred server: send nothing more, end the stream once
+            /// the server acked what is in flight.
+            var failingBack = false
         }
         let state = Mutex(State())
     }
 
-    func connectOnce() async -> Outcome {
+    func connectOnce(_ server: Server, preferred isPreferred: Bool) async -> Outcome {
         let connection = Connection()
+        let (host, port) = (server.host, server.port)
+        state.withLock { $0.server = server.description }
+        // On another server than the preferred one: watch for the preferred one's return.
+        let watcher = isPreferred ? nil : Task.detached { [servers, preferred, failbackAfter] in
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: UInt64(failbackAfter * 1e9))
+                if Task.isCancelled { return }
+                if TCPProbe.accepts(host: servers[preferred].host, port: servers[preferred].port, timeout: 2) {
+                    connection.state.withLock { $0.failingBack = true }
+                    self.wake.add(1, ordering: .relaxed)
+                    return
+                }
+            }
+        }
+        defer { watcher?.cancel() }
         do {
             var config = HTTP2ClientTransport.Posix.Config.defaults
             config.connection.keepalive = .init(time: .seconds(30), timeout: .seconds(10), allowWithoutCalls: true)
@@ -216,9 +301,12 @@ public final class AgentSender: Sendable {
         let resendThrough = max(spool.recoveredThrough, sentThrough.load(ordering: .relaxed))
         while true {
             try Task.checkCancellation()
-            let (welcomed, inFlight, inFlightBytes, lastSent) = connection.state.withLock {
-                ($0.welcomed, $0.inFlight.count, $0.inFlight.reduce(0) { $0 + $1.bytes }, $0.lastSent)
+            let (welcomed, inFlight, inFlightBytes, lastSent, failingBack) = connection.state.withLock {
+                ($0.welcomed, $0.inFlight.count, $0.inFlight.reduce(0) { $0 + $1.bytes }, $0.lastSent, $0.failingBack)
             }
+            // Ends the request stream: the server stores and acks what it has, then ends
+            // the response stream (`consume` returns `.failback`).
+            if failingBack { return }
             if welcomed && inFlight < window {
                 // At most `window` batches and `windowBytes` unacknowledged (one batch always
                 // goes): what gRPC buffers for a slow server stays bounded.
@@ -269,10 +357,11 @@ public final class AgentSender: Sendable {
                     defer { s.lastError = nil }
                     return s.lastError
                 }
+                let server = state.withLock { $0.server ?? "" }
                 if let reconnect {
-                    logger.notice("connected to server \(host):\(port) (\(welcome.serverVersion)) after: \(reconnect); resending \(spool.count) spooled batches")
+                    logger.notice("connected to server \(server) (\(welcome.serverVersion)) after: \(reconnect); resending \(spool.count) spooled batches")
                 } else {
-                    logger.notice("connected to server \(host):\(port) (\(welcome.serverVersion))")
+                    logger.notice("connected to server \(server) (\(welcome.serverVersion))")
                 }
             case .ack(let ack):
                 let entry = connection.state.withLock { s -> (sequence: UInt64, id: String, rows: UInt64, plugin: String, bytes: Int)? in
@@ -312,6 +401,36 @@ public final class AgentSender: Sendable {
             }
         }
         if draining.load(ordering: .relaxed) && spool.count == 0 { return .drained }
-        return .failed("the server ended the stream", welcomed: connection.state.withLock { $0.welcomed })
+        let (welcomed, failingBack, inFlight) = connection.state.withLock { ($0.welcomed, $0.failingBack, $0.inFlight.count) }
+        if failingBack && inFlight == 0 { return .failback }
+        return .failed("the server ended the stream", welcomed: welcomed)
+    }
+}
+
+/// Whether a TCP server accepts connections at `host:port` (a name or an address
+/// literal), within `timeout` seconds. Blocking: call it off the cooperative pool's hot
+/// paths (it runs once per `failbackAfter`).
+enum TCPProbe {
+    static func accepts(host: String, port: Int, timeout: Double) -> Bool {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &result) == 0, let first = result else { return false }
+        defer { freeaddrinfo(result) }
+        var info: UnsafeMutablePointer<addrinfo>? = first
+        while let i = info {
+            defer { info = i.pointee.ai_next }
+            let fd = socket(i.pointee.ai_family, i.pointee.ai_socktype | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            if connect(fd, i.pointee.ai_addr, i.pointee.ai_addrlen) == 0 { return true }
+            guard errno == EINPROGRESS else { continue }
+            var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            guard poll(&pfd, 1, Int32(timeout * 1000)) == 1 else { continue }
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0 { return true }
+        }
+        return false
     }
 }

@@ -21,7 +21,8 @@ import Synchronization
 /// `insert_deduplication_token`, and then recorded in `infrasight.pipeline_batches`. A
 /// batch marked as a resend is first looked up there: when found, nothing is stored again.
 /// (On a server without deduplication tokens, before 22.2, a crash between the insert and
-/// the ledger row can still store a resent batch twice.)
+/// the ledger row can still store a resent batch twice — except on a cluster, whose
+/// replicated tables deduplicate the resent blocks themselves: see `ClusterStore`.)
 ///
 /// While the store is unavailable a batch is retried (backoff to 5 s) until it is stored
 /// or its agent goes away: the stream does not read further, so HTTP/2 flow control
@@ -64,11 +65,21 @@ public final class ServerStorage: Sendable {
     /// The only database agents' tables may live in (never `infrasight` or `system`).
     public let database: String
 
-    public init(store: EventStore, database: String = "audit", logger: Logger) throws(StorageError) {
+    /// `cluster`: the cluster `store` writes into, if any: the ledger is then held whole by
+    /// every node (any server, through any node, finds a batch another one stored).
+    public init(store: EventStore, database: String = "audit", cluster: ClusterStore? = nil, logger: Logger) throws(StorageError) {
         self.store = store
         self.database = database
         self.logger = logger
-        ledger = try store.prepare([Self.ledger])[0]
+        if let cluster {
+            do {
+                ledger = try cluster.prepare([Self.ledger], placement: .everyNode, migrated: { _ in })[0]
+            } catch {
+                throw error.storageError
+            }
+        } else {
+            ledger = try store.prepare([Self.ledger])[0]
+        }
     }
 
     public var counters: Counters { state.withLock { $0 } }

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import InfraSightSchema
+import Synchronization
 
 /// A ClickHouse server over its HTTP interface (`http://user:pass@host:8123/`, or https).
 ///
@@ -15,29 +16,49 @@ import InfraSightSchema
 /// server's `version()` decides what it can hold: DateTime64 (20.1+) else DateTime, JSON
 /// (24.8+) else String; from 22.2 every batch carries `insert_deduplication_token` and new
 /// tables get `non_replicated_deduplication_window`, so a retried batch is stored once.
+///
+/// Several URLs (comma-separated: the nodes of one cluster): requests go to one node; when
+/// it cannot be reached (or answers that it is unavailable) the next one is asked at once,
+/// and used from then on. The nodes are expected to hold the same tables (a cluster's
+/// Distributed tables), so any of them can take any insert or query.
 public final class HTTPStore: EventStore, @unchecked Sendable {
-    public let endpoint: URL
-    let user: String?
-    let password: String?
+    struct Endpoint {
+        let url: URL
+        let user: String?
+        let password: String?
+    }
+    let endpoints: [Endpoint]
+    private let current = Atomic<Int>(0)
+    /// Requests that went to another node because the one in use was unavailable.
+    public let failovers = Atomic<UInt64>(0)
+    /// The node requests go to now.
+    public var endpoint: URL { endpoints[current.load(ordering: .relaxed)].url }
+    /// Settings every insert carries as URL parameters (e.g. `insert_distributed_sync`).
+    public var insertSettings: [String: String] = [:]
     let session: URLSession
     public private(set) var version: (major: Int, minor: Int) = (0, 0)
     private let challenges = ChallengeRefusal()
     public private(set) var versionText = ""
 
-    /// Parses the URL and asks the server its version (one round trip).
+    /// Parses the URL (or URLs, comma-separated) and asks the server its version (one
+    /// round trip).
     public init(url: String, timeout: TimeInterval = 30) throws(StorageError) {
-        guard var components = URLComponents(string: url), let scheme = components.scheme, ["http", "https"].contains(scheme),
-            components.host?.isEmpty == false
-        else {
-            throw StorageError("--clickhouse-url must look like http://user:password@host:8123/ (got \(Self.redacted(url)))")
+        var endpoints: [Endpoint] = []
+        for text in Self.split(url) {
+            guard var components = URLComponents(string: text), let scheme = components.scheme, ["http", "https"].contains(scheme),
+                components.host?.isEmpty == false
+            else {
+                throw StorageError("--clickhouse-url must look like http://user:password@host:8123/ (got \(Self.redacted(text)))")
+            }
+            let user = components.user?.removingPercentEncoding
+            let password = components.password?.removingPercentEncoding
+            components.user = nil
+            components.password = nil
+            if components.path.isEmpty { components.path = "/" }
+            components.query = nil
+            endpoints.append(Endpoint(url: components.url!, user: user, password: password))
         }
-        user = components.user?.removingPercentEncoding
-        password = components.password?.removingPercentEncoding
-        components.user = nil
-        components.password = nil
-        if components.path.isEmpty { components.path = "/" }
-        components.query = nil
-        endpoint = components.url!
+        self.endpoints = endpoints
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         configuration.timeoutIntervalForResource = timeout * 4
@@ -50,6 +71,21 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         version = (parts[0], parts[1])
     }
 
+    /// Several URLs separated by commas: a comma starts a new URL only where `http://` or
+    /// `https://` follows (a password may hold a comma).
+    static func split(_ text: String) -> [String] {
+        var parts: [String] = []
+        for piece in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let trimmed = piece.trimmingCharacters(in: .whitespaces)
+            if parts.isEmpty || trimmed.hasPrefix("http://") || trimmed.hasPrefix("https://") {
+                parts.append(trimmed)
+            } else {
+                parts[parts.count - 1] += "," + piece
+            }
+        }
+        return parts
+    }
+
     /// The URL without its password, for messages.
     static func redacted(_ url: String) -> String {
         guard var c = URLComponents(string: url), c.password != nil else { return url }
@@ -57,7 +93,9 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         return c.string ?? url
     }
 
-    public var summary: String { "ClickHouse \(versionText) at \(endpoint)" }
+    public var summary: String {
+        "ClickHouse \(versionText) at \(endpoint)" + (endpoints.count > 1 ? " (of \(endpoints.map(\.url.absoluteString).joined(separator: ", ")))" : "")
+    }
 
     func atLeast(_ major: Int, _ minor: Int) -> Bool { version.major > major || (version.major == major && version.minor >= minor) }
     var supportsDateTime64: Bool { atLeast(20, 1) }
@@ -126,6 +164,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         var parameters: [String: String] = [:]
         if supportsJSON { parameters["input_format_binary_read_json_as_string"] = "1" }
         if supportsDeduplicationToken { parameters["insert_deduplication_token"] = batch.id }
+        parameters.merge(insertSettings) { _, setting in setting }
         _ = try send(sql: "INSERT INTO \(batch.table.qualifiedName) \(batch.table.columnList) FORMAT RowBinary", body: batch.bytes, parameters: parameters)
     }
 
@@ -152,8 +191,30 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         return try send(sql: "\(query.sql)\nFORMAT \(query.format)", body: nil, parameters: arguments)
     }
 
-    /// One request: the SQL in the URL when there is a body, else as the body.
+    /// One request, to the node in use; when it is unavailable, to each other node in turn
+    /// (the first that answers is used from then on).
     func send(sql: String, body: Data?, parameters: [String: String]) throws(StorageError) -> Data {
+        let start = current.load(ordering: .relaxed)
+        var step = 0
+        while true {
+            let index = (start + step) % endpoints.count
+            do {
+                let data = try send(to: endpoints[index], sql: sql, body: body, parameters: parameters)
+                if step > 0 {
+                    current.store(index, ordering: .relaxed)
+                    failovers.add(1, ordering: .relaxed)
+                }
+                return data
+            } catch {
+                step += 1
+                guard error.retryable, step < endpoints.count else { throw error }
+            }
+        }
+    }
+
+    /// One request to one node: the SQL in the URL when there is a body, else as the body.
+    func send(to node: Endpoint, sql: String, body: Data?, parameters: [String: String]) throws(StorageError) -> Data {
+        let (endpoint, user, password) = (node.url, node.user, node.password)
         var components = URLComponents(url: endpoint, resolvingAgainstBaseURL: false)!
         var items = parameters.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
         if body != nil { items.insert(URLQueryItem(name: "query", value: sql), at: 0) }

@@ -21,7 +21,9 @@ struct AgentCommand: ParsableCommand {
             """)
 
     @OptionGroup var source: PluginSourceOptions
-    @Option(help: ArgumentHelp("The server's gRPC address (or agent.server in the config file).", valueName: "HOST:PORT")) var server: String?
+    @Option(help: ArgumentHelp("The server's gRPC address, or several separated by commas: the agent prefers one (by its node name) and fails over to the next (or agent.server in the config file).", valueName: "HOST:PORT[,HOST:PORT...]")) var server: String?
+    @Option(name: .customLong("failback-after"), help: ArgumentHelp("While on another server, check this often whether the preferred one is back (default: 60, or agent.failback_after).", valueName: "SECONDS"))
+    var failbackAfter: Double?
     @Option(help: ArgumentHelp("Compress the stream: none (default), gzip or deflate.", valueName: "ALGORITHM")) var compression: WireCompression?
     @OptionGroup var security: PipelineSecurityOptions
     @Option(help: ArgumentHelp("Stop tracing after SECONDS.", valueName: "SECONDS")) var duration: Double?
@@ -37,8 +39,23 @@ struct AgentCommand: ParsableCommand {
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let spoolMaxMB, spoolMaxMB <= 0 { throw ValidationError("--spool-max-mb must be positive") }
         if let drainTimeout, drainTimeout < 0 { throw ValidationError("--drain-timeout must not be negative") }
-        if let server, (HostPort(server)?.port ?? 0) == 0 { throw ValidationError("--server must be HOST:PORT (got \(server))") }
+        if let server, Self.servers(server) == nil { throw ValidationError("--server must be HOST:PORT or a comma-separated list of them (got \(server))") }
+        if let failbackAfter, failbackAfter <= 0 { throw ValidationError("--failback-after must be positive") }
         if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
+    }
+
+    /// `HOST:PORT[,HOST:PORT...]` → the servers (nil when one is malformed, has port 0,
+    /// or appears twice).
+    static func servers(_ text: String) -> [AgentSender.Server]? {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        var out: [AgentSender.Server] = []
+        for part in parts {
+            guard let address = HostPort(part), address.port > 0 else { return nil }
+            let server = AgentSender.Server(host: address.host, port: address.port)
+            guard !out.contains(server) else { return nil }
+            out.append(server)
+        }
+        return out.isEmpty ? nil : out
     }
 
     /// gRPC messages stay well under the server's limit.
@@ -57,8 +74,8 @@ struct AgentCommand: ParsableCommand {
         guard let server = self.server ?? config.agent.server else {
             throw failure("no server: give --server HOST:PORT or agent.server in the config file", code: 64)
         }
-        guard let address = HostPort(server), address.port > 0 else { // the flag is checked when parsed
-            throw failure("agent.server must be HOST:PORT (got \(server))", code: 2)
+        guard let servers = Self.servers(server) else { // the flag is checked when parsed
+            throw failure("agent.server must be HOST:PORT or a list of them (got \(server))", code: 2)
         }
         let compression = self.compression ?? config.agent.compression.flatMap(WireCompression.init(rawValue:)) ?? .none
         let drainTimeout = self.drainTimeout ?? config.agent.drainTimeout ?? 30
@@ -84,8 +101,9 @@ struct AgentCommand: ParsableCommand {
         hello.tables = pluginTables.map { SpoolStore.definition(of: $0, derived: derived[$0.qualifiedName] ?? []) }
         let sender: AgentSender
         do {
-            sender = try AgentSender(spool: spool, host: address.host, port: address.port, security: security, hello: hello,
-                                     maxMessageBytes: Self.maxBatchBytes * 2, compression: compression, logger: logger)
+            sender = try AgentSender(spool: spool, servers: servers, security: security, hello: hello,
+                                     maxMessageBytes: Self.maxBatchBytes * 2, compression: compression,
+                                     failbackAfter: failbackAfter ?? config.agent.failbackAfter ?? 60, logger: logger)
         } catch {
             throw failure("\(error)", code: 2)
         }
@@ -114,7 +132,7 @@ struct AgentCommand: ParsableCommand {
             SenderService(sender: sender, spool: spool, drainTimeout: drainTimeout),
             StopService("batch writer") { writer.finish(timeout: 60) },
             LoopService("dispatcher", stop: { runtime.stop() }) {
-                logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → server \(server)\(compression == .none ? "" : " (\(compression.rawValue))") (spool \(spoolPath))")
+                logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(servers.count == 1 ? "server \(servers[0])" : "servers \(servers.map(\.description).joined(separator: ", ")) (prefers \(servers[sender.preferred]))")\(compression == .none ? "" : " (\(compression.rawValue))") (spool \(spoolPath))")
                 runtime.run(until: deadline) {
                     writer.tick()
                     if sender.failure != nil { runtime.stop() }

@@ -108,6 +108,7 @@ final class Readiness: @unchecked Sendable {
             Sample("infrasight_spool_rejected_rows_total", [], Double(spool.rejectedRows), .counter, help: "Rows in batches the server refused for good"),
             Sample("infrasight_grpc_connected", [], c.connected ? 1 : 0, .gauge, help: "1 while the stream to the server is up"),
             Sample("infrasight_grpc_connects_total", [], Double(c.connects), .counter, help: "Streams the server welcomed"),
+            Sample("infrasight_grpc_failovers_total", [], Double(c.failovers), .counter, help: "Moves to another server after a failure, and back to the preferred one"),
             Sample("infrasight_batches_acked_total", [], Double(c.batchesAcked), .counter, help: "Batches the server acknowledged"),
             Sample("infrasight_duplicate_acks_total", [], Double(c.duplicatesAcked), .counter, help: "Resent batches the server had already stored"),
         ]

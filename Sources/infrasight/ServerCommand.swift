@@ -30,6 +30,8 @@ struct ServerCommand: ParsableCommand {
     @Flag(name: .customLong("cert-identity"), help: "With mutual TLS: an agent must call itself by a name its client certificate carries (SAN DNS name or subject CN); its rows get that node name (or server.cert_identity).")
     var certIdentity = false
     @Option(help: ArgumentHelp("The database agents' tables must live in (default: audit, or server.database).", valueName: "NAME")) var database: String?
+    @Option(help: ArgumentHelp("Store into this ClickHouse cluster (--clickhouse-url: one node or several): agents' tables become ReplicatedMergeTree tables with Distributed tables over them, inserts wait for every shard, the dedup ledger is cluster-wide (or server.cluster).", valueName: "NAME"))
+    var cluster: String?
     @Flag(help: "Allow listening beyond loopback in plaintext with no token (anyone who reaches the port can write rows).")
     var insecure = false
     @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
@@ -39,6 +41,7 @@ struct ServerCommand: ParsableCommand {
     func validate() throws {
         if let listen { _ = try listenAddress(listen, flag: "--listen") }
         if let database, let problem = agentDatabaseProblem(database) { throw ValidationError("--database \(problem)") }
+        if let cluster, !isPlainIdentifier(cluster) { throw ValidationError("--cluster must be a plain name (letters, digits, _), got \(cluster)") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         if let metricsListen { _ = try listenAddress(metricsListen, flag: "--metrics-listen") }
     }
@@ -73,12 +76,25 @@ struct ServerCommand: ParsableCommand {
         if exposed && !security.usesTLS && authenticator.requiresToken {
             logger.warning("agents' bearer tokens travel in plaintext on \(listen): anyone on the path can read them; add --tls-cert/--tls-key")
         }
-        let store = try storage.open(configuration)
+        let cluster = self.cluster ?? server.cluster
+        if let cluster, storage.serverURL(configuration) == nil {
+            throw failure("--cluster \(cluster) needs a ClickHouse server: give --clickhouse-url (one node of the cluster, or several)", code: 2)
+        }
+        let opened = try storage.open(configuration)
+        var clusterStore: ClusterStore?
+        if let cluster, let http = opened as? HTTPStore {
+            do {
+                clusterStore = try ClusterStore(http, cluster: cluster) { logger.warning("\($0)") }
+            } catch {
+                throw failure(error.description, code: 2)
+            }
+        }
+        let store: EventStore = clusterStore ?? opened
         // Detection wraps the store the pipeline inserts into: each stored batch is evaluated.
         let detection = try startRules(rules, config: configuration, store: store, scratch: rulesScratch(store), tables: [], logger: logger)
         let serverStorage: ServerStorage
         do {
-            serverStorage = try ServerStorage(store: detection ?? store, database: database ?? server.database ?? "audit", logger: logger)
+            serverStorage = try ServerStorage(store: detection ?? store, database: database ?? server.database ?? "audit", cluster: clusterStore, logger: logger)
         } catch {
             throw failure(error.description)
         }
@@ -132,7 +148,9 @@ struct ServerCommand: ParsableCommand {
         }
         try Lifecycle.run(services, logger: logger)
         let c = serverStorage.counters
-        printError("server: batches stored \(c.batchesStored), rows stored \(c.rowsStored), duplicate batches \(c.duplicateBatches)")
+        // With several ClickHouse nodes: how often a node was unavailable and the next one took over.
+        let failovers = clusterStore.map { ", store failovers \($0.inner.failovers.load(ordering: .relaxed))" } ?? ""
+        printError("server: batches stored \(c.batchesStored), rows stored \(c.rowsStored), duplicate batches \(c.duplicateBatches)\(failovers)")
         if let detection { printError(detection.summaryLine) }
     }
 }

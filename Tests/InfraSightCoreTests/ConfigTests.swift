@@ -115,6 +115,15 @@ import Testing
         #expect(config.run.metricsListen == "127.0.0.1:9466")
     }
 
+    /// Several servers as a YAML list or one comma-separated string; the server's cluster.
+    @Test func readsTheScaleOutKeys() throws {
+        let list = try InfraSightConfig.parse("agent:\n  server: [a:50051, 'b:50051']\n  failback_after: 15\nserver:\n  cluster: prod_2\n")
+        #expect(list.agent.server == "a:50051,b:50051")
+        #expect(list.agent.failbackAfter == 15)
+        #expect(list.server.cluster == "prod_2")
+        #expect(try InfraSightConfig.parse("agent:\n  server: a:50051,b:50051\n").agent.server == "a:50051,b:50051")
+    }
+
     /// The config accepts exactly the compressions the agent can use.
     @Test func theCompressionNamesAreTheAgents() {
         #expect(WireCompression.allCases.map(\.rawValue) == AgentConfig.compressions)
@@ -154,6 +163,9 @@ import Testing
         ("agent:\n  drain_timeout: soon", "agent.drain_timeout must be a number of seconds"),
         ("server:\n  tls_cert: [a]", "server.tls_cert must be a string"),
         ("run:\n  listen: a:1", "unknown key run.listen"),
+        ("agent:\n  server: []", "agent.server must name at least one HOST:PORT"),
+        ("agent:\n  failback_after: 0", "agent.failback_after must be positive"),
+        ("server:\n  cluster: 'a;DROP'", "server.cluster must be a plain name (letters, digits, _), got a;DROP"),
     ])
     func errorsNameTheKey(yaml: String, message: String) {
         #expect(throws: ConfigError(file: "f.yaml", message)) { try InfraSightConfig.parse(yaml, file: "f.yaml") }

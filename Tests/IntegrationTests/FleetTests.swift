@@ -341,7 +341,17 @@ import Testing
         try "agent: { server: somewhere }\n".write(toFile: "\(dir)/port.yaml", atomically: true, encoding: .utf8)
         let port = try run(Paths.infrasight, ["agent", "--config", "\(dir)/port.yaml"])
         #expect(port.status == 2)
-        #expect(port.stderr == "infrasight: agent.server must be HOST:PORT (got somewhere)\n")
+        #expect(port.stderr == "infrasight: agent.server must be HOST:PORT or a list of them (got somewhere)\n")
+        // A server named twice, or a list with a hole, is refused before anything starts.
+        for list in ["127.0.0.1:50051,127.0.0.1:50051", "127.0.0.1:50051,,127.0.0.1:50052"] {
+            let twice = try run(Paths.infrasight, ["agent", "--server", list, "--config", "\(dir)/none.yaml"])
+            #expect(twice.status == 64)
+            #expect(twice.stderr.contains("--server must be HOST:PORT or a comma-separated list of them (got \(list))"), "\(twice.stderr)")
+        }
+        // --cluster needs a ClickHouse server, and a plain cluster name.
+        let embedded = try run(Paths.infrasight, ["server", "--cluster", "prod", "--data-dir", dir])
+        #expect(embedded.status == 2)
+        #expect(embedded.stderr == "infrasight: --cluster prod needs a ClickHouse server: give --clickhouse-url (one node of the cluster, or several)\n")
         try "server: { listen: nowhere }\n".write(toFile: "\(dir)/listen.yaml", atomically: true, encoding: .utf8)
         let listen = try run(Paths.infrasight, ["server", "--config", "\(dir)/listen.yaml", "--data-dir", dir])
         #expect(listen.status == 2)

@@ -54,6 +54,13 @@ import Testing
 
     func text(_ data: Data) -> String { String(decoding: data, as: UTF8.self) }
 
+    /// Several ClickHouse URLs: a comma starts a new one only before http:// or https://.
+    @Test func severalURLsAreSplitWhereTheNextURLBegins() {
+        #expect(HTTPStore.split("http://a:8123/") == ["http://a:8123/"])
+        #expect(HTTPStore.split("http://a:8123/, https://u:p@b:8443/") == ["http://a:8123/", "https://u:p@b:8443/"])
+        #expect(HTTPStore.split("http://u:pa,ss@a:8123/,http://b:8123/") == ["http://u:pa,ss@a:8123/", "http://b:8123/"])
+    }
+
     @Test func everyTypeRoundTripsThroughEmbeddedClickHouse() throws {
         let store = Self.embedded
         let tables = try store.prepare([Self.typesTable])

@@ -10,6 +10,9 @@
 //   infrasight-bench sink [--rows N]        rows/s through our sink into embedded ClickHouse,
 //                                           beside the engine's own INSERT FROM INFILE
 //   infrasight-bench http --url URL [--rows N]  URLSession inserts beside curl's, same bytes
+//   infrasight-bench cluster [--rows N] [--rounds R]
+//                                           rows/s into one ClickHouse node, and into a local
+//                                           2 × 2 cluster through Distributed tables
 //   infrasight-bench overhead [--ops N] [--rounds R] [--config FILE]
 //                                           ns added per traced openat: empty BPF programs
 //                                           (the floor) and `infrasight run` (all plugins, or
@@ -185,20 +188,23 @@ func sinkThrough(_ store: EventStore, plugin: LoadedPlugin, table: TableSchema, 
     return (elapsed, writer.counters[plugin.name]!.stored.load(ordering: .relaxed))
 }
 
+/// Collects rows RowBinary-encoded for `table` as a store holds it (an older server's
+/// mapped types), into one buffer.
+final class TableEncoder: RowConsumer {
+    let encoder = RowBinaryEncoder(capacity: 1 << 26)
+    var encodings: UnsafeMutablePointer<RowBuffer.Encoding>
+    init(_ t: TableSchema) {
+        encodings = .allocate(capacity: t.columns.count)
+        for (i, c) in t.columns.enumerated() { (encodings + i).initialize(to: RowBuffer.Encoding(c.type)) }
+    }
+    func consume(_ row: RowBuffer, from channel: PluginChannel) { encoder.encode(row, as: encodings) }
+}
+
 func httpBench(url: String, rows total: Int) throws -> String {
     let plugin = try tracingPlugin()
     let store = try HTTPStore(url: url)
     let table = try store.prepare(plugin.tables)[0]
-    final class Collect: RowConsumer {
-        let encoder = RowBinaryEncoder(capacity: 1 << 26)
-        var encodings: UnsafeMutablePointer<RowBuffer.Encoding>
-        init(_ t: TableSchema) {
-            encodings = .allocate(capacity: t.columns.count)
-            for (i, c) in t.columns.enumerated() { (encodings + i).initialize(to: RowBuffer.Encoding(c.type)) }
-        }
-        func consume(_ row: RowBuffer, from channel: PluginChannel) { encoder.encode(row, as: encodings) }
-    }
-    let collect = Collect(table)
+    let collect = TableEncoder(table)
     let channel = PluginChannel(plugin: plugin, instance: try plugin.createInstance(options: PluginOptions()),
                                 enricher: Enricher(nodeName: "bench"), consumer: collect)
     feed(channel, total: total)
@@ -251,6 +257,8 @@ do {
     case "http":
         guard let url = option("--url") else { throw StorageError("http needs --url http://user:pass@host:port/") }
         print(try httpBench(url: url, rows: option("--rows").flatMap { Int($0) } ?? 200_000))
+    case "cluster":
+        print(try clusterBench(rows: option("--rows").flatMap { Int($0) } ?? 200_000, rounds: option("--rounds").flatMap { Int($0) } ?? 5))
     case "console":
         print(try consoleBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000, rounds: option("--rounds").flatMap { Int($0) } ?? 5))
     case "screenshots":
@@ -274,7 +282,7 @@ do {
         ]
         print("{" + parts.map { "\"\($0.0)\":\($0.1.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ",\n ") + "}")
     default:
-        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | screenshots --url BASE --out DIR NAME=#/HASH... | sweep [--rates 10000,25000,...] [--seconds S] [--no-rules] | rules [--rows N] [--samples N] | http --url URL [--rows N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | screenshots --url BASE --out DIR NAME=#/HASH... | sweep [--rates 10000,25000,...] [--seconds S] [--no-rules] | rules [--rows N] [--samples N] | http --url URL [--rows N] | cluster [--rows N] [--rounds R]\n".utf8))
         exit(2)
     }
 } catch {
