@@ -214,7 +214,13 @@ public final class AgentSender: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: UInt64(failbackAfter * 1e9))
                 if Task.isCancelled { return }
-                if TCPProbe.accepts(host: servers[preferred].host, port: servers[preferred].port, timeout: 2) {
+                // The probe blocks (name lookup, connect): on a thread of its own, not the pool's.
+                let back = await withCheckedContinuation { done in
+                    DispatchQueue.global().async {
+                        done.resume(returning: TCPProbe.accepts(host: servers[preferred].host, port: servers[preferred].port, timeout: 2))
+                    }
+                }
+                if back {
                     connection.state.withLock { $0.failingBack = true }
                     self.wake.add(1, ordering: .relaxed)
                     return
@@ -408,8 +414,7 @@ public final class AgentSender: Sendable {
 }
 
 /// Whether a TCP server accepts connections at `host:port` (a name or an address
-/// literal), within `timeout` seconds. Blocking: call it off the cooperative pool's hot
-/// paths (it runs once per `failbackAfter`).
+/// literal), within `timeout` seconds. Blocking: call it off the cooperative pool.
 enum TCPProbe {
     static func accepts(host: String, port: Int, timeout: Double) -> Bool {
         var hints = addrinfo()

@@ -106,6 +106,7 @@ extension ClusterTests {
             spooled[name] = try FleetTests.checkConservation(r, total: total)
         }
         #expect(agents[0].stderr.contains("trying 127.0.0.1:\(s0.port)"), "\(agents[0].stderr)")
+        #expect(agents[0].stderr.contains("connected to server 127.0.0.1:\(s0.port)"), "\(agents[0].stderr)")
         #expect(agents[0].stderr.contains("moving back to it"), "\(agents[0].stderr)")
         let r0 = try s0.stop(), r1 = try s1!.stop()
         #expect(r0.status == 0 && r1.status == 0, "\(r0.stderr) \(r1.stderr)")
