@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import InfraSightCore
 import InfraSightSchema
 import Synchronization
 
@@ -17,10 +18,13 @@ import Synchronization
 /// (24.8+) else String; from 22.2 every batch carries `insert_deduplication_token` and new
 /// tables get `non_replicated_deduplication_window`, so a retried batch is stored once.
 ///
-/// Several URLs (comma-separated: the nodes of one cluster): requests go to one node; when
-/// it cannot be reached (or answers that it is unavailable) the next one is asked at once,
-/// and used from then on. The nodes are expected to hold the same tables (a cluster's
-/// Distributed tables), so any of them can take any insert or query.
+/// Several URLs (comma-separated: the nodes of one cluster): requests go to the first; when
+/// the node in use cannot be reached (or answers that it is unavailable) the next one is
+/// asked at once, and used from then on. While on another node, the first is asked
+/// `SELECT 1` (2 s at most) once a minute, and used again once it answers — so servers that
+/// list their own node first go back to it after an outage instead of piling onto the
+/// others. The nodes are expected to hold the same tables (a cluster's Distributed
+/// tables), so any of them can take any insert or query.
 public final class HTTPStore: EventStore, @unchecked Sendable {
     struct Endpoint {
         let url: URL
@@ -31,6 +35,12 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     private let current = Atomic<Int>(0)
     /// Requests that went to another node because the one in use was unavailable.
     public let failovers = Atomic<UInt64>(0)
+    /// When the first node was last asked whether it is back (monotonic seconds).
+    private let firstNodeChecked = Mutex<Double>(0)
+    /// Seconds between those checks.
+    var firstNodeCheckInterval = 60.0
+    /// How many nodes the URL names.
+    public var nodeCount: Int { endpoints.count }
     /// The node requests go to now.
     public var endpoint: URL { endpoints[current.load(ordering: .relaxed)].url }
     /// Settings every insert carries as URL parameters (e.g. `insert_distributed_sync`).
@@ -194,6 +204,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     /// One request, to the node in use; when it is unavailable, to each other node in turn
     /// (the first that answers is used from then on).
     func send(sql: String, body: Data?, parameters: [String: String]) throws(StorageError) -> Data {
+        returnToFirstNodeIfBack()
         let start = current.load(ordering: .relaxed)
         var step = 0
         while true {
@@ -203,6 +214,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
                 if step > 0 {
                     current.store(index, ordering: .relaxed)
                     failovers.add(1, ordering: .relaxed)
+                    firstNodeChecked.withLock { $0 = MonotonicClock.seconds() }
                 }
                 return data
             } catch {
@@ -212,8 +224,27 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         }
     }
 
+    /// While on another node than the first, at most once per `firstNodeCheckInterval`:
+    /// `SELECT 1` to the first (2 s at most), and back to it when it answers.
+    private func returnToFirstNodeIfBack() {
+        guard current.load(ordering: .relaxed) != 0 else { return }
+        let now = MonotonicClock.seconds()
+        let due = firstNodeChecked.withLock { last in
+            guard now - last >= firstNodeCheckInterval else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        // A failed probe only means "not back yet": the node in use goes on serving.
+        if (try? send(to: endpoints[0], sql: "SELECT 1", body: nil, parameters: [:], timeout: 2)) != nil {
+            current.store(0, ordering: .relaxed)
+            failovers.add(1, ordering: .relaxed)
+        }
+    }
+
     /// One request to one node: the SQL in the URL when there is a body, else as the body.
-    func send(to node: Endpoint, sql: String, body: Data?, parameters: [String: String]) throws(StorageError) -> Data {
+    /// `timeout`: seconds for this request instead of the session's.
+    func send(to node: Endpoint, sql: String, body: Data?, parameters: [String: String], timeout: Double? = nil) throws(StorageError) -> Data {
         let (endpoint, user, password) = (node.url, node.user, node.password)
         var components = URLComponents(url: endpoint, resolvingAgainstBaseURL: false)!
         var items = parameters.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
@@ -221,6 +252,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         components.queryItems = items.isEmpty ? nil : items
         var request = URLRequest(url: components.url!)
         request.httpMethod = "POST"
+        if let timeout { request.timeoutInterval = timeout }
         if let user {
             let token = Data("\(user):\(password ?? "")".utf8).base64EncodedString()
             request.setValue("Basic \(token)", forHTTPHeaderField: "Authorization")

@@ -20,6 +20,8 @@ final class Readiness: @unchecked Sendable {
     var server: (storage: ServerStorage, agents: AgentRegistry)?
     /// run/server: detection, when on.
     var rules: RuleEngine?
+    /// server: the ClickHouse store, when it is one (its node failovers).
+    var clickHouse: HTTPStore?
 
     func attach(runtime: ProbeRuntime, writer: BatchWriter) {
         lock.lock()
@@ -45,6 +47,10 @@ final class Readiness: @unchecked Sendable {
         if let agent, let spool { out += Self.agent(agent, spool) }
         if let server { out += Self.server(server.storage, server.agents) }
         if let rules { out += rules.samples }
+        if let clickHouse {
+            out.append(Sample("infrasight_store_failovers_total", [], Double(clickHouse.failovers.load(ordering: .relaxed)), .counter,
+                              help: "Moves to another ClickHouse node of --clickhouse-url while one was unavailable, and back to the first"))
+        }
         return out
     }
 

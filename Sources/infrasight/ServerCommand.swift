@@ -117,6 +117,7 @@ struct ServerCommand: ParsableCommand {
         let readiness = Readiness()
         readiness.server = (serverStorage, agents)
         readiness.rules = detection
+        readiness.clickHouse = opened as? HTTPStore
         let metrics = try startMetrics(metricsListen ?? configuration.server.metricsListen, readiness: readiness, logger: logger)
         // The console before the query socket: a console that cannot start exits, and
         // nothing started earlier needs stopping first.
@@ -149,7 +150,7 @@ struct ServerCommand: ParsableCommand {
         try Lifecycle.run(services, logger: logger)
         let c = serverStorage.counters
         // With several ClickHouse nodes: how often a node was unavailable and the next one took over.
-        let failovers = clusterStore.map { ", store failovers \($0.inner.failovers.load(ordering: .relaxed))" } ?? ""
+        let failovers = (opened as? HTTPStore).flatMap { $0.nodeCount > 1 ? ", store failovers \($0.failovers.load(ordering: .relaxed))" : nil } ?? ""
         printError("server: batches stored \(c.batchesStored), rows stored \(c.rowsStored), duplicate batches \(c.duplicateBatches)\(failovers)")
         if let detection { printError(detection.summaryLine) }
     }

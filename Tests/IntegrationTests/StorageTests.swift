@@ -61,6 +61,34 @@ import Testing
         #expect(HTTPStore.split("http://u:pa,ss@a:8123/,http://b:8123/") == ["http://u:pa,ss@a:8123/", "http://b:8123/"])
     }
 
+    /// Two ClickHouse servers as the nodes of one store: the second takes over while the
+    /// first is down, and the first is used again once it answers.
+    @Test func aStoreOfSeveralNodesMovesToTheNextAndBackToTheFirst() throws {
+        let first = try ClickHouseServer(), second = try ClickHouseServer()
+        defer { first.stop(); second.stop() }
+        let store = try HTTPStore(url: "\(first.url),\(second.url)")
+        store.firstNodeCheckInterval = 0.5
+        #expect(store.endpoint.port == first.httpPort)
+        first.stop()
+        #expect(try store.query("SELECT 2", format: "TabSeparated") == Data("2\n".utf8))
+        #expect(store.endpoint.port == second.httpPort)
+        #expect(store.failovers.load(ordering: .relaxed) == 1)
+        try first.start()
+        usleep(600_000)
+        #expect(try store.query("SELECT 3", format: "TabSeparated") == Data("3\n".utf8))
+        #expect(store.endpoint.port == first.httpPort)
+        #expect(store.failovers.load(ordering: .relaxed) == 2)
+        // Every node down: "unavailable", which callers retry.
+        first.stop()
+        second.stop()
+        do {
+            _ = try store.query("SELECT 4", format: "TabSeparated")
+            Issue.record("no error with every node down")
+        } catch {
+            #expect(error.retryable, "\(error)")
+        }
+    }
+
     @Test func everyTypeRoundTripsThroughEmbeddedClickHouse() throws {
         let store = Self.embedded
         let tables = try store.prepare([Self.typesTable])
