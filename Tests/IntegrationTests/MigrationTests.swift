@@ -185,7 +185,7 @@ import Testing
         for (from, to) in [
             ("<zookeeper incl=\"zookeeper-servers\" optional=\"true\" />", "<zookeeper><node><host>127.0.0.1</host><port>\(zkPort)</port></node></zookeeper>"),
             ("<macros incl=\"macros\" optional=\"true\" />", "<macros><shard>01</shard><replica>r1</replica></macros>"),
-            ("<remote_servers incl=\"clickhouse_remote_servers\" >", "<remote_servers incl=\"clickhouse_remote_servers\" ><prod><shard><internal_replication>true</internal_replication><replica><host>127.0.0.1</host><port>\(server.httpPort + 1)</port></replica></shard></prod>"),
+            ("<remote_servers incl=\"clickhouse_remote_servers\" >", "<remote_servers incl=\"clickhouse_remote_servers\" ><prod><shard><internal_replication>true</internal_replication><replica><host>127.0.0.1</host><port>\(server.tcpPort)</port></replica></shard></prod>"),
         ] {
             guard config.contains(from) else { throw TestFailure("config.xml has no \(from)") }
             config = config.replacingOccurrences(of: from, with: to)

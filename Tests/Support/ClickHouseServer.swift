@@ -6,6 +6,7 @@ import Glibc
 public final class ClickHouseServer {
     public let dir: String
     public let httpPort: Int
+    public let tcpPort: Int, interserverPort: Int
     public let password = "s3cret"
     private var process: BackgroundProcess?
 
@@ -14,13 +15,15 @@ public final class ClickHouseServer {
             throw TestFailure("clickhouse-server is not installed (scripts/test.sh installs it)")
         }
         dir = try makeTempDir(prefix: "clickhouse")
-        httpPort = Int.random(in: 20_000..<40_000)
+        // Ports the kernel hands out (not random guesses that another suite's server, or the
+        // cluster fixture, may hold).
+        (httpPort, tcpPort, interserverPort) = (try freeLoopbackPort(), try freeLoopbackPort(), try freeLoopbackPort())
         var config = try String(contentsOfFile: "/etc/clickhouse-server/config.xml", encoding: .utf8)
         config = config.replacingOccurrences(of: "/var/lib/clickhouse/", with: "\(dir)/data/")
             .replacingOccurrences(of: "/var/log/clickhouse-server/", with: "\(dir)/log/")
             .replacingOccurrences(of: "<http_port>8123</http_port>", with: "<http_port>\(httpPort)</http_port>")
-            .replacingOccurrences(of: "<tcp_port>9000</tcp_port>", with: "<tcp_port>\(httpPort + 1)</tcp_port>")
-            .replacingOccurrences(of: "<interserver_http_port>9009</interserver_http_port>", with: "<interserver_http_port>\(httpPort + 2)</interserver_http_port>")
+            .replacingOccurrences(of: "<tcp_port>9000</tcp_port>", with: "<tcp_port>\(tcpPort)</tcp_port>")
+            .replacingOccurrences(of: "<interserver_http_port>9009</interserver_http_port>", with: "<interserver_http_port>\(interserverPort)</interserver_http_port>")
             .replacingOccurrences(of: "<listen_host>::1</listen_host>", with: "")
         try config.write(toFile: "\(dir)/config.xml", atomically: true, encoding: .utf8)
         var users = try String(contentsOfFile: "/etc/clickhouse-server/users.xml", encoding: .utf8)
