@@ -112,7 +112,6 @@ final class DockerEngineSource: ContainerMetadataSource {
                 // The subscription is in place once the headers came; dockerd sends them
                 // only with the first event, so list after a quiet moment as well.
                 if !listed { listed = list(resolver) }
-                if listed { resolver.following(self) }
                 continue
             }
             let n = read(fd, &chunk, chunk.count)
@@ -139,18 +138,19 @@ final class DockerEngineSource: ContainerMetadataSource {
             }
             if pending.count > 1 << 20 { return true } // no newline in 1 MiB: not an event stream
             if !listed { listed = list(resolver) }
-            if listed { resolver.following(self) }
         }
         return headersDone
     }
 
-    /// Announces every container that exists (running or not). True when listed.
+    /// Announces every container that exists (running or not), then tells `resolver` this
+    /// source follows its events (the subscription came first). True when listed.
     private func list(_ resolver: ContainerResolver) -> Bool {
         guard let response = get("/containers/json?all=1", timeout: 5), let containers = Self.body(response) as? [[String: Any]] else { return false }
         for c in containers {
             guard let id = c["Id"] as? String, ContainerID.isFull(id) else { continue }
             resolver.announce(id, ContainerResolver.Metadata(image: (c["Image"] as? String) ?? "", labels: (c["Labels"] as? [String: String]) ?? [:]), from: self)
         }
+        resolver.following(self)
         return true
     }
 }

@@ -49,8 +49,6 @@ public final class AgentSender: Sendable {
     public struct Counters: Sendable {
         public var connected = false
         public var connects: UInt64 = 0
-        /// The server of the current (or last) connection, `host:port`.
-        public var server: String?
         /// Moves to another server after a failure, and back to the preferred one.
         public var failovers: UInt64 = 0
         public var batchesAcked: UInt64 = 0
@@ -193,6 +191,9 @@ public final class AgentSender: Sendable {
 
     /// The per-connection state shared by the request producer and the response reader.
     final class Connection: Sendable {
+        /// The server this connection is to.
+        let server: Server
+        init(_ server: Server) { self.server = server }
         struct State {
             var welcomed = false
             var inFlight: [(sequence: UInt64, id: String, rows: UInt64, plugin: String, bytes: Int)] = []
@@ -206,9 +207,8 @@ public final class AgentSender: Sendable {
     }
 
     func connectOnce(_ server: Server, preferred isPreferred: Bool) async -> Outcome {
-        let connection = Connection()
+        let connection = Connection(server)
         let (host, port) = (server.host, server.port)
-        state.withLock { $0.server = server.description }
         // On another server than the preferred one: watch for the preferred one's return.
         let watcher = isPreferred ? nil : Task.detached { [servers, preferred, failbackAfter] in
             while !Task.isCancelled {
@@ -363,11 +363,10 @@ public final class AgentSender: Sendable {
                     defer { s.lastError = nil }
                     return s.lastError
                 }
-                let server = state.withLock { $0.server ?? "" }
                 if let reconnect {
-                    logger.notice("connected to server \(server) (\(welcome.serverVersion)) after: \(reconnect); resending \(spool.count) spooled batches")
+                    logger.notice("connected to server \(connection.server) (\(welcome.serverVersion)) after: \(reconnect); resending \(spool.count) spooled batches")
                 } else {
-                    logger.notice("connected to server \(server) (\(welcome.serverVersion))")
+                    logger.notice("connected to server \(connection.server) (\(welcome.serverVersion))")
                 }
             case .ack(let ack):
                 let entry = connection.state.withLock { s -> (sequence: UInt64, id: String, rows: UInt64, plugin: String, bytes: Int)? in
