@@ -16,24 +16,6 @@ extension ClusterTests {
                                            environment: ["INFRASIGHT_CLICKHOUSE_URL": urls])
     }
 
-    /// The marker's rows in `node`'s shard table, once both replicas of each shard agree
-    /// (replication after a restart takes a moment): per node.
-    func settledShardCounts(_ marker: String, timeout: Double = 60) throws -> [ClickHouseCluster.Node: Int] {
-        var counts: [ClickHouseCluster.Node: Int] = [:]
-        do {
-            try waitUntil("both replicas of each shard hold the same rows", timeout: timeout) {
-                for node in cluster.nodes {
-                    counts[node] = Int(try cluster.query(node, "SELECT count() FROM audit.tracing_events_local WHERE filename = '\(marker)'")
-                        .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
-                }
-                return [1, 2].allSatisfy { s in counts[cluster.node(shard: s, replica: 1)] == counts[cluster.node(shard: s, replica: 2)] }
-            }
-        } catch {
-            throw TestFailure("\(error): \(counts)")
-        }
-        return counts
-    }
-
     /// The servers each agent prefers, from its "started" line.
     static func preferred(_ stderr: String) -> String? {
         guard let r = stderr.range(of: "(prefers ") else { return nil }
@@ -123,10 +105,12 @@ extension ClusterTests {
                 #expect(stored == "\(spooled[name]!)\t\(spooled[name]!)\n", "\(name) read on \(node)")
             }
         }
-        let shards = try settledShardCounts(marker)
-        #expect(shards[n11]! > 0 && shards[n21]! > 0, "\(shards)")
-        #expect(shards[n11]! + shards[n21]! == spooled.values.reduce(0, +), "\(shards)")
-        #expect(shards[n12] == shards[n11] && shards[n22] == shards[n21])
+        // Each shard's count once both its replicas agree (replication after a restart takes
+        // a moment).
+        let tracing = try #require(try Self.firstPartyTables().first { $0.name == "tracing_events" })
+        let shards = try replicatedCounts(tracing, where: "filename = '\(marker)'", timeout: 60)
+        #expect(shards[0] > 0 && shards[1] > 0, "\(shards)")
+        #expect(shards[0] + shards[1] == spooled.values.reduce(0, +), "\(shards)")
         // The ledger is cluster-wide: each batch recorded once, whichever server stored it.
         let ledger = try cluster.query(n12, "SELECT count() - uniqExact(batch_id) FROM infrasight.pipeline_batches FINAL")
         #expect(ledger == "0\n")

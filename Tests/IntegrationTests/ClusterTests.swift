@@ -180,14 +180,16 @@ struct ClusterTests {
                            settings: ["insert_distributed_sync": "1"])
     }
 
-    /// Rows in each shard's `_local` table, once both its replicas hold the same count
-    /// (replication is asynchronous: waits at most 30 s for them to agree).
-    func replicatedCounts(_ table: TableSchema) throws -> [Int] {
+    /// Rows (matching `condition`, when given) in each shard's `_local` table, once both its
+    /// replicas hold the same count (replication is asynchronous: waits at most `timeout`
+    /// seconds for them to agree).
+    func replicatedCounts(_ table: TableSchema, where condition: String? = nil, timeout: Double = 30) throws -> [Int] {
         try [1, 2].map { shard in
             var counts: [Int] = []
-            try waitUntil("both replicas of shard \(shard) hold the same rows of \(table.name)_local", timeout: 30) {
+            try waitUntil("both replicas of shard \(shard) hold the same rows of \(table.name)_local", timeout: timeout) {
                 counts = try [1, 2].map { replica in
-                    let text = try cluster.query(cluster.node(shard: shard, replica: replica), "SELECT count() FROM \(table.qualifiedName)_local")
+                    let text = try cluster.query(cluster.node(shard: shard, replica: replica),
+                                                 "SELECT count() FROM \(table.qualifiedName)_local" + (condition.map { " WHERE \($0)" } ?? ""))
                     guard let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestFailure("count() answered \(text)") }
                     return n
                 }
