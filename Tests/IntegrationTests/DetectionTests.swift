@@ -64,7 +64,7 @@ import Testing
         let hook = try WebhookReceiver(statuses: [500])
         defer { hook.stop() }
         let closed = try DetectionWorkload.closedPort()
-        let metricsPort = Int.random(in: 30_000..<40_000)
+        let metricsPort = try freeLoopbackPort()
         let p = try DetectionWorkload.start([
             "--data-dir", data, "--config", config, "--no-default-rules", "--rules", rules.path, "--alerts-stdout",
             "--alerts-file", alertsFile, "--alerts-webhook", "http://127.0.0.1:\(hook.port)/hook",

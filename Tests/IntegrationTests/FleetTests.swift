@@ -93,7 +93,7 @@ import Testing
     @Test func rowsReachEmbeddedClickHouseWithDerivedColumnsAndNothingLost() throws {
         let (helper, marker, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
-        let (agentMetrics, serverMetrics) = (Int.random(in: 40_000..<45_000), Int.random(in: 45_000..<50_000))
+        let (agentMetrics, serverMetrics) = (try freeLoopbackPort(), try freeLoopbackPort())
         let server = try Server.start(store: ["--data-dir", data], extra: ["--metrics-listen", "127.0.0.1:\(serverMetrics)"])
         let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--metrics-listen", "127.0.0.1:\(agentMetrics)"], dir: dir)
         let total = 200_000
@@ -155,8 +155,8 @@ import Testing
         let (helper, marker, dir) = try Self.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         // No server yet: everything waits in the spool.
-        let port = Int.random(in: 41_000..<50_000)
-        let metrics = Int.random(in: 50_000..<55_000)
+        let port = try freeLoopbackPort()
+        let metrics = try freeLoopbackPort()
         let first = try Self.agent(port: port, spool: "\(dir)/spool", extra: ["--metrics-listen", "127.0.0.1:\(metrics)"], dir: dir)
         let total = 50_000
         try Self.openLoop(helper, marker, total)
@@ -188,7 +188,7 @@ import Testing
         let (helper, marker, dir) = try Self.openLoop()
         // No server, a 4 MiB spool: 150,000 rows (~28 MB) cannot all wait, even when a busy
         // machine has the kernel drop two thirds of them (seen once in CI: 50,881 received).
-        let agent = try Self.agent(port: Int.random(in: 41_000..<50_000), spool: "\(dir)/spool",
+        let agent = try Self.agent(port: try freeLoopbackPort(), spool: "\(dir)/spool",
                                    extra: ["--spool-max-mb", "4", "--drain-timeout", "1"], dir: dir)
         let total = 150_000
         try Self.openLoop(helper, marker, total)

@@ -122,8 +122,9 @@ import Testing
         let spool = "\(dir)/spool"
         #expect(mkdir(spool, 0o755) == 0 && chmod(spool, 0o755) == 0) // as an older version left it
         // No server listens there: every batch stays in the spool.
+        let nowhere = try freeLoopbackPort()
         let agent = try BackgroundProcess(Paths.infrasight, [
-            "agent", "--server", "127.0.0.1:\(Int.random(in: 41_000..<50_000))", "--config", "\(dir)/agent.yaml",
+            "agent", "--server", "127.0.0.1:\(nowhere)", "--config", "\(dir)/agent.yaml",
             "--spool-dir", spool, "--drain-timeout", "1",
         ])
         try agent.waitForStderr("infrasight: note: started: ")

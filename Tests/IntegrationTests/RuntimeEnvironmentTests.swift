@@ -37,7 +37,7 @@ import Testing
     }
 
     @Test func runServesMetricsHealthAndReadiness() throws {
-        let port = Int.random(in: 40_000..<50_000)
+        let port = try freeLoopbackPort()
         let data = try makeTempDir(prefix: "metricsdata")
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data, "--metrics-listen", "127.0.0.1:\(port)"])
         try agent.waitForStderr("infrasight: note: started: ")
@@ -64,7 +64,7 @@ import Testing
     @Test func runReportsItsProgramsCostWhileStatisticsAreOn() throws {
         let stats = try ProgramStats.enable()
         defer { close(stats) }
-        let port = Int.random(in: 40_000..<50_000)
+        let port = try freeLoopbackPort()
         let data = try makeTempDir(prefix: "programstats")
         let config = data + ".yaml"
         try "plugins:\n  enabled: [tracing]\n".write(toFile: config, atomically: true, encoding: .utf8)
