@@ -157,6 +157,15 @@ public final class BPFObject {
         maps.filter { bpf_map__type($0) == BPF_MAP_TYPE_RINGBUF }.map { bpf_map__max_entries($0) }
     }
 
+    /// Sets every BPF_MAP_TYPE_RINGBUF map's size to `bytes` (a power of two, a multiple
+    /// of the page size: the kernel refuses anything else at load). Before `load()` only.
+    public func setRingBufferSizes(_ bytes: UInt32) throws(BPFError) {
+        for m in maps where bpf_map__type(m) == BPF_MAP_TYPE_RINGBUF {
+            let rc = bpf_map__set_max_entries(m, bytes)
+            if rc != 0 { throw .map("cannot size ring buffer \(String(cString: bpf_map__name(m))) to \(bytes) bytes: \(String(cString: strerror(-rc)))") }
+        }
+    }
+
     /// Hash maps whose names start with `is_held`: records a plugin holds back in the
     /// kernel (infrasight_common.bpf.h), with their key and value sizes.
     public var heldRecordMaps: [(fd: Int32, keySize: Int, valueSize: Int)] {

@@ -25,6 +25,9 @@ public struct HostFilters: Equatable, Sendable {
         .init(name: "include_comms", type: "string-list", description: "trace only these command names (comm, at most 15 bytes)", defaultValue: nil),
         .init(name: "exclude_comms", type: "string-list", description: "never trace these command names", defaultValue: nil),
         .init(name: "exclude_self", type: "bool", description: "exclude infrasight's own process", defaultValue: "true"),
+        .init(name: "ring_buffer_kb", type: "int",
+              description: "size of each of the plugin's ring buffers in KiB: a power of two from 4 to 1048576 (a burst larger than the ring is dropped, and counted as kernel drops)",
+              defaultValue: nil),
     ]
 }
 
@@ -32,6 +35,10 @@ public struct HostFilters: Equatable, Sendable {
 /// accept, split into the host's filters and the JSON handed to the plugin's init.
 public struct PluginOptions: Equatable, Sendable {
     public var filters = HostFilters()
+    /// `ring_buffer_kb` in bytes; nil keeps the sizes the plugin's BPF object declares.
+    public var ringBufferBytes: UInt32?
+    /// The bounds of `ring_buffer_kb`: one page, and 1 GiB.
+    public static let ringBufferKB = 4...(1 << 20)
     public var pluginJSON = "{}"
 
     /// Defaults: the host's default filters, no plugin options.
@@ -63,6 +70,12 @@ public struct PluginOptions: Equatable, Sendable {
             case "include_comms": out.filters.includeComms = try comms(converted, path, file)
             case "exclude_comms": out.filters.excludeComms = try comms(converted, path, file)
             case "exclude_self": out.filters.excludeSelf = converted as! Bool
+            case "ring_buffer_kb":
+                let kb = converted as! Int
+                guard ringBufferKB.contains(kb), kb & (kb - 1) == 0 else {
+                    throw ConfigError(file: file, "\(path) must be a power of two from \(ringBufferKB.lowerBound) to \(ringBufferKB.upperBound) (KiB), not \(kb)")
+                }
+                out.ringBufferBytes = UInt32(kb * 1024)
             default: json[key] = converted
             }
         }

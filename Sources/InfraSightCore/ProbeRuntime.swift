@@ -112,6 +112,7 @@ public final class ProbeRuntime {
         guard bytes.count > 0 else { return ActiveProbe(channel: channel, object: nil) }
 
         let object = try BPFObject(bytes: bytes, name: plugin.name)
+        if let size = options.ringBufferBytes { try object.setRingBufferSizes(size) }
         try HostFilterWriter.apply(options.filters, to: object)
         try HostFilterWriter.applyWakeupThreshold(to: object)
         if let configure = d.configure_bpf {

@@ -99,7 +99,7 @@ struct CatalogWorkload {
         let helperPath = "\(work)/\(helperComm)", shellPath = "\(work)/\(shellComm)"
         try compileC(helperSource, to: helperPath, flags: ["-O2", "-static"])
         // /bin/sh is a link (to dash): the program itself, under a name of its own.
-        try FileManager.default.copyItem(atPath: URL(fileURLWithPath: "/bin/sh").resolvingSymlinksInPath().path, toPath: shellPath)
+        try copyExecutable(URL(fileURLWithPath: "/bin/sh").resolvingSymlinksInPath().path, to: shellPath)
         let sensitiveDir = "\(work)/sensitive"
         try FileManager.default.createDirectory(atPath: sensitiveDir, withIntermediateDirectories: true)
         let secret = "\(sensitiveDir)/key", setuidFile = "\(work)/tool", missing = "\(work)/missing"

@@ -18,7 +18,9 @@ struct DetectionWorkload {
     ///   learn PORT             connect PORT, run /usr/bin/cat /etc/motd, then exec /usr/bin/sleep 600
     static let source = """
         #include <arpa/inet.h>
+        #include <errno.h>
         #include <fcntl.h>
+        #include <stdio.h>
         #include <netinet/in.h>
         #include <stdlib.h>
         #include <string.h>
@@ -33,6 +35,7 @@ struct DetectionWorkload {
             a.sin_port = htons(port);
             a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
             int rc = connect(s, (struct sockaddr *)&a, sizeof a);
+            if (rc) fprintf(stderr, "connect 127.0.0.1:%d: %s (errno %d)\\n", port, strerror(errno), errno);
             close(s);
             return rc == 0 ? 0 : 3;
         }
@@ -43,14 +46,19 @@ struct DetectionWorkload {
                 return 0;
             }
             if (argc >= 3 && !strcmp(argv[1], "connect")) return connect_to(atoi(argv[2]));
-            if (argc >= 3 && !strcmp(argv[1], "exec")) { execv(argv[2], argv + 2); return 127; }
+            if (argc >= 3 && !strcmp(argv[1], "exec")) {
+                execv(argv[2], argv + 2);
+                fprintf(stderr, "execv %s: %s (errno %d)\\n", argv[2], strerror(errno), errno);
+                return 127;
+            }
             if (argc >= 3 && !strcmp(argv[1], "learn")) {
                 if (connect_to(atoi(argv[2])) != 0) return 3;
                 pid_t child = fork();
-                if (child == 0) { execl("/usr/bin/cat", "cat", "/etc/motd", (char *)0); _exit(127); }
+                if (child == 0) { execl("/usr/bin/cat", "cat", "/etc/motd", (char *)0); perror("execl /usr/bin/cat"); _exit(127); }
                 int status;
                 waitpid(child, &status, 0);
                 execl("/usr/bin/sleep", "sleep", "600", (char *)0);
+                perror("execl /usr/bin/sleep");
                 return 127;
             }
             return 2;
@@ -69,7 +77,7 @@ struct DetectionWorkload {
     func run(_ arguments: [String]) throws -> Int32 {
         let p = try BackgroundProcess(helper, arguments)
         let r = p.wait()
-        guard r.status == 0 else { throw TestFailure("\(comm) \(arguments.joined(separator: " ")) exited \(r.status)") }
+        guard r.status == 0 else { throw TestFailure("\(comm) \(arguments.joined(separator: " ")) exited \(r.status): \(r.stderr)") }
         return p.pid
     }
 

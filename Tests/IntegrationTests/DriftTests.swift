@@ -58,7 +58,7 @@ import Testing
         // A second copy of the helper: the same comm (so it is traced), a new executable.
         let other = "\(w.dir)/bin2/\(w.comm)"
         try FileManager.default.createDirectory(atPath: "\(w.dir)/bin2", withIntermediateDirectories: false)
-        try FileManager.default.copyItem(atPath: w.helper, toPath: other)
+        try copyExecutable(w.helper, to: other)
         let data = try makeTempDir(prefix: "driftdata")
         let config = try w.config(node: node, plugins: ["tracing", "network"], containers: true, rules: "rules:\n  drift_learn_seconds: 3\n")
         let arguments = ["--data-dir", data, "--config", config, "--no-default-rules", "--alerts-stdout"]
@@ -87,7 +87,7 @@ import Testing
         defer { close(unknownFD) }
         let stranger = "\(w.dir)/bin3/\(w.comm)"
         try FileManager.default.createDirectory(atPath: "\(w.dir)/bin3", withIntermediateDirectories: false)
-        try FileManager.default.copyItem(atPath: w.helper, toPath: stranger)
+        try copyExecutable(w.helper, to: stranger)
         let inUnknown = try BackgroundProcess("/bin/sh", ["-c", "echo $$ > \(unknown)/cgroup.procs && exec \(w.helper) exec \(stranger) connect \(unknownPort)"])
         #expect(inUnknown.wait().status == 0)
         for _ in 0..<2 {

@@ -13,13 +13,25 @@ import Testing
         try jsonLines(traceAround("tracing", workload).stdout)
     }
 
+    /// What a test that misses a container's `cat /etc/motd` row prints: every row of a
+    /// `cat` or of /etc/motd whatever its container (lost, or stored under another
+    /// container?), and the tracer's summary (kernel drops, held rows).
+    static func missing(_ rows: [[String: Any]], container id: String, stderr: String) -> String {
+        let near = rows.filter { $0["comm"] as? String == "cat" || $0["filename"] as? String == "/etc/motd" }.map { r in
+            ["event_type", "pid", "comm", "filename", "return_code", "cgroup_id", "cgroup_name", "container_id", "container_image"]
+                .map { "\($0)=\(r[$0].map { "\($0)" } ?? "nil")" }.joined(separator: " ")
+        }
+        let mine = rows.filter { $0["container_id"] as? String == id }.count
+        return "\(mine) rows of container \(id); rows of cat or /etc/motd: \(near); stderr: \(stderr)"
+    }
+
     @Test func containerRowsCarryIdImageAndLabelsAndHostRowsDoNot() throws {
         try Docker.ready()
         let id = try Docker.docker(["run", "-d", "--label", "app=demo", "--label", "tier=web", Docker.image, "sleep", "600"])
         defer { _ = try? Docker.docker(["rm", "-f", id]) }
         #expect(id.count == 64)
         var hostPid: Int32 = 0
-        let rows = try Self.trace {
+        let r = try traceAround("tracing") {
             // A container that existed before the trace is looked up at its first event
             // (its rows wait for the answer): warm it up, so the rows below are judged on
             // the steady state. ContainerStartTests judge a container's first rows.
@@ -32,8 +44,9 @@ import Testing
             _ = host.wait()
             hostPid = host.pid
         }
+        let rows = try jsonLines(r.stdout)
         let inContainer = rows.filter { $0["container_id"] as? String == id }
-        let cat = try #require(inContainer.last { $0["comm"] as? String == "cat" && $0["filename"] as? String == "/etc/motd" }, "\(inContainer.count) container rows")
+        let cat = try #require(inContainer.last { $0["comm"] as? String == "cat" && $0["filename"] as? String == "/etc/motd" }, "\(Self.missing(rows, container: id, stderr: r.stderr))")
         #expect(cat["container_image"] as? String == Docker.image)
         #expect(cat["container_labels_json"] as? [String: String] == ["app": "demo", "tier": "web"])
         #expect(cat["cgroup_name"] as? String == "/docker/\(id)")
@@ -69,8 +82,9 @@ import Testing
             sleep(1)
             try containerd.ctr(["task", "exec", "--exec-id", "cat", id, "cat", "/etc/motd"])
         }
-        let rows = try jsonLines(r.stdout).filter { $0["container_id"] as? String == id }
-        let cat = try #require(rows.last { $0["comm"] as? String == "cat" && $0["filename"] as? String == "/etc/motd" }, "\(rows.count) container rows; \(r.stderr)")
+        let all = try jsonLines(r.stdout)
+        let rows = all.filter { $0["container_id"] as? String == id }
+        let cat = try #require(rows.last { $0["comm"] as? String == "cat" && $0["filename"] as? String == "/etc/motd" }, "\(Self.missing(all, container: id, stderr: r.stderr))")
         #expect(cat["container_image"] as? String == image)
         // The kubelet's labels, and the one ctr adds from the image's config.
         #expect(cat["container_labels_json"] as? [String: String] == [

@@ -336,6 +336,11 @@ import Testing
         l = try list(dirs: [dir], extraConfig: "  options:\n    tracing:\n      include_uids: root\n")
         tracing = l.byPath.values.first { $0["name"] as? String == "tracing" }
         #expect((tracing?["error"] as? String)?.hasSuffix("plugins.options.tracing.include_uids must be a list of integers") == true)
+        for bad in ["3000", "2", "2097152"] {
+            l = try list(dirs: [dir], extraConfig: "  options:\n    tracing:\n      ring_buffer_kb: \(bad)\n")
+            tracing = l.byPath.values.first { $0["name"] as? String == "tracing" }
+            #expect((tracing?["error"] as? String)?.hasSuffix("plugins.options.tracing.ring_buffer_kb must be a power of two from 4 to 1048576 (KiB), not \(bad)") == true, "\(tracing ?? [:])")
+        }
     }
 
     @Test func badConfigExitsWithOneLineAndStatus2() throws {

@@ -21,13 +21,33 @@ import Testing
         return (try jsonLines(r.stdout), r.stderr)
     }
 
+    /// `ring_buffer_kb` sizes every ring buffer of that plugin before load: the kernel's
+    /// map (read from the tracer's own descriptors) has that size, the other plugin keeps
+    /// its own.
+    @Test func ringBufferKBSizesThatPluginsRingBuffersInTheKernel() throws {
+        let dir = try makeTempDir(prefix: "ringsize")
+        try "plugins:\n  options:\n    mount:\n      ring_buffer_kb: 64\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        let trace = try Self.startTrace(["--plugins", "mount,ptrace", "--config", "\(dir)/c.yaml"])
+        var sizes: [Int] = []
+        for fd in try FileManager.default.contentsOfDirectory(atPath: "/proc/\(trace.pid)/fd") {
+            let info = (try? String(contentsOfFile: "/proc/\(trace.pid)/fdinfo/\(fd)", encoding: .utf8)) ?? ""
+            let fields = Dictionary(info.split(separator: "\n").compactMap { line -> (String, String)? in
+                let kv = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                return kv.count == 2 ? (kv[0], kv[1]) : nil
+            }, uniquingKeysWith: { a, _ in a })
+            if fields["map_type"] == "27" /* BPF_MAP_TYPE_RINGBUF */, let n = fields["max_entries"].flatMap({ Int($0) }) { sizes.append(n) }
+        }
+        _ = try Self.stop(trace)
+        // mount's ring at 64 KiB; ptrace's as its BPF declares it (4 MiB).
+        #expect(sizes.sorted() == [64 << 10, 4 << 20], "\(sizes)")
+    }
+
     @Test func execOpenAndChmodProduceExactRows() throws {
         let dir = try makeTempDir(prefix: "trace")
         let file = "\(dir)/data.txt"
         try "hello\n".write(toFile: file, atomically: true, encoding: .utf8)
         let script = "\(dir)/probe-script.sh"
-        try "#!/bin/sh\nexit 0\n".write(toFile: script, atomically: true, encoding: .utf8)
-        chmod(script, 0o755)
+        try writeExecutable(Array("#!/bin/sh\nexit 0\n".utf8), to: script)
         let me = getpid()
 
         let trace = try Self.startTrace(["--plugins", "tracing", "--format", "json"])

@@ -66,6 +66,12 @@ public final class BackgroundProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, self.stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // The child gets no other descriptor of the test process. Foundation opens files
+        // without O_CLOEXEC (FileManager.copyItem's destination, String.write's temporary
+        // file): a child spawned by another suite while one was open for writing kept it,
+        // for its whole life, and every exec of that file failed with ETXTBSY (DriftTests'
+        // copied helper exited 127). Closing them at spawn is the cause removed, not waited out.
+        guard Self.addCloseFrom(&actions, 3) == 0 else { throw TestFailure("posix_spawn_file_actions_addclosefrom_np failed") }
         var env = ProcessInfo.processInfo.environment
         if let environment { env.merge(environment) { $1 } }
         // A working directory through env(1) --chdir: posix_spawn's chdir action is not
@@ -90,18 +96,19 @@ public final class BackgroundProcess {
         posix_spawnattr_setsigdefault(&attr, &all)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var child: pid_t = 0
-        var rc = posix_spawn(&child, command[0], &actions, &attr, argv, envp)
-        // A file just written may still be open for writing in a child another test is
-        // forking at this moment (ETXTBSY until that child execs): try again shortly.
-        var attempts = 0
-        while rc == ETXTBSY && attempts < 50 {
-            usleep(20_000)
-            attempts += 1
-            rc = posix_spawn(&child, command[0], &actions, &attr, argv, envp)
-        }
+        let rc = posix_spawn(&child, command[0], &actions, &attr, argv, envp)
         guard rc == 0 else { throw TestFailure("cannot start \(executable): \(String(cString: strerror(rc)))") }
         pid = child
     }
+
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which Swift's Glibc
+    /// module does not declare (_GNU_SOURCE-only); looked up once.
+    private static let addCloseFrom: @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32 = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+            fatalError("glibc 2.34 or newer is needed: posix_spawn_file_actions_addclosefrom_np is missing")
+        }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
 
     /// A test that fails midway must not leave its processes behind (a tracer left
     /// running slows every later test): whatever still runs is killed.
@@ -295,4 +302,42 @@ public func freeLoopbackPort() throws -> Int {
     }
     guard ok else { throw TestFailure("cannot pick a free port") }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Writes a program (or script) that the test will run: through a close-on-exec
+/// descriptor into a temporary name, then renamed into place, so no process ever holds it
+/// open for writing and an exec of it cannot fail with ETXTBSY (Foundation's writes and
+/// FileManager.copyItem open without O_CLOEXEC: a child another suite spawns meanwhile
+/// inherits the descriptor).
+public func writeExecutable(_ contents: [UInt8], to destination: String, mode: mode_t = 0o755) throws {
+    let temporary = "\(destination).partial-\(getpid())"
+    let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+    guard output >= 0 else { throw TestFailure("cannot create \(temporary): \(String(cString: strerror(errno)))") }
+    var written = 0
+    while written < contents.count {
+        let n = contents[written...].withUnsafeBytes { write(output, $0.baseAddress, $0.count) }
+        guard n > 0 else {
+            let reason = String(cString: strerror(errno))
+            close(output)
+            unlink(temporary)
+            throw TestFailure("cannot write \(temporary): \(reason)")
+        }
+        written += n
+    }
+    fchmod(output, mode)
+    guard close(output) == 0, rename(temporary, destination) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary)
+        throw TestFailure("cannot put \(destination) in place: \(reason)")
+    }
+}
+
+/// Copies the program at `source` to `destination` for running it (see `writeExecutable`),
+/// with the source's permission bits.
+public func copyExecutable(_ source: String, to destination: String) throws {
+    var st = stat()
+    guard stat(source, &st) == 0, let contents = FileManager.default.contents(atPath: source) else {
+        throw TestFailure("cannot read \(source): \(String(cString: strerror(errno)))")
+    }
+    try writeExecutable(Array(contents), to: destination, mode: st.st_mode & 0o7777)
 }
