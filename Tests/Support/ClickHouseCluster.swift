@@ -183,7 +183,7 @@ public final class ClickHouseCluster {
     public func query(_ node: Node, _ sql: String, settings: [String: String] = [:]) throws -> String {
         let parameters = settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
         let r = try run("/usr/bin/curl", ["-s", "-S", "--fail-with-body", "--data-binary", sql, url(node) + (parameters.isEmpty ? "" : "?" + parameters)])
-        guard r.status == 0 else { throw TestFailure("query on \(node) failed: \(r.stdout) \(r.stderr)") }
+        guard r.status == 0 else { throw TestFailure("query on \(node) failed: \(r.stdout) \(r.stderr); \(whatItSaw(node))") }
         return r.stdout
     }
 
@@ -193,7 +193,15 @@ public final class ClickHouseCluster {
         parameters = parameters.mapValues { $0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0 }
         let query = parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
         let r = try run("/usr/bin/curl", ["-s", "-S", "--fail-with-body", "--data-binary", "@\(bodyFile)", url(node) + "?" + query])
-        guard r.status == 0 else { throw TestFailure("insert on \(node) failed: \(r.stdout) \(r.stderr)") }
+        guard r.status == 0 else { throw TestFailure("insert on \(node) failed: \(r.stdout) \(r.stderr); \(whatItSaw(node))") }
+    }
+
+    /// Whether `node` runs and the end of its error log (what a failed statement's message
+    /// carries: a closed connection says whether the server crashed and why).
+    public func whatItSaw(_ node: Node) -> String {
+        let state = processes[node].map { $0.isRunning ? "\(node) runs" : "\(node) exited (\($0.wait().status))" } ?? "\(node) is stopped"
+        let log = (try? String(contentsOfFile: "\(directory(node))/log/error.log", encoding: .utf8)) ?? ""
+        return "\(state); the end of its error log: \(log.split(separator: "\n").suffix(15).joined(separator: " | "))"
     }
 
     private func launch(_ node: Node) throws {

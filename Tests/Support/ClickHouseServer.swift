@@ -65,7 +65,17 @@ public final class ClickHouseServer {
     /// Runs SQL with curl (independent of the code under test).
     public func query(_ sql: String) throws -> String {
         let r = try run("/usr/bin/curl", ["-s", "-S", "--fail-with-body", "-u", "default:\(password)", "--data-binary", sql, "http://127.0.0.1:\(httpPort)/"])
-        guard r.status == 0 else { throw TestFailure("query failed: \(r.stdout) \(r.stderr)") }
+        guard r.status == 0 else { throw TestFailure("query failed: \(r.stdout) \(r.stderr); \(whatItSaw())") }
         return r.stdout
+    }
+
+    /// Whether the server still runs (or how it ended) and the end of its error log: what a
+    /// failed query's message carries, so a closed connection says whether the server
+    /// crashed and why.
+    public func whatItSaw() -> String {
+        let state: String
+        if let p = process { state = p.isRunning ? "the server runs" : "the server exited (\(p.wait().status))" } else { state = "the server is stopped" }
+        let log = (try? String(contentsOfFile: "\(dir)/log/clickhouse-server.err.log", encoding: .utf8)) ?? ""
+        return "\(state); the end of its error log: \(log.split(separator: "\n").suffix(15).joined(separator: " | "))"
     }
 }
