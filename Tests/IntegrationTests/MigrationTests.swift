@@ -192,6 +192,14 @@ import Testing
         }
         try config.write(toFile: "\(server.dir)/config.xml", atomically: true, encoding: .utf8)
         try server.start()
+        // /ping answers before 18.16's DDL worker has its ZooKeeper session (its own thread
+        // connects after the server listens), and an ON CLUSTER statement in that gap crashes
+        // the server (SIGSEGV, a null ZooKeeper handle in DDLWorker::enqueueQuery): the
+        // "Empty reply from server" this test met under load. The worker's first act once
+        // connected is creating the task queue in this fresh ZooKeeper.
+        try waitUntil("the DDL worker has its ZooKeeper session (\(server.whatItSaw()))", timeout: 60) {
+            (try? server.query("SELECT count() FROM system.zookeeper WHERE path = '/clickhouse/task_queue' AND name = 'ddl'")) == "1\n"
+        }
 
         // The previous release's cluster: schema print --cluster's DDL without the new
         // columns, with 18.16's types, and rows in it.

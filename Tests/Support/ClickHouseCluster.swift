@@ -90,6 +90,9 @@ public final class ClickHouseCluster {
     public let nodes: [Node] = [1, 2].flatMap { s in [1, 2].map { Node(shard: s, replica: $0) } }
     private var ports: [Node: (http: Int, tcp: Int, interserver: Int)] = [:]
     private var processes: [Node: BackgroundProcess] = [:]
+    /// How many times each node's log said its DDL worker processes tasks before its last
+    /// launch (see `waitForDDLWorker`).
+    private var ddlWorkerMarks: [Node: Int] = [:]
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var instance: ClickHouseCluster?
@@ -135,8 +138,10 @@ public final class ClickHouseCluster {
     /// Starts every node that is not running and waits (at most 60 s) until all four answer
     /// and the cluster runs ON CLUSTER DDL on every one of them.
     public func start() throws {
-        for node in nodes where processes[node]?.isRunning != true { try launch(node) }
+        let launched = nodes.filter { processes[$0]?.isRunning != true }
+        for node in launched { try launch(node) }
         for node in nodes { try waitForPing(node) }
+        for node in launched { try waitForDDLWorker(node) }
         // A no-op statement that every node's DDL worker must execute: proves ZooKeeper,
         // the macros and the remote_servers entries (matched by tcp port) all line up.
         try waitUntil("ON CLUSTER DDL works on every node", timeout: 60) {
@@ -154,6 +159,7 @@ public final class ClickHouseCluster {
         guard processes[node]?.isRunning != true else { return }
         try launch(node)
         try waitForPing(node)
+        try waitForDDLWorker(node)
     }
 
     /// Stops `node` cleanly (SIGTERM) and waits for its exit (at most 60 s).
@@ -205,6 +211,7 @@ public final class ClickHouseCluster {
     }
 
     private func launch(_ node: Node) throws {
+        ddlWorkerMarks[node] = ddlWorkerLines(node)
         processes[node] = try niced(Self.binary!, ["--config-file=\(directory(node))/config.xml"], cwd: directory(node))
     }
 
@@ -218,6 +225,24 @@ public final class ClickHouseCluster {
             let r = try run("/usr/bin/curl", ["-s", "-m", "1", "http://127.0.0.1:\(http)/ping"])
             return r.stdout.hasPrefix("Ok")
         }
+    }
+
+    /// Waits until `node`'s DDL worker, launched last, has its ZooKeeper session: 18.16
+    /// answers /ping before that worker's thread has connected, and an ON CLUSTER statement
+    /// sent to it in that gap crashes the server (SIGSEGV: a null ZooKeeper handle in
+    /// DDLWorker::enqueueQuery; seen as "Empty reply from server" under load). The worker
+    /// logs `DDLWorker: Processing tasks` (debug) once it is connected; the log outlives
+    /// restarts, so the line must come after the launch's mark.
+    private func waitForDDLWorker(_ node: Node) throws {
+        let mark = ddlWorkerMarks[node] ?? 0
+        try waitUntil("clickhouse-server \(node)'s DDL worker has its ZooKeeper session (\(whatItSaw(node)))", timeout: 60) {
+            ddlWorkerLines(node) > mark
+        }
+    }
+
+    private func ddlWorkerLines(_ node: Node) -> Int {
+        let log = (try? String(contentsOfFile: "\(directory(node))/log/server.log", encoding: .utf8)) ?? ""
+        return log.components(separatedBy: "DDLWorker: Processing tasks").count - 1
     }
 
     /// The node's config.xml: its own ports and directories, the cluster's shared parts.
@@ -235,7 +260,7 @@ public final class ClickHouseCluster {
         try """
             <?xml version="1.0"?>
             <yandex>
-              <logger><level>information</level><log>\(d)/log/server.log</log><errorlog>\(d)/log/error.log</errorlog><size>100M</size><count>1</count></logger>
+              <logger><level>debug</level><log>\(d)/log/server.log</log><errorlog>\(d)/log/error.log</errorlog><size>100M</size><count>1</count></logger>
               <listen_host>127.0.0.1</listen_host>
               <http_port>\(p.http)</http_port>
               <tcp_port>\(p.tcp)</tcp_port>
