@@ -109,14 +109,19 @@ import Testing
         let (fileA, fileB) = ("\(dir)/first.txt", "\(dir)/second.txt")
         try "a\n".write(toFile: fileA, atomically: true, encoding: .utf8)
         try "b\n".write(toFile: fileB, atomically: true, encoding: .utf8)
-        try "plugins:\n  enabled: [tracing, resource]\n".write(toFile: "\(dir)/config.yaml", atomically: true, encoding: .utf8)
+        // tracing filtered in the kernel to the test's programs: the helper's exec (under
+        // the test's own comm), its children (pidreuse, then cat). Unfiltered, other suites'
+        // floods fill the ring buffer and the exact rows below can be lost (counted).
+        let comm = uniqueComm()
+        try "plugins:\n  enabled: [tracing, resource]\n  options:\n    tracing:\n      include_comms: [\(comm), pidreuse, cat]\n"
+            .write(toFile: "\(dir)/config.yaml", atomically: true, encoding: .utf8)
 
         let data = try makeTempDir(prefix: "identity-data")
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--config", "\(dir)/config.yaml", "--data-dir", data])
         try agent.waitForStderr("infrasight: note: started: ")
         var printed: [String] = []
         for _ in 0..<5 {
-            let r = try run(helper, [fileA, fileB])
+            let r = try withThreadComm(comm) { try run(helper, [fileA, fileB]) }
             // The children's output (the files' text) comes first; the helper's line last.
             if r.status == 0 { printed = (r.stdout.split(separator: "\n").last ?? "").split(separator: " ").map(String.init); break }
             #expect(r.status == 3, "the helper failed: \(r.stderr)")

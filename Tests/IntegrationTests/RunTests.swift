@@ -17,11 +17,17 @@ import Testing
         let file = "\(dir)/secret.txt"
         try "x\n".write(toFile: file, atomically: true, encoding: .utf8)
         let me = getpid()
-        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data])
+        // Every plugin, tracing filtered in the kernel to the test's programs (their execs
+        // under the test's own comm, then cat and chmod): its exact rows must not share a
+        // ring buffer with other suites' floods (see TraceTests.startTrace(comms:)).
+        let comm = uniqueComm()
+        let config = "\(dir)/run.yaml"
+        try "plugins:\n  options:\n    tracing:\n      include_comms: [\(comm), cat, chmod]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data, "--config", config])
         try agent.waitForStderr("infrasight: note: started: ")
-        let catPid = try spawnAndWait("/bin/cat", [file])
-        let missingPid = try spawnAndWait("/bin/cat", ["\(dir)/missing"])
-        let chmodPid = try spawnAndWait("/bin/chmod", ["600", file])
+        let (catPid, missingPid, chmodPid) = try withThreadComm(comm) {
+            (try spawnAndWait("/bin/cat", [file]), try spawnAndWait("/bin/cat", ["\(dir)/missing"]), try spawnAndWait("/bin/chmod", ["600", file]))
+        }
         // Something for every other plugin: a traced process, a mount, a connection.
         _ = try spawnAndWait("/usr/bin/strace", ["-o", "/dev/null", "/bin/true"])
         _ = try spawnAndWait("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "run-test", dir])

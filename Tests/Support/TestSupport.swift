@@ -341,3 +341,28 @@ public func copyExecutable(_ source: String, to destination: String) throws {
     }
     try writeExecutable(Array(contents), to: destination, mode: st.st_mode & 0o7777)
 }
+
+/// A command name of the test's own: `prefix` and 8 random hex digits (15 bytes at most,
+/// the kernel's comm length).
+public func uniqueComm(_ prefix: String = "tt") -> String {
+    prefix + String(format: "%08x", UInt32.random(in: 0...UInt32.max))
+}
+
+/// Runs `body` with the calling thread's command name set to `comm` (restored after).
+/// A process spawned meanwhile from this thread carries that name until its exec, so a
+/// tracer filtered in the kernel to `comm` (`include_comms`) sees its execve: a test that
+/// wants the exact rows of programs it starts (/bin/true, cat) traces only them, and
+/// other suites flooding the host (500,000 opens) cannot fill its ring buffer.
+public func withThreadComm<T>(_ comm: String, _ body: () throws -> T) throws -> T {
+    func set(_ name: String) throws {
+        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TestFailure("cannot open /proc/thread-self/comm: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(name.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw TestFailure("cannot name this thread \(name): \(String(cString: strerror(errno)))") }
+    }
+    let old = ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .newlines)
+    try set(comm)
+    defer { try? set(old) }
+    return try body()
+}
