@@ -8,7 +8,9 @@
 # Needs a build (`swift build && swift build --build-tests`, as scripts/test.sh does) and
 # the container runtimes (scripts/start-runtimes.sh). Run as root, like the suite itself.
 # Each run's log and xUnit report stay in .build/repeat/<stamp>/run-<i>.*; the summary is
-# printed and written to .build/repeat/<stamp>/summary.txt. Exits 1 when any run failed.
+# printed and written to .build/repeat/<stamp>/summary.txt. A run that takes longer than
+# REPEAT_TESTS_TIMEOUT seconds (default 3600) is killed and counted as failed. Exits 1
+# when any run failed (a test failed, the run crashed or hung, or it ran no test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +33,7 @@ args=(--skip-build)
 for i in $(seq "$runs"); do
     start=$(date +%s)
     set +e
-    swift test "${args[@]}" --xunit-output "$out/run-$i.xml" > "$out/run-$i.log" 2>&1
+    timeout --kill-after=60 "${REPEAT_TESTS_TIMEOUT:-3600}" swift test "${args[@]}" --xunit-output "$out/run-$i.xml" > "$out/run-$i.log" 2>&1
     status=$?
     set -e
     end=$(date +%s)
@@ -52,7 +54,8 @@ for line in open(os.path.join(out, "runs.txt")):
     i = int(i)
     cases = fails = 0
     # swift test writes the XCTest report at the path given and Swift Testing's beside it.
-    for path in glob.glob(os.path.join(out, f"run-{i}*.xml")):
+    reports = [os.path.join(out, f"run-{i}.xml"), os.path.join(out, f"run-{i}-swift-testing.xml")]
+    for path in filter(os.path.exists, reports):
         try:
             root = ET.parse(path).getroot()
         except ET.ParseError as e:
@@ -71,10 +74,11 @@ for line in open(os.path.join(out, "runs.txt")):
             if name not in first:
                 text = (problem.get("message") or problem.text or "").strip().replace("\n", " ")
                 first[name] = text[:400]
-    # A run that crashed or hung writes no report: its log's last lines say why.
-    if cases == 0:
+    # A run that crashed, hung (exit 124/137: killed by timeout), ran no test, or exited
+    # non-zero with no failing test in its report: its log's last lines say why.
+    if cases == 0 or (int(status) != 0 and fails == 0):
         log = open(os.path.join(out, f"run-{i}.log"), errors="replace").read().splitlines()
-        name = f"(run {i} left no report: exit {status})"
+        name = f"(run {i}: exit {status}, {cases} tests reported, none failed)" if cases else f"(run {i}: exit {status}, no test reported)"
         failed.setdefault(name, []).append(i)
         first[name] = " | ".join(log[-5:])[:400]
     totals.append((i, int(status), int(seconds), cases, fails))
@@ -89,4 +93,5 @@ else:
         print(f"  {len(failed[name])}/{runs}  {name} (runs {', '.join(map(str, failed[name]))})")
         print(f"        {first[name]}")
 EOF
-! awk '$2 != 0 { bad = 1 } END { exit !bad }' "$out/runs.txt"
+# The summary's verdict is the exit status.
+grep -q "^every test passed in " "$out/summary.txt"

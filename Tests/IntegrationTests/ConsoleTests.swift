@@ -49,7 +49,7 @@ struct ConsoleTests {
         let (parentComm, childComm) = ("isp" + tag, "isc" + tag)
         let child = "\(dir)/\(childComm)", parent = "\(dir)/\(parentComm)"
         try compileC(Self.childSource, to: child, flags: ["-O1", "-Wall", "-Werror"])
-        try FileManager.default.copyItem(atPath: "/bin/dash", toPath: parent)
+        try copyExecutable("/bin/dash", to: parent)
         let marker = "\(dir)/marker-\(tag).txt"
         try "x\n".write(toFile: marker, atomically: true, encoding: .utf8)
         let listener = try LoopbackListener()

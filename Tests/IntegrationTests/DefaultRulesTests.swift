@@ -296,7 +296,10 @@ final class RuleReproductions: Sendable {
         try host("setuid_or_setgid_bit_set", ["setuid", setuidFile])
         try host("write_and_execute_mapping", ["wx"])
         try host("other_process_memory_read", ["environ"])
-        try host("mining_pool_connection", ["listen-connect", "3333"])
+        // Stratum's port on the loopback of a network namespace of its own: the rule is
+        // about the port, and nothing else on the host may hold 3333.
+        try host("mining_pool_connection", ["listen-connect", "3333"],
+                 through: ["/usr/bin/unshare", "--net", "/bin/sh", "-c", "/usr/sbin/ip link set lo up && exec \"$0\" \"$@\""])
 
         /// Runs the helper as a container's entrypoint (it stays after acting: its pid).
         func container(_ key: String, _ options: [String], _ args: [String]) throws {
@@ -618,7 +621,7 @@ final class RuleReproductions: Sendable {
         let data = try makeTempDir(prefix: "baseline-data")
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--config", "\(work)/config.yaml", "--data-dir", data, "--alerts-stdout"])
         try agent.waitForStderr("infrasight: note: started: ")
-        let port = Int.random(in: 20000...29999)
+        let port = try freeLoopbackPort()
         let workload = try BackgroundProcess("/bin/sh", ["-c", "echo $$ > \(cgroup)/cgroup.procs && exec /bin/sh \(work)/workload.sh \(work) \(tag) \(port) \(Docker.image) \(Docker.client)"])
         let w = try workload.wait(timeout: 180)
         #expect(w.status == 0, "the workload failed: \(w.stderr)")
@@ -634,8 +637,10 @@ final class RuleReproductions: Sendable {
         }
         // The workload was seen: the build, git, dpkg, Python, curl, docker and the container.
         let comms = Set(try query("SELECT DISTINCT comm FROM audit.tracing_events WHERE event_type = 'execve' AND (cgroup_id = \(cgroupID) OR container_id = '\(container)')").map { $0[0] })
+        // The whole host is traced (on purpose): beside another suite's flood, its ring
+        // buffers may drop rows, which the summary counts; a missing exec says so.
         for comm in ["cc", "cc1", "as", "ld", "git", "dpkg", "dpkg-deb", "python3", "curl", "docker", "sh", "cat", "sleep"] {
-            #expect(comms.contains(comm), "no exec of \(comm) among \(comms.sorted())")
+            #expect(comms.contains(comm), "no exec of \(comm) among \(comms.sorted()); \(r.stderr.split(separator: "\n").filter { $0.contains("kernel drops") })")
         }
         let processes = Set(try query("""
             SELECT DISTINCT pid, start_time_ns FROM audit.tracing_events

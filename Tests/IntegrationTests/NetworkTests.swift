@@ -214,8 +214,13 @@ import Testing
         let dir = try makeTempDir(prefix: "dns")
         try "\(server) server.infrasight.test\n".write(toFile: "\(dir)/hosts", atomically: true, encoding: .utf8)
         try "".write(toFile: "\(dir)/dnsmasq.conf", atomically: true, encoding: .utf8)
+        // A loopback address of this test's own (127/8 is all loopback): no other DNS server
+        // or leftover answers in its place.
+        let octets = [127, Int.random(in: 1...254), Int.random(in: 1...254), Int.random(in: 2...254)]
+        let address = octets.map(String.init).joined(separator: ".")
+        let procNetUDP = octets.reversed().map { String(format: "%02X", $0) }.joined() + ":0035"
         let dnsmasq = try BackgroundProcess("/usr/sbin/dnsmasq", [
-            "--keep-in-foreground", "--conf-file=\(dir)/dnsmasq.conf", "--listen-address=127.0.0.153", "--bind-interfaces",
+            "--keep-in-foreground", "--conf-file=\(dir)/dnsmasq.conf", "--listen-address=\(address)", "--bind-interfaces",
             "--no-resolv", "--no-hosts", "--addn-hosts=\(dir)/hosts", "--local=/in-addr.arpa/", "--local=/ip6.arpa/",
             "--pid-file=\(dir)/pid",
         ])
@@ -225,11 +230,11 @@ import Testing
         }
         // dnsmasq must answer before the first lookup: a refused query would be a (short-lived)
         // failure in the resolver's cache and the test would see no name.
-        try waitUntil("dnsmasq listens on 127.0.0.153:53 (\(dnsmasq.stderr))", timeout: 10) {
-            ((try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? "").contains(" 9900007F:0035 ")
+        try waitUntil("dnsmasq listens on \(address):53 (\(dnsmasq.stderr))", timeout: 10) {
+            ((try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? "").contains(" \(procNetUDP) ")
         }
 
-        let trace = try Self.startTrace(options: "      dns_server: 127.0.0.153\n      dns_timeout_ms: 2000\n")
+        let trace = try Self.startTrace(options: "      dns_server: \(address)\n      dns_timeout_ms: 2000\n")
         let first = try Self.connection(server: server, client: client, serverNetns: b, clientNetns: a)
         // The first connection to a new address is stored before its lookup finishes;
         // the next one finds the name in the cache.

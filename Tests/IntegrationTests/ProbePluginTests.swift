@@ -197,7 +197,7 @@ import Testing
             }
             """)
         var pid: Int32 = 0
-        let rows = try Self.trace("resource", config: "plugins:\n  options:\n    resource:\n      interval_seconds: 1\n") {
+        let rows = try Self.trace("resource", config: "plugins:\n  options:\n    resource:\n      interval_seconds: 1\n      include_comms: [burner]\n") {
             pid = try Self.runHelper(helper, ["\(dir)/out"]).pid
         }
         let mine = rows.filter { int($0, "pid") == Int64(pid) }

@@ -113,7 +113,7 @@ import Testing
         // the test's own comm), its children (pidreuse, then cat). Unfiltered, other suites'
         // floods fill the ring buffer and the exact rows below can be lost (counted).
         let comm = uniqueComm()
-        try "plugins:\n  enabled: [tracing, resource]\n  options:\n    tracing:\n      include_comms: [\(comm), pidreuse, cat]\n"
+        try "plugins:\n  enabled: [tracing, resource]\n  options:\n    tracing:\n      include_comms: [\(comm), pidreuse, cat]\n    resource:\n      include_comms: [pidreuse, cat]\n"
             .write(toFile: "\(dir)/config.yaml", atomically: true, encoding: .utf8)
 
         let data = try makeTempDir(prefix: "identity-data")

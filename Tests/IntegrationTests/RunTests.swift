@@ -77,7 +77,10 @@ import Testing
 
     @Test func runWritesToAClickHouseServer() throws {
         let server = try ClickHouseServer()
-        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--duration", "4"], environment: ["INFRASIGHT_CLICKHOUSE_URL": server.url])
+        // tracing filtered in the kernel to cat (one exact row below), as above.
+        let config = "\(try makeTempDir(prefix: "runserver"))/run.yaml"
+        try "plugins:\n  options:\n    tracing:\n      include_comms: [cat]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--duration", "4", "--config", config], environment: ["INFRASIGHT_CLICKHOUSE_URL": server.url])
         try agent.waitForStderr("infrasight: note: started: ")
         let pid = try spawnAndWait("/bin/cat", ["/etc/hostname"])
         let r = try agent.wait(timeout: 180)

@@ -90,9 +90,8 @@ public final class ClickHouseCluster {
     public let nodes: [Node] = [1, 2].flatMap { s in [1, 2].map { Node(shard: s, replica: $0) } }
     private var ports: [Node: (http: Int, tcp: Int, interserver: Int)] = [:]
     private var processes: [Node: BackgroundProcess] = [:]
-    /// How many times each node's log said its DDL worker processes tasks before its last
-    /// launch (see `waitForDDLWorker`).
-    private var ddlWorkerMarks: [Node: Int] = [:]
+    /// Each node's log size at its last launch (see `waitForDDLWorker`).
+    private var logMarks: [Node: UInt64] = [:]
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var instance: ClickHouseCluster?
@@ -211,7 +210,7 @@ public final class ClickHouseCluster {
     }
 
     private func launch(_ node: Node) throws {
-        ddlWorkerMarks[node] = ddlWorkerLines(node)
+        logMarks[node] = (try? FileManager.default.attributesOfItem(atPath: serverLog(node))[.size] as? UInt64) ?? 0
         processes[node] = try niced(Self.binary!, ["--config-file=\(directory(node))/config.xml"], cwd: directory(node))
     }
 
@@ -232,18 +231,20 @@ public final class ClickHouseCluster {
     /// sent to it in that gap crashes the server (SIGSEGV: a null ZooKeeper handle in
     /// DDLWorker::enqueueQuery; seen as "Empty reply from server" under load). The worker
     /// logs `DDLWorker: Processing tasks` (debug) once it is connected; the log outlives
-    /// restarts, so the line must come after the launch's mark.
+    /// restarts, so only what was written after the launch is read.
     private func waitForDDLWorker(_ node: Node) throws {
-        let mark = ddlWorkerMarks[node] ?? 0
+        let mark = logMarks[node] ?? 0
         try waitUntil("clickhouse-server \(node)'s DDL worker has its ZooKeeper session (\(whatItSaw(node)))", timeout: 60) {
-            ddlWorkerLines(node) > mark
+            guard processes[node]?.isRunning == true else { throw TestFailure("clickhouse-server \(node) exited: \(whatItSaw(node))") }
+            guard let log = FileHandle(forReadingAtPath: serverLog(node)) else { return false }
+            defer { try? log.close() }
+            try log.seek(toOffset: mark)
+            let text = String(decoding: try log.readToEnd() ?? Data(), as: UTF8.self)
+            return text.contains("DDLWorker: Processing tasks")
         }
     }
 
-    private func ddlWorkerLines(_ node: Node) -> Int {
-        let log = (try? String(contentsOfFile: "\(directory(node))/log/server.log", encoding: .utf8)) ?? ""
-        return log.components(separatedBy: "DDLWorker: Processing tasks").count - 1
-    }
+    private func serverLog(_ node: Node) -> String { "\(directory(node))/log/server.log" }
 
     /// The node's config.xml: its own ports and directories, the cluster's shared parts.
     /// `interserver_http_host` is 127.0.0.1 so replicas fetch parts over loopback (the

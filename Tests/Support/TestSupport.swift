@@ -279,13 +279,14 @@ public func summaryNumbers(_ stderr: String, plugin: String) -> [String: Int]? {
 }
 
 /// Polls `condition` every 50 ms until it holds; throws naming `what` after `timeout` s.
-public func waitUntil(_ what: String, timeout: Double, _ condition: () throws -> Bool) throws {
+/// `what` is read at the timeout, so it may describe the state then.
+public func waitUntil(_ what: @autoclosure () -> String, timeout: Double, _ condition: () throws -> Bool) throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try condition() { return }
         usleep(50_000)
     }
-    throw TestFailure("timed out after \(timeout) s waiting until \(what)")
+    throw TestFailure("timed out after \(timeout) s waiting until \(what())")
 }
 
 /// A TCP port nothing listens on now (bound to 0 on 127.0.0.1, read, released): the
@@ -304,42 +305,38 @@ public func freeLoopbackPort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// Writes a program (or script) that the test will run: through a close-on-exec
-/// descriptor into a temporary name, then renamed into place, so no process ever holds it
-/// open for writing and an exec of it cannot fail with ETXTBSY (Foundation's writes and
-/// FileManager.copyItem open without O_CLOEXEC: a child another suite spawns meanwhile
-/// inherits the descriptor).
+/// Writes a program (or script) that the test will run. The executable file is written
+/// by install(1), a child process, into a temporary name and renamed into place: the
+/// test process never holds it open for writing, so no child that another suite spawns
+/// at that moment can inherit a write descriptor to it and make its exec fail with
+/// ETXTBSY (Foundation's writes and FileManager.copyItem open without O_CLOEXEC, and a
+/// spawned child holds what it inherited until it closes it).
 public func writeExecutable(_ contents: [UInt8], to destination: String, mode: mode_t = 0o755) throws {
-    let temporary = "\(destination).partial-\(getpid())"
-    let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-    guard output >= 0 else { throw TestFailure("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-    var written = 0
-    while written < contents.count {
-        let n = contents[written...].withUnsafeBytes { write(output, $0.baseAddress, $0.count) }
-        guard n > 0 else {
-            let reason = String(cString: strerror(errno))
-            close(output)
-            unlink(temporary)
-            throw TestFailure("cannot write \(temporary): \(reason)")
-        }
-        written += n
+    let source = "\(destination).source-\(getpid())"
+    guard FileManager.default.createFile(atPath: source, contents: Data(contents)) else {
+        throw TestFailure("cannot write \(source): \(String(cString: strerror(errno)))")
     }
-    fchmod(output, mode)
-    guard close(output) == 0, rename(temporary, destination) == 0 else {
-        let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw TestFailure("cannot put \(destination) in place: \(reason)")
-    }
+    defer { unlink(source) }
+    try installExecutable(source, to: destination, mode: mode)
 }
 
 /// Copies the program at `source` to `destination` for running it (see `writeExecutable`),
 /// with the source's permission bits.
 public func copyExecutable(_ source: String, to destination: String) throws {
     var st = stat()
-    guard stat(source, &st) == 0, let contents = FileManager.default.contents(atPath: source) else {
-        throw TestFailure("cannot read \(source): \(String(cString: strerror(errno)))")
+    guard stat(source, &st) == 0 else { throw TestFailure("cannot stat \(source): \(String(cString: strerror(errno)))") }
+    try installExecutable(source, to: destination, mode: st.st_mode & 0o7777)
+}
+
+private func installExecutable(_ source: String, to destination: String, mode: mode_t) throws {
+    let temporary = "\(destination).partial-\(getpid())"
+    let r = try run("/usr/bin/install", ["-m", String(mode, radix: 8), source, temporary])
+    guard r.status == 0 else { throw TestFailure("install \(source) \(temporary) exited \(r.status): \(r.stderr)") }
+    guard rename(temporary, destination) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary)
+        throw TestFailure("cannot put \(destination) in place: \(reason)")
     }
-    try writeExecutable(Array(contents), to: destination, mode: st.st_mode & 0o7777)
 }
 
 /// A command name of the test's own: `prefix` and 8 random hex digits (15 bytes at most,
