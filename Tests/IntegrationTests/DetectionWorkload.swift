@@ -67,7 +67,7 @@ struct DetectionWorkload {
 
     init() throws {
         dir = try makeTempDir(prefix: "detect")
-        comm = "dt" + String(format: "%08x", UInt32.random(in: 0...UInt32.max))
+        comm = uniqueComm("dt")
         helper = "\(dir)/\(comm)"
         try compileC(Self.source, to: helper, flags: ["-O2", "-static"])
     }

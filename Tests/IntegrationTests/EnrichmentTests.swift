@@ -9,21 +9,14 @@ import Testing
 /// Enrichment at the source on the real host: containers (a real dockerd), cgroups,
 /// users, and the bounds of the caches.
 @Suite(.serialized) struct EnrichmentTests {
-    /// The tracing plugin filtered in the kernel to `comms` (and `extra` config lines): a
-    /// test that wants exact rows traces only its own programs. Unfiltered, other suites'
-    /// floods filled the ring buffer and a container's `cat /etc/motd` rows were lost
-    /// (counted as kernel drops; measured: 468,895 of a 500,000-open loop dropped by an
-    /// unfiltered debug trace). A container's processes exec from runc's init, whose
-    /// name they carry into the exec.
-    static func config(comms: [String], _ extra: String = "") -> String {
-        let list = comms.map { "\"\($0)\"" }.joined(separator: ", ")
-        return "\(extra)plugins:\n  options:\n    tracing:\n      include_comms: [\(list)]\n"
-    }
-
-    static let containerComms = ["runc:[2:INIT]", "sh", "cat"]
+    /// The tracing plugin filtered in the kernel to the workload's commands (see
+    /// `commFilterConfig`): unfiltered, other suites' floods filled the ring buffer and a
+    /// container's `cat /etc/motd` rows were lost (counted as kernel drops). A container's
+    /// processes exec from runc's init, whose name they carry into the exec.
+    static let containerFilter = commFilterConfig(["tracing"], comms: ["runc:[2:INIT]", "sh", "cat"])
 
     static func trace(comms: [String], _ workload: () throws -> Void) throws -> [[String: Any]] {
-        try jsonLines(traceAround("tracing", config: config(comms: comms), workload).stdout)
+        try jsonLines(traceAround("tracing", config: commFilterConfig(["tracing"], comms: comms), workload).stdout)
     }
 
     /// What a test that misses a container's `cat /etc/motd` row prints: every row of a
@@ -44,7 +37,7 @@ import Testing
         defer { _ = try? Docker.docker(["rm", "-f", id]) }
         #expect(id.count == 64)
         var hostPid: Int32 = 0
-        let r = try traceAround("tracing", config: Self.config(comms: Self.containerComms)) {
+        let r = try traceAround("tracing", config: Self.containerFilter) {
             // A container that existed before the trace is looked up at its first event
             // (its rows wait for the answer): warm it up, so the rows below are judged on
             // the steady state. ContainerStartTests judge a container's first rows.
@@ -89,7 +82,7 @@ import Testing
         try containerd.ctr(["run", "-d", "--label", "io.kubernetes.pod.name=web-0", "--label", "io.kubernetes.pod.namespace=shop",
                  "--cgroup", "/kubepods/besteffort/\(pod)/\(id)", image, id, "sleep", "600"])
         defer { containerd.remove(id, pod: pod) }
-        let r = try traceAround("tracing", config: Self.config(comms: Self.containerComms, "containerd_socket: \(socket)\n")) {
+        let r = try traceAround("tracing", config: "containerd_socket: \(socket)\n" + Self.containerFilter) {
             // The first event of the container triggers the lookup; judge the steady state.
             try containerd.ctr(["task", "exec", "--exec-id", "warm", id, "sh", "-c", ":"])
             sleep(1)
@@ -170,7 +163,7 @@ import Testing
         defer { _ = try? Docker.docker(["rm", "-f", id]) }
         let data = try makeTempDir(prefix: "rundocker")
         let config = "\(data).yaml"
-        try (Self.config(comms: Self.containerComms) + "  enabled: [tracing]\n").write(toFile: config, atomically: true, encoding: .utf8)
+        try (Self.containerFilter + "  enabled: [tracing]\n").write(toFile: config, atomically: true, encoding: .utf8)
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data, "--config", config])
         try agent.waitForStderr("infrasight: note: started: ")
         _ = try Docker.docker(["exec", id, "sh", "-c", ":"]) // warm-up, see above

@@ -7,14 +7,10 @@ import Testing
 /// helpers that make known calls and print what they got back.
 @Suite(.serialized) struct ProbePluginTests {
     /// Runs `workload` while `infrasight trace --plugins plugins` runs; returns the rows.
-    /// `comms`: every plugin of `plugins` filtered in the kernel to these command names. A
-    /// test that wants exact rows traces only its own programs: unfiltered, another suite's
-    /// burst (InflightJoinTests' 8,600 ptrace calls, a 500,000-open loop) fills the ring
-    /// buffer and the rows asked for are lost, counted as kernel drops.
-    static func trace(_ plugins: String, comms: [String], config: String? = nil, _ workload: () throws -> Void) throws -> [[String: Any]] {
-        let list = comms.map { "\"\($0)\"" }.joined(separator: ", ")
-        let options = plugins.split(separator: ",").map { "    \($0):\n      include_comms: [\(list)]\n" }.joined()
-        return try trace(plugins, config: "plugins:\n  options:\n" + options, workload)
+    /// `comms`: every plugin of `plugins` filtered in the kernel to these command names
+    /// (see `commFilterConfig`; InflightJoinTests' 8,600 ptrace calls are such a flood).
+    static func trace(_ plugins: String, comms: [String], _ workload: () throws -> Void) throws -> [[String: Any]] {
+        try trace(plugins, config: commFilterConfig(plugins.split(separator: ",").map(String.init), comms: comms), workload)
     }
 
     static func trace(_ plugins: String, config: String? = nil, _ workload: () throws -> Void) throws -> [[String: Any]] {

@@ -22,7 +22,7 @@ import Testing
         // ring buffer with other suites' floods (see TraceTests.startTrace(comms:)).
         let comm = uniqueComm()
         let config = "\(dir)/run.yaml"
-        try "plugins:\n  options:\n    tracing:\n      include_comms: [\(comm), cat, chmod]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try commFilterConfig(["tracing"], comms: [comm, "cat", "chmod"]).write(toFile: config, atomically: true, encoding: .utf8)
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data, "--config", config])
         try agent.waitForStderr("infrasight: note: started: ")
         let (catPid, missingPid, chmodPid) = try withThreadComm(comm) {
@@ -79,7 +79,7 @@ import Testing
         let server = try ClickHouseServer()
         // tracing filtered in the kernel to cat (one exact row below), as above.
         let config = "\(try makeTempDir(prefix: "runserver"))/run.yaml"
-        try "plugins:\n  options:\n    tracing:\n      include_comms: [cat]\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try commFilterConfig(["tracing"], comms: ["cat"]).write(toFile: config, atomically: true, encoding: .utf8)
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--duration", "4", "--config", config], environment: ["INFRASIGHT_CLICKHOUSE_URL": server.url])
         try agent.waitForStderr("infrasight: note: started: ")
         let pid = try spawnAndWait("/bin/cat", ["/etc/hostname"])

@@ -13,15 +13,10 @@ import Testing
         return trace
     }
 
-    /// Starts a tracing trace filtered in the kernel to `comms`: a test that wants exact
-    /// rows traces only its own programs. Unfiltered, its ring buffer is the host's, and
-    /// another suite's flood (ConservationTests opens a file 500,000 times) fills it: the
-    /// rows asked for were then lost, counted as kernel drops (measured: 468,895 of 500,000
-    /// dropped by an unfiltered debug trace beside such a loop).
+    /// Starts a tracing trace filtered in the kernel to `comms` (see `commFilterConfig`).
     static func startTrace(comms: [String], format: String = "json") throws -> BackgroundProcess {
         let dir = try makeTempDir(prefix: "trace-cfg")
-        let list = comms.map { "\"\($0)\"" }.joined(separator: ", ")
-        try "plugins:\n  options:\n    tracing:\n      include_comms: [\(list)]\n".write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        try commFilterConfig(["tracing"], comms: comms).write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
         return try startTrace(["--plugins", "tracing", "--format", format, "--config", "\(dir)/c.yaml"])
     }
 

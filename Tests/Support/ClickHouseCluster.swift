@@ -201,12 +201,9 @@ public final class ClickHouseCluster {
         guard r.status == 0 else { throw TestFailure("insert on \(node) failed: \(r.stdout) \(r.stderr); \(whatItSaw(node))") }
     }
 
-    /// Whether `node` runs and the end of its error log (what a failed statement's message
-    /// carries: a closed connection says whether the server crashed and why).
+    /// See `serverState`.
     public func whatItSaw(_ node: Node) -> String {
-        let state = processes[node].map { $0.isRunning ? "\(node) runs" : "\(node) exited (\($0.wait().status))" } ?? "\(node) is stopped"
-        let log = (try? String(contentsOfFile: "\(directory(node))/log/error.log", encoding: .utf8)) ?? ""
-        return "\(state); the end of its error log: \(log.split(separator: "\n").suffix(15).joined(separator: " | "))"
+        serverState("\(node)", processes[node], errorLog: "\(directory(node))/log/error.log")
     }
 
     private func launch(_ node: Node) throws {

@@ -69,13 +69,17 @@ public final class ClickHouseServer {
         return r.stdout
     }
 
-    /// Whether the server still runs (or how it ended) and the end of its error log: what a
-    /// failed query's message carries, so a closed connection says whether the server
-    /// crashed and why.
+    /// See `serverState`.
     public func whatItSaw() -> String {
-        let state: String
-        if let p = process { state = p.isRunning ? "the server runs" : "the server exited (\(p.wait().status))" } else { state = "the server is stopped" }
-        let log = (try? String(contentsOfFile: "\(dir)/log/clickhouse-server.err.log", encoding: .utf8)) ?? ""
-        return "\(state); the end of its error log: \(log.split(separator: "\n").suffix(15).joined(separator: " | "))"
+        serverState("the server", process, errorLog: "\(dir)/log/clickhouse-server.err.log")
     }
+}
+
+/// Whether the ClickHouse server `name` still runs (or how it ended) and the end of its
+/// error log: what a failed statement's message carries, so a closed connection says
+/// whether the server crashed and why.
+func serverState(_ name: String, _ process: BackgroundProcess?, errorLog: String) -> String {
+    let state = process.map { $0.isRunning ? "\(name) runs" : "\(name) exited (\($0.wait().status))" } ?? "\(name) is stopped"
+    let log = (try? String(contentsOfFile: errorLog, encoding: .utf8)) ?? ""
+    return "\(state); the end of its error log: \(log.split(separator: "\n").suffix(15).joined(separator: " | "))"
 }
