@@ -35,12 +35,15 @@ for i in $(seq 20); do demo "$i"; sleep 1; done
 sleep 3
 
 base=http://127.0.0.1:$port/
+# The console always wants its token: generated at first start in the data directory.
+token=$(head -n1 "$work/data/console-token")
+auth=(-H "Authorization: Bearer $token")
 range="range=15m"
 # The process explorer with the last curl picked, its tree and timeline open.
-sel=$(curl -s "${base}api/query/recent_execs?from=$(( $(date +%s) - 900 ))&to=$(( $(date +%s) + 5 ))&search=curl&limit=1" |
+sel=$(curl -s "${auth[@]}" "${base}api/query/recent_execs?from=$(( $(date +%s) - 900 ))&to=$(( $(date +%s) + 5 ))&search=curl&limit=1" |
     python3 -c 'import json,sys,urllib.parse; r=json.load(sys.stdin)["data"][0]; print(urllib.parse.quote("|".join(str(r[k]) for k in ("node", "pid", "start_time_ns"))))')
 sql=$(python3 -c 'import urllib.parse; print(urllib.parse.quote("SELECT comm, count() AS opens, uniqExact(filename) AS files FROM audit.tracing_events WHERE event_type = '"'"'open'"'"' GROUP BY comm ORDER BY opens DESC LIMIT 10"))')
 # In real time, over WebDriver (the live rates are counters' changes over real seconds).
-"$(dirname "$bin")/infrasight-bench" screenshots --url "$base" --out "$out" \
+"$(dirname "$bin")/infrasight-bench" screenshots --url "${base}?token=$token" --out "$out" \
     "overview=#/overview?$range" "processes=#/processes?$range&q=curl&sel=$sel" "files=#/files?$range" \
     "network=#/network?$range" "containers=#/containers?$range" "security=#/security?$range" "sql=#/sql?$range&sql=$sql"

@@ -49,7 +49,8 @@ public struct ConsoleAPI: Sendable {
 
     static let assetTypes = ["html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8", "svg": "image/svg+xml"]
 
-    public func respond(method: String, path: String, query: [String: String], body: Data) -> Response {
+    /// The answer to one request; `cancellation` stops its store query when the asker goes away.
+    public func respond(method: String, path: String, query: [String: String], body: Data, cancellation: QueryCancellation? = nil) -> Response {
         switch (method, path) {
         case ("GET", "/"), ("HEAD", "/"):
             return asset("index.html")
@@ -63,10 +64,10 @@ public struct ConsoleAPI: Sendable {
             ] as [String: Any])
         case ("POST", "/api/sql"):
             let text = String(decoding: body, as: UTF8.self)
-            return run { () throws(StorageError) in try ReadOnlyQuery(text, format: "JSON") }
+            return run(cancellation) { () throws(StorageError) in try ReadOnlyQuery(text, format: "JSON") }
         case ("GET", _) where path.hasPrefix("/api/query/"):
             let name = String(path.dropFirst("/api/query/".count))
-            return run { () throws(StorageError) in try catalog.bind(name, query, format: "JSON") }
+            return run(cancellation) { () throws(StorageError) in try catalog.bind(name, query, format: "JSON") }
         case ("GET", _) where !path.hasPrefix("/api/"):
             return asset(String(path.dropFirst()))
         case (_, _) where path.hasPrefix("/api/") || path == "/":
@@ -76,9 +77,10 @@ public struct ConsoleAPI: Sendable {
         }
     }
 
-    func run(_ make: () throws(StorageError) -> ReadOnlyQuery) -> Response {
+    func run(_ cancellation: QueryCancellation?, _ make: () throws(StorageError) -> ReadOnlyQuery) -> Response {
         do {
-            let query = try make()
+            var query = try make()
+            query.cancellation = cancellation
             let output = try store.readOnlyQuery(query)
             guard output.count <= Self.maxResultBytes else {
                 return error(400, "the result is larger than \(Self.maxResultBytes >> 20) MiB; narrow it (LIMIT, fewer columns)")

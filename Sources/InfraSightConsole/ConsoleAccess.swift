@@ -1,27 +1,48 @@
 import Foundation
 import InfraSightCore
+import Synchronization
 
-/// Who may use the console, checked on every request before anything else is read.
+/// Who may use the console, decided on each request's head before any of its body is read.
 ///
-/// - With a token: the request carries it, as `Authorization: Bearer TOKEN` or in the
-///   `infrasight_console` cookie that `GET /?token=TOKEN` sets (HttpOnly, SameSite=Strict,
-///   Secure under TLS) before redirecting to a URL without it.
-/// - Without a token (loopback only, the command refuses more): the `Host` header must name
-///   loopback or the address listened on, so a web page elsewhere cannot reach the console
-///   through a DNS name it re-points at 127.0.0.1 (DNS rebinding).
+/// - There is always a token (configured, or generated at first start: `ConsoleToken`).
+///   TLS encrypts; it does not say who is asking, so it never stands in for the token.
+/// - A request carries the token as `Authorization: Bearer TOKEN`, or logs in once with
+///   `GET /?token=TOKEN`: that starts a session and sets the `infrasight_session` cookie
+///   to the session's random id (HttpOnly, SameSite=Strict, Secure under TLS), never the
+///   token, before redirecting to a URL without it. Sessions last `sessionLifetime`; at
+///   most `maxSessions` are kept (the oldest ends first).
+/// - Wrong tokens are rate-limited: past `maxFailuresPerAddress` from one address or
+///   `maxFailures` from all within `failureWindow` seconds, every attempt that presents a
+///   token is answered 429 until the window ends (sessions already open go on working).
 /// - `POST` needs the `X-InfraSight: 1` header, which a form on another site cannot send
 ///   without the browser asking first (and nothing here answers that ask), so no other
 ///   site can make a logged-in browser post a statement.
-public struct ConsoleAccess: Sendable {
-    public static let cookieName = "infrasight_console"
-    let token: String?
-    let listenHost: String
-    let secure: Bool
+/// Thread-safe.
+public final class ConsoleAccess: Sendable {
+    public static let cookieName = "infrasight_session"
+    public static let sessionLifetime: Double = 12 * 3600
+    public static let maxSessions = 1024
+    public static let failureWindow: Double = 60
+    public static let maxFailuresPerAddress = 10
+    public static let maxFailures = 100
 
-    public init(token: String?, listenHost: String, secure: Bool) {
+    let token: String
+    let secure: Bool
+    /// Session id → when it ends (monotonic seconds).
+    private let sessions = Mutex<[String: Double]>([:])
+    private let failures = Mutex<Failures>(Failures())
+    let clock: @Sendable () -> Double
+
+    struct Failures {
+        var windowStart: Double = 0
+        var total = 0
+        var byAddress: [String: Int] = [:]
+    }
+
+    public init(token: String, secure: Bool, clock: @escaping @Sendable () -> Double = { MonotonicClock.seconds() }) {
         self.token = token
-        self.listenHost = listenHost
         self.secure = secure
+        self.clock = clock
     }
 
     public enum Decision: Equatable, Sendable {
@@ -31,44 +52,74 @@ public struct ConsoleAccess: Sendable {
         case refuse(status: Int, reason: String)
     }
 
-    public func check(method: String, path: String, query: [String: String], headers: [(String, String)]) -> Decision {
+    /// The decision for one request head from `address` (the peer's IP, for rate limits).
+    public func check(method: String, path: String, query: [String: String], headers: [(String, String)], address: String) -> Decision {
         func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name }?.1 }
         if method == "POST", header("x-infrasight") != "1" {
             return .refuse(status: 403, reason: "a POST needs the X-InfraSight: 1 header")
         }
-        guard let token else {
-            guard let host = header("host"), Self.isLocal(Self.hostPart(host), listenHost: listenHost) else {
-                return .refuse(status: 403, reason: "the Host header must name this machine's loopback address")
-            }
-            return .allow
-        }
         if let given = query["token"], path == "/" {
-            guard constantTimeEqual(given, token) else { return .refuse(status: 401, reason: "wrong token") }
-            let flags = "HttpOnly; SameSite=Strict; Path=/" + (secure ? "; Secure" : "")
-            return .login(cookie: "\(Self.cookieName)=\(token); \(flags)", location: "/")
+            if let limited = rateLimited(address) { return limited }
+            guard constantTimeEqual(given, token) else { return failed(address) }
+            let flags = "HttpOnly; SameSite=Strict; Path=/; Max-Age=\(Int(Self.sessionLifetime))" + (secure ? "; Secure" : "")
+            return .login(cookie: "\(Self.cookieName)=\(startSession()); \(flags)", location: "/")
         }
-        if let authorization = header("authorization"), authorization.hasPrefix("Bearer "),
-            constantTimeEqual(String(authorization.dropFirst("Bearer ".count)), token)
-        {
+        if let authorization = header("authorization") {
+            guard authorization.hasPrefix("Bearer ") else { return .refuse(status: 401, reason: "only Authorization: Bearer TOKEN is accepted") }
+            if let limited = rateLimited(address) { return limited }
+            guard constantTimeEqual(String(authorization.dropFirst("Bearer ".count)), token) else { return failed(address) }
             return .allow
         }
         for cookie in (header("cookie") ?? "").split(separator: ";") {
             let pair = cookie.trimmingCharacters(in: .whitespaces)
-            if pair.hasPrefix(Self.cookieName + "="), constantTimeEqual(String(pair.dropFirst(Self.cookieName.count + 1)), token) { return .allow }
+            if pair.hasPrefix(Self.cookieName + "="), isSession(String(pair.dropFirst(Self.cookieName.count + 1))) { return .allow }
         }
-        return .refuse(status: 401, reason: "log in: open /?token=TOKEN once, or send Authorization: Bearer TOKEN")
+        return .refuse(status: 401, reason: "log in: open /?token=TOKEN once (the token is in the file the console named when it started), or send Authorization: Bearer TOKEN")
     }
 
-    /// "127.0.0.1:8080" → "127.0.0.1", "[::1]:8080" → "::1", "localhost" → "localhost".
-    static func hostPart(_ host: String) -> String {
-        if host.hasPrefix("["), let close = host.firstIndex(of: "]") { return String(host[host.index(after: host.startIndex)..<close]) }
-        if let colon = host.lastIndex(of: ":"), host.firstIndex(of: ":") == colon { return String(host[..<colon]) }
-        return host
+    /// A new session's id: 32 random bytes, hex.
+    func startSession() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let id = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let now = clock()
+        sessions.withLock { s in
+            s = s.filter { $0.value > now }
+            if s.count >= Self.maxSessions, let oldest = s.min(by: { $0.value < $1.value })?.key { s[oldest] = nil }
+            s[id] = now + Self.sessionLifetime
+        }
+        return id
     }
 
-    /// Loopback (host names are case-insensitive) or the address listened on.
-    static func isLocal(_ host: String, listenHost: String) -> Bool {
-        let lower = host.lowercased()
-        return lower == listenHost.lowercased() || isLoopback(lower)
+    func isSession(_ id: String) -> Bool {
+        let now = clock()
+        return sessions.withLock { s in
+            guard let end = s[id] else { return false }
+            guard end > now else {
+                s[id] = nil
+                return false
+            }
+            return true
+        }
+    }
+
+    /// 429 while `address` or everyone is over the limit of wrong tokens in this window.
+    func rateLimited(_ address: String) -> Decision? {
+        let now = clock()
+        return failures.withLock { f -> Decision? in
+            if now - f.windowStart >= Self.failureWindow { f = Failures(windowStart: now) }
+            if f.total >= Self.maxFailures || f.byAddress[address, default: 0] >= Self.maxFailuresPerAddress {
+                return .refuse(status: 429, reason: "too many wrong tokens; try again in \(Int(Self.failureWindow - (now - f.windowStart)) + 1) s")
+            }
+            return nil
+        }
+    }
+
+    func failed(_ address: String) -> Decision {
+        failures.withLock { f in
+            f.total += 1
+            // Bounded: past the global limit no more addresses are added.
+            if f.byAddress.count < Self.maxFailures || f.byAddress[address] != nil { f.byAddress[address, default: 0] += 1 }
+        }
+        return .refuse(status: 401, reason: "wrong token")
     }
 }

@@ -4,11 +4,19 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import InfraSightStorage
 import Synchronization
 
 /// The web console over HTTP/1.1 (HTTPS with a certificate): `ConsoleAccess` decides who
-/// may ask, `ConsoleAPI` answers. Store queries run on a small thread pool of their own,
-/// never on the event loop, so a long query does not stall other requests.
+/// may ask, on the request head, before any body is read; `ConsoleAPI` answers. Store
+/// queries run on a small thread pool of their own, never on the event loop, so a long
+/// query does not stall other requests.
+///
+/// Bounded against clients that hold resources: at most `maxConnections` connections
+/// (more are closed at once); a connection must complete each request within
+/// `requestSeconds` of its first byte, and is closed after `requestSeconds` idle between
+/// requests; a body over `maxBody` (by Content-Length or as it arrives) is refused. A
+/// request refused on its head is answered and its connection closed, body unread.
 public final class ConsoleServer: @unchecked Sendable {
     public struct TLSFiles: Sendable {
         public let certificate: String
@@ -23,13 +31,18 @@ public final class ConsoleServer: @unchecked Sendable {
     let access: ConsoleAccess
     let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private let pool = NIOThreadPool(numberOfThreads: 2)
+    private let pool = NIOThreadPool(numberOfThreads: 4)
     private var channel: Channel?
     /// A request body larger than this is refused (a statement, not data).
     static let maxBody = 1 << 20
     /// At most this many requests wait for (or run on) the store at once.
     static let maxInFlight = 64
+    /// At most this many open connections.
+    public static let maxConnections = 128
+    /// Seconds a request may take to arrive, and a connection may stay idle.
+    public static let requestSeconds: Int64 = 15
     let inFlight = Counter()
+    let connections = Counter()
 
     /// A count shared with the pool's closures.
     final class Counter: Sendable {
@@ -57,7 +70,14 @@ public final class ConsoleServer: @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [unowned self] channel in
-                channel.eventLoop.makeCompletedFuture {
+                // Past the cap a connection is closed before anything is read from it.
+                guard connections.enter() <= Self.maxConnections else {
+                    connections.leave()
+                    return channel.close()
+                }
+                let connections = self.connections
+                channel.closeFuture.whenComplete { _ in connections.leave() }
+                return channel.eventLoop.makeCompletedFuture {
                     if let sslContext { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(Handler(server: self))
@@ -78,63 +98,106 @@ public final class ConsoleServer: @unchecked Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let server: ConsoleServer
-        var head: HTTPRequestHead?
+        /// The request being read, admitted on its head.
+        var request: (head: HTTPRequestHead, path: String, query: [String: String])?
         var body = ByteBuffer()
         var tooLarge = false
+        /// A refused request's remaining parts are dropped until its end.
+        var discarding = false
+        /// A request is being answered (its query may run long): the deadline waits.
+        var answering = false
+        var deadline: Scheduled<Void>?
+        /// The running request's query, stopped when the connection closes before its answer.
+        var cancellation: QueryCancellation?
 
         init(server: ConsoleServer) { self.server = server }
 
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
-            case .head(let h):
-                head = h
-                body.clear()
-                tooLarge = false
-            case .body(var chunk):
-                if body.readableBytes + chunk.readableBytes > ConsoleServer.maxBody { tooLarge = true } else { body.writeBuffer(&chunk) }
-            case .end:
-                guard let head else { return }
-                self.head = nil
-                handle(context: context, head: head)
+        func channelActive(context: ChannelHandlerContext) {
+            armDeadline(context)
+            context.fireChannelActive()
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            deadline?.cancel()
+            cancellation?.cancel()
+            context.fireChannelInactive()
+        }
+
+        /// Closes the connection unless the next request is complete within `requestSeconds`.
+        func armDeadline(_ context: ChannelHandlerContext) {
+            deadline?.cancel()
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            deadline = context.eventLoop.scheduleTask(in: .seconds(ConsoleServer.requestSeconds)) {
+                let (handler, context) = bound.value
+                guard !handler.answering else { return }
+                context.close(promise: nil)
             }
         }
 
-        func handle(context: ChannelHandlerContext, head: HTTPRequestHead) {
-            let keepAlive = head.isKeepAlive
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                body.clear()
+                tooLarge = false
+                discarding = !admit(context: context, head: head)
+            case .body(var chunk):
+                guard !discarding else { return }
+                if body.readableBytes + chunk.readableBytes > ConsoleServer.maxBody { tooLarge = true } else { body.writeBuffer(&chunk) }
+            case .end:
+                guard !discarding, let request else { return }
+                self.request = nil
+                if tooLarge {
+                    write(context: context, ConsoleAPI.Response(status: 413, contentType: "text/plain", body: Data("request body over 1 MiB\n".utf8)), keepAlive: false)
+                    return
+                }
+                answer(context: context, head: request.head, path: request.path, query: request.query)
+            }
+        }
+
+        /// Decides on the head alone. Returns false (having answered, the connection to
+        /// close) when the request is refused or is a login.
+        func admit(context: ChannelHandlerContext, head: HTTPRequestHead) -> Bool {
             guard var components = URLComponents(string: head.uri) else {
                 write(context: context, ConsoleAPI.Response(status: 400, contentType: "text/plain", body: Data("malformed request target\n".utf8)), keepAlive: false)
-                return
+                return false
             }
             if components.path.isEmpty { components.path = "/" }
             var query: [String: String] = [:]
             for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
             let method = head.method.rawValue
             let headers = head.headers.map { ($0.name, $0.value) }
-            if tooLarge {
-                write(context: context, ConsoleAPI.Response(status: 413, contentType: "text/plain", body: Data("request body over 1 MiB\n".utf8)), keepAlive: false)
-                return
-            }
-            switch server.access.check(method: method, path: components.path, query: query, headers: headers) {
+            let address = context.remoteAddress?.ipAddress ?? "unknown"
+            switch server.access.check(method: method, path: components.path, query: query, headers: headers, address: address) {
             case .refuse(let status, let reason):
                 if status == 401, method == "GET", !components.path.hasPrefix("/api/") {
                     var page = server.api.asset("login.html")
                     page.status = 401
-                    write(context: context, page, keepAlive: keepAlive)
+                    write(context: context, page, keepAlive: false)
                 } else {
                     let body = (try? JSONSerialization.data(withJSONObject: ["error": reason])) ?? Data()
-                    write(context: context, ConsoleAPI.Response(status: status, contentType: "application/json", body: body), keepAlive: keepAlive)
+                    write(context: context, ConsoleAPI.Response(status: status, contentType: "application/json", body: body), keepAlive: false)
                 }
-                return
+                return false
             case .login(let cookie, let location):
-                write(context: context, ConsoleAPI.Response(status: 303, contentType: "text/plain", body: Data()), keepAlive: keepAlive,
+                write(context: context, ConsoleAPI.Response(status: 303, contentType: "text/plain", body: Data()), keepAlive: false,
                       extra: [("Set-Cookie", cookie), ("Location", location)])
-                return
+                return false
             case .allow:
                 break
             }
+            if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > ConsoleServer.maxBody {
+                write(context: context, ConsoleAPI.Response(status: 413, contentType: "text/plain", body: Data("request body over 1 MiB\n".utf8)), keepAlive: false)
+                return false
+            }
+            request = (head, components.path, query)
+            return true
+        }
+
+        func answer(context: ChannelHandlerContext, head: HTTPRequestHead, path: String, query: [String: String]) {
+            let keepAlive = head.isKeepAlive
+            let method = head.method.rawValue
             let bodyData = Data(body.readableBytesView)
             let api = server.api
-            let path = components.path
             let loop = context.eventLoop
             let bound = NIOLoopBound((self, context), eventLoop: loop)
             // Requests waiting for the store are bounded: past the limit, 503 at once.
@@ -143,12 +206,17 @@ public final class ConsoleServer: @unchecked Sendable {
                 write(context: context, ConsoleAPI.Response(status: 503, contentType: "application/json", body: Data(#"{"error":"busy: too many requests waiting for the store; retry"}"#.utf8)), keepAlive: keepAlive)
                 return
             }
+            answering = true
+            let cancellation = QueryCancellation()
+            self.cancellation = cancellation
             let inFlight = server.inFlight
             server.pool.submit { _ in
-                let response = api.respond(method: method, path: path, query: query, body: bodyData)
+                let response = api.respond(method: method, path: path, query: query, body: bodyData, cancellation: cancellation)
                 inFlight.leave()
                 loop.execute {
                     let (handler, context) = bound.value
+                    handler.answering = false
+                    handler.cancellation = nil
                     handler.write(context: context, response, keepAlive: keepAlive)
                 }
             }
@@ -173,6 +241,8 @@ public final class ConsoleServer: @unchecked Sendable {
             if !keepAlive {
                 let channel = context.channel
                 done.whenComplete { _ in channel.close(promise: nil) }
+            } else {
+                armDeadline(context)
             }
         }
     }

@@ -127,6 +127,10 @@ public struct InfraSightConfig: Equatable, Sendable {
                     case "batch_max_rows": config.storage.batchMaxRows = try r.positiveInt(svalue, at: path)
                     case "batch_max_delay_ms": config.storage.batchMaxDelayMs = try r.positiveInt(svalue, at: path)
                     case "queue_max_bytes": config.storage.queueMaxBytes = try r.positiveInt(svalue, at: path)
+                    case "query_timeout": config.storage.queryTimeout = try r.positiveInt(svalue, at: path)
+                    case "query_max_result_rows": config.storage.queryMaxResultRows = try r.positiveInt(svalue, at: path)
+                    case "query_max_result_bytes": config.storage.queryMaxResultBytes = try r.positiveInt(svalue, at: path)
+                    case "query_max_memory": config.storage.queryMaxMemory = try r.positiveInt(svalue, at: path)
                     default: return false
                     }
                     return true
@@ -158,6 +162,12 @@ public struct StorageConfig: Equatable, Sendable {
     public var batchMaxDelayMs = 1000
     /// Sealed batches waiting for the store, in bytes; beyond it a batch is dropped and counted.
     public var queueMaxBytes = 256 << 20
+    /// Limits on statements from outside the program (`QueryLimits`; nil: its default):
+    /// seconds, result rows, result bytes, working-memory bytes.
+    public var queryTimeout: Int?
+    public var queryMaxResultRows: Int?
+    public var queryMaxResultBytes: Int?
+    public var queryMaxMemory: Int?
 
     public init() {}
 

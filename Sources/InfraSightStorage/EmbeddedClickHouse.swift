@@ -7,12 +7,15 @@ import InfraSightCore
 /// data directory at a time (ClickHouse locks it). Thread-safe: statements are serialized
 /// per session.
 ///
-/// Two sessions (ADBC connections; chdb keeps SET and temporary tables per connection,
-/// measured with 26.9): the program's own, for DDL, inserts and its lookups, and a guarded
-/// one for statements from outside the program, opened on first use with `SET readonly =
-/// 1`. On that session ClickHouse refuses every write, DDL, table function and setting
-/// change, and a statement cannot lower `readonly` again (measured: "Cannot modify
-/// 'readonly' setting in readonly mode"); the program's session is untouched. (chdb's
+/// Sessions (ADBC connections; chdb keeps SET and temporary tables per connection,
+/// measured with 26.9): the program's own, for DDL, inserts and its lookups, and a few
+/// guarded ones for statements from outside the program (`QueryLimits.concurrency`, so
+/// one slow statement does not hold up the others), each opened on first use with the
+/// limits of `QueryLimits` and then `SET readonly = 1`. On those sessions ClickHouse
+/// refuses every write, DDL and setting change, and a statement can neither lower
+/// `readonly` nor raise a limit (measured: "Cannot modify 'readonly' setting in readonly
+/// mode"); the program's session is untouched. `readonly` does not refuse every table
+/// function (26.9 runs `file()` and `numbers()` under it): `FunctionGuard` does. (chdb's
 /// ADBC option `adbc.connection.readonly` sets `readonly = 2`, which still lets
 /// `INSERT INTO FUNCTION file(...)` through, so it is not used.)
 public final class EmbeddedClickHouse: @unchecked Sendable {
@@ -21,13 +24,16 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     private var database = AdbcDatabase()
     private var connection = AdbcConnection()
     private let lock = NSLock()
-    private var guardedConnection = AdbcConnection()
-    private var guardedOpen = false
-    /// Taken after `lock` when both are needed (close), so a long user query never holds
-    /// up the program's inserts.
-    private let guardedLock = NSLock()
+    /// Limits fixed on each read-only session before `readonly = 1`.
+    public let limits: QueryLimits
+    /// The read-only sessions; each lock is taken after `lock` when both are needed
+    /// (close), so a long user query never holds up the program's inserts.
+    private let guardedSessions: [GuardedSession]
+    /// Round-robin start for a caller that finds every read-only session busy.
+    private let nextGuarded = NSLock()
+    private var guardedTurn = 0
     /// A third session, the program's own, for the detection rules (`runRules`): evaluating
-    /// rules on a stored batch never waits on the next insert. Taken after `guardedLock`.
+    /// rules on a stored batch never waits on the next insert. Taken after the read-only sessions' locks.
     private var rulesConnection = AdbcConnection()
     private var rulesOpen = false
     private let rulesLock = NSLock()
@@ -35,8 +41,10 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     /// Opens (or creates) `dataDir`, mode 0700: it is tightened in place when an older
     /// version left it looser, if it is empty or already a ClickHouse data directory (has
     /// `metadata`) or holds only the agent's `spool`.
-    public init(dataDir: String, library: String? = nil) throws(StorageError) {
+    public init(dataDir: String, library: String? = nil, limits: QueryLimits = QueryLimits()) throws(StorageError) {
         self.dataDir = dataDir
+        self.limits = limits
+        guardedSessions = (0..<max(1, limits.concurrency)).map { _ in GuardedSession() }
         do {
             try PrivateDirectory.prepare(dataDir) { $0.isEmpty || $0.contains("metadata") || $0 == ["spool"] }
         } catch {
@@ -74,18 +82,18 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
     /// tasks held the last reference).
     public func close() {
         lock.lock()
-        guardedLock.lock()
+        for session in guardedSessions { session.lock.lock() }
         rulesLock.lock()
         defer {
             rulesLock.unlock()
-            guardedLock.unlock()
+            for session in guardedSessions.reversed() { session.lock.unlock() }
             lock.unlock()
         }
         guard !closed else { return }
         closed = true
         var error = AdbcError()
-        if guardedOpen {
-            _ = driver.pointee.ConnectionRelease(&guardedConnection, &error)
+        for session in guardedSessions where session.open {
+            _ = driver.pointee.ConnectionRelease(&session.connection, &error)
             Self.release(&error)
         }
         if rulesOpen {
@@ -122,30 +130,82 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         return try result(of: sql, on: &connection)
     }
 
-    /// Runs one statement from outside the program on the read-only session and returns
+    /// One read-only session, its connection used only with `lock` held.
+    final class GuardedSession: @unchecked Sendable {
+        let lock = NSLock()
+        var connection = AdbcConnection()
+        var open = false
+    }
+
+    /// A read-only session lent to `body`: statements from outside the program run there,
+    /// with `parameters` bound to their `{name:Type}` placeholders.
+    public struct ReadOnlySession {
+        let engine: EmbeddedClickHouse
+        let session: GuardedSession
+
+        /// Runs `sql` and returns its result as Arrow batches.
+        public func execute(_ sql: String) throws(StorageError) -> ArrowResult {
+            try engine.result(of: sql, on: &session.connection)
+        }
+
+        /// Runs `sql` without reading a result: the engine then produces the output itself,
+        /// so an `INTO OUTFILE` clause is honoured (through the Arrow result it is ignored
+        /// and no file is written, measured with 26.9).
+        public func run(_ sql: String) throws(StorageError) {
+            _ = try engine.statement(sql, on: &session.connection, stream: nil)
+        }
+    }
+
+    /// Calls `body` with a free read-only session (opened with the limits on first use),
+    /// `parameters` bound; waits for one when all are busy.
+    public func withReadOnlySession<T>(parameters: [String: String] = [:], _ body: (ReadOnlySession) throws(StorageError) -> T) throws(StorageError) -> T {
+        let session = takeGuardedSession()
+        defer { session.lock.unlock() }
+        try openGuarded(session)
+        try bind(parameters, on: session)
+        return try body(ReadOnlySession(engine: self, session: session))
+    }
+
+    /// A free session, its lock held: the first not in use, else the next in turn (waited for).
+    private func takeGuardedSession() -> GuardedSession {
+        for session in guardedSessions where session.lock.try() { return session }
+        nextGuarded.lock()
+        guardedTurn = (guardedTurn + 1) % guardedSessions.count
+        let session = guardedSessions[guardedTurn]
+        nextGuarded.unlock()
+        session.lock.lock()
+        return session
+    }
+
+    /// Runs one statement from outside the program on a read-only session and returns
     /// its result as Arrow batches, `parameters` bound to its `{name:Type}` placeholders.
     public func executeReadOnly(_ sql: String, parameters: [String: String] = [:]) throws(StorageError) -> ArrowResult {
-        guardedLock.lock()
-        defer { guardedLock.unlock() }
-        try openGuarded()
-        try bind(parameters)
-        return try result(of: sql, on: &guardedConnection)
+        try withReadOnlySession(parameters: parameters) { session throws(StorageError) in try session.execute(sql) }
     }
 
     /// Runs one statement without reading a result: the engine then produces the output
-    /// itself, so an `INTO OUTFILE` clause is honoured (through the Arrow result it is
-    /// ignored and no file is written, measured with 26.9). On the read-only session when
-    /// `readOnly`, where `parameters` are bound to its `{name:Type}` placeholders.
+    /// itself, so an `INTO OUTFILE` clause is honoured. The program's own statement unless
+    /// `readOnly`: then on a read-only session, `parameters` bound.
     public func run(_ sql: String, readOnly: Bool, parameters: [String: String] = [:]) throws(StorageError) {
-        let held = readOnly ? guardedLock : lock
-        held.lock()
-        defer { held.unlock() }
         if readOnly {
-            try openGuarded()
-            try bind(parameters)
-            _ = try statement(sql, on: &guardedConnection, stream: nil)
-        } else {
-            _ = try statement(sql, on: &connection, stream: nil)
+            try withReadOnlySession(parameters: parameters) { session throws(StorageError) in try session.run(sql) }
+            return
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        _ = try statement(sql, on: &connection, stream: nil)
+    }
+
+    /// Stops the running statements whose text contains `marker` (a scratch file's path,
+    /// unique to one statement), without waiting for them to end. A failure is left to the
+    /// statement's own limits (`QueryLimits.seconds`), which stop it anyway.
+    public func kill(containing marker: String) {
+        do {
+            // Split in two, so this statement's own text does not hold the marker.
+            let half = marker.index(marker.startIndex, offsetBy: marker.count / 2)
+            try execute("KILL QUERY WHERE position(query, concat(\(sqlStringLiteral(String(marker[..<half]))), \(sqlStringLiteral(String(marker[half...]))))) > 0 ASYNC")
+        } catch {
+            FileHandle.standardError.write(Data("infrasight: warning: cannot stop an abandoned query: \(error)\n".utf8))
         }
     }
 
@@ -177,45 +237,54 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         rulesOpen = true
     }
 
-    /// Sets each query parameter on the read-only session (caller holds `guardedLock`),
-    /// the one way chdb takes them (measured in 26.9: `SET param_x` binds `{x:T}` under
-    /// `readonly = 1`; a `SETTINGS` clause in the query does not). The value goes in a
-    /// string literal, escaped twice: for the literal, and for the escaped text form in
-    /// which the engine then reads the parameter. Names were checked by `ReadOnlyQuery`.
-    private func bind(_ parameters: [String: String]) throws(StorageError) {
+    /// Sets each query parameter on a read-only session (its lock held), the one way chdb
+    /// takes them (measured in 26.9: `SET param_x` binds `{x:T}` under `readonly = 1`; a
+    /// `SETTINGS` clause in the query does not). The value goes in a string literal,
+    /// escaped twice: for the literal, and for the escaped text form in which the engine
+    /// then reads the parameter. Names were checked by `ReadOnlyQuery`.
+    private func bind(_ parameters: [String: String], on session: GuardedSession) throws(StorageError) {
         for (name, value) in parameters.sorted(by: { $0.key < $1.key }) {
             precondition(ReadOnlyQuery.isParameterName(name), "unchecked parameter name")
             let literal = sqlStringLiteral(ReadOnlyQuery.escapedParameter(value))
-            _ = try result(of: "SET param_\(name) = \(literal)", on: &guardedConnection)
+            _ = try result(of: "SET param_\(name) = \(literal)", on: &session.connection)
         }
     }
 
-    /// Opens the read-only session once (caller holds `guardedLock`) and checks that the
-    /// engine reports `readonly = 1` on it before anything else runs there.
-    private func openGuarded() throws(StorageError) {
+    /// Opens a read-only session once (its lock held): the limits first, then `readonly =
+    /// 1`, and checks that the engine reports both before anything else runs there.
+    private func openGuarded(_ session: GuardedSession) throws(StorageError) {
         guard !closed else { throw StorageError("embedded ClickHouse at \(dataDir) is closed") }
-        guard !guardedOpen else { return }
+        guard !session.open else { return }
         var adbcError = AdbcError()
         var fresh = AdbcConnection()
         try Self.check(driver.pointee.ConnectionNew(&fresh, &adbcError), &adbcError, "creating the read-only connection")
         do {
             try Self.check(driver.pointee.ConnectionInit(&fresh, &database, &adbcError), &adbcError, "connecting the read-only session")
+            for setting in limits.settings {
+                _ = try result(of: "SET \(setting.name) = \(setting.value)", on: &fresh)
+            }
             _ = try result(of: "SET readonly = 1", on: &fresh)
-            let setting = try result(of: "SELECT toString(getSetting('readonly'))", on: &fresh)
-            guard setting.rows.first?.first == .bytes(Array("1".utf8)) else {
-                throw StorageError("it reports readonly = \(setting.tsv.trimmingCharacters(in: .whitespacesAndNewlines)), not 1")
+            let names = ["readonly"] + limits.settings.map(\.name)
+            let reported = try result(of: "SELECT " + names.map { "toString(getSetting('\($0)'))" }.joined(separator: ", "), on: &fresh)
+            let expected = ["1"] + limits.settings.map { $0.value.trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
+            let got = reported.rows.first?.map { value -> String in
+                if case .bytes(let b) = value { return String(decoding: b, as: UTF8.self) }
+                return "\(value)"
+            } ?? []
+            guard got == expected else {
+                throw StorageError("it reports \(zip(names, got).map { "\($0) = \($1)" }.joined(separator: ", ")), not \(zip(names, expected).map { "\($0) = \($1)" }.joined(separator: ", "))")
             }
         } catch {
             _ = driver.pointee.ConnectionRelease(&fresh, &adbcError)
             Self.release(&adbcError)
             throw StorageError("cannot open a read-only session on \(dataDir): \(error)")
         }
-        guardedConnection = fresh
-        guardedOpen = true
+        session.connection = fresh
+        session.open = true
     }
 
     /// One statement on `connection` (its lock held), its result read into Arrow values.
-    private func result(of sql: String, on connection: inout AdbcConnection) throws(StorageError) -> ArrowResult {
+    fileprivate func result(of sql: String, on connection: inout AdbcConnection) throws(StorageError) -> ArrowResult {
         var stream = ArrowArrayStream()
         let rows = try statement(sql, on: &connection, stream: &stream)
         return ArrowResult(consuming: &stream, affectedRows: rows)
@@ -223,7 +292,7 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
 
     /// Executes one statement; `stream` receives the result when given. Returns the
     /// affected row count (-1 when the engine has none).
-    private func statement(_ sql: String, on connection: inout AdbcConnection, stream: UnsafeMutablePointer<ArrowArrayStream>?) throws(StorageError) -> Int64 {
+    fileprivate func statement(_ sql: String, on connection: inout AdbcConnection, stream: UnsafeMutablePointer<ArrowArrayStream>?) throws(StorageError) -> Int64 {
         guard !closed else { throw StorageError("embedded ClickHouse at \(dataDir) is closed") }
         var error = AdbcError()
         var statement = AdbcStatement()

@@ -20,8 +20,8 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
     private var sequence = 0
     private let lock = NSLock()
 
-    public init(dataDir: String, library: String?) throws(StorageError) {
-        engine = try EmbeddedClickHouse(dataDir: dataDir, library: library)
+    public init(dataDir: String, library: String?, limits: QueryLimits = QueryLimits()) throws(StorageError) {
+        engine = try EmbeddedClickHouse(dataDir: dataDir, library: library, limits: limits)
         scratch = "\(dataDir)/infrasight-tmp"
         do {
             // Its name is this program's, inside the data directory: tightened whatever it holds.
@@ -93,24 +93,81 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         guard ReadOnlyQuery.isFormatName(format) else {
             throw StorageError("'\(format)' is not a ClickHouse format name (letters, digits and _ only)")
         }
-        if q.isSelect { return try formatted(q.sql, format: format, readOnly: false) }
+        if q.isSelect { return try formatted(q.sql, format: format) }
         let result = try engine.execute(q.sql)
         return try Self.tsv(result, format: format, keyword: q.keyword)
     }
 
+    /// Runs `query` on a read-only session (`QueryLimits` fixed, `readonly = 1`), after
+    /// `FunctionGuard` has checked the engine's own parse of it on that session, with the
+    /// same parameters bound.
     public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
-        guard query.isShow else { return try formatted(query.sql, format: query.format, readOnly: true, parameters: query.parameters) }
-        return try Self.tsv(try engine.executeReadOnly(query.sql, parameters: query.parameters), format: query.format, keyword: query.keyword)
+        let functions = try functionGuard()
+        return try engine.withReadOnlySession(parameters: query.parameters) { session throws(StorageError) -> Data in
+            // On a line of its own: a trailing `--` comment in the statement ends there.
+            let ast = try session.execute("EXPLAIN AST\n\(query.sql)\n")
+            try functions.check(ast: Self.strings(ast).compactMap(\.first).joined(separator: "\n"))
+            if query.isShow { return try Self.tsv(try session.execute(query.sql), format: query.format, keyword: query.keyword) }
+            let file = scratchFile("out")
+            defer { unlink(file) }
+            let statement = "\(query.sql)\nINTO OUTFILE \(sqlStringLiteral(file)) FORMAT \(query.format)"
+            if let cancellation = query.cancellation {
+                // The scratch file's name is unique to this statement: it finds it among
+                // the running ones, from the program's own session.
+                let engine = self.engine
+                try cancellation.whileRunning(stop: { engine.kill(containing: file) }) { () throws(StorageError) in try session.run(statement) }
+            } else {
+                try session.run(statement)
+            }
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw StorageError("the query ran but its output \(file) cannot be read")
+            }
+            return data
+        }
     }
 
-    /// Runs `sql` with `INTO OUTFILE <scratch file> FORMAT <format>` appended (on a new
+    private var functions: FunctionGuard?
+
+    /// The engine's function lists, read once (on a read-only session: they are public).
+    func functionGuard() throws(StorageError) -> FunctionGuard {
+        lock.lock()
+        defer { lock.unlock() }
+        if let functions { return functions }
+        let made = try engine.withReadOnlySession { session throws(StorageError) in
+            try FunctionGuard(
+                catalogRows: Self.strings(try session.execute(FunctionGuard.catalogSQL())),
+                combinators: Self.strings(try session.execute(FunctionGuard.combinatorsSQL)),
+                tableFunctions: Self.strings(try session.execute(FunctionGuard.tableFunctionsSQL)))
+        }
+        functions = made
+        return made
+    }
+
+    /// Each row's values as text (strings as they are, numbers printed).
+    static func strings(_ result: ArrowResult) -> [[String]] {
+        result.rows.map { row in
+            row.map { value in
+                switch value {
+                case .bytes(let b): String(decoding: b, as: UTF8.self)
+                case .int(let v): String(v)
+                case .uint(let v): String(v)
+                case .double(let v): String(v)
+                case .bool(let v): v ? "1" : "0"
+                case .null: ""
+                case .unsupported(let what): what
+                }
+            }
+        }
+    }
+
+    /// Runs the program's own `sql` with `INTO OUTFILE <scratch file> FORMAT <format>` appended (on a new
     /// line, so a trailing `--` comment cannot swallow it) and returns the file's bytes.
     /// The engine refuses to write over an existing file, so the fresh name is never
     /// anything but its own output.
-    func formatted(_ sql: String, format: String, readOnly: Bool, parameters: [String: String] = [:]) throws(StorageError) -> Data {
+    func formatted(_ sql: String, format: String) throws(StorageError) -> Data {
         let file = scratchFile("out")
         defer { unlink(file) }
-        try engine.run("\(sql)\nINTO OUTFILE \(sqlStringLiteral(file)) FORMAT \(format)", readOnly: readOnly, parameters: parameters)
+        try engine.run("\(sql)\nINTO OUTFILE \(sqlStringLiteral(file)) FORMAT \(format)", readOnly: false)
         guard let data = FileManager.default.contents(atPath: file) else {
             throw StorageError("the query ran but its output \(file) cannot be read")
         }

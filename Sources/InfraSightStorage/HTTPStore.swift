@@ -52,7 +52,11 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
 
     /// Parses the URL (or URLs, comma-separated) and asks the server its version (one
     /// round trip).
-    public init(url: String, timeout: TimeInterval = 30) throws(StorageError) {
+    /// Limits sent with every statement from outside the program.
+    public let limits: QueryLimits
+
+    public init(url: String, timeout: TimeInterval = 30, limits: QueryLimits = QueryLimits()) throws(StorageError) {
+        self.limits = limits
         var endpoints: [Endpoint] = []
         for text in Self.split(url) {
             guard var components = URLComponents(string: text), let scheme = components.scheme, ["http", "https"].contains(scheme),
@@ -183,10 +187,14 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         return try send(sql: q.sql, body: nil, parameters: ["default_format": q.format ?? format])
     }
 
-    /// The statement with `readonly=1` as the request's only setting: the server then
-    /// refuses writes, DDL, table functions and setting changes for it. (Under readonly=1
-    /// any other setting in the URL is refused too, so the format travels as a `FORMAT`
-    /// clause, its name checked by `ReadOnlyQuery`.) The HTTP user must be allowed to set
+    /// The statement under `readonly=1` and the limits of `QueryLimits`, all URL settings
+    /// of the same request: the server applies them before the statement, which then can
+    /// change none of them (measured on 18.16: `SETTINGS max_result_rows = ...` in the
+    /// statement is refused, "Cannot execute SET query in readonly mode"), and refuses
+    /// writes, DDL and table functions ("Table functions are forbidden in readonly mode").
+    /// The format travels as a `FORMAT` clause, its name checked by `ReadOnlyQuery`. On a
+    /// server that has `EXPLAIN` (20.6 and later) `FunctionGuard` first checks the
+    /// server's own parse of the statement. The HTTP user must be allowed to set
     /// `readonly` (a user whose profile is already readonly = 1 is not: ClickHouse refuses
     /// to modify it).
     public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data {
@@ -197,8 +205,51 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
             throw StorageError("refused: ClickHouse \(versionText) cannot bind query parameters (19.3 and later can): the catalog's queries need them; plain SQL still runs")
         }
         var arguments = ["readonly": "1"]
+        for setting in limits.settings { arguments[setting.name] = setting.value.trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
         for (name, value) in query.parameters { arguments["param_" + name] = ReadOnlyQuery.escapedParameter(value) }
-        return try send(sql: "\(query.sql)\nFORMAT \(query.format)", body: nil, parameters: arguments)
+        if let functions = try functionGuard() {
+            let ast = try send(sql: "EXPLAIN AST\n\(query.sql)\nFORMAT TSVRaw", body: nil, parameters: arguments)
+            try functions.check(ast: String(decoding: ast, as: UTF8.self))
+        }
+        guard let cancellation = query.cancellation else {
+            return try send(sql: "\(query.sql)\nFORMAT \(query.format)", body: nil, parameters: arguments)
+        }
+        // A query id of its own, so an abandoned statement can be stopped by it.
+        let id = "infrasight-\(UUID().uuidString)"
+        arguments["query_id"] = id
+        return try cancellation.whileRunning(stop: { [self] in
+            do {
+                _ = try send(sql: "KILL QUERY WHERE query_id = \(sqlStringLiteral(id)) ASYNC", body: nil, parameters: [:])
+            } catch {
+                FileHandle.standardError.write(Data("infrasight: warning: cannot stop an abandoned query: \(error)\n".utf8))
+            }
+        }) { () throws(StorageError) in
+            try send(sql: "\(query.sql)\nFORMAT \(query.format)", body: nil, parameters: arguments)
+        }
+    }
+
+    private let guardLock = NSLock()
+    private var functions: FunctionGuard?
+
+    /// The server's function lists, read once; nil on a server without `EXPLAIN` (before
+    /// 20.6), where `readonly = 1` refuses every table function and no scalar function
+    /// reads files (`file()` as a scalar arrived in 21.x).
+    func functionGuard() throws(StorageError) -> FunctionGuard? {
+        guard atLeast(20, 6) else { return nil }
+        guardLock.lock()
+        defer { guardLock.unlock() }
+        if let functions { return functions }
+        func rows(_ sql: String) throws(StorageError) -> [[String]] {
+            let text = String(decoding: try send(sql: "\(sql)\nFORMAT TSVRaw", body: nil, parameters: ["readonly": "1"]), as: UTF8.self)
+            return text.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        }
+        let columns = Set(try rows("SELECT name FROM system.columns WHERE database = 'system' AND table = 'functions'").compactMap(\.first))
+        let made = try FunctionGuard(
+            catalogRows: try rows(FunctionGuard.catalogSQL(origin: columns.contains("origin"), aliasTo: columns.contains("alias_to"))),
+            combinators: try rows(FunctionGuard.combinatorsSQL),
+            tableFunctions: try rows(FunctionGuard.tableFunctionsSQL))
+        functions = made
+        return made
     }
 
     /// One request, to the node in use; when it is unavailable, to each other node in turn

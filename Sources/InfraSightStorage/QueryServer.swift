@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import InfraSightCore
+import Synchronization
 
 /// Answers read-only queries over a unix socket while `run` (or `server`) holds the
 /// embedded data directory (ClickHouse lets one process open it).
@@ -76,15 +77,39 @@ public final class QueryServer: @unchecked Sendable {
         unlink(path)
     }
 
+    /// Connections being answered at once; past `maxConnections` a new one is answered
+    /// "busy" at once. Each runs on a thread of its own, so one slow statement does not
+    /// hold up the others (the store runs `QueryLimits.concurrency` at once).
+    private let connections = Mutex<Int>(0)
+    static let maxConnections = 16
+
     private func acceptLoop() {
         while listener >= 0 {
             let client = accept(listener, nil, nil)
             if client < 0 {
-                if errno == EINTR { continue }
+                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
+                    // Out of descriptors: wait for answered connections to close theirs.
+                    if errno == EMFILE || errno == ENFILE { usleep(100_000) }
+                    continue
+                }
                 return
             }
-            handle(client)
-            close(client)
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            let admitted = connections.withLock { n in
+                guard n < Self.maxConnections else { return false }
+                n += 1
+                return true
+            }
+            guard admitted else {
+                Self.reply(client, ok: false, Data("busy: \(Self.maxConnections) queries are being answered; retry".utf8))
+                close(client)
+                continue
+            }
+            Thread.detachNewThread { [self] in
+                handle(client)
+                close(client)
+                connections.withLock { $0 -= 1 }
+            }
         }
     }
 
@@ -122,7 +147,23 @@ public final class QueryServer: @unchecked Sendable {
         }
         let sql = String(decoding: request[(newline + 1)...], as: UTF8.self)
         do {
-            Self.reply(fd, ok: true, try store.readOnlyQuery(try ReadOnlyQuery(sql, format: format, parameters: parameters)))
+            var query = try ReadOnlyQuery(sql, format: format, parameters: parameters)
+            let cancellation = QueryCancellation()
+            query.cancellation = cancellation
+            let done = Atomic<Bool>(false)
+            // The client has shut down its side for writing; when it closes the socket
+            // altogether (POLLHUP: gone, e.g. ^C) before the answer, its query is stopped.
+            Thread.detachNewThread {
+                var p = pollfd(fd: fd, events: 0, revents: 0)
+                while !done.load(ordering: .acquiring) {
+                    if poll(&p, 1, 200) > 0 && p.revents & Int16(POLLHUP) != 0 {
+                        cancellation.cancel()
+                        return
+                    }
+                }
+            }
+            defer { done.store(true, ordering: .releasing) }
+            Self.reply(fd, ok: true, try store.readOnlyQuery(query))
         } catch {
             Self.reply(fd, ok: false, Data(error.description.utf8))
         }

@@ -28,6 +28,13 @@ public struct ReadOnlyQuery: Equatable, Sendable {
     public let keyword: String
     /// Values of the `{name:Type}` placeholders, by name, as given (not escaped).
     public let parameters: [String: String]
+    /// Set by an asker that can go away before the answer: the store stops the statement
+    /// when it is cancelled. Not part of equality.
+    public var cancellation: QueryCancellation?
+
+    public static func == (a: ReadOnlyQuery, b: ReadOnlyQuery) -> Bool {
+        a.sql == b.sql && a.format == b.format && a.keyword == b.keyword && a.parameters == b.parameters
+    }
 
     /// At most this many parameters, each value at most `maxParameterBytes`.
     public static let maxParameters = 64

@@ -10,9 +10,9 @@ import Logging
 /// `--ui-listen` and its companions on `run` and `server`: the web console, served by the
 /// process that holds the store. Each flag wins over its key under `console:`.
 struct ConsoleOptions: ParsableArguments {
-    @Option(name: .customLong("ui-listen"), help: ArgumentHelp("Serve the web console on HOST:PORT (off by default). Beyond loopback it needs --ui-tls-cert/--ui-tls-key or --ui-token-file.", valueName: "HOST:PORT"))
+    @Option(name: .customLong("ui-listen"), help: ArgumentHelp("Serve the web console on HOST:PORT (off by default). It always wants a token: --ui-token-file, or one generated at first start in DATA_DIR/console-token.", valueName: "HOST:PORT"))
     var listen: String?
-    @Option(name: .customLong("ui-token-file"), help: ArgumentHelp("The console's token (a file of mode 0600); or set INFRASIGHT_UI_TOKEN.", valueName: "FILE"))
+    @Option(name: .customLong("ui-token-file"), help: ArgumentHelp("The console's token (a file of mode 0600, at least 16 bytes); or set INFRASIGHT_UI_TOKEN. Without either, one is generated.", valueName: "FILE"))
     var tokenFile: String?
     @Option(name: .customLong("ui-tls-cert"), help: ArgumentHelp("Serve the console over HTTPS with this certificate (PEM).", valueName: "FILE"))
     var tlsCert: String?
@@ -28,39 +28,57 @@ struct ConsoleOptions: ParsableArguments {
     struct Plan {
         let listen: String
         let address: HostPort
-        let token: String?
+        let token: String
+        /// Where a generated token is kept (nil: configured); written by `startConsole`
+        /// when it does not exist yet.
+        let generatedTokenFile: String?
         let tls: ConsoleServer.TLSFiles?
     }
 
     /// The console's settings, or an exit with one line: a bad address, a secret file
-    /// others can read, a non-loopback address with neither TLS nor a token. Called before
-    /// the command starts anything, so a refusal leaves nothing half-started.
-    func plan(_ config: ConsoleConfig, logger: Logger) throws -> Plan? {
+    /// others can read or shorter than 16 bytes. Called before the command starts
+    /// anything, so a refusal leaves nothing half-started. Without a configured token the
+    /// one in `dataDir/console-token` is used, or a new one (32 random bytes) is made.
+    func plan(_ config: ConsoleConfig, dataDir: String, logger: Logger) throws -> Plan? {
         guard let listen = listen ?? config.listen else { return nil }
         guard let address = HostPort(listen) else { throw failure("console.listen must be HOST:PORT (got \(listen))", code: 2) }
         let certificate = tlsCert ?? config.tls.certificate, key = tlsKey ?? config.tls.key
         if (certificate == nil) != (key == nil) { throw failure("console.tls_cert and console.tls_key go together", code: 2) }
-        let token: String?
+        var token: String?
+        let file = ConsoleOptions.tokenFile(dataDir: dataDir)
+        var generatedTokenFile: String?
         do {
             // As the pipeline's token: a 0600 file's first line, or the environment.
             token = try PipelineSecurity.token(file: tokenFile ?? config.tls.tokenFile, environment: "INFRASIGHT_UI_TOKEN")
             if let key { try SecretFile.check(key, what: "console TLS key") }
+            if token == nil {
+                generatedTokenFile = file
+                if FileManager.default.fileExists(atPath: file) { token = try PipelineSecurity.token(file: file, environment: "") }
+            }
         } catch {
             throw failure(error.description, code: 2)
         }
+        if let token, token.utf8.count < 16 {
+            throw failure("the console's token is shorter than 16 bytes: anyone could guess it; use at least 16 random bytes (e.g. openssl rand -hex 32)", code: 2)
+        }
         let tls = certificate.map { ConsoleServer.TLSFiles(certificate: $0, key: key!) }
-        if !isLoopback(address.host) && tls == nil && token == nil {
-            throw failure("refusing to serve the console on \(listen) with neither TLS nor a token: anyone who reaches it could read every stored event; add --ui-tls-cert/--ui-tls-key or --ui-token-file", code: 2)
-        }
         if !isLoopback(address.host) && tls == nil {
-            logger.warning("the console's token travels in plaintext on \(listen): anyone on the path can read it; add --ui-tls-cert/--ui-tls-key")
+            logger.warning("the console's token and session cookie travel in plaintext on \(listen): anyone on the path can read them; add --ui-tls-cert/--ui-tls-key")
         }
-        return Plan(listen: listen, address: address, token: token, tls: tls)
+        return Plan(listen: listen, address: address, token: token ?? Self.newToken(), generatedTokenFile: generatedTokenFile, tls: tls)
+    }
+
+    static func tokenFile(dataDir: String) -> String { "\(dataDir)/console-token" }
+
+    /// 32 random bytes, hex.
+    static func newToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 }
 
 /// Starts the console `plan` describes (nil: none), or exits with one line when the
-/// tables it reads cannot be made or the address cannot be bound.
+/// tables it reads cannot be made, its token cannot be kept or the address cannot be bound.
 func startConsole(_ plan: ConsoleOptions.Plan?, store: EventStore, readiness: Readiness, logger: Logger) throws -> ConsoleServer? {
     guard let plan else { return nil }
     // Every page reads the first-party tables; those no enabled plugin (or agent) made
@@ -70,15 +88,38 @@ func startConsole(_ plan: ConsoleOptions.Plan?, store: EventStore, readiness: Re
     } catch {
         throw failure("the console cannot create the tables it reads: \(error)")
     }
+    // A generated token is kept (0600, in the private data directory) so a login URL
+    // stays good across restarts; it is printed once, when it is made.
+    var newlyWritten = false
+    if let file = plan.generatedTokenFile, !FileManager.default.fileExists(atPath: file) {
+        do {
+            try PrivateDirectory.prepare((file as NSString).deletingLastPathComponent) { _ in true }
+        } catch {
+            throw failure("cannot keep the console's token: \(error)")
+        }
+        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure("cannot write the console's token to \(file): \(String(cString: strerror(errno)))") }
+        let written = Data((plan.token + "\n").utf8).withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
+        close(fd)
+        guard written else { throw failure("cannot write the console's token to \(file)") }
+        newlyWritten = true
+    }
     let api = ConsoleAPI(store: store, status: {
         readiness.sample().map { ConsoleAPI.Counter(name: $0.name, labels: Dictionary($0.labels, uniquingKeysWith: { a, _ in a }), value: $0.value) }
     })
     let address = plan.address
-    let server = ConsoleServer(api: api, access: ConsoleAccess(token: plan.token, listenHost: address.host, secure: plan.tls != nil), logger: logger)
+    let server = ConsoleServer(api: api, access: ConsoleAccess(token: plan.token, secure: plan.tls != nil), logger: logger)
     do {
         let port = try server.start(host: address.host, port: address.port, tls: plan.tls)
         let host = address.host.contains(":") ? "[\(address.host)]" : address.host
-        logger.notice("console on \(plan.tls == nil ? "http" : "https")://\(host):\(port)/")
+        let base = "\(plan.tls == nil ? "http" : "https")://\(host):\(port)/"
+        if newlyWritten {
+            logger.notice("console on \(base) (log in once at \(base)?token=\(plan.token) ; the token is kept in \(plan.generatedTokenFile!), mode 0600)")
+        } else if let file = plan.generatedTokenFile {
+            logger.notice("console on \(base) (log in once at \(base)?token=TOKEN with the token in \(file))")
+        } else {
+            logger.notice("console on \(base) (log in once at \(base)?token=TOKEN with the configured token)")
+        }
     } catch {
         throw failure("cannot serve the console on \(plan.listen): \(error)")
     }

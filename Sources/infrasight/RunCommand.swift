@@ -33,7 +33,7 @@ struct RunCommand: ParsableCommand {
         let logger = Logger(label: "infrasight")
         let selection = try PluginSelection(source: source, names: nil, logger: logger)
         let config = selection.config
-        let consolePlan = try console.plan(config.console, logger: logger)
+        let consolePlan = try console.plan(config.console, dataDir: storage.resolvedDataDir(config), logger: logger)
         let store = try storage.open(config)
         let pluginTables = selection.plugins.flatMap(\.tables)
         let storeTables: [String: TableSchema]

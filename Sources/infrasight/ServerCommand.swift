@@ -54,7 +54,7 @@ struct ServerCommand: ParsableCommand {
         let logger = Logger(label: "infrasight")
         let configuration = try loadConfig(config)
         let security = try security.security(configuration.server.tls)
-        let consolePlan = try console.plan(configuration.console, logger: logger)
+        let consolePlan = try console.plan(configuration.console, dataDir: storage.resolvedDataDir(configuration), logger: logger)
         let server = configuration.server
         // Each flag wins over its key under `server:` in the config file.
         let listen = self.listen ?? server.listen ?? "127.0.0.1:50051"

@@ -53,8 +53,9 @@ struct StorageOptions: ParsableArguments {
     /// Opens the store, or throws an ExitCode after printing one line.
     func open(_ config: InfraSightConfig) throws -> EventStore {
         do {
-            if let url = serverURL(config) { return try HTTPStore(url: url) }
-            return try EmbeddedStore(dataDir: resolvedDataDir(config), library: config.storage.chdbLibrary)
+            let limits = QueryLimits(config.storage)
+            if let url = serverURL(config) { return try HTTPStore(url: url, limits: limits) }
+            return try EmbeddedStore(dataDir: resolvedDataDir(config), library: config.storage.chdbLibrary, limits: limits)
         } catch {
             throw failure(error.description)
         }

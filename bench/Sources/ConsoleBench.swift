@@ -48,7 +48,8 @@ func consoleBench(rows: Int, rounds: Int) throws -> String {
     let stored = try String(decoding: store.query("SELECT (SELECT count() FROM audit.tracing_events) + (SELECT count() FROM audit.network_events)", format: "TSV"), as: UTF8.self)
         .trimmingCharacters(in: .whitespacesAndNewlines)
 
-    let console = ConsoleServer(api: ConsoleAPI(store: store, status: { [] }), access: ConsoleAccess(token: nil, listenHost: "127.0.0.1", secure: false),
+    let token = "bench-\(UUID().uuidString)"
+    let console = ConsoleServer(api: ConsoleAPI(store: store, status: { [] }), access: ConsoleAccess(token: token, secure: false),
                                 logger: Logger(label: "bench"))
     let port = try console.start(host: "127.0.0.1", port: 0, tls: nil)
     defer { console.stop() }
@@ -67,11 +68,11 @@ func consoleBench(rows: Int, rounds: Int) throws -> String {
         var items = URLComponents()
         items.queryItems = range.merging(extra) { a, _ in a }.map { URLQueryItem(name: $0.key, value: $0.value) }
         let url = base + "api/query/\(name)?" + (items.percentEncodedQuery ?? "")
-        _ = try HTTPClient.request("GET", url) // warm
+        _ = try HTTPClient.request("GET", url, headers: ["Authorization": "Bearer \(token)"]) // warm
         var best = Double.infinity
         for _ in 0..<3 {
             let t = Date()
-            let answer = try HTTPClient.request("GET", url)
+            let answer = try HTTPClient.request("GET", url, headers: ["Authorization": "Bearer \(token)"])
             guard answer.status == 200 else { throw StorageError("\(name): \(answer.text)") }
             best = min(best, Date().timeIntervalSince(t) * 1000)
         }
@@ -80,6 +81,7 @@ func consoleBench(rows: Int, rounds: Int) throws -> String {
 
     let browser = try Browser()
     defer { browser.close() }
+    try browser.open(base + "?token=\(token)")
     var loads: [Double] = []
     var treeNodes = 0
     for _ in 0..<rounds {
@@ -104,10 +106,13 @@ func consoleBench(rows: Int, rounds: Int) throws -> String {
 /// Photographs console pages in headless Chromium in real time (the live rates are
 /// counters' changes over real seconds, which a virtual-time screenshot cannot show):
 /// each `name=#/hash` page is opened, its data awaited, and saved as `out/console-NAME.png`.
-/// scripts/console-screenshots.sh uses it for README's pictures.
-func consoleScreenshots(url: String, out: String, pages: [String]) throws -> String {
+/// scripts/console-screenshots.sh uses it for README's pictures. `url` is the console's
+/// login URL (`http://HOST:PORT/?token=TOKEN`): opened first, it starts a session.
+func consoleScreenshots(url login: String, out: String, pages: [String]) throws -> String {
     let browser = try Browser()
     defer { browser.close() }
+    try browser.open(login)
+    let url = String(login.prefix { $0 != "?" })
     var saved: [String] = []
     for page in pages {
         guard let equals = page.firstIndex(of: "=") else { throw StorageError("a page is NAME=#/HASH, got \(page)") }
