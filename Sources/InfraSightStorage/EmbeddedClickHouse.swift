@@ -14,8 +14,9 @@ import InfraSightCore
 /// limits of `QueryLimits` and then `SET readonly = 1`. On those sessions ClickHouse
 /// refuses every write, DDL and setting change, and a statement can neither lower
 /// `readonly` nor raise a limit (measured: "Cannot modify 'readonly' setting in readonly
-/// mode"); the program's session is untouched. `readonly` does not refuse every table
-/// function (26.9 runs `file()` and `numbers()` under it): `FunctionGuard` does. (chdb's
+/// mode"); the program's session is untouched. `readonly` is not enough on its own: 26.9
+/// runs the scalar `file('/etc/shadow')` under it, and table functions like `numbers()`;
+/// `FunctionGuard` decides which functions run. (chdb's
 /// ADBC option `adbc.connection.readonly` sets `readonly = 2`, which still lets
 /// `INSERT INTO FUNCTION file(...)` through, so it is not used.)
 public final class EmbeddedClickHouse: @unchecked Sendable {

@@ -128,23 +128,22 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
 
     private var functions: FunctionGuard?
 
-    /// The engine's function lists, read once (on a read-only session: they are public).
+    /// The engine's function lists, read once, on the program's own session (their ~1,900
+    /// rows would pass a low `query_max_result_rows`).
     func functionGuard() throws(StorageError) -> FunctionGuard {
         lock.lock()
         defer { lock.unlock() }
         if let functions { return functions }
-        let made = try engine.withReadOnlySession { session throws(StorageError) in
-            try FunctionGuard(
-                catalogRows: Self.strings(try session.execute(FunctionGuard.catalogSQL())),
-                combinators: Self.strings(try session.execute(FunctionGuard.combinatorsSQL)),
-                tableFunctions: Self.strings(try session.execute(FunctionGuard.tableFunctionsSQL)))
-        }
+        let made = try FunctionGuard(
+            catalogRows: Self.strings(try engine.execute(FunctionGuard.catalogSQL())),
+            combinators: Self.strings(try engine.execute(FunctionGuard.combinatorsSQL)),
+            tableFunctions: Self.strings(try engine.execute(FunctionGuard.tableFunctionsSQL)))
         functions = made
         return made
     }
 
     /// Each row's values as text (strings as they are, numbers printed).
-    static func strings(_ result: ArrowResult) -> [[String]] {
+    public static func strings(_ result: ArrowResult) -> [[String]] {
         result.rows.map { row in
             row.map { value in
                 switch value {

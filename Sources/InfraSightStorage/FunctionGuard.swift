@@ -96,15 +96,21 @@ public struct FunctionGuard: Sendable {
         self.userDefined = userDefined
     }
 
-    /// The names the dump calls as functions, in order, and the names it binds to lambdas.
-    static func calls(in ast: String) -> (calls: [String], lambdas: Set<String>) {
-        var calls: [String] = [], lambdas = Set<String>()
+    /// The names the dump calls as functions, in order, each with whether it is in table
+    /// position (the first child of a `TableExpression`, whose line prints nothing the
+    /// statement chose, so the next line is always that child), and the names it binds
+    /// to lambdas.
+    static func calls(in ast: String) -> (calls: [(name: String, table: Bool)], lambdas: Set<String>) {
+        var calls: [(name: String, table: Bool)] = [], lambdas = Set<String>()
+        var previous: (indent: Int, tableExpression: Bool) = (-1, false)
         for raw in ast.split(separator: "\n", omittingEmptySubsequences: true) {
             let line = raw.drop { $0 == " " }
+            let indent = raw.count - line.count
+            defer { previous = (indent, line.hasPrefix("TableExpression ") || line == "TableExpression") }
             guard line.hasPrefix("Function ") else { continue }
             let rest = line.dropFirst("Function ".count)
             let name = String(rest.prefix { $0 != " " })
-            calls.append(name)
+            calls.append((name, previous.tableExpression && indent == previous.indent + 1))
             if name == "lambda", let alias = rest.range(of: " (alias ") {
                 // `Function lambda (alias f) (children 1)`: the alias up to its closing paren.
                 let tail = rest[alias.upperBound...]
@@ -119,15 +125,21 @@ public struct FunctionGuard: Sendable {
     /// calls that is not allowed.
     public func check(ast: String) throws(StorageError) {
         let (calls, lambdas) = Self.calls(in: ast)
-        for name in calls {
-            if let reason = refusal(name, lambdas: lambdas) { throw ReadOnlyQuery.refused(reason) }
+        for call in calls {
+            if let reason = refusal(call.name, table: call.table, lambdas: lambdas) { throw ReadOnlyQuery.refused(reason) }
         }
     }
 
-    /// Why a call of `name` is refused, or nil.
-    func refusal(_ name: String, lambdas: Set<String>) -> String? {
+    /// Why a call of `name` is refused, or nil. A table function is judged as one even
+    /// when a scalar function has its name (`format`, `file`).
+    func refusal(_ name: String, table: Bool, lambdas: Set<String>) -> String? {
         let shown = String(name.prefix(80))
         if let reason = ReadOnlyQuery.deniedReason(name) { return "\(shown)() \(reason); queries here read only the stored tables" }
+        let lower = name.lowercased()
+        if table {
+            if Self.allowedTableFunctionKeys.contains(lower) { return nil }
+            return "table function \(shown)() reaches beyond the stored tables; here only \(Self.allowedTableFunctions.joined(separator: ", ")) may be used"
+        }
         if let canonical = canonical(name) {
             if let reason = ReadOnlyQuery.deniedReason(canonical) { return "\(shown)() (\(canonical)) \(reason); queries here read only the stored tables" }
             return nil
@@ -136,13 +148,9 @@ public struct FunctionGuard: Sendable {
             if let reason = ReadOnlyQuery.deniedReason(base) { return "\(shown)() (\(base)) \(reason)" }
             return nil
         }
-        let lower = name.lowercased()
-        if tableFunctions.contains(lower) {
-            if Self.allowedTableFunctionKeys.contains(lower) { return nil }
-            return "table function \(shown)() reaches beyond the stored tables; here only \(Self.allowedTableFunctions.joined(separator: ", ")) may be used"
-        }
         if name == "lambda" || lambdas.contains(name) { return nil }
         if userDefined.contains(name) { return "\(shown)() is a user-defined function; queries here run only ClickHouse's own functions" }
+        if tableFunctions.contains(lower) { return "\(shown)() is a table function; it goes after FROM" }
         return "\(shown)() is not a function this ClickHouse knows"
     }
 

@@ -36,11 +36,22 @@ struct ConsoleTests {
 
     /// The console's base URL from the run's "console on http://HOST:PORT/" line.
     static func consoleURL(_ process: BackgroundProcess) throws -> String {
-        try process.waitForStderr("console on http://")
-        let line = try #require(process.stderr.split(separator: "\n").first { $0.contains("console on http://") })
-        let address = try #require(line.split(separator: "http://").last?.split(separator: "/").first)
+        try process.waitForStderr("console on http")
+        let line = try #require(process.stderr.split(separator: "\n").first { $0.contains("console on http") })
+        let address = try #require(line.split(separator: "://").dropFirst().first?.split(separator: "/").first)
         let port = try #require(address.split(separator: ":").last)
-        return "http://127.0.0.1:\(port)/"
+        return "\(line.contains("console on https") ? "https" : "http")://127.0.0.1:\(port)/"
+    }
+
+    /// The base URL and the token a console generated at its first start (its login URL,
+    /// printed once, and the token file in the data directory agree).
+    static func generatedLogin(_ process: BackgroundProcess, data: String) throws -> (base: String, token: String) {
+        let base = try consoleURL(process)
+        let token = try String(contentsOfFile: "\(data)/console-token", encoding: .utf8).trimmingCharacters(in: .newlines)
+        #expect(token.count == 64 && token.allSatisfy(\.isHexDigit), "\(token)")
+        #expect(process.stderr.contains("?token=\(token) ; the token is kept in \(data)/console-token, mode 0600"), "\(process.stderr)")
+        #expect(mode("\(data)/console-token") == 0o600)
+        return (base, token)
     }
 
     @Test func theConsoleShowsWhatAWorkloadDid() throws {
@@ -68,7 +79,8 @@ struct ConsoleTests {
         let data = try makeTempDir(prefix: "console-data")
         let agent = try BackgroundProcess(Paths.infrasight, ["run", "--config", "\(dir)/config.yaml", "--data-dir", data, "--ui-listen", "127.0.0.1:0"])
         try agent.waitForStderr("infrasight: note: started: ")
-        let base = try Self.consoleURL(agent)
+        let (base, token) = try Self.generatedLogin(agent, data: data)
+        let bearer = ["Authorization": "Bearer \(token)"]
 
         // The parent shell forks the child (`; true` keeps dash from exec'ing it in place).
         let first = try run(parent, ["-c", "\(child) \(marker) \(listener.port); true"])
@@ -83,13 +95,15 @@ struct ConsoleTests {
             _ = busy.wait()
         }
         try waitUntil("the child's launch is stored", timeout: 30) {
-            let answer = try HTTPClient.request("GET", base + "api/query/recent_execs?from=0.001&to=9999999999&search=\(childComm)&limit=1000")
+            let answer = try HTTPClient.request("GET", base + "api/query/recent_execs?from=0.001&to=9999999999&search=\(childComm)&limit=1000", headers: bearer)
             return answer.text.contains("\"pid\": \(childPid),")
         }
 
         try FileManager.default.createDirectory(atPath: Self.artifacts, withIntermediateDirectories: true)
         let browser = try Browser()
         defer { browser.close() }
+        // The login URL the console printed: a session cookie, then the pages.
+        try browser.open(base + "?token=\(token)")
         func load(_ page: String) throws {
             try browser.open(base + "#/\(page)")
             try browser.waitFor("\(page) to load", "return document.body.dataset.loaded === '1'")
@@ -161,12 +175,9 @@ struct ConsoleTests {
         #expect(r.status == 0, "\(r.stderr)")
     }
 
-    @Test func beyondLoopbackTheConsoleNeedsATokenAndAdmitsOnlyItsHolders() throws {
+    @Test func theConsoleAlwaysWantsATokenAndAdmitsOnlyItsHolders() throws {
         let dir = try makeTempDir(prefix: "console-token")
         let data = try makeTempDir(prefix: "console-token-data")
-        let open = try run(Paths.infrasight, ["server", "--listen", "127.0.0.1:0", "--data-dir", data, "--ui-listen", "0.0.0.0:0", "--duration", "1"])
-        #expect(open.status == 2)
-        #expect(open.stderr.contains("refusing to serve the console on 0.0.0.0:0 with neither TLS nor a token"), "\(open.stderr)")
         let token = "tok-\(UUID().uuidString)"
         let tokenFile = "\(dir)/token"
         try token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
@@ -175,6 +186,13 @@ struct ConsoleTests {
         #expect(loose.status == 2)
         #expect(loose.stderr.contains("accessible by group or others"), "\(loose.stderr)")
         chmod(tokenFile, 0o600)
+        let shortFile = "\(dir)/short"
+        try "0123456789abcde\n".write(toFile: shortFile, atomically: true, encoding: .utf8)
+        chmod(shortFile, 0o600)
+        let short = try run(Paths.infrasight, ["server", "--listen", "127.0.0.1:0", "--data-dir", data, "--ui-listen", "127.0.0.1:0", "--ui-token-file", shortFile, "--duration", "1"])
+        #expect(short.status == 2)
+        #expect(short.stderr.hasSuffix("shorter than 16 bytes: anyone could guess it; use at least 16 random bytes (e.g. openssl rand -hex 32)\n"), "\(short.stderr)")
+        #expect(short.stderr.split(separator: "\n").count == 1, "\(short.stderr)")
 
         // A server over a ClickHouse server (the console works with --clickhouse-url too).
         let clickhouse = try ClickHouseServer()
@@ -192,9 +210,16 @@ struct ConsoleTests {
         let login = try HTTPClient.request("GET", base + "?token=\(token)")
         #expect(login.status == 303)
         #expect(login.headers["location"] == "/")
+        // The cookie carries a session id, never the token.
         let cookie = try #require(login.headers["set-cookie"])
-        #expect(cookie.hasPrefix("infrasight_console=\(token);") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "\(cookie)")
-        let page = try HTTPClient.request("GET", base, headers: ["Cookie": "infrasight_console=\(token)"])
+        #expect(cookie.hasPrefix("infrasight_session=") && !cookie.contains(token) && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "\(cookie)")
+        let session = String(cookie.dropFirst("infrasight_session=".count).prefix { $0 != ";" })
+        #expect(session.count == 64, "\(cookie)")
+        for forged in [token, String(repeating: "0", count: 64)] {
+            let answer = try HTTPClient.request("GET", base + "api/catalog", headers: ["Cookie": "infrasight_session=\(forged)"])
+            #expect(answer.status == 401, "\(answer.status): \(answer.text.prefix(200))")
+        }
+        let page = try HTTPClient.request("GET", base, headers: ["Cookie": "infrasight_session=\(session)"])
         #expect(page.status == 200 && page.text.contains("<script src=\"/console.js\""))
         #expect(page.headers["content-security-policy"]?.contains("default-src 'self'") == true)
         // A statement needs the X-InfraSight header (no other site can post one) and is read-only.
@@ -216,17 +241,156 @@ struct ConsoleTests {
         #expect(r.status == 0, "\(r.stderr)")
     }
 
-    @Test func withoutATokenOnlyLoopbackHostNamesAreAnswered() throws {
-        let data = try makeTempDir(prefix: "console-host")
+    @Test func aLocalUserWhoIsNotRootGetsNothingFromTheLoopbackConsole() throws {
+        let other = try UnprivilegedUser()
+        defer { other.remove() }
+        let secret = "\(try makeTempDir(prefix: "console-secret"))/secret"
+        try "secret-\(UUID().uuidString)\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        chmod(secret, 0o600)
+        let data = try makeTempDir(prefix: "console-local")
         let server = try BackgroundProcess(Paths.infrasight, ["server", "--listen", "127.0.0.1:0", "--data-dir", data, "--ui-listen", "127.0.0.1:0"])
-        let base = try Self.consoleURL(server)
-        #expect(try HTTPClient.request("GET", base + "api/catalog").status == 200)
-        // A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) is refused.
-        let rebound = try HTTPClient.request("GET", base + "api/catalog", headers: ["Host": "attacker.example:80"])
-        #expect(rebound.status == 403, "\(rebound.text)")
+        let (base, token) = try Self.generatedLogin(server, data: data)
+        // As that user, with curl: no page, no catalog, no row, no statement; nor the token file.
+        func curl(_ args: [String]) throws -> String {
+            let r = try other.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}"] + args)
+            return r.stdout
+        }
+        #expect(try curl([base + "api/catalog"]) == "401")
+        #expect(try curl([base + "api/query/nodes?from=0.001&to=9999999999"]) == "401")
+        #expect(try curl(["-H", "X-InfraSight: 1", "--data-binary", "SELECT “file”('\(secret)')", base + "api/sql"]) == "401")
+        #expect(try curl(["-H", "Host: localhost", base + "api/status"]) == "401")
+        let reading = try other.run("/bin/cat", ["\(data)/console-token"])
+        #expect(reading.status != 0 && reading.stderr.contains("Permission denied"), "\(reading)")
+        // Its holder reads; the Unicode-quoted file() is refused by the engine's own parse.
+        let bearer = ["Authorization": "Bearer \(token)", "X-InfraSight": "1"]
+        #expect(try HTTPClient.request("GET", base + "api/catalog", headers: bearer).status == 200)
+        let unicode = try HTTPClient.request("POST", base + "api/sql", headers: bearer, body: Data("SELECT “file”('\(secret)')".utf8))
+        #expect(unicode.status == 400 && unicode.text.contains("refused: file() reads or writes files on this host"), "\(unicode.text)")
+        #expect(!unicode.text.contains("secret-"))
+        // A restart keeps the token (the login URL stays good) and does not print it again.
+        server.signal(SIGTERM)
+        #expect(try server.wait(timeout: 60).status == 0)
+        let again = try BackgroundProcess(Paths.infrasight, ["server", "--listen", "127.0.0.1:0", "--data-dir", data, "--ui-listen", "127.0.0.1:0"])
+        let base2 = try Self.consoleURL(again)
+        #expect(!again.stderr.contains(token) && again.stderr.contains("with the token in \(data)/console-token"), "\(again.stderr)")
+        #expect(try HTTPClient.request("GET", base2 + "api/catalog", headers: bearer).status == 200)
+        again.signal(SIGTERM)
+        #expect(try again.wait(timeout: 60).status == 0)
+    }
+
+    @Test func tlsDoesNotStandInForTheToken() throws {
+        let dir = try makeTempDir(prefix: "console-tls")
+        try FleetTests.makeCertificates(dir)
+        let data = try makeTempDir(prefix: "console-tls-data")
+        let server = try BackgroundProcess(Paths.infrasight, [
+            "server", "--listen", "127.0.0.1:0", "--data-dir", data, "--ui-listen", "0.0.0.0:0",
+            "--ui-tls-cert", "\(dir)/server.pem", "--ui-tls-key", "\(dir)/server.key",
+        ])
+        let (base, token) = try Self.generatedLogin(server, data: data)
+        #expect(base.hasPrefix("https://"))
+        func curl(_ args: [String]) throws -> String {
+            try run("/usr/bin/curl", ["-s", "--cacert", "\(dir)/ca1.pem", "-o", "/dev/null", "-w", "%{http_code}"] + args).stdout
+        }
+        #expect(try curl([base + "api/catalog"]) == "401")
+        #expect(try curl(["-H", "Host: localhost", base + "api/catalog"]) == "401")
+        #expect(try curl(["-H", "Authorization: Bearer \(token)", base + "api/catalog"]) == "200")
+        // Under TLS the session cookie is Secure.
+        let login = try run("/usr/bin/curl", ["-s", "--cacert", "\(dir)/ca1.pem", "-D", "-", "-o", "/dev/null", base + "?token=\(token)"]).stdout
+        #expect(login.lowercased().contains("set-cookie: infrasight_session=") && login.contains("; Secure"), "\(login)")
         server.signal(SIGTERM)
         #expect(try server.wait(timeout: 60).status == 0)
     }
+
+    /// Raw sockets, as a client that holds resources would use them.
+    @Test func theConsoleDecidesOnTheHeadAndBoundsWhatClientsHold() throws {
+        let data = try makeTempDir(prefix: "console-bounds")
+        let server = try BackgroundProcess(Paths.infrasight, ["server", "--listen", "127.0.0.1:0", "--data-dir", data, "--ui-listen", "127.0.0.1:0"])
+        let (base, token) = try Self.generatedLogin(server, data: data)
+        let port = try #require(Int(base.split(separator: ":").last!.dropLast()))
+
+        // A head that promises a 1 MiB body, with no token: answered 401 at once, body unread.
+        let eager = try RawConnection(port: port)
+        try eager.send("POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nX-InfraSight: 1\r\nContent-Length: 1048576\r\n\r\n")
+        let answer = try eager.readUntilClosed(timeout: 10)
+        #expect(answer.hasPrefix("HTTP/1.1 401"), "\(answer)")
+        eager.close()
+        // With the token, a body over 1 MiB by its Content-Length: 413 before it is sent.
+        let big = try RawConnection(port: port)
+        try big.send("POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nX-InfraSight: 1\r\nAuthorization: Bearer \(token)\r\nContent-Length: 1048577\r\n\r\n")
+        #expect(try big.readUntilClosed(timeout: 10).hasPrefix("HTTP/1.1 413"))
+        big.close()
+
+        // More connections than the cap: the ones past it are closed at once, unread, and
+        // the server holds no more descriptors than the cap allows.
+        let before = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/fd").count
+        var held: [RawConnection] = []
+        defer { for c in held { c.close() } }
+        for _ in 0..<(128 + 20) { held.append(try RawConnection(port: port)) }
+        for c in held.suffix(20) { #expect(try c.readUntilClosed(timeout: 10) == "") }
+        let during = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/fd").count
+        #expect(during <= before + 128, "the server went from \(before) to \(during) descriptors")
+        // Idle and half-sent requests are closed after the request deadline (15 s).
+        let slow = held[0]
+        try slow.send("GET /api/catalog HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        #expect(try slow.readUntilClosed(timeout: 60) == "")
+        for c in held.prefix(128) { #expect(try c.readUntilClosed(timeout: 60) == "") }
+        for c in held { c.close() }
+        held = []
+        // The console answers its holder afterwards.
+        try waitUntil("the console answers again", timeout: 30) {
+            try HTTPClient.request("GET", base + "api/catalog", headers: ["Authorization": "Bearer \(token)"]).status == 200
+        }
+
+        // Wrong tokens are rate-limited: past 10 from this address, even the right one waits.
+        for i in 0..<10 { #expect(try HTTPClient.request("GET", base + "?token=wrong\(i)").status == 401) }
+        #expect(try HTTPClient.request("GET", base + "?token=\(token)").status == 429)
+        #expect(try HTTPClient.request("GET", base + "api/catalog", headers: ["Authorization": "Bearer \(token)"]).status == 429)
+        server.signal(SIGTERM)
+        #expect(try server.wait(timeout: 60).status == 0)
+    }
+}
+
+/// A plain TCP connection to 127.0.0.1:port, for requests no HTTP client would send.
+final class RawConnection {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard ok else {
+            Glibc.close(fd)
+            throw TestFailure("cannot connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else { throw TestFailure("write: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Everything the peer sends until it closes; throws when it has not closed within `timeout` s.
+    func readUntilClosed(timeout: Double) throws -> String {
+        var out: [UInt8] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { throw TestFailure("the peer did not close within \(timeout) s; it sent \(out.count) bytes") }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32(left * 1000)) > 0 else { continue }
+            let n = read(fd, &buffer, buffer.count)
+            if n <= 0 { return String(decoding: out, as: UTF8.self) }
+            out += buffer[0..<n]
+        }
+    }
+
+    func close() { Glibc.close(fd) }
 }
 
 /// A TCP listener on 127.0.0.1 (a free port) that accepts and closes connections.

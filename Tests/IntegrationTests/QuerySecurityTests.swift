@@ -59,7 +59,7 @@ import Testing
             == "infrasight: refused: only read-only statements (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) are accepted here; got DROP\n")
         // What passes the checks still runs under ClickHouse's own readonly = 1.
         #expect(try refused("SELECT 1 SETTINGS readonly = 0").contains("Cannot modify 'readonly' setting in readonly mode"))
-        #expect(try refused("SELECT * FROM format(TSV, 'x String', 'a')").contains("Cannot execute query in readonly mode"))
+        #expect(try refused("SELECT * FROM format(TSV, 'x String', 'a')").hasPrefix("infrasight: refused: table function format() reaches beyond the stored tables"))
         #expect(try refused("SHOW TABLES FROM audit", format: "JSON") == "infrasight: --format JSON needs a SELECT query; SHOW output is TSV only\n")
 
         // Reads work, in any format, and a ';' inside a string is text.
@@ -77,6 +77,66 @@ import Testing
         let r = try agent.interrupt(after: 0)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("queue drops 0, store drops 0, rows stored "), "\(r.stderr)")
+    }
+
+    /// `infrasight run` tracing nothing in particular, with `storage:` limits for queries.
+    static func startRun(data: String, dir: String, limits: String) throws -> BackgroundProcess {
+        try writeTracingConfig(comm: uniqueComm(), to: "\(dir)/run.yaml")
+        let config = try String(contentsOfFile: "\(dir)/run.yaml", encoding: .utf8) + "storage:\n" + limits
+        try config.write(toFile: "\(dir)/run.yaml", atomically: true, encoding: .utf8)
+        let p = try BackgroundProcess(Paths.infrasight, ["run", "--config", "\(dir)/run.yaml", "--data-dir", data])
+        try p.waitForStderr("infrasight: note: started: ")
+        return p
+    }
+
+    @Test func readOnlyQueriesAreBoundedByTheEngineAndCannotRaiseTheirLimits() throws {
+        let dir = try makeTempDir(prefix: "bounded")
+        let data = try makeTempDir(prefix: "bounded-data")
+        let agent = try Self.startRun(data: data, dir: dir, limits: """
+              query_timeout: 2
+              query_max_result_rows: 1000
+              query_max_memory: 268435456
+
+            """)
+        func failed(_ sql: String) throws -> String {
+            let r = try Self.query(data, sql)
+            #expect(r.status == 1 && r.stdout.isEmpty, "\(sql): \(r.stdout.prefix(200))")
+            return r.stderr
+        }
+        // A scan with no end stops at the time limit.
+        #expect(try failed("SELECT count() FROM system.numbers").contains("(TIMEOUT_EXCEEDED)"))
+        // A result past the row limit is refused by the engine, before it is all made.
+        #expect(try failed("SELECT number FROM numbers(5000)").contains("(TOO_MANY_ROWS_OR_BYTES)"))
+        #expect(try Self.query(data, "SELECT count() FROM (SELECT number FROM numbers(5000))").stdout == "5000\n")
+        // Working memory past its limit.
+        #expect(try failed("SELECT length(groupArray(randomString(1000))) FROM numbers(1000000)").contains("(MEMORY_LIMIT_EXCEEDED)"))
+        // No statement raises a limit: they were fixed before readonly = 1.
+        for setting in ["max_execution_time = 0", "max_result_rows = 0", "max_memory_usage = 0", "result_overflow_mode = 'break'"] {
+            let stderr = try failed("SELECT number FROM numbers(5000) SETTINGS \(setting)")
+            #expect(stderr.contains("in readonly mode"), "\(setting): \(stderr)")
+        }
+        let r = try agent.interrupt(after: 0)
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+
+    @Test func aSlowQueryDoesNotHoldUpOthersAndStopsWhenItsAskerGoesAway() throws {
+        let dir = try makeTempDir(prefix: "abandoned")
+        let data = try makeTempDir(prefix: "abandoned-data")
+        // Long enough that only cancellation can end the slow query within this test.
+        let agent = try Self.startRun(data: data, dir: dir, limits: "  query_timeout: 600\n")
+        let marker = "slow_\(UInt32.random(in: 0...UInt32.max))"
+        let running = "SELECT count() FROM system.processes WHERE query LIKE '%\(marker)%' AND query NOT LIKE '%system.processes%'"
+        let slow = try BackgroundProcess(Paths.infrasight, ["query", "--data-dir", data, "SELECT count() AS \(marker) FROM system.numbers"])
+        // Other queries are answered while it runs (each on a session of its own).
+        try waitUntil("the slow query runs", timeout: 30) { try Self.query(data, running).stdout == "1\n" }
+        for _ in 0..<5 { #expect(try Self.query(data, "SELECT 40 + 2").stdout == "42\n") }
+        #expect(slow.isRunning, "the slow query ended on its own: \(slow.stderr)")
+        // Its asker goes away: the query is stopped, long before its 600 s.
+        slow.signal(SIGKILL)
+        _ = slow.wait()
+        try waitUntil("the abandoned query is stopped", timeout: 60) { try Self.query(data, running).stdout == "0\n" }
+        let r = try agent.interrupt(after: 0)
+        #expect(r.status == 0, "\(r.stderr)")
     }
 
     @Test func onlyRootAndTheOwnerOfTheDataDirectoryCanReadItOrQueryIt() throws {

@@ -20,7 +20,14 @@ public enum HTTPClient {
             completionHandler(nil)
         }
     }
-    static let session = URLSession(configuration: .ephemeral, delegate: NoRedirects(), delegateQueue: nil)
+    /// No cookie store: a test sends exactly the cookies it names, none kept from answers.
+    static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpCookieStorage = nil
+        configuration.httpShouldSetCookies = false
+        configuration.httpCookieAcceptPolicy = .never
+        return URLSession(configuration: configuration, delegate: NoRedirects(), delegateQueue: nil)
+    }()
 
     public static func request(_ method: String, _ url: String, headers: [String: String] = [:], body: Data? = nil) throws -> Answer {
         guard let target = URL(string: url) else { throw TestFailure("bad URL \(url)") }
