@@ -224,25 +224,46 @@ import Testing
         #expect(try Self.query(data, "SELECT node_name, count() FROM audit.tracing_events WHERE filename = '\(marker)' GROUP BY node_name") == "agent1\t100\n")
     }
 
-    @Test func theServerStaysOnLoopbackUnlessItIsSecuredOrToldItIsInsecure() throws {
+    @Test func theServerStaysOnLoopbackUnlessEveryAgentMustAuthenticateOrItIsToldItIsInsecure() throws {
         let data = try makeTempDir(prefix: "hostile-data")
         let exposed = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1"])
         #expect(exposed.status == 2)
-        #expect(exposed.stderr == "infrasight: refusing to listen on 0.0.0.0:0 in plaintext with no token: anyone who reaches it could write rows; add --tls-cert/--tls-key or --token-file/--agent-tokens, or --insecure to accept that\n")
+        #expect(exposed.stderr == "infrasight: refusing to listen on 0.0.0.0:0 in plaintext with no agent authentication: anyone who reaches it could write rows; add --token-file, --agent-tokens or --tls-ca (mutual TLS), or --insecure to accept that\n")
+        // TLS alone encrypts: anyone can still open a TLS connection and write rows.
+        let dir = try makeTempDir(prefix: "hostile-secret")
+        try FleetTests.makeCertificates(dir)
+        let tls = ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key"]
+        let tlsOnly = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1"] + tls)
+        #expect(tlsOnly.status == 2)
+        #expect(tlsOnly.stderr == "infrasight: refusing to listen on 0.0.0.0:0 with TLS but no agent authentication (TLS alone encrypts, it does not tell who the agent is): anyone who reaches it could write rows; add --token-file, --agent-tokens or --tls-ca (mutual TLS), or --insecure to accept that\n")
+        // The same from the config file alone.
+        try "server: { listen: \"0.0.0.0:0\", tls_cert: \(dir)/server.pem, tls_key: \(dir)/server.key }\n".write(toFile: "\(dir)/server.yaml", atomically: true, encoding: .utf8)
+        let configured = try run(Paths.infrasight, ["server", "--config", "\(dir)/server.yaml", "--data-dir", data, "--duration", "1"])
+        #expect(configured.status == 2)
+        #expect(configured.stderr == tlsOnly.stderr, "\(configured.stderr)")
+        // --insecure (or server.insecure) overrides, and the log says so.
+        let warning = "--insecure: listening on 0.0.0.0:0 with no agent authentication: anyone who reaches it can write rows"
         let insecure = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1", "--insecure"])
         #expect(insecure.status == 0, "\(insecure.stderr)")
-        #expect(insecure.stderr.contains("listening on 0.0.0.0:"), "\(insecure.stderr)")
+        #expect(insecure.stderr.contains(warning) && insecure.stderr.contains("listening on 0.0.0.0:"), "\(insecure.stderr)")
+        try "server: { listen: \"0.0.0.0:0\", tls_cert: \(dir)/server.pem, tls_key: \(dir)/server.key, insecure: true }\n".write(toFile: "\(dir)/insecure.yaml", atomically: true, encoding: .utf8)
+        let insecureTLS = try run(Paths.infrasight, ["server", "--config", "\(dir)/insecure.yaml", "--data-dir", data, "--duration", "1"])
+        #expect(insecureTLS.status == 0, "\(insecureTLS.stderr)")
+        #expect(insecureTLS.stderr.contains(warning) && insecureTLS.stderr.contains("listening on 0.0.0.0:") && insecureTLS.stderr.contains("(TLS)"), "\(insecureTLS.stderr)")
+        // Client certificates from --tls-ca authenticate every agent: no override needed.
+        let mutual = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1", "--tls-ca", "\(dir)/ca1.pem"] + tls)
+        #expect(mutual.status == 0, "\(mutual.stderr)")
+        #expect(mutual.stderr.contains("(mutual TLS)") && !mutual.stderr.contains("no agent authentication"), "\(mutual.stderr)")
         // The default address is loopback.
         let defaults = try run(Paths.infrasight, ["server", "--data-dir", data, "--duration", "1"])
         #expect(defaults.stderr.contains("listening on 127.0.0.1:50051") || defaults.stderr.contains("cannot listen on 127.0.0.1:50051"), "\(defaults.stderr)")
 
         // A token over plaintext beyond loopback: allowed, and said.
-        let dir = try makeTempDir(prefix: "hostile-secret")
         try "sesame-sesame-sesame\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
         chmod("\(dir)/token", 0o600)
         let token = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1", "--token-file", "\(dir)/token"])
         #expect(token.status == 0, "\(token.stderr)")
-        #expect(token.stderr.contains("bearer tokens travel in plaintext"), "\(token.stderr)")
+        #expect(token.stderr.contains("bearer tokens travel in plaintext") && !token.stderr.contains("no agent authentication"), "\(token.stderr)")
 
         // Secrets others can read are refused, on both sides.
         chmod("\(dir)/token", 0o644)
