@@ -109,7 +109,9 @@ public struct AgentAuthenticator: Sendable {
             guard name.utf8.count <= 253, name.utf8.allSatisfy({ $0 < 128 && (isalnum(Int32($0)) != 0 || $0 == 46 || $0 == 45 || $0 == 95) }) else {
                 throw PipelineError("\(file):\(n + 1): agent name must be [A-Za-z0-9._-], at most 253 bytes")
             }
-            guard token.utf8.count >= 16 else { throw PipelineError("\(file):\(n + 1): the token of \(name) is shorter than 16 bytes") }
+            guard token.utf8.count >= PipelineSecurity.minimumTokenBytes else {
+                throw PipelineError("\(file):\(n + 1): the token of \(name) is shorter than \(PipelineSecurity.minimumTokenBytes) bytes")
+            }
             guard !out.contains(where: { $0.token == token }) else { throw PipelineError("\(file):\(n + 1): the token of \(name) is also another agent's") }
             out.append((name, token))
         }

@@ -275,6 +275,34 @@ import Testing
         #expect(agent.stderr.contains("the token file \(dir)/token is accessible by group or others (mode 0644)"), "\(agent.stderr)")
     }
 
+    /// A token that whoever reaches the port could guess is refused in every token file:
+    /// the shared one (server and agent), the console's, and each per-agent token.
+    @Test func everyTokenFileNeedsSixteenBytes() throws {
+        let data = try makeTempDir(prefix: "hostile-data")
+        let dir = try makeTempDir(prefix: "hostile-secret")
+        for (name, text) in [("short", "fifteen-bytes!!\n"), ("enough", "sixteen-bytes!!!\n"), ("agents", "node-a aaaaaaaaaaaaaaaa\nnode-b fifteen-bytes!!\n")] {
+            try text.write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8)
+            chmod("\(dir)/\(name)", 0o600)
+        }
+        let short = "the token in \(dir)/short is 15 bytes, under the 16 a token needs (head -c 24 /dev/urandom | base64 makes one)"
+        let server = try run(Paths.infrasight, ["server", "--data-dir", data, "--duration", "1", "--token-file", "\(dir)/short"])
+        #expect(server.status == 2)
+        #expect(server.stderr == "infrasight: \(short)\n", "\(server.stderr)")
+        let agent = try run(Paths.infrasight, ["agent", "--server", "127.0.0.1:1", "--token-file", "\(dir)/short", "--duration", "1"])
+        #expect(agent.status == 2)
+        #expect(agent.stderr == "infrasight: \(short)\n", "\(agent.stderr)")
+        let console = try run(Paths.infrasight, ["server", "--data-dir", data, "--duration", "1", "--ui-listen", "127.0.0.1:0", "--ui-token-file", "\(dir)/short"])
+        #expect(console.status == 2)
+        #expect(console.stderr == "infrasight: \(short)\n", "\(console.stderr)")
+        let agents = try run(Paths.infrasight, ["server", "--data-dir", data, "--duration", "1", "--agent-tokens", "\(dir)/agents"])
+        #expect(agents.status == 2)
+        #expect(agents.stderr == "infrasight: \(dir)/agents:2: the token of node-b is shorter than 16 bytes\n", "\(agents.stderr)")
+        // Sixteen bytes are enough.
+        let enough = try run(Paths.infrasight, ["server", "--listen", "127.0.0.1:0", "--data-dir", data, "--duration", "1", "--token-file", "\(dir)/enough"])
+        #expect(enough.status == 0, "\(enough.stderr)")
+        #expect(enough.stderr.contains("bearer token)"), "\(enough.stderr)")
+    }
+
     @Test func aBatchTheServerRefusesIsSetAsideAndTheAgentGoesOn() throws {
         let (helper, marker, dir) = try FleetTests.openLoop()
         let data = try makeTempDir(prefix: "hostile-data")
