@@ -6,7 +6,9 @@ import X509
 /// Decides who an agent is from what it presents, not from what it says.
 ///
 /// - A shared bearer token (`--token-file`) admits any agent that has it; such agents are
-///   trusted to name themselves (node name, agent id).
+///   trusted to name themselves (node name, agent id), except with a name the per-agent
+///   tokens list: that name is its token's holder's alone, and beside such a list a
+///   shared-token agent's rows are stored with the node name its hello gave.
 /// - Per-agent tokens (`--agent-tokens FILE`, one `name token` per line) admit an agent
 ///   as `name`: its hello must say node `name`, and rows are stored with that node name.
 /// - With mutual TLS and `--cert-identity`, the client certificate's names (its SAN DNS
@@ -78,7 +80,15 @@ public struct AgentAuthenticator: Sendable {
             proven = node
         }
         if let proven { return AgentIdentity(id: proven, provenNode: proven) }
-        return AgentIdentity(id: String(claimedID.prefix(253)), provenNode: nil)
+        // Self-named (a shared token, or no credentials): a name the agent tokens file
+        // lists proves who holds that token, so nobody else may use it, in the hello or
+        // in rows (which then all get the hello's node name).
+        let id = String(claimedID.prefix(253))
+        guard !agentTokens.isEmpty else { return AgentIdentity(id: id, provenNode: nil) }
+        for (what, claimed) in [("node", node), ("agent id", id)] where agentTokens.contains(where: { $0.name == claimed }) {
+            throw PipelineError("the agent gives the \(what) '\(claimed)' without its token, but the agent tokens file lists \(claimed): only \(claimed)'s own token may use that name")
+        }
+        return AgentIdentity(id: id, provenNode: nil, node: node)
     }
 
     /// A certificate's SAN DNS names and subject common names.

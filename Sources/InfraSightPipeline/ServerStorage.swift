@@ -257,17 +257,17 @@ public final class ServerStorage: Sendable {
         return ack
     }
 
-    /// The transcoder for this batch's columns into its table; with a proven identity,
+    /// The transcoder for this batch's columns into its table; with `agent.node`,
     /// `node_name` is written from it whatever the rows say.
     func transcoder(for batch: Infrasight_V1_Batch, agent: AgentIdentity) throws -> RowBinaryTranscoder {
-        let key = batch.table + "\u{1}" + (agent.provenNode ?? "") + "\u{1}" + batch.columns.map { "\($0.name) \($0.type)" }.joined(separator: ",")
+        let key = batch.table + "\u{1}" + (agent.node.map { "=" + $0 } ?? "") + "\u{1}" + batch.columns.map { "\($0.name) \($0.type)" }.joined(separator: ",")
         return try tables.withLock { t in
             if let cached = t.transcoders[key] { return cached }
             guard let table = t.stored[batch.table] else {
                 throw BatchRefusal("batch for \(batch.table), a table this agent did not declare in its hello")
             }
             var constants: [String: String] = [:]
-            if let node = agent.provenNode, table.index(of: "node_name") != nil { constants["node_name"] = node }
+            if let node = agent.node, table.index(of: "node_name") != nil { constants["node_name"] = node }
             do {
                 let made = try RowBinaryTranscoder(
                     input: batch.columns.map { Column(name: $0.name, type: ColumnType(parsing: $0.type)) }, table: table, derived: t.derived[batch.table],
@@ -328,10 +328,15 @@ public struct AgentIdentity: Sendable, Equatable {
     /// The node name the agent's credentials prove (a per-agent token's name or its
     /// certificate's), or nil when agents are trusted to name themselves.
     public let provenNode: String?
+    /// The node name every row of the agent is stored with, whatever the row says: the
+    /// proven one, or a self-named agent's own while the server lists per-agent tokens
+    /// (so its rows cannot claim a listed node). Nil: each row's own.
+    public let node: String?
 
-    public init(id: String, provenNode: String?) {
+    public init(id: String, provenNode: String?, node: String? = nil) {
         self.id = id
         self.provenNode = provenNode
+        self.node = provenNode ?? node
     }
 }
 

@@ -42,10 +42,10 @@ import Testing
         }
     }
 
-    static func hello(node: String = "hostile-node", tables: [(String, String)]) -> Infrasight_V1_AgentMessage {
+    static func hello(node: String = "hostile-node", id: String = "hostile", tables: [(String, String)]) -> Infrasight_V1_AgentMessage {
         .with {
             $0.hello = .with { h in
-                h.agentID = "hostile"
+                h.agentID = id
                 h.nodeName = node
                 h.version = "0"
                 h.tables = tables.map { t in .with { $0.name = t.0; $0.ddl = t.1 } }
@@ -201,6 +201,35 @@ import Testing
         #expect(s.stderr.contains("refused agent hostile at") && s.stderr.contains("its token belongs to 'node-a'"), "\(s.stderr)")
         #expect(s.stderr.contains("refused agent at") && s.stderr.contains("a wrong bearer token") && s.stderr.contains("no bearer token"), "\(s.stderr)")
         #expect(!s.stderr.contains("aaaaaaaaaaaaaaaa"), "a token reached the log")
+    }
+
+    /// Beside per-agent tokens, a shared token admits agents that name themselves: never
+    /// with a name the agent tokens file lists, in the hello or in their rows.
+    @Test func aSharedTokenBesideAgentTokensCannotClaimAListedName() async throws {
+        let data = try makeTempDir(prefix: "hostile-data")
+        let dir = try makeTempDir(prefix: "hostile-tokens")
+        try "node-a aaaaaaaaaaaaaaaaaaaaaaaa\nnode-b bbbbbbbbbbbbbbbbbbbbbbbb\n".write(toFile: "\(dir)/agents", atomically: true, encoding: .utf8)
+        try "shared-shared-shared-shared\n".write(toFile: "\(dir)/shared", atomically: true, encoding: .utf8)
+        for file in ["agents", "shared"] { chmod("\(dir)/\(file)", 0o600) }
+        let server = try Server.start(store: ["--data-dir", data], extra: ["--agent-tokens", "\(dir)/agents", "--token-file", "\(dir)/shared"])
+        let shared = "shared-shared-shared-shared"
+        let asNode = try await Self.converse(port: server.port, token: shared, [Self.hello(node: "node-b", tables: [Self.table])], expecting: 1)
+        #expect(asNode.first?.refusal.fatal == true)
+        #expect(asNode.first?.refusal.reason == "the agent gives the node 'node-b' without its token, but the agent tokens file lists node-b: only node-b's own token may use that name", "\(asNode)")
+        let asID = try await Self.converse(port: server.port, token: shared, [Self.hello(node: "elsewhere", id: "node-a", tables: [Self.table])], expecting: 1)
+        #expect(asID.first?.refusal.reason == "the agent gives the agent id 'node-a' without its token, but the agent tokens file lists node-a: only node-a's own token may use that name", "\(asID)")
+        // A name of its own is served; its rows get that name, even those claiming node-a.
+        let own = try await Self.converse(port: server.port, token: shared, [Self.hello(node: "shared-1", tables: [Self.table]), Self.batch([(1, "node-a"), (2, "shared-1")])], expecting: 2)
+        #expect(own.last?.ack.rowsStored == 2, "\(own)")
+        // node-b's own token still makes it node-b.
+        let b = try await Self.converse(port: server.port, token: "bbbbbbbbbbbbbbbbbbbbbbbb", [Self.hello(node: "node-b", tables: [Self.table]), Self.batch([(3, "node-b")])], expecting: 2)
+        #expect(b.last?.ack.rowsStored == 1, "\(b)")
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(s.stderr.components(separatedBy: "without its token, but the agent tokens file lists").count - 1 == 2, "\(s.stderr)")
+        #expect(!s.stderr.contains(shared) && !s.stderr.contains("bbbbbbbbbbbbbbbb"), "a token reached the log")
+        #expect(try Self.query(data, "SELECT node_name, count(), sum(a) FROM audit.hostile GROUP BY node_name ORDER BY node_name") == "node-b\t1\t3\nshared-1\t2\t3\n")
+        #expect(try Self.query(data, "SELECT agent_id, count() FROM infrasight.pipeline_batches GROUP BY agent_id ORDER BY agent_id") == "hostile\t1\nnode-b\t1\n")
     }
 
     @Test func aClientCertificateNamesTheAgentAndAForgedNodeIsRefused() throws {
