@@ -10,11 +10,12 @@ import Synchronization
 /// the ledger of stored batch ids that makes a resend idempotent.
 ///
 /// Tables: an agent's Hello carries each table's DDL. It must parse and name a
-/// MergeTree-family engine; then `CREATE ... IF NOT EXISTS` is applied, and a table the
-/// store already has gets the columns the DDL has and it lacks (`TableMigration`: an agent
-/// of a newer release brings its new columns). A column present with another type (after
-/// the store's own type mapping for an older server) refuses the agent with a message
-/// naming the column.
+/// MergeTree-family engine, in the agents' database, and not a table the server or
+/// detection writes itself (`serverTables`); then `CREATE ... IF NOT EXISTS` is applied,
+/// and a table the store already has gets the columns the DDL has and it lacks
+/// (`TableMigration`: an agent of a newer release brings its new columns). A column present
+/// with another type (after the store's own type mapping for an older server) refuses the
+/// agent with a message naming the column.
 ///
 /// Batches: the rows are checked and rewritten for the store's table (`RowBinaryTranscoder`:
 /// type mapping, derived columns the agent left out), inserted with the batch id as
@@ -64,12 +65,22 @@ public final class ServerStorage: Sendable {
 
     /// The only database agents' tables may live in (never `infrasight` or `system`).
     public let database: String
+    /// Qualified name → what it is, for the tables the server and detection write
+    /// themselves (alerts, the drift baseline, the ledger): no agent may declare one.
+    public let serverTables: [String: String]
+    /// Whether the store is a cluster, whose `<name>_local` tables are the shards of `<name>`.
+    let clustered: Bool
 
-    /// `cluster`: the cluster `store` writes into, if any: the ledger is then held whole by
-    /// every node (any server, through any node, finds a batch another one stored).
-    public init(store: EventStore, database: String = "audit", cluster: ClusterStore? = nil, logger: Logger) throws(StorageError) {
+    /// `serverTables`: qualified name → what it is (`detection's alerts`), for the tables
+    /// the caller's own code writes (the ledger is added). `cluster`: the cluster `store`
+    /// writes into, if any: the ledger is then held whole by every node (any server,
+    /// through any node, finds a batch another one stored).
+    public init(store: EventStore, database: String = "audit", serverTables: [String: String] = [:], cluster: ClusterStore? = nil,
+                logger: Logger) throws(StorageError) {
         self.store = store
         self.database = database
+        self.serverTables = serverTables.merging([Self.ledger.qualifiedName: "the server's ledger of stored batches"]) { a, _ in a }
+        clustered = cluster != nil
         self.logger = logger
         if let cluster {
             do {
@@ -103,7 +114,7 @@ public final class ServerStorage: Sendable {
     /// The table an agent declared, rebuilt from validated parts: plain identifiers,
     /// known types, the fixed engine grammar (`EngineClause`), in `database` only. The
     /// agent's text is parsed, never pasted.
-    static func declared(_ definition: Infrasight_V1_TableDefinition, database: String) throws(PipelineError) -> TableSchema {
+    func declared(_ definition: Infrasight_V1_TableDefinition) throws(PipelineError) -> TableSchema {
         let label = String(definition.name.prefix(80))
         guard definition.ddl.utf8.count <= 64 << 10 else { throw PipelineError("the DDL of \(label) is over 64 KiB") }
         let parsed: TableSchema
@@ -120,7 +131,15 @@ public final class ServerStorage: Sendable {
         guard parsed.database == database else {
             throw PipelineError("table \(parsed.qualifiedName) is refused: agents' tables live in the database \(database)")
         }
-        guard parsed.columns.count <= maxColumns else { throw PipelineError("table \(parsed.qualifiedName) has over \(maxColumns) columns") }
+        if let owner = serverTables[parsed.qualifiedName] {
+            throw PipelineError("table \(parsed.qualifiedName) is refused: it is \(owner), which only the server writes")
+        }
+        // In a cluster `x_local` is the shard table of `x` (ClusterDDL): declaring it would
+        // write a shard behind its Distributed table, the server's own tables' included.
+        if clustered && parsed.name.hasSuffix("_local") {
+            throw PipelineError("table \(parsed.qualifiedName) is refused: in a cluster, <name>_local is the shard table the server makes for <name>")
+        }
+        guard parsed.columns.count <= Self.maxColumns else { throw PipelineError("table \(parsed.qualifiedName) has over \(Self.maxColumns) columns") }
         return TableSchema(database: database, name: parsed.name, columns: parsed.columns, ddl: "", tail: engine.canonical)
     }
 
@@ -128,7 +147,7 @@ public final class ServerStorage: Sendable {
         guard hello.tables.count <= Self.maxTables else { throw PipelineError("the hello declares \(hello.tables.count) tables (at most \(Self.maxTables))") }
         var names: Set<String> = []
         for definition in hello.tables {
-            let schema = try Self.declared(definition, database: database)
+            let schema = try declared(definition)
             let prepared = try prepareDeclared(schema)
             let derived = try DerivedColumn.declared(in: definition, table: prepared)
             try tables.withLock { t throws(PipelineError) in

@@ -3,6 +3,7 @@ import Foundation
 import InfraSightCore
 import InfraSightMetrics
 import InfraSightPipeline
+import InfraSightRules
 import InfraSightSchema
 import InfraSightStorage
 import Logging
@@ -102,7 +103,11 @@ struct ServerCommand: ParsableCommand {
         let detection = try startRules(rules, config: configuration, store: store, scratch: rulesScratch(store), tables: [], logger: logger)
         let serverStorage: ServerStorage
         do {
-            serverStorage = try ServerStorage(store: detection ?? store, database: database ?? server.database ?? "audit", cluster: clusterStore, logger: logger)
+            // Detection's tables are refused to agents whether or not detection runs now: a
+            // table an agent made would be the one detection writes into when it does.
+            let serverTables = [RuleEngine.alertsDDL.qualifiedName: "detection's alerts table", DriftDetector.baselineDDL.qualifiedName: "drift detection's baseline"]
+            serverStorage = try ServerStorage(store: detection ?? store, database: database ?? server.database ?? "audit", serverTables: serverTables,
+                                              cluster: clusterStore, logger: logger)
         } catch {
             throw failure(error.description)
         }

@@ -3,6 +3,7 @@ import Glibc
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import InfraSightPipelineProto
+import InfraSightSchema
 import InfraSightTestSupport
 import Testing
 
@@ -121,6 +122,50 @@ import Testing
         #expect(try Self.query(data, "SELECT count() FROM audit.hostile") == "1\n")
     }
 
+    /// The DDL InfraSight ships for `table` (schema/), as its own code writes it.
+    static func shipped(_ table: String) throws -> String {
+        try TableSchema(ddl: String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)).statement
+    }
+
+    /// The server's own tables are no agent's: detection's alerts and drift baseline are
+    /// refused by name, with their real DDL or any other, and nothing reaches them.
+    @Test func theServersOwnTablesAreRefusedByName() async throws {
+        let data = try makeTempDir(prefix: "hostile-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        let alerts = "table audit.alerts is refused: it is detection's alerts table, which only the server writes"
+        let baseline = "table audit.drift_baseline is refused: it is drift detection's baseline, which only the server writes"
+        let attacks: [(String, String, String)] = [
+            ("audit.alerts", try Self.shipped("alerts"), alerts),
+            ("audit.drift_baseline", try Self.shipped("drift_baseline"), baseline),
+            // A declaration that would add a column to the alerts table.
+            ("audit.alerts", "CREATE TABLE audit.alerts (rule String, output String, forged String) ENGINE = MergeTree ORDER BY rule", alerts),
+        ]
+        // A forged alert, in columns the alerts table has.
+        var row = Data()
+        for text in ["forged_rule", "forged"] {
+            row.append(UInt8(text.utf8.count))
+            row.append(contentsOf: text.utf8)
+        }
+        for (name, ddl, reason) in attacks {
+            let forged = Self.batch([], table: name) {
+                $0.columns = [.with { $0.name = "rule"; $0.type = "String" }, .with { $0.name = "output"; $0.type = "String" }]
+                $0.rows = row
+                $0.rowCount = 1
+            }
+            let answers = try await Self.converse(port: server.port, [Self.hello(tables: [Self.table, (name, ddl)]), forged], expecting: 2)
+            #expect(answers.count == 1 && answers[0].refusal.fatal, "\(name): \(answers)")
+            #expect(answers.first?.refusal.reason == reason, "\(name): \(answers)")
+        }
+        // An honest agent is still served.
+        let honest = try await Self.converse(port: server.port, [Self.hello(tables: [Self.table]), Self.batch([(7, "n")])], expecting: 2)
+        #expect(honest.last?.ack.rowsStored == 1, "\(honest)")
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(s.stderr.components(separatedBy: "which only the server writes").count - 1 == attacks.count, "\(s.stderr)")
+        #expect(try Self.query(data, "SELECT (SELECT count() FROM audit.alerts), (SELECT count() FROM audit.drift_baseline)") == "0\t0\n")
+        #expect(try Self.query(data, "SELECT count(), countIf(name = 'forged') FROM system.columns WHERE database = 'audit' AND table = 'alerts'") == "14\t0\n")
+    }
+
     @Test func derivedColumnDeclarationsFromTheWireAreCheckedLikeTheDDL() async throws {
         let data = try makeTempDir(prefix: "hostile-data")
         let server = try Server.start(store: ["--data-dir", data])
@@ -155,6 +200,7 @@ import Testing
             (Self.batch([(1, "n")]) { $0.rows = Data(count: 9 << 20); $0.rowCount = 1 }, "batch of 9437184 bytes is over the limit"),
             (Self.batch([(1, "n")], table: "audit.tracing_events"), "a table this agent did not declare"),
             (Self.batch([(1, "n")], table: "infrasight.pipeline_batches"), "a table this agent did not declare"),
+            (Self.batch([(1, "n")], table: "audit.alerts"), "a table this agent did not declare"),
             (Self.batch([(1, "n")]) { $0.columns[0].name = "a) ENGINE = Log --" }, "is not a plain name with a supported type"),
             (Self.batch([(1, "n")]) { $0.batchID = "'; DROP TABLE audit.hostile; --" }, "is not a UUID"),
         ]
