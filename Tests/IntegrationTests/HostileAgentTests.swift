@@ -166,6 +166,40 @@ import Testing
         #expect(try Self.query(data, "SELECT count(), countIf(name = 'forged') FROM system.columns WHERE database = 'audit' AND table = 'alerts'") == "14\t0\n")
     }
 
+    /// One agent's declaration never changes what another's batches are checked against:
+    /// node A's two-column tracing_events, declared before node B connects (it creates
+    /// the table; B's hello adds the rest) and again while B streams, leaves every row of
+    /// B, a real agent with the full declaration, stored; and A's own rows too.
+    @Test func aNarrowDeclarationOfASharedTableDoesNotChangeAnotherAgentsBatches() async throws {
+        let (helper, marker, dir) = try FleetTests.openLoop()
+        let data = try makeTempDir(prefix: "hostile-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        let narrow = ("audit.tracing_events", "CREATE TABLE audit.tracing_events (pid UInt32, filename String) ENGINE = MergeTree ORDER BY pid")
+        let fromA = { (n: UInt32) in
+            Self.batch([(n, "/forged-by-a")], table: "audit.tracing_events") {
+                $0.columns = [.with { $0.name = "pid"; $0.type = "UInt32" }, .with { $0.name = "filename"; $0.type = "String" }]
+            }
+        }
+        let first = try await Self.converse(port: server.port, [Self.hello(node: "node-a", tables: [narrow]), fromA(1)], expecting: 2)
+        #expect(first.last?.ack.rowsStored == 1, "\(first)")
+
+        let b = try FleetTests.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        try b.waitForStderr("connected to server", timeout: 30)
+        let again = try await Self.converse(port: server.port, [Self.hello(node: "node-a", tables: [narrow]), fromA(2)], expecting: 2)
+        #expect(again.last?.ack.rowsStored == 1, "\(again)")
+        try FleetTests.openLoop(helper, marker, 1000)
+        let r = try b.interrupt(after: 1.5)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try FleetTests.checkConservation(r, total: 1000) == 1000)
+        #expect(r.stderr.contains("rows delivered 1000, rows refused by the server 0\n"), "\(r.stderr)")
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(!s.stderr.contains("refused"), "\(s.stderr)")
+        #expect(s.stderr.contains("table audit.tracing_events: added columns uid UInt32, gid UInt32,"), "\(s.stderr)")
+        #expect(try Self.query(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == "1000\n")
+        #expect(try Self.query(data, "SELECT groupArray(pid) FROM (SELECT pid FROM audit.tracing_events WHERE filename = '/forged-by-a' ORDER BY pid)") == "[1,2]\n")
+    }
+
     @Test func derivedColumnDeclarationsFromTheWireAreCheckedLikeTheDDL() async throws {
         let data = try makeTempDir(prefix: "hostile-data")
         let server = try Server.start(store: ["--data-dir", data])
