@@ -53,7 +53,7 @@ public struct AgentConfig: Equatable, Sendable {
 ///   cert_identity: true            # agents are who their certificates name
 ///   agent_tokens_file: /etc/infrasight/agent-tokens   # `name token` per line
 ///   database: audit                # the only database agents' tables may live in
-///   insecure: false                # allow plaintext without a token beyond loopback
+///   insecure: false                # allow listening beyond loopback with no agent authentication
 ///   cluster: prod                  # store into this ClickHouse cluster (docs/scaling.md)
 /// ```
 public struct ServerConfig: Equatable, Sendable {

@@ -6,7 +6,9 @@ import X509
 /// Decides who an agent is from what it presents, not from what it says.
 ///
 /// - A shared bearer token (`--token-file`) admits any agent that has it; such agents are
-///   trusted to name themselves (node name, agent id).
+///   trusted to name themselves (node name, agent id), except with a name the per-agent
+///   tokens list: that name is its token's holder's alone, and beside such a list a
+///   shared-token agent's rows are stored with the node name its hello gave.
 /// - Per-agent tokens (`--agent-tokens FILE`, one `name token` per line) admit an agent
 ///   as `name`: its hello must say node `name`, and rows are stored with that node name.
 /// - With mutual TLS and `--cert-identity`, the client certificate's names (its SAN DNS
@@ -78,7 +80,15 @@ public struct AgentAuthenticator: Sendable {
             proven = node
         }
         if let proven { return AgentIdentity(id: proven, provenNode: proven) }
-        return AgentIdentity(id: String(claimedID.prefix(253)), provenNode: nil)
+        // Self-named (a shared token, or no credentials): a name the agent tokens file
+        // lists proves who holds that token, so nobody else may use it, in the hello or
+        // in rows (which then all get the hello's node name).
+        let id = String(claimedID.prefix(253))
+        guard !agentTokens.isEmpty else { return AgentIdentity(id: id, provenNode: nil) }
+        for (what, claimed) in [("node", node), ("agent id", id)] where agentTokens.contains(where: { $0.name == claimed }) {
+            throw PipelineError("the agent gives the \(what) '\(claimed)' without its token, but the agent tokens file lists \(claimed): only \(claimed)'s own token may use that name")
+        }
+        return AgentIdentity(id: id, provenNode: nil, node: node)
     }
 
     /// A certificate's SAN DNS names and subject common names.
@@ -109,7 +119,9 @@ public struct AgentAuthenticator: Sendable {
             guard name.utf8.count <= 253, name.utf8.allSatisfy({ $0 < 128 && (isalnum(Int32($0)) != 0 || $0 == 46 || $0 == 45 || $0 == 95) }) else {
                 throw PipelineError("\(file):\(n + 1): agent name must be [A-Za-z0-9._-], at most 253 bytes")
             }
-            guard token.utf8.count >= 16 else { throw PipelineError("\(file):\(n + 1): the token of \(name) is shorter than 16 bytes") }
+            guard token.utf8.count >= PipelineSecurity.minimumTokenBytes else {
+                throw PipelineError("\(file):\(n + 1): the token of \(name) is shorter than \(PipelineSecurity.minimumTokenBytes) bytes")
+            }
             guard !out.contains(where: { $0.token == token }) else { throw PipelineError("\(file):\(n + 1): the token of \(name) is also another agent's") }
             out.append((name, token))
         }

@@ -25,13 +25,21 @@ public struct PipelineSecurity: Sendable {
 
     public var usesTLS: Bool { certificate != nil || ca != nil }
 
+    /// The shortest token a file may hold, as per-agent tokens (`AgentAuthenticator`): a
+    /// short one can be guessed by whoever reaches the port.
+    public static let minimumTokenBytes = 16
+
     /// Reads a token from `file` (first line, trimmed) or from the environment variable.
-    /// The file must be readable by its owner only (`SecretFile`).
+    /// The file must be readable by its owner only (`SecretFile`) and its token at least
+    /// `minimumTokenBytes` long.
     public static func token(file: String?, environment variable: String) throws(PipelineError) -> String? {
         if let file {
             let text = try SecretFile.read(file, what: "token file")
             let token = text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             guard !token.isEmpty else { throw PipelineError("the token file \(file) is empty") }
+            guard token.utf8.count >= minimumTokenBytes else {
+                throw PipelineError("the token in \(file) is \(token.utf8.count) bytes, under the \(minimumTokenBytes) a token needs (head -c 24 /dev/urandom | base64 makes one)")
+            }
             return token
         }
         // Trimmed as the file's first line is: a Kubernetes secretKeyRef passes the file's

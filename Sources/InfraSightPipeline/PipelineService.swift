@@ -40,7 +40,7 @@ public struct PipelineService: Infrasight_V1_Pipeline.ServiceProtocol {
         }
         return StreamingServerResponse { writer in
             var agent: AgentIdentity?
-            var declared: Set<String> = []
+            var declared = ServerStorage.Declaration()
             defer { if let agent { agents.left(agent.id) } }
             for try await message in request.messages {
                 switch message.kind {

@@ -10,11 +10,15 @@ import Synchronization
 /// the ledger of stored batch ids that makes a resend idempotent.
 ///
 /// Tables: an agent's Hello carries each table's DDL. It must parse and name a
-/// MergeTree-family engine; then `CREATE ... IF NOT EXISTS` is applied, and a table the
-/// store already has gets the columns the DDL has and it lacks (`TableMigration`: an agent
-/// of a newer release brings its new columns). A column present with another type (after
-/// the store's own type mapping for an older server) refuses the agent with a message
-/// naming the column.
+/// MergeTree-family engine, in the agents' database, and not a table the server or
+/// detection writes itself (`serverTables`); then `CREATE ... IF NOT EXISTS` is applied,
+/// and a table the store already has gets the columns the DDL has and it lacks
+/// (`TableMigration`: an agent of a newer release brings its new columns). A column present
+/// with another type (after the store's own type mapping for an older server) refuses the
+/// agent with a message naming the column. What a hello declared is that stream's own
+/// (`Declaration`): its batches are checked against it alone, so a declaration only ever
+/// adds columns to the store and never changes what another agent's batches are checked
+/// against.
 ///
 /// Batches: the rows are checked and rewritten for the store's table (`RowBinaryTranscoder`:
 /// type mapping, derived columns the agent left out), inserted with the batch id as
@@ -49,27 +53,30 @@ public final class ServerStorage: Sendable {
         ],
         ddl: "", tail: "ENGINE = ReplacingMergeTree() ORDER BY batch_id")
     let ledger: TableSchema
-    private struct Tables {
-        /// Qualified name → the table as the store holds it.
-        var stored: [String: TableSchema] = [:]
-        /// Qualified name → the derived columns agents declared for it in their hellos (the
-        /// union; no entry while none did, and then agents get `DerivedColumns.undeclared`).
-        var derived: [String: [DerivedColumn]] = [:]
-        /// Table + column signature → transcoder.
-        var transcoders: [String: RowBinaryTranscoder] = [:]
-    }
-    private let tables = Mutex(Tables())
+    /// Declared table + identity + column signature → transcoder (shared by the streams
+    /// whose declarations and batches are alike).
+    private let transcoders = Mutex([String: RowBinaryTranscoder]())
     private let state = Mutex(Counters())
     private let queue = DispatchQueue(label: "infrasight-server-store", attributes: .concurrent)
 
     /// The only database agents' tables may live in (never `infrasight` or `system`).
     public let database: String
+    /// Qualified name → what it is, for the tables the server and detection write
+    /// themselves (alerts, the drift baseline, the ledger): no agent may declare one.
+    public let serverTables: [String: String]
+    /// Whether the store is a cluster, whose `<name>_local` tables are the shards of `<name>`.
+    let clustered: Bool
 
-    /// `cluster`: the cluster `store` writes into, if any: the ledger is then held whole by
-    /// every node (any server, through any node, finds a batch another one stored).
-    public init(store: EventStore, database: String = "audit", cluster: ClusterStore? = nil, logger: Logger) throws(StorageError) {
+    /// `serverTables`: qualified name → what it is (`detection's alerts`), for the tables
+    /// the caller's own code writes (the ledger is added). `cluster`: the cluster `store`
+    /// writes into, if any: the ledger is then held whole by every node (any server,
+    /// through any node, finds a batch another one stored).
+    public init(store: EventStore, database: String = "audit", serverTables: [String: String] = [:], cluster: ClusterStore? = nil,
+                logger: Logger) throws(StorageError) {
         self.store = store
         self.database = database
+        self.serverTables = serverTables.merging([Self.ledger.qualifiedName: "the server's ledger of stored batches"]) { a, _ in a }
+        clustered = cluster != nil
         self.logger = logger
         if let cluster {
             do {
@@ -91,9 +98,28 @@ public final class ServerStorage: Sendable {
         }
     }
 
-    /// Applies the DDL of a Hello and returns the tables the agent declared (the only
-    /// ones it may write). Throws a refusal reason.
-    public func register(_ hello: Infrasight_V1_Hello) async throws -> Set<String> {
+    /// What one stream's hello declared: the only tables that stream may write, each
+    /// with the columns its DDL gave them (all in the store with those types, checked
+    /// when the hello was registered) and the derived columns it declared. Another
+    /// stream's hello never changes it.
+    public struct Declaration: Sendable {
+        struct Table: Sendable {
+            /// The table as this hello declared it (types as the store holds them).
+            let schema: TableSchema
+            /// Nil when the hello declared none (`DerivedColumns.undeclared` then applies).
+            let derived: [DerivedColumn]?
+            /// The columns and derivations, naming this declaration in the transcoder cache.
+            let signature: String
+        }
+        var tables: [String: Table] = [:]
+        public init() {}
+        public var count: Int { tables.count }
+        public func contains(_ table: String) -> Bool { tables[table] != nil }
+    }
+
+    /// Applies the DDL of a Hello and returns what the agent declared (the only tables
+    /// it may write). Throws a refusal reason.
+    public func register(_ hello: Infrasight_V1_Hello) async throws -> Declaration {
         try await blocking { try self.registerBlocking(hello) }
     }
 
@@ -103,7 +129,7 @@ public final class ServerStorage: Sendable {
     /// The table an agent declared, rebuilt from validated parts: plain identifiers,
     /// known types, the fixed engine grammar (`EngineClause`), in `database` only. The
     /// agent's text is parsed, never pasted.
-    static func declared(_ definition: Infrasight_V1_TableDefinition, database: String) throws(PipelineError) -> TableSchema {
+    func declared(_ definition: Infrasight_V1_TableDefinition) throws(PipelineError) -> TableSchema {
         let label = String(definition.name.prefix(80))
         guard definition.ddl.utf8.count <= 64 << 10 else { throw PipelineError("the DDL of \(label) is over 64 KiB") }
         let parsed: TableSchema
@@ -120,41 +146,29 @@ public final class ServerStorage: Sendable {
         guard parsed.database == database else {
             throw PipelineError("table \(parsed.qualifiedName) is refused: agents' tables live in the database \(database)")
         }
-        guard parsed.columns.count <= maxColumns else { throw PipelineError("table \(parsed.qualifiedName) has over \(maxColumns) columns") }
+        if let owner = serverTables[parsed.qualifiedName] {
+            throw PipelineError("table \(parsed.qualifiedName) is refused: it is \(owner), which only the server writes")
+        }
+        // In a cluster `x_local` is the shard table of `x` (ClusterDDL): declaring it would
+        // write a shard behind its Distributed table, the server's own tables' included.
+        if clustered && parsed.name.hasSuffix("_local") {
+            throw PipelineError("table \(parsed.qualifiedName) is refused: in a cluster, <name>_local is the shard table the server makes for <name>")
+        }
+        guard parsed.columns.count <= Self.maxColumns else { throw PipelineError("table \(parsed.qualifiedName) has over \(Self.maxColumns) columns") }
         return TableSchema(database: database, name: parsed.name, columns: parsed.columns, ddl: "", tail: engine.canonical)
     }
 
-    func registerBlocking(_ hello: Infrasight_V1_Hello) throws -> Set<String> {
+    func registerBlocking(_ hello: Infrasight_V1_Hello) throws -> Declaration {
         guard hello.tables.count <= Self.maxTables else { throw PipelineError("the hello declares \(hello.tables.count) tables (at most \(Self.maxTables))") }
-        var names: Set<String> = []
+        var declaration = Declaration()
         for definition in hello.tables {
-            let schema = try Self.declared(definition, database: database)
-            let prepared = try prepareDeclared(schema)
+            let prepared = try prepareDeclared(try declared(definition))
+            // This stream's own: one agent's derivations never apply to another's rows.
             let derived = try DerivedColumn.declared(in: definition, table: prepared)
-            try tables.withLock { t throws(PipelineError) in
-                t.stored[prepared.qualifiedName] = prepared
-                if let derived { try Self.add(derived, to: &t, table: prepared.qualifiedName) }
-            }
-            names.insert(prepared.qualifiedName)
+            let signature = prepared.columns.map { "\($0.name) \($0.type)" }.joined(separator: ",") + "\u{1}" + (derived.map { "\($0)" } ?? "-")
+            declaration.tables[prepared.qualifiedName] = .init(schema: prepared, derived: derived, signature: signature)
         }
-        return names
-    }
-
-    /// Adds an agent's derived columns to those declared for `table` before. One column is
-    /// derived one way: an agent that says otherwise is refused, naming the column. New
-    /// declarations drop the table's cached transcoders.
-    private static func add(_ derived: [DerivedColumn], to t: inout Tables, table: String) throws(PipelineError) {
-        var known = t.derived[table] ?? []
-        for d in derived {
-            if let other = known.first(where: { $0.column == d.column }) {
-                guard other == d else { throw PipelineError("table \(table): the agent derives \(d), another agent \(other)") }
-            } else {
-                known.append(d)
-            }
-        }
-        guard known != t.derived[table] else { return }
-        t.derived[table] = known
-        t.transcoders = t.transcoders.filter { !$0.key.hasPrefix(table + "\u{1}") }
+        return declaration
     }
 
     /// Creates an agent's table, or adds to the store's table the columns the agent's DDL
@@ -186,7 +200,7 @@ public final class ServerStorage: Sendable {
 
     /// Checks every count and size of a batch against what it carries, before any of
     /// them is used: a batch that lies is refused, not trusted.
-    static func checkBounds(_ batch: Infrasight_V1_Batch, declared: Set<String>) throws(BatchRefusal) {
+    static func checkBounds(_ batch: Infrasight_V1_Batch, declared: Declaration) throws(BatchRefusal) {
         guard validID(batch.batchID) else { throw BatchRefusal("batch id '\(batch.batchID.prefix(80))' is not a UUID") }
         guard declared.contains(batch.table) else {
             throw BatchRefusal("batch for \(batch.table.prefix(200)), a table this agent did not declare in its hello")
@@ -213,7 +227,7 @@ public final class ServerStorage: Sendable {
     /// `BatchRefusal` for a batch that can never be stored (undeclared table, malformed
     /// or lying rows, refused by the store): that batch's problem only, the stream goes
     /// on. Retries while the store is unavailable until `cancelled` says the agent left.
-    public func store(_ batch: Infrasight_V1_Batch, agent: AgentIdentity, declared: Set<String>) async throws -> Infrasight_V1_Ack {
+    public func store(_ batch: Infrasight_V1_Batch, agent: AgentIdentity, declared: Declaration) async throws -> Infrasight_V1_Ack {
         let cancelled = CancelFlag()
         return try await withTaskCancellationHandler {
             try await blocking { try self.storeBlocking(batch, agent: agent, declared: declared, cancelled: cancelled) }
@@ -222,9 +236,9 @@ public final class ServerStorage: Sendable {
         }
     }
 
-    func storeBlocking(_ batch: Infrasight_V1_Batch, agent: AgentIdentity, declared: Set<String>, cancelled: CancelFlag) throws -> Infrasight_V1_Ack {
+    func storeBlocking(_ batch: Infrasight_V1_Batch, agent: AgentIdentity, declared: Declaration, cancelled: CancelFlag) throws -> Infrasight_V1_Ack {
         try Self.checkBounds(batch, declared: declared)
-        let transcoder = try transcoder(for: batch, agent: agent)
+        let transcoder = try transcoder(for: batch, into: declared.tables[batch.table]!, agent: agent) // checked above
         let rowCount = Int(batch.rowCount) // bounded by the byte count above
         var ack = Infrasight_V1_Ack()
         ack.batchID = batch.batchID
@@ -257,24 +271,23 @@ public final class ServerStorage: Sendable {
         return ack
     }
 
-    /// The transcoder for this batch's columns into its table; with a proven identity,
-    /// `node_name` is written from it whatever the rows say.
-    func transcoder(for batch: Infrasight_V1_Batch, agent: AgentIdentity) throws -> RowBinaryTranscoder {
-        let key = batch.table + "\u{1}" + (agent.provenNode ?? "") + "\u{1}" + batch.columns.map { "\($0.name) \($0.type)" }.joined(separator: ",")
-        return try tables.withLock { t in
-            if let cached = t.transcoders[key] { return cached }
-            guard let table = t.stored[batch.table] else {
-                throw BatchRefusal("batch for \(batch.table), a table this agent did not declare in its hello")
-            }
+    /// The transcoder for this batch's columns into `declared`, the table as this stream
+    /// declared it; with `agent.node`, `node_name` is written from it whatever the rows say.
+    func transcoder(for batch: Infrasight_V1_Batch, into declared: Declaration.Table, agent: AgentIdentity) throws -> RowBinaryTranscoder {
+        let key = [batch.table, declared.signature, agent.node.map { "=" + $0 } ?? "", batch.columns.map { "\($0.name) \($0.type)" }.joined(separator: ",")]
+            .joined(separator: "\u{1}")
+        return try transcoders.withLock { cache in
+            if let cached = cache[key] { return cached }
+            let table = declared.schema
             var constants: [String: String] = [:]
-            if let node = agent.provenNode, table.index(of: "node_name") != nil { constants["node_name"] = node }
+            if let node = agent.node, table.index(of: "node_name") != nil { constants["node_name"] = node }
             do {
                 let made = try RowBinaryTranscoder(
-                    input: batch.columns.map { Column(name: $0.name, type: ColumnType(parsing: $0.type)) }, table: table, derived: t.derived[batch.table],
+                    input: batch.columns.map { Column(name: $0.name, type: ColumnType(parsing: $0.type)) }, table: table, derived: declared.derived,
                     constants: constants)
-                // Bounded: one entry per table, identity and column list seen.
-                if t.transcoders.count >= 4096 { t.transcoders.removeAll() }
-                t.transcoders[key] = made
+                // Bounded: one entry per declaration, identity and column list seen.
+                if cache.count >= 4096 { cache.removeAll() }
+                cache[key] = made
                 return made
             } catch {
                 throw BatchRefusal("batch for \(batch.table): \(error)")
@@ -328,10 +341,15 @@ public struct AgentIdentity: Sendable, Equatable {
     /// The node name the agent's credentials prove (a per-agent token's name or its
     /// certificate's), or nil when agents are trusted to name themselves.
     public let provenNode: String?
+    /// The node name every row of the agent is stored with, whatever the row says: the
+    /// proven one, or a self-named agent's own while the server lists per-agent tokens
+    /// (so its rows cannot claim a listed node). Nil: each row's own.
+    public let node: String?
 
-    public init(id: String, provenNode: String?) {
+    public init(id: String, provenNode: String?, node: String? = nil) {
         self.id = id
         self.provenNode = provenNode
+        self.node = provenNode ?? node
     }
 }
 

@@ -38,7 +38,7 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
     public let counters = Counters()
     let evaluator: RuleEvaluator
     public let outputs: AlertOutputs
-    let drift: DriftDetector?
+    public let drift: DriftDetector?
     let rulesByTable: [String: [Rule]]
     /// `audit.alerts` as the store holds it.
     let alertsTable: TableSchema
@@ -46,7 +46,9 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
     private let perRule: [String: Count]
 
     private let condition = NSCondition()
-    private var queue: [Batch] = []
+    /// Each batch with when it was stored (`DriftDetector.clock`): drift's windows run on
+    /// that, not on the time it is evaluated after waiting here.
+    private var queue: [(batch: Batch, stored: Int64)] = []
     private var queuedBytes = 0
     private var finishing = false
     private var thread: Thread?
@@ -98,7 +100,7 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
         let left = queue
         queue.removeAll()
         condition.unlock()
-        for batch in left { drop(batch) }
+        for entry in left { drop(entry.batch) }
         outputs.finish(timeout: max(1, deadline.timeIntervalSinceNow))
         evaluator.close()
     }
@@ -117,7 +119,7 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
             drop(batch)
             return
         }
-        queue.append(batch)
+        queue.append((batch, DriftDetector.clock()))
         queuedBytes += batch.bytes.count
         condition.signal()
     }
@@ -135,11 +137,11 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let batch = queue.removeFirst()
+            let (batch, stored) = queue.removeFirst()
             queuedBytes -= batch.bytes.count
             busy = true
             condition.unlock()
-            evaluate(batch)
+            evaluate(batch, stored: stored)
             condition.lock()
             busy = false
             condition.broadcast()
@@ -147,7 +149,7 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
         }
     }
 
-    func evaluate(_ batch: Batch) {
+    func evaluate(_ batch: Batch, stored: Int64) {
         let started = DispatchTime.now().uptimeNanoseconds
         defer { counters.evaluationNs.add(DispatchTime.now().uptimeNanoseconds - started, ordering: .relaxed) }
         // The rules and drift detection fail apart: alerts one of them raised are kept
@@ -165,7 +167,7 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
             attempt("evaluating the rules") { () throws(StorageError) in try evaluator.evaluate(batch, rules: rules, alerts: alertsTable) }
         }
         if let drift, drift.watches(batch.table.name) {
-            attempt("drift detection") { () throws(StorageError) in try drift.evaluate(batch, evaluator: evaluator, alerts: alertsTable) }
+            attempt("drift detection") { () throws(StorageError) in try drift.evaluate(batch, receivedAt: stored, evaluator: evaluator, alerts: alertsTable) }
         }
         if failed {
             counters.evaluationErrors.add(1, ordering: .relaxed)

@@ -104,6 +104,11 @@ extension RuleEngine {
             + "batches not evaluated \(c.batchesDropped.load(ordering: .relaxed)) (rows \(c.rowsDropped.load(ordering: .relaxed))), "
             + "evaluation errors \(c.evaluationErrors.load(ordering: .relaxed)), alerts not stored \(c.alertsNotStored.load(ordering: .relaxed)), "
             + "webhook drops \(outputs.webhookDrops.load(ordering: .relaxed))"
+            + (drift.map { d in
+                let c = d.counters
+                return ", drift row times clamped \(c.rowTimesClamped.load(ordering: .relaxed)), drift values evicted \(c.valuesEvicted.load(ordering: .relaxed)), "
+                    + "drift scopes evicted \(c.scopesEvicted.load(ordering: .relaxed))"
+            } ?? "")
     }
 
     /// The engine's counters for /metrics.
@@ -121,6 +126,19 @@ extension RuleEngine {
         ]
         for (rule, n) in alertCounts() {
             out.append(Sample("infrasight_rule_alerts_total", [("rule", rule)], Double(n), .counter, help: "Alerts raised, per rule"))
+        }
+        if let d = drift?.counters {
+            let past = DriftDetector.rowTimeBounds.past / 86_400_000, future = DriftDetector.rowTimeBounds.future / 60_000
+            out += [
+                Sample("infrasight_drift_row_times_clamped_total", [], Double(d.rowTimesClamped.load(ordering: .relaxed)), .counter,
+                       help: "Drift candidates whose row time was over \(past) days before or \(future) minutes after the detector's clock (clamped; windows never use row times)"),
+                Sample("infrasight_drift_values_evicted_total", [], Double(d.valuesEvicted.load(ordering: .relaxed)), .counter,
+                       help: "Values a drift baseline forgot because its scope held \(DriftDetector.maxValuesPerScope)"),
+                Sample("infrasight_drift_scopes_evicted_total", [], Double(d.scopesEvicted.load(ordering: .relaxed)), .counter,
+                       help: "Drift scopes forgotten, least recently seen first, because all baselines held \(DriftDetector.maxValues) values"),
+                Sample("infrasight_drift_baseline_scopes", [], Double(d.scopes.load(ordering: .relaxed)), .gauge, help: "Drift scopes held in memory"),
+                Sample("infrasight_drift_baseline_values", [], Double(d.values.load(ordering: .relaxed)), .gauge, help: "Drift baseline values held in memory"),
+            ]
         }
         return out
     }

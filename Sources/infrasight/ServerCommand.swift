@@ -3,6 +3,7 @@ import Foundation
 import InfraSightCore
 import InfraSightMetrics
 import InfraSightPipeline
+import InfraSightRules
 import InfraSightSchema
 import InfraSightStorage
 import Logging
@@ -19,7 +20,7 @@ struct ServerCommand: ParsableCommand {
             dropping. SIGINT/SIGTERM (or --duration) stop it.
             """)
 
-    @Option(help: ArgumentHelp("Address to listen on (default: 127.0.0.1:50051, or server.listen in the config file). Beyond loopback it needs TLS or a token, or --insecure.", valueName: "HOST:PORT")) var listen: String?
+    @Option(help: ArgumentHelp("Address to listen on (default: 127.0.0.1:50051, or server.listen in the config file). Beyond loopback every agent must authenticate (--token-file, --agent-tokens or --tls-ca), or --insecure.", valueName: "HOST:PORT")) var listen: String?
     @OptionGroup var storage: StorageOptions
     @OptionGroup var console: ConsoleOptions
     @OptionGroup var rules: RulesOptions
@@ -32,7 +33,7 @@ struct ServerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The database agents' tables must live in (default: audit, or server.database).", valueName: "NAME")) var database: String?
     @Option(help: ArgumentHelp("Store into this ClickHouse cluster (--clickhouse-url: one node or several): agents' tables become ReplicatedMergeTree tables with Distributed tables over them, inserts wait for every shard, the dedup ledger is cluster-wide (or server.cluster).", valueName: "NAME"))
     var cluster: String?
-    @Flag(help: "Allow listening beyond loopback in plaintext with no token (anyone who reaches the port can write rows).")
+    @Flag(help: "Allow listening beyond loopback with no agent authentication, TLS or not (anyone who reaches the port can write rows); logged as a warning.")
     var insecure = false
     @Option(help: ArgumentHelp("Stop after SECONDS.", valueName: "SECONDS")) var duration: Double?
     @Option(name: .customLong("metrics-listen"), help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT.", valueName: "HOST:PORT"))
@@ -70,8 +71,16 @@ struct ServerCommand: ParsableCommand {
             throw failure("--cert-identity needs mutual TLS (--tls-ca with --tls-cert and --tls-key)", code: 2)
         }
         let exposed = !isLoopback(address.host)
-        if exposed && !security.usesTLS && !authenticator.requiresToken && !(insecure || server.insecure == true) {
-            throw failure("refusing to listen on \(listen) in plaintext with no token: anyone who reaches it could write rows; add --tls-cert/--tls-key or --token-file/--agent-tokens, or --insecure to accept that", code: 2)
+        // Beyond loopback every agent must prove something: a token, or a client
+        // certificate from --tls-ca. TLS without a client CA only encrypts: anyone can
+        // open a TLS connection and write rows.
+        let authenticated = authenticator.requiresToken || security.ca != nil
+        if exposed && !authenticated {
+            guard insecure || server.insecure == true else {
+                let how = security.usesTLS ? "with TLS but no agent authentication (TLS alone encrypts, it does not tell who the agent is)" : "in plaintext with no agent authentication"
+                throw failure("refusing to listen on \(listen) \(how): anyone who reaches it could write rows; add --token-file, --agent-tokens or --tls-ca (mutual TLS), or --insecure to accept that", code: 2)
+            }
+            logger.warning("--insecure: listening on \(listen) with no agent authentication: anyone who reaches it can write rows")
         }
         if exposed && !security.usesTLS && authenticator.requiresToken {
             logger.warning("agents' bearer tokens travel in plaintext on \(listen): anyone on the path can read them; add --tls-cert/--tls-key")
@@ -94,7 +103,11 @@ struct ServerCommand: ParsableCommand {
         let detection = try startRules(rules, config: configuration, store: store, scratch: rulesScratch(store), tables: [], logger: logger)
         let serverStorage: ServerStorage
         do {
-            serverStorage = try ServerStorage(store: detection ?? store, database: database ?? server.database ?? "audit", cluster: clusterStore, logger: logger)
+            // Detection's tables are refused to agents whether or not detection runs now: a
+            // table an agent made would be the one detection writes into when it does.
+            let serverTables = [RuleEngine.alertsDDL.qualifiedName: "detection's alerts table", DriftDetector.baselineDDL.qualifiedName: "drift detection's baseline"]
+            serverStorage = try ServerStorage(store: detection ?? store, database: database ?? server.database ?? "audit", serverTables: serverTables,
+                                              cluster: clusterStore, logger: logger)
         } catch {
             throw failure(error.description)
         }

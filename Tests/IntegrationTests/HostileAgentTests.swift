@@ -3,6 +3,7 @@ import Glibc
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import InfraSightPipelineProto
+import InfraSightSchema
 import InfraSightTestSupport
 import Testing
 
@@ -42,10 +43,10 @@ import Testing
         }
     }
 
-    static func hello(node: String = "hostile-node", tables: [(String, String)]) -> Infrasight_V1_AgentMessage {
+    static func hello(node: String = "hostile-node", id: String = "hostile", tables: [(String, String)]) -> Infrasight_V1_AgentMessage {
         .with {
             $0.hello = .with { h in
-                h.agentID = "hostile"
+                h.agentID = id
                 h.nodeName = node
                 h.version = "0"
                 h.tables = tables.map { t in .with { $0.name = t.0; $0.ddl = t.1 } }
@@ -121,6 +122,84 @@ import Testing
         #expect(try Self.query(data, "SELECT count() FROM audit.hostile") == "1\n")
     }
 
+    /// The DDL InfraSight ships for `table` (schema/), as its own code writes it.
+    static func shipped(_ table: String) throws -> String {
+        try TableSchema(ddl: String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)).statement
+    }
+
+    /// The server's own tables are no agent's: detection's alerts and drift baseline are
+    /// refused by name, with their real DDL or any other, and nothing reaches them.
+    @Test func theServersOwnTablesAreRefusedByName() async throws {
+        let data = try makeTempDir(prefix: "hostile-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        let alerts = "table audit.alerts is refused: it is detection's alerts table, which only the server writes"
+        let baseline = "table audit.drift_baseline is refused: it is drift detection's baseline, which only the server writes"
+        let attacks: [(String, String, String)] = [
+            ("audit.alerts", try Self.shipped("alerts"), alerts),
+            ("audit.drift_baseline", try Self.shipped("drift_baseline"), baseline),
+            // A declaration that would add a column to the alerts table.
+            ("audit.alerts", "CREATE TABLE audit.alerts (rule String, output String, forged String) ENGINE = MergeTree ORDER BY rule", alerts),
+        ]
+        // A forged alert, in columns the alerts table has.
+        var row = Data()
+        for text in ["forged_rule", "forged"] {
+            row.append(UInt8(text.utf8.count))
+            row.append(contentsOf: text.utf8)
+        }
+        for (name, ddl, reason) in attacks {
+            let forged = Self.batch([], table: name) {
+                $0.columns = [.with { $0.name = "rule"; $0.type = "String" }, .with { $0.name = "output"; $0.type = "String" }]
+                $0.rows = row
+                $0.rowCount = 1
+            }
+            let answers = try await Self.converse(port: server.port, [Self.hello(tables: [Self.table, (name, ddl)]), forged], expecting: 2)
+            #expect(answers.count == 1 && answers[0].refusal.fatal, "\(name): \(answers)")
+            #expect(answers.first?.refusal.reason == reason, "\(name): \(answers)")
+        }
+        // An honest agent is still served.
+        let honest = try await Self.converse(port: server.port, [Self.hello(tables: [Self.table]), Self.batch([(7, "n")])], expecting: 2)
+        #expect(honest.last?.ack.rowsStored == 1, "\(honest)")
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(s.stderr.components(separatedBy: "which only the server writes").count - 1 == attacks.count, "\(s.stderr)")
+        #expect(try Self.query(data, "SELECT (SELECT count() FROM audit.alerts), (SELECT count() FROM audit.drift_baseline)") == "0\t0\n")
+        #expect(try Self.query(data, "SELECT count(), countIf(name = 'forged') FROM system.columns WHERE database = 'audit' AND table = 'alerts'") == "14\t0\n")
+    }
+
+    /// One agent's declaration never changes what another's batches are checked against:
+    /// node A's two-column tracing_events, declared before node B connects (it creates
+    /// the table; B's hello adds the rest) and again while B streams, leaves every row of
+    /// B, a real agent with the full declaration, stored; and A's own rows too.
+    @Test func aNarrowDeclarationOfASharedTableDoesNotChangeAnotherAgentsBatches() async throws {
+        let (helper, marker, dir) = try FleetTests.openLoop()
+        let data = try makeTempDir(prefix: "hostile-data")
+        let server = try Server.start(store: ["--data-dir", data])
+        let narrow = ("audit.tracing_events", "CREATE TABLE audit.tracing_events (pid UInt32, filename String) ENGINE = MergeTree ORDER BY pid")
+        let fromA = { (n: UInt32) in
+            Self.batch([(n, "/forged-by-a")], table: "audit.tracing_events") {
+                $0.columns = [.with { $0.name = "pid"; $0.type = "UInt32" }, .with { $0.name = "filename"; $0.type = "String" }]
+            }
+        }
+        let first = try await Self.converse(port: server.port, [Self.hello(node: "node-a", tables: [narrow]), fromA(1)], expecting: 2)
+        #expect(first.last?.ack.rowsStored == 1, "\(first)")
+
+        let b = try FleetTests.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        try b.waitForStderr("connected to server", timeout: 30)
+        let again = try await Self.converse(port: server.port, [Self.hello(node: "node-a", tables: [narrow]), fromA(2)], expecting: 2)
+        #expect(again.last?.ack.rowsStored == 1, "\(again)")
+        try FleetTests.openLoop(helper, marker, 1000)
+        let r = try b.interrupt(after: 1.5)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try FleetTests.checkConservation(r, total: 1000) == 1000)
+        #expect(r.stderr.contains("rows delivered 1000, rows refused by the server 0\n"), "\(r.stderr)")
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(!s.stderr.contains("refused"), "\(s.stderr)")
+        #expect(s.stderr.contains("table audit.tracing_events: added columns uid UInt32, gid UInt32,"), "\(s.stderr)")
+        #expect(try Self.query(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == "1000\n")
+        #expect(try Self.query(data, "SELECT groupArray(pid) FROM (SELECT pid FROM audit.tracing_events WHERE filename = '/forged-by-a' ORDER BY pid)") == "[1,2]\n")
+    }
+
     @Test func derivedColumnDeclarationsFromTheWireAreCheckedLikeTheDDL() async throws {
         let data = try makeTempDir(prefix: "hostile-data")
         let server = try Server.start(store: ["--data-dir", data])
@@ -155,6 +234,7 @@ import Testing
             (Self.batch([(1, "n")]) { $0.rows = Data(count: 9 << 20); $0.rowCount = 1 }, "batch of 9437184 bytes is over the limit"),
             (Self.batch([(1, "n")], table: "audit.tracing_events"), "a table this agent did not declare"),
             (Self.batch([(1, "n")], table: "infrasight.pipeline_batches"), "a table this agent did not declare"),
+            (Self.batch([(1, "n")], table: "audit.alerts"), "a table this agent did not declare"),
             (Self.batch([(1, "n")]) { $0.columns[0].name = "a) ENGINE = Log --" }, "is not a plain name with a supported type"),
             (Self.batch([(1, "n")]) { $0.batchID = "'; DROP TABLE audit.hostile; --" }, "is not a UUID"),
         ]
@@ -203,6 +283,35 @@ import Testing
         #expect(!s.stderr.contains("aaaaaaaaaaaaaaaa"), "a token reached the log")
     }
 
+    /// Beside per-agent tokens, a shared token admits agents that name themselves: never
+    /// with a name the agent tokens file lists, in the hello or in their rows.
+    @Test func aSharedTokenBesideAgentTokensCannotClaimAListedName() async throws {
+        let data = try makeTempDir(prefix: "hostile-data")
+        let dir = try makeTempDir(prefix: "hostile-tokens")
+        try "node-a aaaaaaaaaaaaaaaaaaaaaaaa\nnode-b bbbbbbbbbbbbbbbbbbbbbbbb\n".write(toFile: "\(dir)/agents", atomically: true, encoding: .utf8)
+        try "shared-shared-shared-shared\n".write(toFile: "\(dir)/shared", atomically: true, encoding: .utf8)
+        for file in ["agents", "shared"] { chmod("\(dir)/\(file)", 0o600) }
+        let server = try Server.start(store: ["--data-dir", data], extra: ["--agent-tokens", "\(dir)/agents", "--token-file", "\(dir)/shared"])
+        let shared = "shared-shared-shared-shared"
+        let asNode = try await Self.converse(port: server.port, token: shared, [Self.hello(node: "node-b", tables: [Self.table])], expecting: 1)
+        #expect(asNode.first?.refusal.fatal == true)
+        #expect(asNode.first?.refusal.reason == "the agent gives the node 'node-b' without its token, but the agent tokens file lists node-b: only node-b's own token may use that name", "\(asNode)")
+        let asID = try await Self.converse(port: server.port, token: shared, [Self.hello(node: "elsewhere", id: "node-a", tables: [Self.table])], expecting: 1)
+        #expect(asID.first?.refusal.reason == "the agent gives the agent id 'node-a' without its token, but the agent tokens file lists node-a: only node-a's own token may use that name", "\(asID)")
+        // A name of its own is served; its rows get that name, even those claiming node-a.
+        let own = try await Self.converse(port: server.port, token: shared, [Self.hello(node: "shared-1", tables: [Self.table]), Self.batch([(1, "node-a"), (2, "shared-1")])], expecting: 2)
+        #expect(own.last?.ack.rowsStored == 2, "\(own)")
+        // node-b's own token still makes it node-b.
+        let b = try await Self.converse(port: server.port, token: "bbbbbbbbbbbbbbbbbbbbbbbb", [Self.hello(node: "node-b", tables: [Self.table]), Self.batch([(3, "node-b")])], expecting: 2)
+        #expect(b.last?.ack.rowsStored == 1, "\(b)")
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+        #expect(s.stderr.components(separatedBy: "without its token, but the agent tokens file lists").count - 1 == 2, "\(s.stderr)")
+        #expect(!s.stderr.contains(shared) && !s.stderr.contains("bbbbbbbbbbbbbbbb"), "a token reached the log")
+        #expect(try Self.query(data, "SELECT node_name, count(), sum(a) FROM audit.hostile GROUP BY node_name ORDER BY node_name") == "node-b\t1\t3\nshared-1\t2\t3\n")
+        #expect(try Self.query(data, "SELECT agent_id, count() FROM infrasight.pipeline_batches GROUP BY agent_id ORDER BY agent_id") == "hostile\t1\nnode-b\t1\n")
+    }
+
     @Test func aClientCertificateNamesTheAgentAndAForgedNodeIsRefused() throws {
         let (helper, marker, dir) = try FleetTests.openLoop()
         try FleetTests.makeCertificates(dir) // agent1.pem: CN=agent1, SAN DNS:localhost
@@ -224,25 +333,46 @@ import Testing
         #expect(try Self.query(data, "SELECT node_name, count() FROM audit.tracing_events WHERE filename = '\(marker)' GROUP BY node_name") == "agent1\t100\n")
     }
 
-    @Test func theServerStaysOnLoopbackUnlessItIsSecuredOrToldItIsInsecure() throws {
+    @Test func theServerStaysOnLoopbackUnlessEveryAgentMustAuthenticateOrItIsToldItIsInsecure() throws {
         let data = try makeTempDir(prefix: "hostile-data")
         let exposed = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1"])
         #expect(exposed.status == 2)
-        #expect(exposed.stderr == "infrasight: refusing to listen on 0.0.0.0:0 in plaintext with no token: anyone who reaches it could write rows; add --tls-cert/--tls-key or --token-file/--agent-tokens, or --insecure to accept that\n")
+        #expect(exposed.stderr == "infrasight: refusing to listen on 0.0.0.0:0 in plaintext with no agent authentication: anyone who reaches it could write rows; add --token-file, --agent-tokens or --tls-ca (mutual TLS), or --insecure to accept that\n")
+        // TLS alone encrypts: anyone can still open a TLS connection and write rows.
+        let dir = try makeTempDir(prefix: "hostile-secret")
+        try FleetTests.makeCertificates(dir)
+        let tls = ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key"]
+        let tlsOnly = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1"] + tls)
+        #expect(tlsOnly.status == 2)
+        #expect(tlsOnly.stderr == "infrasight: refusing to listen on 0.0.0.0:0 with TLS but no agent authentication (TLS alone encrypts, it does not tell who the agent is): anyone who reaches it could write rows; add --token-file, --agent-tokens or --tls-ca (mutual TLS), or --insecure to accept that\n")
+        // The same from the config file alone.
+        try "server: { listen: \"0.0.0.0:0\", tls_cert: \(dir)/server.pem, tls_key: \(dir)/server.key }\n".write(toFile: "\(dir)/server.yaml", atomically: true, encoding: .utf8)
+        let configured = try run(Paths.infrasight, ["server", "--config", "\(dir)/server.yaml", "--data-dir", data, "--duration", "1"])
+        #expect(configured.status == 2)
+        #expect(configured.stderr == tlsOnly.stderr, "\(configured.stderr)")
+        // --insecure (or server.insecure) overrides, and the log says so.
+        let warning = "--insecure: listening on 0.0.0.0:0 with no agent authentication: anyone who reaches it can write rows"
         let insecure = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1", "--insecure"])
         #expect(insecure.status == 0, "\(insecure.stderr)")
-        #expect(insecure.stderr.contains("listening on 0.0.0.0:"), "\(insecure.stderr)")
+        #expect(insecure.stderr.contains(warning) && insecure.stderr.contains("listening on 0.0.0.0:"), "\(insecure.stderr)")
+        try "server: { listen: \"0.0.0.0:0\", tls_cert: \(dir)/server.pem, tls_key: \(dir)/server.key, insecure: true }\n".write(toFile: "\(dir)/insecure.yaml", atomically: true, encoding: .utf8)
+        let insecureTLS = try run(Paths.infrasight, ["server", "--config", "\(dir)/insecure.yaml", "--data-dir", data, "--duration", "1"])
+        #expect(insecureTLS.status == 0, "\(insecureTLS.stderr)")
+        #expect(insecureTLS.stderr.contains(warning) && insecureTLS.stderr.contains("listening on 0.0.0.0:") && insecureTLS.stderr.contains("(TLS)"), "\(insecureTLS.stderr)")
+        // Client certificates from --tls-ca authenticate every agent: no override needed.
+        let mutual = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1", "--tls-ca", "\(dir)/ca1.pem"] + tls)
+        #expect(mutual.status == 0, "\(mutual.stderr)")
+        #expect(mutual.stderr.contains("(mutual TLS)") && !mutual.stderr.contains("no agent authentication"), "\(mutual.stderr)")
         // The default address is loopback.
         let defaults = try run(Paths.infrasight, ["server", "--data-dir", data, "--duration", "1"])
         #expect(defaults.stderr.contains("listening on 127.0.0.1:50051") || defaults.stderr.contains("cannot listen on 127.0.0.1:50051"), "\(defaults.stderr)")
 
         // A token over plaintext beyond loopback: allowed, and said.
-        let dir = try makeTempDir(prefix: "hostile-secret")
         try "sesame-sesame-sesame\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
         chmod("\(dir)/token", 0o600)
         let token = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1", "--token-file", "\(dir)/token"])
         #expect(token.status == 0, "\(token.stderr)")
-        #expect(token.stderr.contains("bearer tokens travel in plaintext"), "\(token.stderr)")
+        #expect(token.stderr.contains("bearer tokens travel in plaintext") && !token.stderr.contains("no agent authentication"), "\(token.stderr)")
 
         // Secrets others can read are refused, on both sides.
         chmod("\(dir)/token", 0o644)
@@ -252,6 +382,34 @@ import Testing
         let agent = try run(Paths.infrasight, ["agent", "--server", "127.0.0.1:1", "--token-file", "\(dir)/token", "--duration", "1"])
         #expect(agent.status == 2)
         #expect(agent.stderr.contains("the token file \(dir)/token is accessible by group or others (mode 0644)"), "\(agent.stderr)")
+    }
+
+    /// A token that whoever reaches the port could guess is refused in every token file:
+    /// the shared one (server and agent), the console's, and each per-agent token.
+    @Test func everyTokenFileNeedsSixteenBytes() throws {
+        let data = try makeTempDir(prefix: "hostile-data")
+        let dir = try makeTempDir(prefix: "hostile-secret")
+        for (name, text) in [("short", "fifteen-bytes!!\n"), ("enough", "sixteen-bytes!!!\n"), ("agents", "node-a aaaaaaaaaaaaaaaa\nnode-b fifteen-bytes!!\n")] {
+            try text.write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8)
+            chmod("\(dir)/\(name)", 0o600)
+        }
+        let short = "the token in \(dir)/short is 15 bytes, under the 16 a token needs (head -c 24 /dev/urandom | base64 makes one)"
+        let server = try run(Paths.infrasight, ["server", "--data-dir", data, "--duration", "1", "--token-file", "\(dir)/short"])
+        #expect(server.status == 2)
+        #expect(server.stderr == "infrasight: \(short)\n", "\(server.stderr)")
+        let agent = try run(Paths.infrasight, ["agent", "--server", "127.0.0.1:1", "--token-file", "\(dir)/short", "--duration", "1"])
+        #expect(agent.status == 2)
+        #expect(agent.stderr == "infrasight: \(short)\n", "\(agent.stderr)")
+        let console = try run(Paths.infrasight, ["server", "--data-dir", data, "--duration", "1", "--ui-listen", "127.0.0.1:0", "--ui-token-file", "\(dir)/short"])
+        #expect(console.status == 2)
+        #expect(console.stderr == "infrasight: \(short)\n", "\(console.stderr)")
+        let agents = try run(Paths.infrasight, ["server", "--data-dir", data, "--duration", "1", "--agent-tokens", "\(dir)/agents"])
+        #expect(agents.status == 2)
+        #expect(agents.stderr == "infrasight: \(dir)/agents:2: the token of node-b is shorter than 16 bytes\n", "\(agents.stderr)")
+        // Sixteen bytes are enough.
+        let enough = try run(Paths.infrasight, ["server", "--listen", "127.0.0.1:0", "--data-dir", data, "--duration", "1", "--token-file", "\(dir)/enough"])
+        #expect(enough.status == 0, "\(enough.stderr)")
+        #expect(enough.stderr.contains("bearer token)"), "\(enough.stderr)")
     }
 
     @Test func aBatchTheServerRefusesIsSetAsideAndTheAgentGoesOn() throws {
