@@ -160,6 +160,18 @@ public final class AlertOutputs: @unchecked Sendable {
             }
         }
 
+        /// Redirects are not followed: a webhook answers where it was configured, and a 3xx
+        /// counts as a failed attempt (a redirect could otherwise carry alerts, which name
+        /// users, files and hosts, to a host nobody configured).
+        static let session = URLSession(configuration: .ephemeral, delegate: RefuseRedirects(), delegateQueue: nil)
+
+        final class RefuseRedirects: NSObject, URLSessionTaskDelegate, Sendable {
+            func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+                            newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void) {
+                completionHandler(nil)
+            }
+        }
+
         func post(_ line: String) -> Bool {
             var request = URLRequest(url: url, timeoutInterval: 10)
             request.httpMethod = "POST"
@@ -167,7 +179,7 @@ public final class AlertOutputs: @unchecked Sendable {
             request.httpBody = Data(line.utf8)
             let done = DispatchSemaphore(value: 0)
             nonisolated(unsafe) var ok = false
-            URLSession.shared.dataTask(with: request) { _, response, error in
+            Self.session.dataTask(with: request) { _, response, error in
                 if error == nil, let status = (response as? HTTPURLResponse)?.statusCode, (200..<300).contains(status) { ok = true }
                 done.signal()
             }.resume()

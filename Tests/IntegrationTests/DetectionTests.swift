@@ -64,11 +64,17 @@ import Testing
         let hook = try WebhookReceiver(statuses: [500])
         defer { hook.stop() }
         let closed = try DetectionWorkload.closedPort()
+        // A webhook that redirects elsewhere: alerts are not followed there.
+        let elsewhere = try WebhookReceiver(statuses: [])
+        defer { elsewhere.stop() }
+        let redirecting = try WebhookReceiver(statuses: [], redirectTo: "http://127.0.0.1:\(elsewhere.port)/stolen")
+        defer { redirecting.stop() }
         let metricsPort = try freeLoopbackPort()
         let p = try DetectionWorkload.start([
             "--data-dir", data, "--config", config, "--no-default-rules", "--rules", rules.path, "--alerts-stdout",
             "--alerts-file", alertsFile, "--alerts-webhook", "http://127.0.0.1:\(hook.port)/hook",
-            "--alerts-webhook", "http://127.0.0.1:\(closed)/never", "--metrics-listen", "127.0.0.1:\(metricsPort)",
+            "--alerts-webhook", "http://127.0.0.1:\(closed)/never", "--alerts-webhook", "http://127.0.0.1:\(redirecting.port)/hook",
+            "--metrics-listen", "127.0.0.1:\(metricsPort)",
         ])
         // One warning at start, naming the file, the rule's line and the reason.
         let warnings = p.stderr.split(separator: "\n").filter { $0.contains("warning: rules:") }
@@ -127,13 +133,14 @@ import Testing
         let printed = live.map { "\($0["rule"] as? String ?? "") \(int($0, "pid") ?? -1) \($0["output"] as? String ?? "") \(($0["row"] as? [String: Any])?["filename"] as? String ?? "")" }
         #expect(posted.sorted() == printed.sorted())
 
-        // Per-rule counters; the closed webhook's drops reach the alerts raised (each alert
-        // fails all its attempts, with backoff, one after another).
+        // Per-rule counters; the closed and the redirecting webhooks' drops reach the alerts
+        // raised (each alert fails all its attempts, with backoff, one after another).
         var metrics = ""
-        try waitUntil("the closed webhook dropped every alert", timeout: 40) {
+        try waitUntil("the closed and redirecting webhooks dropped every alert", timeout: 60) {
             metrics = try DetectionWorkload.metrics(metricsPort)
-            return DetectionWorkload.sample(metrics, "infrasight_alert_webhook_drops_total") == 3
+            return DetectionWorkload.sample(metrics, "infrasight_alert_webhook_drops_total") == 6
         }
+        #expect(redirecting.requests.count >= 3 && elsewhere.requests.isEmpty, "followed a redirect: \(elsewhere.requests.map(\.path))")
         #expect(DetectionWorkload.sample(metrics, "infrasight_rule_alerts_total{rule=\"\(rules.a)\"}") == 2, "\(metrics)")
         #expect(DetectionWorkload.sample(metrics, "infrasight_rule_alerts_total{rule=\"\(rules.b)\"}") == 1)
         #expect(DetectionWorkload.sample(metrics, "infrasight_alert_webhook_sent_total") == 3)
@@ -142,7 +149,7 @@ import Testing
         let r = try p.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let summary = try #require(r.stderr.split(separator: "\n").first { $0.contains("rules: 2 rules, rows evaluated") }, "\(r.stderr)")
-        #expect(summary.contains("alerts 3, batches not evaluated 0 (rows 0), evaluation errors 0, alerts not stored 0, webhook drops 3"), "\(summary)")
+        #expect(summary.contains("alerts 3, batches not evaluated 0 (rows 0), evaluation errors 0, alerts not stored 0, webhook drops 6"), "\(summary)")
 
         // After run stopped (the engine opened directly): still the same rows, and they
         // are the rows in audit.alerts.

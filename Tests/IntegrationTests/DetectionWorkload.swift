@@ -159,8 +159,8 @@ struct DetectionWorkload {
 }
 
 /// A small HTTP/1.1 server on 127.0.0.1 for webhooks: it records each request and answers
-/// `statuses[i]` to the i-th (200 after the list), closing each connection after one
-/// request.
+/// `statuses[i]` to the i-th (200 after the list), or 307 to `redirectTo` for every
+/// request when that is set, closing each connection after one request.
 final class WebhookReceiver: @unchecked Sendable {
     struct Request {
         let method: String
@@ -173,14 +173,16 @@ final class WebhookReceiver: @unchecked Sendable {
     let port: Int
     private let fd: Int32
     private let statuses: [Int]
+    private let redirectTo: String?
     private let lock = NSLock()
     private var received: [Request] = []
     private var stopped = false
     private let done = DispatchSemaphore(value: 0)
 
-    init(statuses: [Int]) throws {
+    init(statuses: [Int], redirectTo: String? = nil) throws {
         (fd, port) = try DetectionWorkload.listener()
         self.statuses = statuses
+        self.redirectTo = redirectTo
         let thread = Thread { [self] in self.serve() }
         thread.start()
     }
@@ -238,12 +240,14 @@ final class WebhookReceiver: @unchecked Sendable {
             if parts.count == 2 { headers[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces) }
         }
         let status = lock.withLock { () -> Int in
-            let s = received.count < statuses.count ? statuses[received.count] : 200
+            let s = redirectTo != nil ? 307 : received.count < statuses.count ? statuses[received.count] : 200
             received.append(Request(method: String(first[0]), path: String(first.count > 1 ? first[1] : ""), headers: headers,
                                     body: data.subdata(in: bodyStart..<(bodyStart + length)), status: s))
             return s
         }
-        let answer = "HTTP/1.1 \(status) \(status == 200 ? "OK" : "Internal Server Error")\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        let reason = status == 200 ? "OK" : status == 307 ? "Temporary Redirect" : "Internal Server Error"
+        let location = redirectTo.map { "Location: \($0)\r\n" } ?? ""
+        let answer = "HTTP/1.1 \(status) \(reason)\r\n\(location)Content-Length: 0\r\nConnection: close\r\n\r\n"
         _ = answer.withCString { write(c, $0, strlen($0)) }
     }
 }
