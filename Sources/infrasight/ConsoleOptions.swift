@@ -58,8 +58,10 @@ struct ConsoleOptions: ParsableArguments {
         } catch {
             throw failure(error.description, code: 2)
         }
-        if let token, token.utf8.count < 16 {
-            throw failure("the console's token is shorter than 16 bytes: anyone could guess it; use at least 16 random bytes (e.g. openssl rand -hex 32)", code: 2)
+        // A file's token was measured as it was read; the environment's is measured here,
+        // since the console, unlike the pipeline, is reached by anyone on the host.
+        if let token, token.utf8.count < PipelineSecurity.minimumTokenBytes {
+            throw failure("INFRASIGHT_UI_TOKEN is \(token.utf8.count) bytes, under the \(PipelineSecurity.minimumTokenBytes) a token needs (head -c 24 /dev/urandom | base64 makes one)", code: 2)
         }
         let tls = certificate.map { ConsoleServer.TLSFiles(certificate: $0, key: key!) }
         if !isLoopback(address.host) && tls == nil {
