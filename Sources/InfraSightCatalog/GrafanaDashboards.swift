@@ -111,8 +111,9 @@ public enum GrafanaDashboards {
                 "type": "query", "name": name, "label": label, "datasource": datasource, "query": sql, "definition": sql,
                 // Refreshed when the time range changes, since the query is over it.
                 "refresh": 2, "sort": 1, "multi": false, "includeAll": true,
-                // Inserted raw, unformatted, where '' means every node.
-                "allValue": "''",
+                // Percent-encoded by Grafana like any value; the panels' SQL reads it as ''
+                // (every node).
+                "allValue": GrafanaPlaceholders.allValue,
                 "current": ["text": "All", "value": "$__all"], "options": [] as [Any], "hide": 0,
             ]
         case .textbox(let name):

@@ -7,25 +7,44 @@ import Foundation
 /// browser, `${name:format}`), then the plugin's backend expands its `$__` macros. So the
 /// text here must survive both: macros are whole words Grafana does not know as variables.
 ///
+/// Every dashboard variable reaches ClickHouse the same way: Grafana's `percentencode`
+/// format (`encodeURIComponent` plus `!'()*` as %XX) inside a string literal that
+/// `decodeURLComponent` decodes. A percent-encoded value is letters, digits and `-_.~%`
+/// only, so whatever a variable holds (a URL `?var-node=...` sets any value) it cannot end
+/// the literal, start a comment or a heredoc, or hold a `$` the plugin would read as a
+/// macro. Not `sqlstring`: it doubles `'` but leaves `\`, which a ClickHouse literal reads
+/// as an escape (`\' = ' OR 1=1) -- ` as a node name widened every filter). Not
+/// `queryparam`: Grafana leaves `@:$,;` in it unencoded.
+///
 /// - `{from:DateTime64(3)}`, `{to:DateTime64(3)}` → `$__fromTime_ms`, `$__toTime_ms`,
 ///   which the plugin expands to `fromUnixTimestamp64Milli(<ms>)` (a DateTime64(3), the
 ///   same type the placeholder had).
 /// - `{interval_s:UInt32}` → `$__interval_s`: the panel's interval in whole seconds, at
 ///   least 1.
-/// - `{node:String}` → `${node:sqlstring}`: a query variable whose custom All value is
-///   `''`, which Grafana inserts raw (unformatted), and '' means every node.
-/// - other `String` parameters (container, user, comm, search) →
-///   `decodeURLComponent('${name:percentencode}')`: a text box; empty means all. Not
-///   `sqlstring`: that format doubles `'` but leaves `\`, which a ClickHouse literal reads
-///   as an escape (a value ending in `\` would end the literal early); a percent-encoded
-///   value is letters, digits and `-_.~%` only.
-/// - numbers (pid, start_time_ns) → `toUInt32OrZero('${pid:percentencode}')`: a text box;
-///   empty or not a number is 0, which names no process (an empty box shows no rows
-///   instead of a parse error).
-/// - `Array(String)` (prefixes) → `[${prefixes:sqlstring}]`: a multi-value custom
-///   variable holding the defaults, all selected.
+/// - `{node:String}` → `ifNull(nullIf(decodeURLComponent('${node:percentencode}'), '*'), '')`:
+///   a query variable whose custom All value is `*` (Grafana percent-encodes a custom All
+///   value under this format, `%2A`), which the SQL turns into '', every node. (A node
+///   name cannot be `*`; a URL that sets `*` asks for All, which anyone may pick.)
+/// - other `String` parameters (container, user, comm, search, severity) →
+///   `decodeURLComponent('${name:percentencode}')`: a text box; empty means all.
+/// - numbers (pid, start_time_ns) → `toUInt32OrZero(decodeURLComponent('${pid:percentencode}'))`:
+///   a text box; empty or not a number is 0, which names no process (an empty box shows
+///   no rows instead of a parse error).
+/// - `Array(String)` (prefixes) → `extractAll(replaceRegexpOne(decodeURLComponent(
+///   '${prefixes:percentencode}'), '(?s)^\\{(.*)\\}$', '\\1'), '[^,]+')`: a multi-value custom
+///   variable holding the defaults, all selected. Grafana percent-encodes a list as
+///   `{a,b}` (one value without braces when it is not a list), so the SQL takes off the
+///   braces and splits at commas: a value holds no comma, and empty values are dropped.
 /// - `limit` → its default, as a literal.
 public enum GrafanaPlaceholders {
+    /// The custom All value of a query variable (node): what Grafana sends when All is
+    /// picked, percent-encoded like any value; the SQL reads it as ''.
+    public static let allValue = "*"
+
+    /// The variable's value as ClickHouse decodes it: percent-encoded by Grafana, in a
+    /// string literal.
+    static func decoded(_ name: String) -> String { "decodeURLComponent('${\(name):percentencode}')" }
+
     /// What a parameter becomes on a dashboard: the text that replaces its placeholder, and
     /// the dashboard variable it needs (nil: a macro or a literal).
     public struct Form: Sendable, Equatable {
@@ -35,7 +54,7 @@ public enum GrafanaPlaceholders {
 
     /// A dashboard variable a panel's SQL refers to.
     public enum Variable: Sendable, Equatable, Hashable {
-        /// A drop-down filled by a catalog query, with All = `''`.
+        /// A drop-down filled by a catalog query, with All = `GrafanaPlaceholders.allValue`.
         case query(name: String, catalogQuery: String)
         /// A free text box, empty by default.
         case textbox(name: String)
@@ -63,14 +82,14 @@ public enum GrafanaPlaceholders {
             }
             return Form(sql: value, variable: nil)
         case ("node", "String"):
-            return Form(sql: "${node:sqlstring}", variable: .query(name: "node", catalogQuery: "nodes"))
+            return Form(sql: "ifNull(nullIf(\(decoded("node")), '\(allValue)'), '')", variable: .query(name: "node", catalogQuery: "nodes"))
         case (let name, "String"):
-            return Form(sql: "decodeURLComponent('${\(name):percentencode}')", variable: .textbox(name: name))
+            return Form(sql: decoded(name), variable: .textbox(name: name))
         case (let name, "UInt8"), (let name, "UInt16"), (let name, "UInt32"), (let name, "UInt64"):
-            return Form(sql: "to\(parameter.type)OrZero('${\(name):percentencode}')", variable: .textbox(name: name))
+            return Form(sql: "to\(parameter.type)OrZero(\(decoded(name)))", variable: .textbox(name: name))
         case (let name, "Array(String)"):
             let values = try listValues(parameter.defaultValue ?? "", at: place)
-            return Form(sql: "[${\(name):sqlstring}]", variable: .list(name: name, values: values))
+            return Form(sql: #"extractAll(replaceRegexpOne(\#(decoded(name)), '(?s)^\\{(.*)\\}$', '\\1'), '[^,]+')"#, variable: .list(name: name, values: values))
         default:
             throw CatalogError("\(place): no Grafana form for this parameter (see GrafanaPlaceholders)")
         }
@@ -96,7 +115,7 @@ public enum GrafanaPlaceholders {
     }
 
     /// `['a', 'b']` → ["a", "b"]. A custom variable's values are separated by commas, so a
-    /// value may hold neither a comma nor a quote.
+    /// value may hold neither a comma nor a quote; nor be empty, which the panels' SQL drops.
     static func listValues(_ text: String, at place: String) throws(CatalogError) -> [String] {
         let inner = text.trimmingCharacters(in: .whitespaces)
         guard inner.hasPrefix("["), inner.hasSuffix("]") else { throw CatalogError("\(place): the default must be a list ['a', 'b']") }
@@ -105,6 +124,7 @@ public enum GrafanaPlaceholders {
             guard item.count >= 2, item.hasPrefix("'"), item.hasSuffix("'") else { throw CatalogError("\(place): '\(item)' is not a quoted string") }
             let value = String(item.dropFirst().dropLast())
             guard !value.contains("'"), !value.contains("\\") else { throw CatalogError("\(place): \(value) holds a quote or a backslash") }
+            guard !value.isEmpty else { throw CatalogError("\(place): an empty value") }
             return value
         }
     }

@@ -81,11 +81,15 @@ import Testing
         }
         #expect(try form("to", "DateTime64(3)") == "$__toTime_ms")
         #expect(try form("interval_s", "UInt32", "10") == "$__interval_s")
-        #expect(try form("node", "String", "") == "${node:sqlstring}")
-        #expect(try form("pid", "UInt32") == "toUInt32OrZero('${pid:percentencode}')")
-        #expect(try form("start_time_ns", "UInt64") == "toUInt64OrZero('${start_time_ns:percentencode}')")
-        #expect(try form("prefixes", "Array(String)", "['/etc/', '/root/']") == "[${prefixes:sqlstring}]")
+        // Every variable reaches ClickHouse percent-encoded, as a literal it decodes.
+        #expect(try form("node", "String", "") == "ifNull(nullIf(decodeURLComponent('${node:percentencode}'), '*'), '')")
+        #expect(try form("severity", "String", "") == "decodeURLComponent('${severity:percentencode}')")
+        #expect(try form("pid", "UInt32") == "toUInt32OrZero(decodeURLComponent('${pid:percentencode}'))")
+        #expect(try form("start_time_ns", "UInt64") == "toUInt64OrZero(decodeURLComponent('${start_time_ns:percentencode}'))")
+        #expect(try form("prefixes", "Array(String)", "['/etc/', '/root/']")
+            == #"extractAll(replaceRegexpOne(decodeURLComponent('${prefixes:percentencode}'), '(?s)^\\{(.*)\\}$', '\\1'), '[^,]+')"#)
         #expect(throws: CatalogError.self) { try form("prefixes", "Array(String)", "['a,b', 'it''s']") }
+        #expect(throws: CatalogError.self) { try form("prefixes", "Array(String)", "['/etc/', '']") }
         #expect(throws: CatalogError.self) { try form("ratio", "Float64", "1") }
     }
 

@@ -154,11 +154,11 @@ import Testing
         // The workload's values, and every filter at All / empty.
         var mine = time, all = time
         mine.variables = [
-            "node": .text(w.node), "container": .text(""), "user": .text(""), "comm": .text(w.helperComm), "search": .text(""),
+            "node": .text(w.node), "container": .text(""), "user": .text(""), "comm": .text(w.helperComm), "search": .text(""), "severity": .text(""),
             "prefixes": .list(["\(w.sensitiveDir)/"]), "pid": .text(String(w.helperPid)), "start_time_ns": .text(start),
         ]
         all.variables = [
-            "node": .all("''"), "container": .text(""), "user": .text(""), "comm": .text(""), "search": .text(""),
+            "node": .all("*"), "container": .text(""), "user": .text(""), "comm": .text(""), "search": .text(""), "severity": .text(""),
             "prefixes": .list(["/etc/shadow", "/etc/sudoers"]), "pid": .text(""), "start_time_ns": .text(""),
         ]
         // A text each panel about the workload must show (JSONEachRow text).

@@ -7,8 +7,11 @@ import Foundation
 ///    replaces `$name`, `${name}`, `${name:format}` and `[[name]]` of the dashboard's
 ///    variables and leaves unknown names as they are. `sqlstring`: each value in single
 ///    quotes, `'` doubled and `"` as `\"`, values joined by commas. `percentencode`:
-///    `encodeURIComponent` plus `!'()*` as %XX. A custom All value is inserted raw
-///    (`CustomAllValue.formatter`), whatever the format except text/percentencode/queryparam.
+///    `encodeURIComponent` plus `!'()*` as %XX (`encodeURIComponentStrict`); a list is
+///    `{a,b}`, encoded as a whole. A custom All value is inserted raw
+///    (`CustomAllValue.formatter`), whatever the format except text, queryparam and
+///    percentencode, which percent-encodes it like any value (what the formatter returns is
+///    interpolated once more; a percent-encoded value has no `$` to find).
 /// 2. The plugin's backend (pkg/macros/macros.go, grafana/clickhouse-datasource) expands
 ///    `$__name` macros: `$__fromTime_ms` → `fromUnixTimestamp64Milli(<from ms>)`,
 ///    `$__toTime_ms` → `fromUnixTimestamp64Milli(<to ms>)`, `$__fromTime` →
