@@ -188,6 +188,17 @@ import Testing
             }
         }
         #expect(try server.query("SELECT count() FROM system.databases WHERE name = 'readonly_test'") == "0\n")
+        // The limits travel with every statement, beside readonly=1, and bind it.
+        let bounded = try HTTPStore(url: server.url, limits: QueryLimits(seconds: 1, maxResultRows: 10))
+        for (sql, code) in [("SELECT count() FROM system.numbers", "Code: 159"), ("SELECT number FROM system.numbers LIMIT 100", "Code: 396")] {
+            do {
+                _ = try bounded.readOnlyQuery(ReadOnlyQuery(sql))
+                Issue.record("ran past its limits: \(sql)")
+            } catch {
+                #expect(error.description.contains(code), "\(sql): \(error)")
+            }
+        }
+        #expect(text(try bounded.readOnlyQuery(ReadOnlyQuery("SELECT number FROM system.numbers LIMIT 5"))) == "0\n1\n2\n3\n4\n")
     }
 
     @Test func everyTypeRoundTripsThroughAnOldClickHouseServer() throws {
