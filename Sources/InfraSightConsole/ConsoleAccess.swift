@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import InfraSightCore
 import Synchronization
 
@@ -11,9 +12,13 @@ import Synchronization
 ///   to the session's random id (HttpOnly, SameSite=Strict, Secure under TLS), never the
 ///   token, before redirecting to a URL without it. Sessions last `sessionLifetime`; at
 ///   most `maxSessions` are kept (the oldest ends first).
-/// - Wrong tokens are rate-limited: past `maxFailuresPerAddress` from one address or
-///   `maxFailures` from all within `failureWindow` seconds, every attempt that presents a
-///   token is answered 429 until the window ends (sessions already open go on working).
+/// - Wrong tokens are rate-limited per address (an IPv6 address by its /64): past
+///   `maxFailuresPerAddress` within `failureWindow` seconds, every attempt from that
+///   address that presents a token is answered 429 until the window ends (sessions
+///   already open go on working). Only that address waits: there is no limit for all,
+///   which anyone with many addresses could use to lock the token's holder out. Guessing
+///   from many addresses is what the token's length is for (at least 16 bytes; a
+///   generated one is 32 random bytes).
 /// - `POST` needs the `X-InfraSight: 1` header, which a form on another site cannot send
 ///   without the browser asking first (and nothing here answers that ask), so no other
 ///   site can make a logged-in browser post a statement.
@@ -24,7 +29,8 @@ public final class ConsoleAccess: Sendable {
     public static let maxSessions = 1024
     public static let failureWindow: Double = 60
     public static let maxFailuresPerAddress = 10
-    public static let maxFailures = 100
+    /// Addresses remembered per window; past it the oldest window's entries are dropped.
+    public static let maxAddresses = 10_000
 
     let token: String
     let secure: Bool
@@ -35,7 +41,6 @@ public final class ConsoleAccess: Sendable {
 
     struct Failures {
         var windowStart: Double = 0
-        var total = 0
         var byAddress: [String: Int] = [:]
     }
 
@@ -102,24 +107,34 @@ public final class ConsoleAccess: Sendable {
         }
     }
 
-    /// 429 while `address` or everyone is over the limit of wrong tokens in this window.
+    /// 429 while `address` is over the limit of wrong tokens in this window.
     func rateLimited(_ address: String) -> Decision? {
         let now = clock()
+        let key = Self.key(address)
         return failures.withLock { f -> Decision? in
             if now - f.windowStart >= Self.failureWindow { f = Failures(windowStart: now) }
-            if f.total >= Self.maxFailures || f.byAddress[address, default: 0] >= Self.maxFailuresPerAddress {
-                return .refuse(status: 429, reason: "too many wrong tokens; try again in \(Int(Self.failureWindow - (now - f.windowStart)) + 1) s")
+            if f.byAddress[key, default: 0] >= Self.maxFailuresPerAddress {
+                return .refuse(status: 429, reason: "too many wrong tokens from this address; try again in \(Int(Self.failureWindow - (now - f.windowStart)) + 1) s")
             }
             return nil
         }
     }
 
     func failed(_ address: String) -> Decision {
+        let key = Self.key(address)
         failures.withLock { f in
-            f.total += 1
-            // Bounded: past the global limit no more addresses are added.
-            if f.byAddress.count < Self.maxFailures || f.byAddress[address] != nil { f.byAddress[address, default: 0] += 1 }
+            // Bounded: a flood of addresses starts the window afresh rather than grow it.
+            if f.byAddress.count >= Self.maxAddresses && f.byAddress[key] == nil { f.byAddress = [:] }
+            f.byAddress[key, default: 0] += 1
         }
         return .refuse(status: 401, reason: "wrong token")
+    }
+
+    /// An IPv4 address as it is; an IPv6 address by its first 64 bits (one host usually
+    /// holds a whole /64).
+    static func key(_ address: String) -> String {
+        var v6 = in6_addr()
+        guard address.contains(":"), inet_pton(AF_INET6, address, &v6) == 1 else { return address }
+        return withUnsafeBytes(of: &v6) { $0.prefix(8).map { String(format: "%02x", $0) }.joined() } + "/64"
     }
 }

@@ -12,8 +12,10 @@ import Synchronization
 /// queries run on a small thread pool of their own, never on the event loop, so a long
 /// query does not stall other requests.
 ///
-/// Bounded against clients that hold resources: at most `maxConnections` connections
-/// (more are closed at once); a connection must complete each request within
+/// Bounded against clients that hold resources: at most `maxConnections` connections; at
+/// the cap a new connection closes the oldest one that has not yet sent a head the
+/// console admitted (so idle or unauthorised clients cannot keep the token's holder out),
+/// or is closed itself when every open one has; a connection must complete each request within
 /// `requestSeconds` of its first byte, and is closed after `requestSeconds` idle between
 /// requests; a body over `maxBody` (by Content-Length or as it arrives) is refused. A
 /// request refused on its head is answered and its connection closed, body unread.
@@ -42,7 +44,39 @@ public final class ConsoleServer: @unchecked Sendable {
     /// Seconds a request may take to arrive, and a connection may stay idle.
     public static let requestSeconds: Int64 = 15
     let inFlight = Counter()
-    let connections = Counter()
+    let connections = Connections()
+
+    /// Open connections, oldest first, each with whether it has sent an admitted head.
+    final class Connections: @unchecked Sendable {
+        private let lock = NSLock()
+        private var entries: [(id: ObjectIdentifier, channel: Channel, admitted: Bool)] = []
+
+        /// Adds `channel`; at `cap`, first closes the oldest connection not yet admitted.
+        /// Returns false (nothing added) when every open connection has been admitted.
+        func add(_ channel: Channel, cap: Int) -> Bool {
+            var victim: Channel?
+            let added = lock.withLock { () -> Bool in
+                if entries.count >= cap {
+                    guard let i = entries.firstIndex(where: { !$0.admitted }) else { return false }
+                    victim = entries.remove(at: i).channel
+                }
+                entries.append((ObjectIdentifier(channel), channel, false))
+                return true
+            }
+            victim?.close(promise: nil)
+            return added
+        }
+
+        func admit(_ channel: Channel) {
+            let id = ObjectIdentifier(channel)
+            lock.withLock { if let i = entries.firstIndex(where: { $0.id == id }) { entries[i].admitted = true } }
+        }
+
+        func remove(_ channel: Channel) {
+            let id = ObjectIdentifier(channel)
+            lock.withLock { entries.removeAll { $0.id == id } }
+        }
+    }
 
     /// A count shared with the pool's closures.
     final class Counter: Sendable {
@@ -70,13 +104,11 @@ public final class ConsoleServer: @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [unowned self] channel in
-                // Past the cap a connection is closed before anything is read from it.
-                guard connections.enter() <= Self.maxConnections else {
-                    connections.leave()
-                    return channel.close()
-                }
+                // Past the cap, room is made by closing the oldest connection that has not
+                // been admitted; with none, this one is closed before anything is read.
+                guard connections.add(channel, cap: Self.maxConnections) else { return channel.close() }
                 let connections = self.connections
-                channel.closeFuture.whenComplete { _ in connections.leave() }
+                channel.closeFuture.whenComplete { _ in connections.remove(channel) }
                 return channel.eventLoop.makeCompletedFuture {
                     if let sslContext { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -190,6 +222,7 @@ public final class ConsoleServer: @unchecked Sendable {
                 return false
             }
             request = (head, components.path, query)
+            server.connections.admit(context.channel)
             return true
         }
 

@@ -136,7 +136,14 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         let lock = NSLock()
         var connection = AdbcConnection()
         var open = false
+        /// Parameter names bound on this connection since it was opened.
+        var namesBound = Set<String>()
     }
+
+    /// A session that has bound more parameter names than this is closed after its
+    /// statement (and opened afresh on next use): chdb keeps every `param_` setting a
+    /// session was given, and each one slows every later statement there.
+    static let maxParameterNames = 256
 
     /// A read-only session lent to `body`: statements from outside the program run there,
     /// with `parameters` bound to their `{name:Type}` placeholders.
@@ -164,7 +171,29 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         defer { session.lock.unlock() }
         try openGuarded(session)
         try bind(parameters, on: session)
+        defer { unbind(parameters, on: session) }
         return try body(ReadOnlySession(engine: self, session: session))
+    }
+
+    /// Sets the statement's parameters back to '' (the next asker on this session does
+    /// not read them), and closes a session that has bound too many names, or when that fails.
+    private func unbind(_ parameters: [String: String], on session: GuardedSession) {
+        guard !parameters.isEmpty else { return }
+        var failed = false
+        for name in parameters.keys.sorted() where !failed {
+            do {
+                _ = try result(of: "SET param_\(name) = ''", on: &session.connection)
+            } catch {
+                failed = true
+            }
+        }
+        guard failed || session.namesBound.count > Self.maxParameterNames else { return }
+        var adbcError = AdbcError()
+        _ = driver.pointee.ConnectionRelease(&session.connection, &adbcError)
+        Self.release(&adbcError)
+        session.connection = AdbcConnection()
+        session.open = false
+        session.namesBound = []
     }
 
     /// A free session, its lock held: the first not in use, else the next in turn (waited for).
@@ -247,6 +276,7 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         for (name, value) in parameters.sorted(by: { $0.key < $1.key }) {
             precondition(ReadOnlyQuery.isParameterName(name), "unchecked parameter name")
             let literal = sqlStringLiteral(ReadOnlyQuery.escapedParameter(value))
+            session.namesBound.insert(name)
             _ = try result(of: "SET param_\(name) = \(literal)", on: &session.connection)
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import InfraSightCore
 import InfraSightSchema
+import Synchronization
 
 /// The default store: embedded ClickHouse on a data directory.
 ///
@@ -107,22 +108,71 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
             // On a line of its own: a trailing `--` comment in the statement ends there.
             let ast = try session.execute("EXPLAIN AST\n\(query.sql)\n")
             try functions.check(ast: Self.strings(ast).compactMap(\.first).joined(separator: "\n"))
-            if query.isShow { return try Self.tsv(try session.execute(query.sql), format: query.format, keyword: query.keyword) }
+            if query.readsThroughArrow { return try Self.tsv(try session.execute(query.sql), format: query.format, keyword: query.keyword) }
             let file = scratchFile("out")
             defer { unlink(file) }
             let statement = "\(query.sql)\nINTO OUTFILE \(sqlStringLiteral(file)) FORMAT \(query.format)"
-            if let cancellation = query.cancellation {
-                // The scratch file's name is unique to this statement: it finds it among
-                // the running ones, from the program's own session.
-                let engine = self.engine
-                try cancellation.whileRunning(stop: { engine.kill(containing: file) }) { () throws(StorageError) in try session.run(statement) }
-            } else {
-                try session.run(statement)
+            // The scratch file's name is unique to this statement: it finds it among the
+            // running ones, from the program's own session.
+            let engine = self.engine
+            let cap = engine.limits.maxResultBytes
+            // The output, not only the engine's blocks, is bounded: a constant or
+            // LowCardinality column counts its value once in `max_result_bytes` while the
+            // format writes it on every row (400 MB from `repeat('x', 1000000) FROM
+            // numbers(400)` under a 256 MiB limit). Past the cap the statement is stopped.
+            let watch = OutputWatch(file: file, cap: cap) { engine.kill(containing: file) }
+            defer { watch.stop() }
+            let run = { () throws(StorageError) in try session.run(statement) }
+            do throws(StorageError) {
+                if let cancellation = query.cancellation {
+                    try cancellation.whileRunning(stop: { engine.kill(containing: file) }, run)
+                } else {
+                    try run()
+                }
+            } catch {
+                if watch.exceeded { throw Self.tooLarge(cap) }
+                throw error
             }
+            var st = stat()
+            if watch.exceeded || (stat(file, &st) == 0 && Int(st.st_size) > cap) { throw Self.tooLarge(cap) }
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw StorageError("the query ran but its output \(file) cannot be read")
             }
             return data
+        }
+    }
+
+    static func tooLarge(_ cap: Int) -> StorageError {
+        StorageError("the result is larger than \(cap) bytes (storage.query_max_result_bytes); narrow it (LIMIT, fewer or shorter columns)")
+    }
+
+    /// Watches a statement's output file from a thread of its own and calls `stop` once
+    /// when it grows past `cap` bytes.
+    final class OutputWatch: @unchecked Sendable {
+        private let done = Atomic<Bool>(false)
+        private let over = Atomic<Bool>(false)
+        private let finished = DispatchSemaphore(value: 0)
+
+        init(file: String, cap: Int, stop: @escaping @Sendable () -> Void) {
+            Thread.detachNewThread { [self] in
+                defer { finished.signal() }
+                var st = stat()
+                while !done.load(ordering: .acquiring) {
+                    if stat(file, &st) == 0 && Int(st.st_size) > cap {
+                        over.store(true, ordering: .releasing)
+                        stop()
+                        return
+                    }
+                    usleep(20_000)
+                }
+            }
+        }
+
+        var exceeded: Bool { over.load(ordering: .acquiring) }
+
+        func stop() {
+            done.store(true, ordering: .releasing)
+            finished.wait()
         }
     }
 

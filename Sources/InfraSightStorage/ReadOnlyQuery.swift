@@ -53,6 +53,11 @@ public struct ReadOnlyQuery: Equatable, Sendable {
             guard value.utf8.count <= Self.maxParameterBytes else {
                 throw Self.refused("parameter \(name) is longer than \(Self.maxParameterBytes) bytes")
             }
+            // Only the statement's own placeholders: a value nothing reads has no business
+            // in the engine's session.
+            guard text.contains("{\(name):") else {
+                throw Self.refused("parameter \(name) has no {\(name):Type} placeholder in the statement")
+            }
         }
         self.parameters = parameters
         let statement: SQLStatement
@@ -71,7 +76,8 @@ public struct ReadOnlyQuery: Equatable, Sendable {
             let got = keyword.isEmpty ? SQLStatement.text(statement.bytes, tokens.first!) : keyword
             throw Self.refused("only read-only statements (\(Self.readOnlyKeywords.filter { $0 != "DESC" }.joined(separator: ", "))) are accepted here; got \(got)")
         }
-        // Word pairs and calls: the next significant token after each name.
+        // Word pairs and calls: the next significant token after each name. `APPLY f` and
+        // `APPLY(f)` call `f` on every column.
         let names = tokens.indices.filter { [.word, .quotedIdentifier].contains(tokens[$0].kind) }
         for i in names where i + 1 < tokens.endIndex {
             let name = SQLStatement.name(statement.bytes, tokens[i])
@@ -83,6 +89,12 @@ public struct ReadOnlyQuery: Equatable, Sendable {
             }
             if next.kind == .openParen, let reason = Self.deniedReason(name) {
                 throw Self.refused("\(name)() \(reason); queries here read only the stored tables")
+            }
+            if name.uppercased() == "APPLY" {
+                let target = next.kind == .openParen && i + 2 < tokens.endIndex ? tokens[i + 2] : next
+                if [.word, .quotedIdentifier].contains(target.kind), let reason = Self.deniedReason(SQLStatement.name(statement.bytes, target)) {
+                    throw Self.refused("\(SQLStatement.name(statement.bytes, target))() \(reason); queries here read only the stored tables")
+                }
             }
         }
         let chosen = statement.format ?? format
@@ -126,10 +138,12 @@ public struct ReadOnlyQuery: Equatable, Sendable {
         !name.isEmpty && name.utf8.allSatisfy { SQLLexer.isWordChar($0) }
     }
 
-    /// SHOW output comes back as TSV only from embedded ClickHouse: chdb writes an
-    /// empty file for `SHOW ... INTO OUTFILE` (measured in 26.9; DESCRIBE, EXPLAIN and
-    /// EXISTS are written), so SHOW is read through Arrow and printed as TSV.
-    public var isShow: Bool { keyword == "SHOW" }
+    /// SHOW and EXPLAIN output comes back as TSV only from embedded ClickHouse: chdb
+    /// writes an empty file for `SHOW ... INTO OUTFILE` (measured in 26.9), and an `INTO
+    /// OUTFILE` after `EXPLAIN AST SELECT 1` belongs to the inner SELECT, so no file is
+    /// written (DESCRIBE and EXISTS are written); both are read through Arrow and printed
+    /// as TSV.
+    public var readsThroughArrow: Bool { keyword == "SHOW" || keyword == "EXPLAIN" }
 
     /// Functions (table or scalar) that read or write files, reach other servers or run
     /// programs, by lower-cased name, with why they are refused. A name not listed here is
@@ -145,6 +159,12 @@ public struct ReadOnlyQuery: Equatable, Sendable {
         for n in files { out[n] = "reads or writes files on this host" }
         for n in network { out[n] = "connects to other servers" }
         for n in ["executable", "executablepool"] { out[n] = "runs programs on this host" }
+        // Work in the square of their arguments' lengths within one block, where neither the
+        // time limit nor a kill is checked (measured: 70 s against a 60 s limit on 12 rows).
+        for n in ["editdistance", "editdistanceutf8", "levenshteindistance", "levenshteindistanceutf8", "damerauLevenshteinDistance".lowercased(),
+                  "jarosimilarity", "jarowinklersimilarity"] {
+            out[n] = "costs the square of its arguments' lengths in one step, beyond the reach of the time limit"
+        }
         // chdb's own: Python objects and Arrow streams registered in this process.
         for n in ["python", "arrowstream"] { out[n] = "reads objects in this process's memory" }
         out["input"] = "reads data sent along with the query"

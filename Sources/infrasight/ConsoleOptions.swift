@@ -115,10 +115,12 @@ func startConsole(_ plan: ConsoleOptions.Plan?, store: EventStore, readiness: Re
         let port = try server.start(host: address.host, port: address.port, tls: plan.tls)
         let host = address.host.contains(":") ? "[\(address.host)]" : address.host
         let base = "\(plan.tls == nil ? "http" : "https")://\(host):\(port)/"
-        if newlyWritten {
+        // The login URL with the token goes to a terminal only: a log (journal, kubectl
+        // logs) is read by more people than the 0600 file is.
+        if newlyWritten && isatty(STDERR_FILENO) != 0 {
             logger.notice("console on \(base) (log in once at \(base)?token=\(plan.token) ; the token is kept in \(plan.generatedTokenFile!), mode 0600)")
         } else if let file = plan.generatedTokenFile {
-            logger.notice("console on \(base) (log in once at \(base)?token=TOKEN with the token in \(file))")
+            logger.notice("console on \(base) (log in once at \(base)?token=TOKEN with the token in \(file), mode 0600)")
         } else {
             logger.notice("console on \(base) (log in once at \(base)?token=TOKEN with the configured token)")
         }

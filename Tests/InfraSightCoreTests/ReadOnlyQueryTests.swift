@@ -30,7 +30,7 @@ import Testing
         #expect(plain.format == "CSVWithNames")
         #expect(try ReadOnlyQuery("(SELECT 1) UNION ALL (SELECT 2)").keyword == "SELECT")
         #expect(try ReadOnlyQuery("WITH x AS (SELECT 1) SELECT * FROM x").keyword == "WITH")
-        #expect(try ReadOnlyQuery("show tables from audit").isShow)
+        #expect(try ReadOnlyQuery("show tables from audit").readsThroughArrow)
         #expect(try ReadOnlyQuery("desc audit.tracing_events").keyword == "DESC")
     }
 

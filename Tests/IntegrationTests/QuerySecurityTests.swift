@@ -95,6 +95,7 @@ import Testing
         let agent = try Self.startRun(data: data, dir: dir, limits: """
               query_timeout: 2
               query_max_result_rows: 1000
+              query_max_result_bytes: 1048576
               query_max_memory: 268435456
 
             """)
@@ -108,6 +109,11 @@ import Testing
         // A result past the row limit is refused by the engine, before it is all made.
         #expect(try failed("SELECT number FROM numbers(5000)").contains("(TOO_MANY_ROWS_OR_BYTES)"))
         #expect(try Self.query(data, "SELECT count() FROM (SELECT number FROM numbers(5000))").stdout == "5000\n")
+        // The output itself is bounded, not only the engine's blocks: a constant column is
+        // counted once in them but written on every row.
+        #expect(try failed("SELECT repeat('x', 100000) AS s FROM numbers(100)")
+            == "infrasight: the result is larger than 1048576 bytes (storage.query_max_result_bytes); narrow it (LIMIT, fewer or shorter columns)\n")
+        #expect(try Self.query(data, "SELECT length(repeat('x', 100000)) AS s FROM numbers(2)").stdout == "100000\n100000\n")
         // Working memory past its limit.
         #expect(try failed("SELECT length(groupArray(randomString(1000))) FROM numbers(1000000)").contains("(MEMORY_LIMIT_EXCEEDED)"))
         // No statement raises a limit: they were fixed before readonly = 1.
