@@ -19,8 +19,10 @@ import Synchronization
 /// The baseline is bounded: a scope keeps at most `maxValuesPerScope` values and all scopes
 /// together `maxValues`. Past the first, the scope's least recently seen value is
 /// forgotten, and alerts again when seen after the window; past the second, the least
-/// recently seen scope is forgotten whole, and starts a new window when it comes back.
-/// Each eviction is counted.
+/// recently seen scope's values are forgotten, but not when its window began
+/// (`maxRetiredScopes` of those are kept): an agent that floods the baseline with made-up
+/// scopes cannot make a real one learn, silently, again. Values are compared on their first
+/// `maxValueBytes` bytes (a path is at most 4,096). Each eviction is counted.
 ///
 /// The baseline lives in `audit.drift_baseline` (read back when the process starts, so it
 /// survives restarts) and in memory. Values from rows travel as data files the engine
@@ -34,6 +36,10 @@ public final class DriftDetector: @unchecked Sendable {
     public static let maxValuesPerScope = 1_000
     /// The most values all scopes' baselines hold together.
     public static let maxValues = 1_000_000
+    /// Forgotten scopes whose window start is still kept.
+    public static let maxRetiredScopes = 1_000_000
+    /// The bytes of a value the baseline keeps and compares.
+    public static let maxValueBytes = 4096
     /// How far before the detector's clock (rows an agent's spool held through an outage)
     /// and after it (clock skew) a row's time is taken as it is, in ms.
     public static let rowTimeBounds = (past: Int64(7 * 86_400_000), future: Int64(5 * 60_000))
@@ -64,6 +70,10 @@ public final class DriftDetector: @unchecked Sendable {
     /// Scopes, least recently seen first.
     private var activity = Recency<String>()
     private var valueCount = 0
+    /// When forgotten scopes' windows began, least recently forgotten first (a scope
+    /// learned again leaves a stale key in `retired`, skipped when it is the oldest).
+    private var retiredStarts: [String: Int64] = [:]
+    private var retired = Recency<String>()
 
     /// What is learned, and the rule that alerts on a new one of each kind.
     static let kinds = ["executable", "port", "domain"]
@@ -87,7 +97,7 @@ public final class DriftDetector: @unchecked Sendable {
         table = try store.prepare([Self.baselineDDL])[0]
         let rows = try store.query(
             """
-            SELECT scope, kind, value, toInt64(toUnixTimestamp(max(first_seen))) * 1000 AS ms FROM audit.drift_baseline
+            SELECT scope, kind, value, toInt64(toUnixTimestamp(if(kind = 'scope', min(first_seen), max(first_seen)))) * 1000 AS ms FROM audit.drift_baseline
             GROUP BY scope, kind, value ORDER BY max(first_seen)
             """, format: "JSONEachRow")
         var starts: [String: Int64] = [:]
@@ -111,12 +121,15 @@ public final class DriftDetector: @unchecked Sendable {
     /// The detector's clock: now, as Unix ms.
     public static func clock() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    static func key(_ kind: String, _ value: String) -> String { "\(kind)\u{0}\(value)" }
+    static func key(_ kind: String, _ value: String) -> String {
+        let kept = value.utf8.count > maxValueBytes ? String(decoding: value.utf8.prefix(maxValueBytes), as: UTF8.self) : value
+        return "\(kind)\u{0}\(kept)"
+    }
 
     /// Adds (or refreshes) `key` in `scope`'s baseline, creating the scope with `started`,
     /// then forgets what is past the bounds, counting it.
     private func learn(_ scope: String, _ key: String, started: Int64) {
-        if scopes[scope] == nil { scopes[scope] = Scope(started: started) }
+        if scopes[scope] == nil { scopes[scope] = Scope(started: retiredStarts.removeValue(forKey: scope) ?? started) }
         activity.touch(scope)
         if scopes[scope]!.values.touch(key) { valueCount += 1 }
         if scopes[scope]!.values.count > Self.maxValuesPerScope, scopes[scope]!.values.removeOldest() != nil {
@@ -125,8 +138,14 @@ public final class DriftDetector: @unchecked Sendable {
         }
         // `scope` is the most recent, and one scope alone never reaches `maxValues`.
         while valueCount > Self.maxValues, let oldest = activity.removeOldest() {
-            valueCount -= scopes.removeValue(forKey: oldest)?.values.count ?? 0
+            guard let gone = scopes.removeValue(forKey: oldest) else { continue }
+            valueCount -= gone.values.count
             counters.scopesEvicted.add(1, ordering: .relaxed)
+            retiredStarts[oldest] = gone.started
+            _ = retired.touch(oldest)
+            while retiredStarts.count > Self.maxRetiredScopes, let stale = retired.removeOldest() {
+                retiredStarts[stale] = nil
+            }
         }
         counters.scopes.store(scopes.count, ordering: .relaxed)
         counters.values.store(valueCount, ordering: .relaxed)
@@ -197,7 +216,7 @@ public final class DriftDetector: @unchecked Sendable {
             }
             guard newKeys.insert("\(c.scope)\u{0}\(key)").inserted else { continue }
             let started: Int64
-            if let s = scopes[c.scope]?.started ?? newScopes[c.scope] {
+            if let s = scopes[c.scope]?.started ?? newScopes[c.scope] ?? retiredStarts[c.scope] {
                 started = s
             } else {
                 started = now
