@@ -5,7 +5,7 @@ import Synchronization
 
 /// Who may use the console, decided on each request's head before any of its body is read.
 ///
-/// - There is always a token (configured, or generated at first start: `ConsoleToken`).
+/// - There is always a token (configured, or generated at first start: `newSecret`).
 ///   TLS encrypts; it does not say who is asking, so it never stands in for the token.
 /// - A request carries the token as `Authorization: Bearer TOKEN`, or logs in once with
 ///   `GET /?token=TOKEN`: that starts a session and sets the `infrasight_session` cookie
@@ -82,10 +82,15 @@ public final class ConsoleAccess: Sendable {
         return .refuse(status: 401, reason: "log in: open /?token=TOKEN once (the token is in the file the console named when it started), or send Authorization: Bearer TOKEN")
     }
 
-    /// A new session's id: 32 random bytes, hex.
-    func startSession() -> String {
+    /// A new secret, for a session id or a generated token: 32 random bytes, hex.
+    public static func newSecret() -> String {
         var generator = SystemRandomNumberGenerator()
-        let id = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+
+    /// Starts a session and returns its id (`newSecret`).
+    func startSession() -> String {
+        let id = Self.newSecret()
         let now = clock()
         sessions.withLock { s in
             s = s.filter { $0.value > now }

@@ -55,3 +55,24 @@ public struct PrivateDirectoryError: Error, CustomStringConvertible, Sendable {
 
     init(_ description: String) { self.description = description }
 }
+
+/// Files that hold captured data or secrets (scratch batches, the console's generated
+/// token): created new, never over an existing file (O_EXCL), mode 0600 whatever the umask.
+public enum PrivateFile {
+    /// Creates `path` holding `data`; when the write fails the partial file is removed.
+    /// Throws one line naming the path.
+    public static func create(_ path: String, contents data: Data) throws(PrivateFileError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw PrivateFileError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard data.withUnsafeBytes({ UnixSocket.writeAll(fd, $0) }) else {
+            unlink(path)
+            throw PrivateFileError("cannot write \(path) (disk full?)")
+        }
+    }
+}
+
+public struct PrivateFileError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -93,10 +93,7 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         var error = AdbcError()
-        for session in guardedSessions where session.open {
-            _ = driver.pointee.ConnectionRelease(&session.connection, &error)
-            Self.release(&error)
-        }
+        for session in guardedSessions { closeSession(session) }
         if rulesOpen {
             _ = driver.pointee.ConnectionRelease(&rulesConnection, &error)
             Self.release(&error)
@@ -188,6 +185,13 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
             }
         }
         guard failed || session.namesBound.count > Self.maxParameterNames else { return }
+        closeSession(session)
+    }
+
+    /// Releases a read-only session's connection, if open (its lock held); the next use
+    /// opens it afresh.
+    private func closeSession(_ session: GuardedSession) {
+        guard session.open else { return }
         var adbcError = AdbcError()
         _ = driver.pointee.ConnectionRelease(&session.connection, &adbcError)
         Self.release(&adbcError)
@@ -292,12 +296,14 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         do {
             try Self.check(driver.pointee.ConnectionInit(&fresh, &database, &adbcError), &adbcError, "connecting the read-only session")
             for setting in limits.settings {
-                _ = try result(of: "SET \(setting.name) = \(setting.value)", on: &fresh)
+                // A number as it is; a word (`throw`) as a string literal.
+                let literal = Int(setting.value) != nil ? setting.value : sqlStringLiteral(setting.value)
+                _ = try result(of: "SET \(setting.name) = \(literal)", on: &fresh)
             }
             _ = try result(of: "SET readonly = 1", on: &fresh)
             let names = ["readonly"] + limits.settings.map(\.name)
             let reported = try result(of: "SELECT " + names.map { "toString(getSetting('\($0)'))" }.joined(separator: ", "), on: &fresh)
-            let expected = ["1"] + limits.settings.map { $0.value.trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
+            let expected = ["1"] + limits.settings.map(\.value)
             let got = reported.rows.first?.map { value -> String in
                 if case .bytes(let b) = value { return String(decoding: b, as: UTF8.self) }
                 return "\(value)"

@@ -64,13 +64,10 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
     /// path. O_EXCL: an existing file at that path is an error, never overwritten.
     func writeScratch(_ data: Data, suffix: String) throws(StorageError) -> String {
         let file = scratchFile(suffix)
-        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StorageError("cannot create \(file): \(String(cString: strerror(errno)))") }
-        defer { Glibc.close(fd) }
-        let written = data.withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
-        guard written else {
-            unlink(file)
-            throw StorageError("cannot write \(file) (disk full?)")
+        do {
+            try PrivateFile.create(file, contents: data)
+        } catch {
+            throw StorageError(error.description)
         }
         return file
     }
@@ -120,12 +117,13 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
             // LowCardinality column counts its value once in `max_result_bytes` while the
             // format writes it on every row (400 MB from `repeat('x', 1000000) FROM
             // numbers(400)` under a 256 MiB limit). Past the cap the statement is stopped.
-            let watch = OutputWatch(file: file, cap: cap) { engine.kill(containing: file) }
+            let stop: @Sendable () -> Void = { engine.kill(containing: file) }
+            let watch = OutputWatch(file: file, cap: cap, stop: stop)
             defer { watch.stop() }
             let run = { () throws(StorageError) in try session.run(statement) }
             do throws(StorageError) {
                 if let cancellation = query.cancellation {
-                    try cancellation.whileRunning(stop: { engine.kill(containing: file) }, run)
+                    try cancellation.whileRunning(stop: stop, run)
                 } else {
                     try run()
                 }
@@ -135,11 +133,16 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
             }
             var st = stat()
             if watch.exceeded || (stat(file, &st) == 0 && Int(st.st_size) > cap) { throw Self.tooLarge(cap) }
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw StorageError("the query ran but its output \(file) cannot be read")
-            }
-            return data
+            return try Self.output(file)
         }
+    }
+
+    /// The output a statement wrote to `file` with `INTO OUTFILE`.
+    static func output(_ file: String) throws(StorageError) -> Data {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw StorageError("the query ran but its output \(file) cannot be read")
+        }
+        return data
     }
 
     static func tooLarge(_ cap: Int) -> StorageError {
@@ -217,10 +220,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         let file = scratchFile("out")
         defer { unlink(file) }
         try engine.run("\(sql)\nINTO OUTFILE \(sqlStringLiteral(file)) FORMAT \(format)", readOnly: false)
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw StorageError("the query ran but its output \(file) cannot be read")
-        }
-        return data
+        return try Self.output(file)
     }
 
     /// Output that came back through Arrow, as TSV; any other format is refused.

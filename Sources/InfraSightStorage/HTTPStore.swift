@@ -205,7 +205,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
             throw StorageError("refused: ClickHouse \(versionText) cannot bind query parameters (19.3 and later can): the catalog's queries need them; plain SQL still runs")
         }
         var arguments = ["readonly": "1"]
-        for setting in limits.settings { arguments[setting.name] = setting.value.trimmingCharacters(in: CharacterSet(charactersIn: "'")) }
+        for setting in limits.settings { arguments[setting.name] = setting.value }
         for (name, value) in query.parameters { arguments["param_" + name] = ReadOnlyQuery.escapedParameter(value) }
         if let functions = try functionGuard() {
             let ast = try send(sql: "EXPLAIN AST\n\(query.sql)\nFORMAT TSVRaw", body: nil, parameters: arguments)

@@ -13,8 +13,6 @@ public final class QueryCancellation: Sendable {
 
     public init() {}
 
-    public var isCancelled: Bool { state.withLock { $0.cancelled } }
-
     /// Stops the running statement, if any, and every later one.
     public func cancel() {
         let stop = state.withLock { s -> (@Sendable () -> Void)? in

@@ -37,14 +37,15 @@ public struct QueryLimits: Equatable, Sendable {
         if let v = storage.queryMaxMemory { maxMemoryBytes = v }
     }
 
-    /// The settings, in the order they are set, each before `readonly = 1`.
+    /// The settings, in the order they are set, each before `readonly = 1`, with their
+    /// values as the engine reports them (`getSetting`) and takes them in a URL.
     public var settings: [(name: String, value: String)] {
         [
             ("max_execution_time", String(seconds)),
-            ("timeout_overflow_mode", "'throw'"),
+            ("timeout_overflow_mode", "throw"),
             ("max_result_rows", String(maxResultRows)),
             ("max_result_bytes", String(maxResultBytes)),
-            ("result_overflow_mode", "'throw'"),
+            ("result_overflow_mode", "throw"),
             ("max_memory_usage", String(maxMemoryBytes)),
         ]
     }

@@ -67,16 +67,10 @@ struct ConsoleOptions: ParsableArguments {
         if !isLoopback(address.host) && tls == nil {
             logger.warning("the console's token and session cookie travel in plaintext on \(listen): anyone on the path can read them; add --ui-tls-cert/--ui-tls-key")
         }
-        return Plan(listen: listen, address: address, token: token ?? Self.newToken(), generatedTokenFile: generatedTokenFile, tls: tls)
+        return Plan(listen: listen, address: address, token: token ?? ConsoleAccess.newSecret(), generatedTokenFile: generatedTokenFile, tls: tls)
     }
 
     static func tokenFile(dataDir: String) -> String { "\(dataDir)/console-token" }
-
-    /// 32 random bytes, hex.
-    static func newToken() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-    }
 }
 
 /// Starts the console `plan` describes (nil: none), or exits with one line when the
@@ -99,11 +93,11 @@ func startConsole(_ plan: ConsoleOptions.Plan?, store: EventStore, readiness: Re
         } catch {
             throw failure("cannot keep the console's token: \(error)")
         }
-        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw failure("cannot write the console's token to \(file): \(String(cString: strerror(errno)))") }
-        let written = Data((plan.token + "\n").utf8).withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
-        close(fd)
-        guard written else { throw failure("cannot write the console's token to \(file)") }
+        do {
+            try PrivateFile.create(file, contents: Data((plan.token + "\n").utf8))
+        } catch {
+            throw failure("cannot keep the console's token: \(error)")
+        }
         newlyWritten = true
     }
     let api = ConsoleAPI(store: store, status: {
