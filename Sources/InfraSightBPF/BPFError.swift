@@ -12,6 +12,8 @@ public enum BPFError: Error, CustomStringConvertible, Equatable {
     case attach(program: String, target: String, String)
     case noAttachableProgram(String)
     case map(String)
+    /// The kernel lacks features the object needs (found by `KernelProbe` before load).
+    case kernelLacks([KernelFeature], release: String)
 
     public var description: String {
         switch self {
@@ -34,6 +36,8 @@ public enum BPFError: Error, CustomStringConvertible, Equatable {
             return "no program of BPF object \(object) can attach on this kernel"
         case .map(let why):
             return "BPF map: \(why)"
+        case .kernelLacks(let features, let release):
+            return "needs \(features.map(\.description).joined(separator: ", ")); this kernel is \(release)"
         }
     }
 }

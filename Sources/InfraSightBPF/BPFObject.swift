@@ -73,7 +73,8 @@ public final class BPFObject {
     }
 
     /// Disables, before load, every tracepoint program whose tracepoint this kernel lacks
-    /// (e.g. `open` on arm64, `fchmodat2` before 6.6); `skipped` lists them.
+    /// (e.g. `open` on arm64, `fchmodat2` before 6.6); `skipped` lists them and
+    /// `SkippedTracepoint.explain` says what that means for the rows.
     public func skipMissingTracepoints() {
         var prog = bpf_object__next_program(raw, nil)
         while let p = prog {
@@ -89,8 +90,11 @@ public final class BPFObject {
         }
     }
 
-    /// Loads the object into the kernel (verifier, maps).
+    /// Loads the object into the kernel (verifier, maps). First asks the kernel for every
+    /// feature the object needs, so a kernel without one is refused by name.
     public func load() throws(BPFError) {
+        let missing = missingKernelFeatures()
+        if !missing.isEmpty { throw .kernelLacks(missing, release: KernelProbe.release) }
         _ = LibbpfLog.drain()
         let rc = bpf_object__load(raw)
         guard rc != 0 else { return }
@@ -142,7 +146,7 @@ public final class BPFObject {
     }
 
     /// The object's maps, in declaration order.
-    private var maps: [OpaquePointer] {
+    var maps: [OpaquePointer] {
         var out: [OpaquePointer] = []
         var map = bpf_object__next_map(raw, nil)
         while let m = map {

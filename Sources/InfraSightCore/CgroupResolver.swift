@@ -38,7 +38,7 @@ public final class CgroupResolver {
     deinit { if mountFD >= 0 { close(mountFD) } }
 
     /// The cgroup2 mount point, from the host's mountinfo.
-    static func cgroup2Mount(hostRoot: String) -> String? {
+    public static func cgroup2Mount(hostRoot: String) -> String? {
         let root = hostRoot == "/" ? "" : hostRoot
         guard let text = (try? String(contentsOfFile: "\(root)/proc/1/mountinfo", encoding: .utf8))
                 ?? (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) else { return nil }

@@ -8,6 +8,7 @@ import Yams
 /// plugins:
 ///   dirs: [/usr/lib/infrasight/plugins]
 ///   enabled: [tracing]           # absent: every plugin found is enabled
+///   required: [tracing]          # these must start, or the process exits (default: none)
 ///   options:
 ///     tracing: { exclude_comms: [sshd] }
 ///   pins:                        # SHA-256 of plugin files, checked before they load:
@@ -37,6 +38,10 @@ public struct InfraSightConfig: Equatable, Sendable {
     public var pluginDirs: [String] = InfraSightConfig.defaultPluginDirs
     /// nil: every plugin found is enabled.
     public var enabledPlugins: [String]?
+    /// Plugins that must start: one that cannot (a kernel without a feature it needs, the
+    /// verifier, bad options) stops the process. The others are run when they can and
+    /// reported when they cannot; the process exits non-zero only when none starts.
+    public var requiredPlugins: [String] = []
     public var pluginOptions: [String: [String: ConfigValue]] = [:]
     /// Plugin name → lower-case hex SHA-256: the file whose name gives NAME must have it.
     public var pins: [String: String] = [:]
@@ -106,6 +111,7 @@ public struct InfraSightConfig: Equatable, Sendable {
                     switch pkey {
                     case "dirs": config.pluginDirs = try r.stringList(pvalue, at: path)
                     case "enabled": config.enabledPlugins = try r.stringList(pvalue, at: path)
+                    case "required": config.requiredPlugins = try r.stringList(pvalue, at: path)
                     case "options":
                         for (name, options) in try r.mapping(pvalue, at: path) {
                             var values: [String: ConfigValue] = [:]
@@ -142,6 +148,9 @@ public struct InfraSightConfig: Equatable, Sendable {
             case "rules": config.rules = try r.rules(value)
             default: throw ConfigError(file: file, "unknown key \(key)")
             }
+        }
+        if let enabled = config.enabledPlugins, let stray = config.requiredPlugins.first(where: { !enabled.contains($0) }) {
+            throw ConfigError(file: file, "plugins.required names \(stray), which plugins.enabled does not enable")
         }
         return config
     }

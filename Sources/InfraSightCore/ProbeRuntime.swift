@@ -52,22 +52,23 @@ public final class ActiveProbe {
 public final class ProbeRuntime {
     public let probes: [ActiveProbe]
     /// Plugins that could not start, with the one-line reason.
-    public let failures: [(plugin: String, reason: String)]
+    public let failures: [PluginFailure]
     private let poller = RingBufferPoller()
     private var contexts: [Unmanaged<PluginChannel>] = []
     public let stopRequested = Atomic<Bool>(false)
     /// The enricher every plugin's rows go through (its cache counters feed metrics).
     public let enricher: Enricher
 
-    /// Loads and attaches every plugin. A plugin that fails is reported in `failures` and
-    /// the others still run; throws only when none can start or on a host-wide problem.
+    /// Loads and attaches every plugin. A plugin that fails is logged, reported in
+    /// `failures` and the others still run; throws when a plugin of `config.requiredPlugins`
+    /// fails, when none can start, or on a host-wide problem (no BTF, no tracefs).
     public init(plugins: [LoadedPlugin], config: InfraSightConfig, enricher: Enricher, consumer: RowConsumer, logger: Logger) throws {
         self.enricher = enricher
         if try Tracefs.ensureMounted() {
             logger.notice("mounted tracefs at \(Tracefs.path) (it was not mounted)")
         }
         var probes: [ActiveProbe] = []
-        var failures: [(String, String)] = []
+        var failures: [PluginFailure] = []
         for plugin in plugins {
             do {
                 let options = try PluginOptions.resolve(config: config, plugin: plugin)
@@ -75,16 +76,24 @@ public final class ProbeRuntime {
                 probes.append(probe)
             } catch let error as BPFError {
                 if case .noBTF = error { throw error }
-                failures.append((plugin.name, "\(error)"))
+                failures.append(PluginFailure(plugin: plugin.name, error: error))
             } catch {
-                failures.append((plugin.name, "\(error)"))
+                failures.append(PluginFailure(plugin: plugin.name, reason: "\(error)", kind: .other))
             }
         }
         self.probes = probes
         self.failures = failures
+        let required = failures.first { config.requiredPlugins.contains($0.plugin) }
+        // The error that ends start-up is one line; every other failure gets its own.
+        if probes.isEmpty && failures.count == 1 && required == nil {
+            throw RuntimeError("plugin \(failures[0].plugin): \(failures[0].reason)")
+        }
+        for f in failures where f.plugin != required?.plugin { logger.error("plugin \(f.plugin): \(f.reason)") }
+        if let required {
+            throw RuntimeError("required plugin \(required.plugin) (plugins.required) did not start: \(required.reason)")
+        }
         if probes.isEmpty {
-            if let first = failures.first { throw RuntimeError("plugin \(first.0): \(first.1)") }
-            throw RuntimeError("no plugin to run")
+            throw RuntimeError(failures.isEmpty ? "no plugin to run" : "none of the \(failures.count) plugins could start (reasons above)")
         }
         for probe in probes {
             guard let object = probe.object else { continue }
@@ -105,11 +114,24 @@ public final class ProbeRuntime {
     }
 
     static func start(_ plugin: LoadedPlugin, options: PluginOptions, enricher: Enricher, consumer: RowConsumer, logger: Logger) throws -> ActiveProbe {
-        let d = plugin.descriptor
         let instance = try plugin.createInstance(options: options, logger: logger)
         let channel = PluginChannel(plugin: plugin, instance: instance, enricher: enricher, consumer: consumer, logger: logger)
+        guard let object = try load(plugin, instance: instance, options: options, logger: logger) else {
+            return ActiveProbe(channel: channel, object: nil)
+        }
+        try object.attachAll()
+        return ActiveProbe(channel: channel, object: object)
+    }
+
+    /// Opens, configures and loads `plugin`'s BPF object (features probed first, then the
+    /// verifier), without attaching it; nil when the plugin has none. Each tracepoint this
+    /// kernel lacks is a warning. `prepared` sees the object just before its load.
+    /// `infrasight doctor` runs exactly this.
+    public static func load(_ plugin: LoadedPlugin, instance: OpaquePointer, options: PluginOptions, logger: Logger,
+                            prepared: (BPFObject) -> Void = { _ in }) throws -> BPFObject? {
+        let d = plugin.descriptor
         let bytes = plugin.bpfObject
-        guard bytes.count > 0 else { return ActiveProbe(channel: channel, object: nil) }
+        guard bytes.count > 0 else { return nil }
 
         let object = try BPFObject(bytes: bytes, name: plugin.name)
         if let size = options.ringBufferBytes { try object.setRingBufferSizes(size) }
@@ -129,12 +151,12 @@ public final class ProbeRuntime {
             }
         }
         object.skipMissingTracepoints()
-        for skipped in object.skipped {
-            logger.warning("plugin \(plugin.name): tracepoint \(skipped.target) does not exist on this kernel; \(skipped.program) is not attached")
+        for s in object.skipped {
+            logger.warning("plugin \(plugin.name): \(SkippedTracepoint.explain(s.target)) (\(s.program) is not attached)")
         }
+        prepared(object)
         try object.load()
-        try object.attachAll()
-        return ActiveProbe(channel: channel, object: object)
+        return object
     }
 
     /// Runs the dispatcher on the calling thread until `stop()` or the deadline, then
@@ -214,6 +236,39 @@ enum HostFilterWriter {
         try setList("exclude_uid", filters.excludeUids)
         try setComms("include_comm", filters.includeComms)
         try setComms("exclude_comm", filters.excludeComms)
+    }
+}
+
+/// A plugin that could not start: why, in one line, and what kind of reason (a metric label).
+public struct PluginFailure: Sendable {
+    public enum Kind: String, Sendable {
+        /// The kernel lacks a feature the plugin needs (named in `reason`).
+        case kernelFeature = "kernel_feature"
+        /// The verifier refused a program (its last lines in `reason`).
+        case verifier
+        case permission
+        case other
+    }
+
+    public let plugin: String
+    public let reason: String
+    public let kind: Kind
+
+    public init(plugin: String, reason: String, kind: Kind) {
+        self.plugin = plugin
+        self.reason = reason
+        self.kind = kind
+    }
+
+    public init(plugin: String, error: BPFError) {
+        let kind: Kind
+        switch error {
+        case .kernelLacks: kind = .kernelFeature
+        case .verifierRejected: kind = .verifier
+        case .notPermitted: kind = .permission
+        default: kind = .other
+        }
+        self.init(plugin: plugin, reason: error.description, kind: kind)
     }
 }
 

@@ -28,18 +28,19 @@ public struct Sample: Sendable {
 /// atomic counters on the hot path and nothing is pushed per event. Counters are exported
 /// as Prometheus counters (incremented by the change since the previous scrape), levels
 /// as gauges. `/healthz` answers 200 while the process serves; `/readyz` 200 once
-/// `ready` says so, 503 before.
+/// `ready` says so, 503 before; its body is `ready` or `starting`, then one line per
+/// `notes` item (e.g. a plugin that is not running and why).
 public final class MetricsServer: @unchecked Sendable {
     let registry = PrometheusCollectorRegistry()
     let sample: @Sendable () -> [Sample]
-    let ready: @Sendable () -> Bool
+    let ready: @Sendable () -> (ready: Bool, notes: [String])
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private var channel: Channel?
     private let lock = NSLock()
     private var counters: [String: (Counter, Double)] = [:]
     private var gauges: [String: Gauge] = [:]
 
-    public init(sample: @escaping @Sendable () -> [Sample], ready: @escaping @Sendable () -> Bool) {
+    public init(sample: @escaping @Sendable () -> [Sample], ready: @escaping @Sendable () -> (ready: Bool, notes: [String])) {
         self.sample = sample
         self.ready = ready
     }
@@ -105,7 +106,9 @@ public final class MetricsServer: @unchecked Sendable {
                 case "/metrics": (status, type, body) = (.ok, "text/plain; version=0.0.4", server.render())
                 case "/healthz": (status, type, body) = (.ok, "text/plain", Array("ok\n".utf8))
                 case "/readyz":
-                    (status, type, body) = server.ready() ? (.ok, "text/plain", Array("ready\n".utf8)) : (.serviceUnavailable, "text/plain", Array("starting\n".utf8))
+                    let state = server.ready()
+                    let text = ([state.ready ? "ready" : "starting"] + state.notes).map { $0 + "\n" }.joined()
+                    (status, type, body) = (state.ready ? .ok : .serviceUnavailable, "text/plain", Array(text.utf8))
                 default: (status, type, body) = (.notFound, "text/plain", Array("not found\n".utf8))
                 }
                 var headers = HTTPHeaders()

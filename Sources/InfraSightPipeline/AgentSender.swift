@@ -414,8 +414,8 @@ public final class AgentSender: Sendable {
 
 /// Whether a TCP server accepts connections at `host:port` (a name or an address
 /// literal), within `timeout` seconds. Blocking: call it off the cooperative pool.
-enum TCPProbe {
-    static func accepts(host: String, port: Int, timeout: Double) -> Bool {
+public enum TCPProbe {
+    public static func accepts(host: String, port: Int, timeout: Double) -> Bool {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var result: UnsafeMutablePointer<addrinfo>?

@@ -7,7 +7,7 @@ struct InfraSight: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "infrasight",
         abstract: "An eBPF auditing tracer: process launches, file opens, permission changes and more, with the user and container behind them.",
-        subcommands: [RunCommand.self, AgentCommand.self, ServerCommand.self, TraceCommand.self, QueryCommand.self, QueriesCommand.self, RulesCommand.self, SchemaCommand.self, PluginsCommand.self])
+        subcommands: [RunCommand.self, AgentCommand.self, ServerCommand.self, TraceCommand.self, QueryCommand.self, QueriesCommand.self, RulesCommand.self, SchemaCommand.self, PluginsCommand.self, DoctorCommand.self])
 
     /// A command-line mistake (unknown option, bad value, failed validation) is one line on
     /// stderr, `infrasight: MESSAGE (see --help)`, and exit status 64 (EX_USAGE), as every other error

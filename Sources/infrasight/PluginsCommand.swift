@@ -19,7 +19,7 @@ struct PluginsCommand: ParsableCommand {
                 version and abi are null and its tables empty unless --inspect loads it.
                 """)
         @OptionGroup var source: PluginSourceOptions
-        @Flag(help: "Print a JSON array: name, version, abi, path, tables, enabled, status (loaded|disabled|error), error, sha256.") var json = false
+        @Flag(help: "Print a JSON array: name, version, abi, path, tables, enabled, status (loaded|disabled|error), error, sha256, kernel (ok, needs FEATURE (Linux X.Y+)..., unknown: WHY, or null when not loaded).") var json = false
         @Flag(help: "Also load the plugins that are not enabled (their code runs, after the same checks) to show their version and tables.")
         var inspect = false
 
@@ -38,16 +38,17 @@ struct PluginsCommand: ParsableCommand {
                         ("status", .string(e.status.rawValue)),
                         ("error", e.error.json),
                         ("sha256", e.sha256.json),
+                        ("kernel", e.plugin.map { .string(Self.kernelVerdict($0)) } ?? .null),
                     ])
                 }
                 print(JSON.array(items).text)
             } else {
-                var rows = [["NAME", "VERSION", "ABI", "TABLES", "ENABLED", "STATUS", "PATH"]]
+                var rows = [["NAME", "VERSION", "ABI", "TABLES", "ENABLED", "STATUS", "KERNEL", "PATH"]]
                 for e in catalog.entries {
                     rows.append([
                         e.name ?? "-", e.plugin?.version ?? "-", e.plugin?.abi ?? "-",
                         e.plugin.map { $0.tables.map(\.qualifiedName).joined(separator: ",") } ?? "-",
-                        e.enabled ? "yes" : "no", e.status.rawValue, e.path,
+                        e.enabled ? "yes" : "no", e.status.rawValue, e.plugin.map(Self.kernelVerdict) ?? "-", e.path,
                     ])
                 }
                 printTable(rows)
@@ -59,6 +60,22 @@ struct PluginsCommand: ParsableCommand {
                 }
             }
             if let missing = catalog.missingError { throw failure(missing) }
+        }
+
+        /// Whether this kernel has every feature the plugin's BPF object needs, asked
+        /// without loading it: `ok`, `needs ... (Linux X.Y+)`, or `unknown: WHY`.
+        static func kernelVerdict(_ plugin: LoadedPlugin) -> String {
+            guard plugin.bpfObject.count > 0 else { return "ok" }
+            do {
+                let object = try BPFObject(bytes: plugin.bpfObject, name: plugin.name)
+                let requirements = object.kernelRequirements
+                let missing = KernelProbe.missing(requirements)
+                if !missing.isEmpty { return BPFError.kernelLacks(missing, release: KernelProbe.release).description }
+                if requirements.contains(where: { KernelProbe.has($0) == nil }) { return geteuid() == 0 ? "unknown" : "unknown: not root" }
+                return "ok"
+            } catch {
+                return "unknown: \(error)"
+            }
         }
     }
 

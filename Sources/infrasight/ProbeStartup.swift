@@ -27,6 +27,13 @@ struct PluginSelection {
             logger.warning("\(e.path): \(e.error ?? "error")")
         }
         guard !plugins.isEmpty else { throw failure("no plugin enabled; searched: \(catalog.searchedDirs.joined(separator: ", "))") }
+        // A required plugin whose file was refused stops the process here; one that cannot
+        // start on this kernel stops it in ProbeRuntime.
+        let running = Set(plugins.map(\.name))
+        for name in config.requiredPlugins where (names ?? [name]).contains(name) && !running.contains(name) {
+            let why = catalog.entries.first { $0.name == name }?.error ?? "not found; searched: \(catalog.searchedDirs.joined(separator: ", "))"
+            throw failure("required plugin \(name) (plugins.required): \(why)")
+        }
     }
 
     /// Loads and attaches the plugins; reports the ones that fail and says which started.
@@ -57,7 +64,6 @@ struct PluginSelection {
         for source in enricher.containers.startWatching(readyWithin: 5) {
             logger.notice("\(source.description): not following its container events yet; containers are looked up at their first row until it does")
         }
-        for f in runtime.failures { logger.error("plugin \(f.plugin): \(f.reason)") }
         return runtime
     }
 

@@ -30,12 +30,14 @@ final class Readiness: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// run/agent: tracing has started. server: listening and the store is reachable.
-    var ready: Bool {
+    /// run/agent: tracing has started (with the plugins that could start; `notes` names
+    /// the others and why). server: listening and the store is reachable.
+    var ready: (ready: Bool, notes: [String]) {
         lock.lock()
         defer { lock.unlock() }
-        if let server { return server.storage.counters.storeAvailable }
-        return runtime != nil
+        if let server { return (server.storage.counters.storeAvailable, []) }
+        guard let runtime else { return (false, []) }
+        return (true, runtime.failures.map { "plugin \($0.plugin) not running: \($0.reason)" })
     }
 
     func sample() -> [Sample] {
@@ -57,8 +59,16 @@ final class Readiness: @unchecked Sendable {
     func tracing(_ runtime: ProbeRuntime, _ writer: BatchWriter) -> [Sample] {
         var out: [Sample] = []
         let delivered = agent?.counters.rowsByPlugin
+        for f in runtime.failures {
+            out.append(Sample("infrasight_plugin_running", [("plugin", f.plugin)], 0, .gauge, help: "1 for each plugin that started, 0 for each one that could not (see infrasight_plugins_not_running and /readyz)"))
+        }
+        for kind in [PluginFailure.Kind.kernelFeature, .verifier, .permission, .other] {
+            let n = runtime.failures.filter { $0.kind == kind }.count
+            out.append(Sample("infrasight_plugins_not_running", [("reason", kind.rawValue)], Double(n), .gauge, help: "Plugins that could not start, by reason: a kernel feature they need is missing, the verifier refused them, no permission, other"))
+        }
         for probe in runtime.probes {
             let p = [("plugin", probe.name)]
+            out.append(Sample("infrasight_plugin_running", p, 1, .gauge, help: "1 for each plugin that started, 0 for each one that could not (see infrasight_plugins_not_running and /readyz)"))
             let c = probe.channel.counters
             out.append(Sample("infrasight_events_received_total", p, Double(c.received.load(ordering: .relaxed)), .counter, help: "Records read from the plugin's ring buffers"))
             out.append(Sample("infrasight_kernel_drops_total", p, Double(probe.kernelDrops()), .counter, help: "Events the kernel side could not deliver (ring buffer or map full)"))

@@ -155,6 +155,8 @@ import Testing
         ("plugins:\n  pins:\n    - tracing: xyz", "plugins.pins[0].tracing must be a SHA-256 in hex (64 characters)"),
         ("plugins:\n  pins: abc", "plugins.pins must be a mapping (NAME: SHA-256) or a list of SHA-256s"),
         ("plugins:\n  options: [a]", "plugins.options must be a mapping"),
+        ("plugins:\n  required: tracing", "plugins.required must be a list of strings"),
+        ("plugins:\n  required: [mmap]\n  enabled: [tracing]", "plugins.required names mmap, which plugins.enabled does not enable"),
         ("plugins:\n  options:\n    tracing: 3", "plugins.options.tracing must be a mapping"),
         ("- a\n- b", "the top level must be a mapping"),
         ("agent:\n  servre: a:1", "unknown key agent.servre"),
