@@ -228,7 +228,7 @@ import Testing
         let table = try run(Paths.infrasight, ["plugins", "list", "--config", tracingOnly])
         #expect(table.status == 0)
         let row = table.stdout.split(separator: "\n").first { $0.hasPrefix("quiet ") }.map { $0.split(separator: " ").map(String.init) }
-        #expect(row == ["quiet", "-", "-", "-", "no", "disabled", path], "\(table.stdout)")
+        #expect(row == ["quiet", "-", "-", "-", "no", "disabled", "-", path], "\(table.stdout)")
         let info = try run(Paths.infrasight, ["plugins", "info", "tracing", "--config", tracingOnly])
         #expect(info.status == 0, "\(info.stderr)")
         #expect(!FileManager.default.fileExists(atPath: marker), "plugins info tracing loaded a disabled plugin")
