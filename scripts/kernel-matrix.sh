@@ -668,7 +668,7 @@ check_missing_tracepoints() {
             else
                 bad "$s" "$p" "tracepoint $tp is absent but no warning of the tracer names it"
             fi
-        elif grep -q "^infrasight: warning: plugin $p: tracepoint $tp does not exist" "$share/trace.err"; then
+        elif grep -q "^infrasight: warning: plugin $p: tracepoint $tp " "$share/trace.err"; then
             bad "$s" "$p" "the tracer warns $tp does not exist, but tracefs has it"
         fi
     done < "$share/tracepoints.txt"
@@ -747,7 +747,8 @@ check_doctor() {
         bad "$s" doctor "no JSON report (exit ${rc:-none}): $(console_section "$s" doctor-stderr | head -1 | cut -c1-200)"
         return
     fi
-    good "$s" doctor "kernel $(jq -r .kernel <<<"$json"); checks: $(jq -r '[.checks[]? | "\(.name) \(.status)"] | join(", ")' <<<"$json")"
+    good "$s" doctor "kernel $(jq -r .kernel <<<"$json"); checks: $(jq -r '[.checks[]?.status] | group_by(.) | map("\(length) \(.[0])") | join(", ")' <<<"$json")$(
+        jq -r '[.checks[]? | select(.status != "ok") | "\(.name) \(.status): \(.detail)"] | if length > 0 then " (" + join("; ") + ")" else "" end' <<<"$json")"
     local p status
     for p in "${plugins[@]}"; do
         status=$(jq -r --arg p "$p" '[.plugins[] | select(.name == $p)][0] | if . == null then "absent" else .status end' <<<"$json")
