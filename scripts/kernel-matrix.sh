@@ -16,13 +16,14 @@
 # Run as root, after the build (CI runs it after the test suite). What it does:
 #  1. installs what it needs when it is missing (qemu-system-x86 busybox-static cpio kmod
 #     xz-utils jq gcc; scripts/setup.sh --deps installs them too);
-#  2. fetches the newest linux-image-5.10.*, 6.1.* (bookworm) and 6.12.* (bookworm-
-#     backports) amd64 packages through a private apt list that uses the system's own
-#     Debian mirror (the system's apt sources and state are not touched); keeps the
-#     kernel, its 9p/virtio modules and their load order under .build/kernels/SERIES/
-#     and reuses them on later runs (delete that directory to fetch a newer kernel);
+#  2. fetches the newest linux-image-5.10.* (bullseye), 6.1.* (bookworm) and 6.12.*
+#     (bookworm-backports) amd64 packages through a private apt list that uses the
+#     system's own Debian mirror (or $KM_MIRROR); the system's apt sources and state are
+#     not touched. Keeps each kernel, its 9p/virtio modules and their load order under
+#     .build/kernels/SERIES/ and reuses them later (delete it to fetch a newer kernel);
 #  3. builds an initramfs per kernel: static busybox, those modules, an /init that
-#     mounts the host's root read-only over 9p, chroots into it and runs the guest part
+#     mounts the host's root read-only over 9p, switches root into it (a chroot in
+#     which process 1 sees the host's root, as on a real host) and runs the guest part
 #     of this script;
 #  4. boots each kernel (console log: .build/kernel-matrix/SERIES/console.log); the guest
 #     runs `infrasight doctor --json` and `infrasight trace` around the workload
@@ -350,7 +351,7 @@ token=$1 share=$2
 . "$share/params.env"
 mark() { echo "@@KM:$token:$*@@"; }
 section() { mark "BEGIN:$1"; cat "$2" 2>/dev/null; echo; mark "END:$1"; }
-cd /tmp
+cd /tmp || exit 1
 mark "KERNEL:$(uname -r)"
 
 # The tracepoints the plugins attach to: which of them this kernel has.
@@ -446,7 +447,7 @@ WORKLOAD='$workload'
 PLUGINS='$(IFS=,; echo "${plugins[*]}")'
 MARKER='$marker'
 OPENS=$opens EXECS=$execs CHMODS=$chmods CONNECTS=$connects
-DOCTOR_TIMEOUT=300 START_TIMEOUT=600 WORKLOAD_TIMEOUT=600 STOP_TIMEOUT=300 TRACE_DURATION=1500
+DOCTOR_TIMEOUT=240 START_TIMEOUT=300 WORKLOAD_TIMEOUT=400 STOP_TIMEOUT=180 TRACE_DURATION=1000
 EOF
     list_tracepoints > "$dir/share/tracepoints.in"
     write_guest > "$out/guest.sh"
@@ -523,10 +524,10 @@ lacks() { awk -v t="$2" '$2 == t && $3 == "no" { f = 1 } END { exit !f }' "$shar
 # Items of plugin $2 that need tracepoints $3...: "not on this kernel" when the kernel
 # lacks one of them (the tracer must have named it), else run check $4.
 item() { # series plugin "tp1 tp2" label check-function
-    local series=$1 plugin=$2 tp missing=""
-    for tp in $3; do lacks "$series" "$tp" && missing+="${missing:+, }${tp#*/}"; done
-    if [ -n "$missing" ]; then
-        note "$series" "$plugin" "not on this kernel" "$4: $missing"
+    local series=$1 plugin=$2 tp lacking=""
+    for tp in $3; do lacks "$series" "$tp" && lacking+="${lacking:+, }${tp#*/}"; done
+    if [ -n "$lacking" ]; then
+        note "$series" "$plugin" "not on this kernel" "$4: $lacking"
         return
     fi
     "$5" "$series" "$plugin"
@@ -689,6 +690,7 @@ check_run() {
         return
     fi
     local wrc; wrc=$(cat "$share/workload.rc")
+    if [ "$wrc" = 124 ] || [ "$wrc" = 137 ]; then wrc="$wrc (timed out in the guest)"; fi
     [ "$wrc" = 0 ] || for p in "${plugins[@]}"; do bad "$s" "$p" "the workload exited $wrc: $(head -3 "$share/workload.err" | tr '\n' ' ')"; done
 
     mine=$out/$s/workload-rows.json
