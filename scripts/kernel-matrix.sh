@@ -69,8 +69,12 @@ bin=$(cd "$bin" 2>/dev/null && pwd) || die "--bin: no such directory"
 for p in tracing network ptrace mmap mount resource; do
     [ -f "$bin/libinfrasight-$p.so" ] || die "no plugin $p in $bin (libinfrasight-$p.so)"
 done
+# The guest covers /tmp, /run and /var/tmp with tmpfs; the repository or the build may
+# live there (a CI clone in /tmp): those directories are shown through again.
+reshow=""
 for d in "$repo" "$bin"; do
-    case "$d/" in /tmp/* | /run/* | /var/tmp/*) die "$d is under /tmp, /run or /var/tmp, which the guest covers with tmpfs: use a directory elsewhere" ;; esac
+    case "$d" in *[[:space:]]*) die "$d has white space in its path, which the guest's kernel command line cannot carry" ;; esac
+    case "$d/" in /tmp/* | /run/* | /var/tmp/* | /var/lib/infrasight/*) reshow=${reshow:+$reshow,}$d ;; esac
 done
 
 out=$repo/.build/kernel-matrix
@@ -256,12 +260,13 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
-token=none script="" share=""
+token=none script="" share="" keep=""
 for w in $(cat /proc/cmdline); do
     case "$w" in
         km.token=*) token=${w#km.token=} ;;
         km.script=*) script=${w#km.script=} ;;
         km.share=*) share=${w#km.share=} ;;
+        km.keep=*) keep=${w#km.keep=} ;;
     esac
 done
 mark() { echo "@@KM:$token:$*@@"; }
@@ -273,9 +278,19 @@ until mount -t 9p -o "$opts,ro" hostroot /mnt 2>/dev/null; do
     n=$((n + 1)); [ $n -lt 20 ] || fail "mount of the host root over 9p"; sleep 0.5
 done
 for d in proc sys dev; do mount --bind /$d /mnt/$d || fail "bind /$d"; done
+# Host directories under what the tmpfs mounts below cover (km.keep): held aside first,
+# shown again at their own paths after.
+i=0
+for p in $(echo "$keep" | tr , ' '); do
+    mkdir -p /keep/$i && mount --bind "/mnt$p" /keep/$i || fail "hold $p"; i=$((i + 1))
+done
 # Writable: /tmp, /run, /var/tmp and the default data directory.
 for d in /tmp:1777 /run:0755 /var/tmp:1777 /var/lib/infrasight:0700; do
     [ -d "/mnt${d%:*}" ] && { mount -t tmpfs -o "mode=${d#*:}" tmpfs "/mnt${d%:*}" || fail "tmpfs on ${d%:*}"; }
+done
+i=0
+for p in $(echo "$keep" | tr , ' '); do
+    mkdir -p "/mnt$p" && mount --move /keep/$i "/mnt$p" || fail "show $p again"; i=$((i + 1))
 done
 mkdir -p /mnt/dev/shm && mount -t tmpfs tmpfs /mnt/dev/shm
 mount -t tracefs nodev /mnt/sys/kernel/tracing || fail "tracefs"
@@ -457,7 +472,7 @@ EOF
     timeout -k 10 "$guest_timeout" qemu-system-x86_64 \
         -accel tcg,thread=multi -cpu max -smp 2 -m 4096 \
         -kernel "$cache/$series/vmlinuz" -initrd "$img" \
-        -append "console=ttyS0 rdinit=/init quiet panic=-1 km.token=$token km.script=$out/guest.sh km.share=$dir/share" \
+        -append "console=ttyS0 rdinit=/init quiet panic=-1 km.token=$token km.script=$out/guest.sh km.share=$dir/share${reshow:+ km.keep=$reshow}" \
         -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
         -virtfs "local,path=$dir/share,mount_tag=kmshare,security_model=none,multidevs=remap" \
         -nic none -nographic -no-reboot </dev/null >"$dir/console.log" 2>&1 &

@@ -13,5 +13,8 @@ swift build --build-tests
 scripts/start-runtimes.sh
 scripts/build-images.sh
 swift test --skip-build 2>&1 | tee .build/test.log
+# The kernel matrix: Debian's 5.10, 6.1 and 6.12 kernels under QEMU, each running the
+# release build over a workload of every plugin's calls (docs/kernels.md).
+scripts/kernel-matrix.sh
 # Artifacts the tests keep: the console's pages as headless Chromium showed them.
 echo "test artifacts: $(pwd)/.build/test-artifacts ($(ls .build/test-artifacts/console 2>/dev/null | tr '\n' ' '))"
