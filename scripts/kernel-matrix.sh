@@ -91,7 +91,7 @@ opens=2000 execs=50 chmods=20 connects=20
 
 need_packages() {
     local missing=() p
-    for p in qemu-system-x86 busybox-static cpio kmod xz-utils jq gcc libc6-dev; do
+    for p in qemu-system-x86 busybox-static cpio kmod xz-utils jq gcc libc6-dev debian-archive-keyring; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -128,7 +128,7 @@ mirror_uri() {
                     if (key == "types") types = val; else if (key == "uris") uris = val
                     else if (key == "suites") suites = val; else if (key == "enabled") enabled = tolower(val)
                 }
-                if (types ~ /(^| )deb( |$)/ && enabled != "no" && suites !~ /security/ && uris ~ /^https?:\/\//) {
+                if (types ~ /(^| )deb( |$)/ && enabled != "no" && suites !~ /security/ && uris ~ /^https?:\/\/.*debian/) {
                     split(uris, u, /[ \t]+/); print u[1]; exit
                 }
             }' "$f")
@@ -753,13 +753,17 @@ check_refused() {
 }
 declare -A refusal
 
-# `infrasight doctor --json` in the guest (its output is in the console log between the
-# doctor markers): on a kernel where the plugins run, exit 0 and every plugin "ok"; where
-# they are refused, exit 1 and every plugin "refused" with what it misses.
+# `infrasight doctor --json` in the guest (its output and exit code in the result share;
+# the console's copy, between the doctor markers, only when the share has none: kernel
+# messages may interleave with the console): on a kernel where the plugins run, exit 0
+# and every plugin "ok"; where they are refused, exit 1 and every plugin "refused" with
+# what it misses.
 check_doctor() {
     local s=$1 mode=$2 rc json
-    rc=$(sed -n "s/.*@@KM:$guest_token:DOCTOR-EXIT:\([0-9]*\) .*/\1/p" "$out/$s/console.txt" | head -1)
-    json=$(console_section "$s" doctor)
+    if [ -s "$out/$s/share/doctor.rc" ]; then rc=$(cat "$out/$s/share/doctor.rc"); else
+        rc=$(sed -n "s/.*@@KM:$guest_token:DOCTOR-EXIT:\([0-9]*\) .*/\1/p" "$out/$s/console.txt" | head -1)
+    fi
+    if [ -s "$out/$s/share/doctor.json" ]; then json=$(cat "$out/$s/share/doctor.json"); else json=$(console_section "$s" doctor); fi
     if [ "$(jq -s 'length == 1 and (.[0] | type == "object" and (.plugins | type == "array"))' 2>/dev/null <<<"$json")" != true ]; then
         bad "$s" doctor "no JSON report (exit ${rc:-none}): $(console_section "$s" doctor-stderr | head -1 | cut -c1-200)"
         return
@@ -780,8 +784,12 @@ check_doctor() {
 }
 
 # Which kernels can run the plugins: task-local storage for tracing programs (which every
-# plugin's enter/exit join uses) is 5.11+.
-mode_of() { if printf '%s\n5.11\n' "$1" | sort -V -C; then echo refused; else echo run; fi; }
+# plugin's enter/exit join uses) is 5.13+ (docs/kernels.md).
+mode_of() {
+    local major=${1%%.*} rest=${1#*.}
+    local minor=${rest%%.*}
+    if [ "$major" -lt 5 ] || { [ "$major" -eq 5 ] && [ "$minor" -lt 13 ]; }; then echo refused; else echo run; fi
+}
 
 check_kernel() {
     local s=$1 p mode

@@ -29,7 +29,7 @@ packages=(
     mmdebstrap binutils                           # scripts/build-images.sh: Debian base file systems, strip
     zookeeper                                     # ClickHouse cluster tests (ReplicatedMergeTree, ON CLUSTER); brings Java (default-jre), which runs it
     chromium chromium-driver fonts-dejavu-core    # console tests: headless Chromium over WebDriver, legible screenshots
-    qemu-system-x86 busybox-static cpio kmod xz-utils jq  # scripts/kernel-matrix.sh: Debian kernels booted under QEMU
+    qemu-system-x86 busybox-static cpio kmod xz-utils jq debian-archive-keyring  # scripts/kernel-matrix.sh: Debian kernels booted under QEMU
 )
 missing=()
 for p in "${packages[@]}"; do

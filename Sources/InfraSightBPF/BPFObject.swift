@@ -109,12 +109,26 @@ public final class BPFObject {
             let program = failed.split(separator: "'").dropFirst().first.map(String.init) ?? "?"
             var verifier = log[(begin + 1)..<end].filter { !$0.hasPrefix("processed ") && !$0.hasPrefix("verification time") }
             if verifier.isEmpty { verifier = [errnoText(rc)] }
+            if let lacking = helperRefused(verifier, program: program) { throw .kernelLacks([lacking], release: KernelProbe.release) }
             throw .verifierRejected(program: program, log: Array(verifier))
         }
         if rc == -EPERM || rc == -EACCES {
             throw .notPermitted("loading BPF object \(name)")
         }
         throw .load(log.last ?? errnoText(rc))
+    }
+
+    /// The feature behind a verifier refusal of a helper call the kernel does not have
+    /// (`invalid func unknown#N`, `unknown func bpf_x#N`, `program of this type cannot use
+    /// helper bpf_x#N`), when the kernel confirms it lacks that helper: calls inside
+    /// subprograms are not in the instructions read before load.
+    private func helperRefused(_ verifier: [String], program: String) -> KernelFeature? {
+        guard let line = verifier.last(where: { $0.contains("func ") || $0.contains("cannot use helper") }),
+            let hash = line.lastIndex(of: "#"), let id = Int32(line[line.index(after: hash)...].prefix { $0.isNumber }),
+            let p = bpf_object__find_program_by_name(raw, program)
+        else { return nil }
+        let requirement = KernelRequirement.helper(id, programType: bpf_program__type(p).rawValue)
+        return KernelProbe.has(requirement) == false ? requirement.feature : nil
     }
 
     /// Attaches every loaded program by its section name (tracepoint/, raw_tp/, tp_btf/).

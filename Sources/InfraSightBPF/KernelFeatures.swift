@@ -15,16 +15,18 @@ public struct KernelFeature: Hashable, Sendable, CustomStringConvertible {
         self.minimumKernel = minimumKernel
     }
 
-    /// `NAME (Linux X.Y+)`, or `NAME (unknown to this kernel)` for a helper or type
-    /// InfraSight has no release for.
-    public var description: String { minimumKernel == "?" ? "\(name) (unknown to this kernel)" : "\(name) (Linux \(minimumKernel)+)" }
+    /// `NAME (Linux X.Y+)`, or `NAME (not in any release InfraSight knows)` for a helper or
+    /// type it has no release for (the kernel said it lacks it all the same).
+    public var description: String { minimumKernel == "?" ? "\(name) (not in any release InfraSight knows)" : "\(name) (Linux \(minimumKernel)+)" }
 
     /// The minimum kernel as numbers, for ordering (unknown: 0).
     public var minimumVersion: [Int] { minimumKernel.split(separator: ".").map { Int($0) ?? 0 } }
 
     public static let btf = KernelFeature("kernel BTF (CONFIG_DEBUG_INFO_BTF)", "5.4")
     public static let ringBuffer = KernelFeature("the BPF ring buffer", "5.8")
-    public static let taskStorage = KernelFeature("task-local storage in tracing programs", "5.12")
+    /// The map type came in 5.11 for LSM programs only; tracing programs got its helpers in
+    /// 5.13 (commit a10787e6d58c, merged after 5.12's window had closed).
+    public static let taskStorage = KernelFeature("task-local storage in tracing programs", "5.13")
     public static let currentTaskBTF = KernelFeature("bpf_get_current_task_btf", "5.11")
     public static let probeReadUserKernel = KernelFeature("bpf_probe_read_{user,kernel}", "5.5")
     public static let btfTracepoints = KernelFeature("BTF-typed tracepoint programs (tp_btf)", "5.5")
@@ -50,6 +52,7 @@ public enum KernelRequirement: Hashable, Sendable {
             }
         case .programType(let t):
             if bpf_prog_type(t) == BPF_PROG_TYPE_TRACING { return .btfTracepoints }
+            if bpf_prog_type(t) == BPF_PROG_TYPE_LSM { return KernelFeature("BPF LSM programs", "5.7") }
             return KernelFeature("BPF program type \(Self.programTypeName(t))", Self.programTypeKernel[t] ?? "?")
         case .helper(let id, _):
             if let known = Self.helpers[id] { return known }
@@ -134,13 +137,14 @@ public enum KernelProbe {
         return answer
     }
 
-    /// Whether bpf(2) answers this process at all: libbpf's probes say "unsupported" for
+    /// Whether bpf(2) answers this process in full: libbpf's probes say "unsupported" for
     /// any failure, EPERM included, so a process that may not create the oldest map type
-    /// (an array, Linux 3.19) learns nothing from them.
+    /// (an array, Linux 3.19) or load a tracepoint program (4.7; root without
+    /// CAP_PERFMON or CAP_SYS_ADMIN may not) learns nothing from them.
     private static let canAsk: Bool = {
         LibbpfLog.install()
         defer { _ = LibbpfLog.drain() }
-        return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_ARRAY, nil) == 1
+        return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_ARRAY, nil) == 1 && libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_TRACEPOINT, nil) == 1
     }()
 
     private static func ask(_ requirement: KernelRequirement) -> Bool? {
@@ -152,14 +156,18 @@ public enum KernelProbe {
         case .mapType(let t):
             rc = libbpf_probe_bpf_map_type(bpf_map_type(t), nil)
         case .programType(let t):
-            // libbpf 1.1 loads its tracing probe without a target, which a kernel that
-            // has tp_btf still refuses: the tp_btf target's BTF check answers for it.
-            if bpf_prog_type(t) == BPF_PROG_TYPE_TRACING { return nil }
+            // libbpf 1.1 loads its tracing, LSM, freplace and struct_ops probes without a
+            // target, which a kernel that has them still refuses: the verifier answers.
+            if needsTarget(t) { return nil }
             rc = libbpf_probe_bpf_prog_type(bpf_prog_type(t), nil)
         case .helper(let id, let programType):
-            // libbpf cannot load a tracing (tp_btf) program without a target; its helpers
-            // are the raw tracepoint's plus a few the plugins do not use.
-            let type = bpf_prog_type(programType) == BPF_PROG_TYPE_TRACING ? BPF_PROG_TYPE_RAW_TRACEPOINT : bpf_prog_type(programType)
+            guard id >= 0 else { return nil } // not a helper id at all: the verifier says so
+            // A tracing (tp_btf) program's helpers are the raw tracepoint's plus a few the
+            // plugins do not use; the other targeted types are left to the verifier.
+            let type: bpf_prog_type
+            if bpf_prog_type(programType) == BPF_PROG_TYPE_TRACING { type = BPF_PROG_TYPE_RAW_TRACEPOINT }
+            else if needsTarget(programType) { return nil }
+            else { type = bpf_prog_type(programType) }
             rc = libbpf_probe_bpf_helper(type, bpf_func_id(UInt32(id)), nil)
         case .btfTracepoint(let name):
             return vmlinuxHasType("btf_trace_\(name)")
@@ -167,6 +175,11 @@ public enum KernelProbe {
         if rc == 1 { return true }
         if rc == 0 { return false }
         return nil
+    }
+
+    /// Program types libbpf 1.1 cannot probe without an attach target.
+    static func needsTarget(_ t: UInt32) -> Bool {
+        [BPF_PROG_TYPE_TRACING, BPF_PROG_TYPE_LSM, BPF_PROG_TYPE_EXT, BPF_PROG_TYPE_STRUCT_OPS].contains(bpf_prog_type(t))
     }
 
     private static func vmlinuxHasType(_ name: String) -> Bool? {
@@ -203,9 +216,9 @@ extension BPFObject {
             defer { prog = bpf_object__next_program(raw, p) }
             guard bpf_program__autoload(p) else { continue }
             let type = bpf_program__type(p).rawValue
-            // A tp_btf program's type is asked through its target (below): libbpf cannot
-            // probe the tracing type without one.
-            if bpf_prog_type(type) != BPF_PROG_TYPE_TRACING { add(.programType(type)) }
+            // A tp_btf program's type is asked through its target (below); the other types
+            // libbpf cannot probe without a target are left to the verifier.
+            if !KernelProbe.needsTarget(type) { add(.programType(type)) }
             let section = String(cString: bpf_program__section_name(p))
             if section.hasPrefix("tp_btf/") { add(.btfTracepoint(String(section.dropFirst("tp_btf/".count)))) }
             guard let insns = bpf_program__insns(p) else { continue }
@@ -234,12 +247,16 @@ public enum SkippedTracepoint {
     /// the oldest kernel InfraSight runs on.
     static let firstKernel = ["syscalls/sys_enter_fchmodat2": "6.6", "syscalls/sys_exit_fchmodat2": "6.6"]
 
-    /// One clause: `tracepoint T is not on this kernel (Linux X+); ...`.
+    /// One clause: `tracepoint T is not on this kernel (Linux X+): ...`. A syscall's
+    /// tracepoint is missing exactly when the syscall is, unless the kernel has no syscall
+    /// tracepoints at all (CONFIG_FTRACE_SYSCALLS off): then its calls are not recorded.
     public static func explain(_ target: String) -> String {
         let since = firstKernel[target].map { " (Linux \($0)+)" } ?? ""
         let parts = target.split(separator: "/")
         if parts.count == 2, parts[0] == "syscalls", let call = ["sys_enter_", "sys_exit_"].lazy.compactMap({ parts[1].hasPrefix($0) ? parts[1].dropFirst($0.count) : nil }).first {
-            // A syscall tracepoint exists exactly when the syscall does.
+            guard Tracefs.hasSyscallTracepoints else {
+                return "tracepoint \(target) is not on this kernel, which has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS is off): \(call) calls are not recorded"
+            }
             return "tracepoint \(target) is not on this kernel\(since): it has no \(call) system call, so no such call is missed"
         }
         return "tracepoint \(target) is not on this kernel\(since): what it would record is not recorded here"

@@ -254,9 +254,11 @@ public struct PluginFailure: Sendable {
     public let reason: String
     public let kind: Kind
 
+    /// `reason` is kept as one line of at most 1,024 characters (`oneLogLine`): it may
+    /// quote a plugin's own error text, and it is written to logs and /readyz.
     public init(plugin: String, reason: String, kind: Kind) {
         self.plugin = plugin
-        self.reason = reason
+        self.reason = oneLogLine(reason, limit: 1024)
         self.kind = kind
     }
 

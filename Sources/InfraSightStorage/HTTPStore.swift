@@ -102,8 +102,18 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
 
     /// The URL without its password, for messages.
     static func redacted(_ url: String) -> String {
-        guard var c = URLComponents(string: url), c.password != nil else { return url }
-        c.password = "***"
+        guard var c = URLComponents(string: url) else {
+            // Unparseable: whatever sits between "//" and the last "@" may be credentials,
+            // and a query may hold a password; neither is shown.
+            var text = url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+            if let scheme = text.range(of: "//"), let at = text.range(of: "@", options: .backwards), scheme.upperBound <= at.lowerBound {
+                text.replaceSubrange(scheme.upperBound..<at.lowerBound, with: "***")
+            }
+            return text + (url.contains("?") ? "?***" : "")
+        }
+        guard c.password != nil || c.query != nil else { return url }
+        if c.password != nil { c.password = "***" }
+        if c.query != nil { c.query = "***" }
         return c.string ?? url
     }
 

@@ -105,10 +105,9 @@ struct Doctor {
         uname(&u)
         let machine = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         report.checks.append(Check(name: "kernel", status: .ok, detail: "Linux \(report.kernel) \(machine)"))
-        let root = geteuid() == 0
-        report.checks.append(root
-            ? Check(name: "privileges", status: .ok, detail: "root")
-            : Check(name: "privileges", status: .fail, detail: "not root (uid \(geteuid())): loading BPF programs needs root, or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"))
+        let privileges = self.privileges()
+        let root = privileges.status == .ok
+        report.checks.append(privileges)
         let btf = "/sys/kernel/btf/vmlinux"
         report.checks.append(FileManager.default.fileExists(atPath: btf)
             ? Check(name: "btf", status: .ok, detail: btf)
@@ -179,12 +178,37 @@ struct Doctor {
             return PluginVerdict(name: plugin.name, status: .ok, detail: detail.joined(separator: "; "), missing: [])
         } catch let error as BPFError {
             if case .kernelLacks(let missing, _) = error {
-                return PluginVerdict(name: plugin.name, status: .refused, detail: error.description, missing: missing)
+                return PluginVerdict(name: plugin.name, status: .refused, detail: oneLogLine(error.description, limit: 1024), missing: missing)
             }
-            return PluginVerdict(name: plugin.name, status: .error, detail: error.description, missing: [])
+            return PluginVerdict(name: plugin.name, status: .error, detail: oneLogLine(error.description, limit: 1024), missing: [])
         } catch {
-            return PluginVerdict(name: plugin.name, status: .error, detail: "\(error)", missing: [])
+            // A plugin's own error text: one line, as in the log.
+            return PluginVerdict(name: plugin.name, status: .error, detail: oneLogLine("\(error)", limit: 1024), missing: [])
         }
+    }
+
+    /// Whether this process may load tracing programs: CAP_SYS_ADMIN, or CAP_BPF with
+    /// CAP_PERFMON (5.8+), in its effective set; uid 0 alone is not enough (a container's
+    /// root often lacks them).
+    func privileges() -> Check {
+        let who = geteuid() == 0 ? "root" : "not root (uid \(geteuid()))"
+        let caps = Self.effectiveCapabilities() ?? 0
+        func has(_ bit: UInt64) -> Bool { caps & (1 << bit) != 0 }
+        let (sysAdmin, perfmon, bpf): (UInt64, UInt64, UInt64) = (21, 38, 39)
+        if has(sysAdmin) { return Check(name: "privileges", status: .ok, detail: geteuid() == 0 ? "root" : "\(who) with CAP_SYS_ADMIN") }
+        if has(bpf) && has(perfmon) {
+            return Check(name: "privileges", status: .ok, detail: "\(who) with CAP_BPF and CAP_PERFMON (mounting tracefs, when it is missing, needs CAP_SYS_ADMIN)")
+        }
+        let lacking = [(bpf, "CAP_BPF"), (perfmon, "CAP_PERFMON"), (sysAdmin, "CAP_SYS_ADMIN")].filter { !has($0.0) }.map(\.1)
+        return Check(name: "privileges", status: .fail, detail: "\(who) without \(lacking.joined(separator: ", ")): loading BPF programs needs root, or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN")
+    }
+
+    /// CapEff of /proc/self/status.
+    static func effectiveCapabilities() -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") })
+        else { return nil }
+        return UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
     }
 
     func tracefs() -> Check {

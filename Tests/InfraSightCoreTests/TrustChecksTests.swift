@@ -22,6 +22,11 @@ import Testing
 
     @Test func outsideTextBecomesOneLogLine() {
         #expect(oneLogLine("a\nb\rc\u{2028}d\u{2029}e\u{0}f") == "a b c d e f")
+        #expect(oneLogLine("x\u{202E}txt.exe\u{2066}y\u{2069}-名前-🙂") == "x txt.exe y -名前-🙂")
+        // A plugin's refusal, as /readyz and the log show it: one line, bounded.
+        let failure = PluginFailure(plugin: "nl", reason: "bad\nready\nplugin tracing not running: \u{202E}x" + String(repeating: "y", count: 5000), kind: .other)
+        #expect(failure.reason.hasPrefix("bad ready plugin tracing not running:  xyyy"))
+        #expect(failure.reason.count == 1024)
         #expect(oneLogLine("abcdef", limit: 3) == "abc")
         #expect(oneLogLine("ok: plain") == "ok: plain")
     }

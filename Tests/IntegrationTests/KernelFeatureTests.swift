@@ -30,7 +30,7 @@ import Testing
     @Test func aPluginNeedingWhatThisKernelLacksIsRefusedByNameAndTheOthersRun() throws {
         let dir = try makeTempDir()
         _ = try KernelErrorTests.buildPlugin(in: dir, name: "future", bpf: Self.futureBPF)
-        let reason = "needs BPF helper #9999 (unknown to this kernel); this kernel is \(Self.release)"
+        let reason = "needs BPF helper #9999 (not in any release InfraSight knows); this kernel is \(Self.release)"
 
         // Alone: nothing can start; one line naming the feature, exit 1 (libbpf's
         // "failed to load object" is not what a user reads).
@@ -87,8 +87,75 @@ import Testing
         #expect(missing == [["feature": "BPF helper #9999", "minimum_kernel": "?"]])
         #expect(plugins.first { $0["name"] as? String == "tracing" }?["status"] as? String == "ok")
         let checks = report["checks"] as? [[String: String]] ?? []
-        #expect(checks.contains { $0["name"] == "bpf feature" && $0["status"] == "fail" && $0["detail"] == "BPF helper #9999 (unknown to this kernel): missing on \(Self.release)" }, "\(checks)")
+        #expect(checks.contains { $0["name"] == "bpf feature" && $0["status"] == "fail" && $0["detail"] == "BPF helper #9999 (not in any release InfraSight knows): missing on \(Self.release)" }, "\(checks)")
         #expect(report["passed"] as? Bool == false)
+    }
+
+    /// A helper call inside a subprogram is not in the instructions read before load: the
+    /// verifier's refusal of it is turned into the same named refusal.
+    @Test func aMissingHelperInASubprogramIsNamedToo() throws {
+        let dir = try makeTempDir()
+        _ = try KernelErrorTests.buildPlugin(in: dir, name: "deep", bpf: """
+            #define SEC(name) __attribute__((section(name), used))
+            char LICENSE[] SEC("license") = "GPL";
+            static long (*bpf_from_the_future)(void) = (void *) 9999;
+            static __attribute__((noinline)) int inner(void) { return bpf_from_the_future(); }
+            SEC("tracepoint/syscalls/sys_enter_getppid")
+            int deep(void *ctx) { return inner(); }
+            """)
+        let r = try run(Paths.infrasight, ["trace", "--plugin-dir", dir, "--plugins", "deep", "--duration", "1"])
+        #expect(r.status == 1)
+        #expect(r.stderr == "infrasight: plugin deep: needs BPF helper #9999 (not in any release InfraSight knows); this kernel is \(Self.release)\n", "\(r.stderr)")
+    }
+
+    /// A call whose immediate is no helper id at all (negative) is the verifier's to refuse;
+    /// it crashes nothing, and the other plugins run.
+    @Test func aNegativeHelperIdIsTheVerifiersToRefuse() throws {
+        let dir = try makeTempDir()
+        _ = try KernelErrorTests.buildPlugin(in: dir, name: "neg", bpf: """
+            #define SEC(name) __attribute__((section(name), used))
+            char LICENSE[] SEC("license") = "GPL";
+            static long (*not_a_helper)(void) = (void *) -5;
+            SEC("tracepoint/syscalls/sys_enter_getppid")
+            int neg(void *ctx) { return not_a_helper(); }
+            """)
+        let list = try run(Paths.infrasight, ["plugins", "list", "--plugin-dir", dir, "--json"])
+        #expect(list.status == 0, "\(list.stderr)")
+        let r = try run(Paths.infrasight, ["trace", "--plugin-dir", dir, "--plugins", "neg,tracing", "--duration", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("infrasight: error: plugin neg: the kernel verifier rejected BPF program neg: "), "\(r.stderr)")
+        #expect(r.stderr.contains("infrasight: note: started: tracing\n"))
+    }
+
+    /// Root without CAP_PERFMON and CAP_SYS_ADMIN (a container's root, often): the kernel
+    /// cannot be asked, so nothing is called missing; the load says permission denied.
+    @Test func rootWithoutTheCapabilitiesIsToldSoNotToUpgradeItsKernel() throws {
+        let limited = ["--bounding-set=-perfmon,-sys_admin", "--inh-caps=-perfmon,-sys_admin", "--"]
+        let trace = try run("/usr/bin/setpriv", limited + [Paths.infrasight, "trace", "--plugins", "tracing", "--duration", "1"])
+        #expect(trace.status == 1)
+        #expect(!trace.stderr.contains("needs "), "\(trace.stderr)")
+        #expect(trace.stderr.contains("permission denied; run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)"), "\(trace.stderr)")
+        let doctor = try run("/usr/bin/setpriv", limited + [Paths.infrasight, "doctor", "--json"])
+        #expect(doctor.status == 1)
+        let report = try Self.jsonObject(doctor.stdout)
+        let checks = report["checks"] as? [[String: String]] ?? []
+        #expect(checks.first { $0["name"] == "privileges" }?["detail"] == "root without CAP_PERFMON, CAP_SYS_ADMIN: loading BPF programs needs root, or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN", "\(checks)")
+        #expect(!checks.contains { $0["name"] == "bpf feature" && $0["status"] == "fail" }, "\(checks)")
+        let plugins = report["plugins"] as? [[String: Any]] ?? []
+        #expect(plugins.allSatisfy { $0["status"] as? String == "error" }, "\(plugins)")
+    }
+
+    /// A kernel without syscall tracepoints (CONFIG_FTRACE_SYSCALLS off; simulated by hiding
+    /// them in a private mount namespace): the warning says the calls are not recorded,
+    /// never that none is missed.
+    @Test func withoutSyscallTracepointsTheWarningSaysCallsAreNotRecorded() throws {
+        let r = try run("/usr/bin/unshare", [
+            "--mount", "--propagation", "private", "/bin/sh", "-c",
+            "mount -t tmpfs none /sys/kernel/tracing/events/syscalls && exec \(Paths.infrasight) trace --plugins resource --duration 1",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("infrasight: warning: plugin resource: tracepoint syscalls/sys_exit_write is not on this kernel, which has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS is off): write calls are not recorded"), "\(r.stderr)")
+        #expect(!r.stderr.contains("so no such call is missed"))
     }
 
     @Test func requiredMustBeEnabled() throws {
@@ -114,11 +181,11 @@ import Testing
         }
         #expect(!checks.contains { $0["status"] == "fail" }, "\(checks)")
         let features = checks.filter { $0["name"] == "bpf feature" }.compactMap { $0["detail"] }
-        for f in ["task-local storage in tracing programs (Linux 5.12+)", "the BPF ring buffer (Linux 5.8+)", "tracepoint sched_switch in the kernel's BTF (Linux 5.5+)"] {
+        for f in ["task-local storage in tracing programs (Linux 5.13+)", "the BPF ring buffer (Linux 5.8+)", "tracepoint sched_switch in the kernel's BTF (Linux 5.5+)"] {
             #expect(features.contains(f), "\(features)")
         }
         // The youngest feature first: what an older kernel lacks leads.
-        #expect(features.first == "task-local storage in tracing programs (Linux 5.12+)")
+        #expect(features.first == "task-local storage in tracing programs (Linux 5.13+)")
         let plugins = report["plugins"] as? [[String: Any]] ?? []
         #expect(plugins.compactMap { $0["name"] as? String }.sorted() == ["mmap", "mount", "network", "ptrace", "resource", "tracing"])
         #expect(plugins.allSatisfy { $0["status"] as? String == "ok" }, "\(plugins)")
@@ -146,7 +213,7 @@ import Testing
         #expect(r.status == 1, "\(r.stderr)")
         let report = try Self.jsonObject(r.stdout)
         let checks = report["checks"] as? [[String: String]] ?? []
-        #expect(checks.first { $0["name"] == "privileges" } == ["name": "privileges", "status": "fail", "detail": "not root (uid 65534): loading BPF programs needs root, or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"])
+        #expect(checks.first { $0["name"] == "privileges" } == ["name": "privileges", "status": "fail", "detail": "not root (uid 65534) without CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN: loading BPF programs needs root, or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"])
         // The kernel cannot be asked without privileges: unknown, never "missing".
         #expect(checks.filter { $0["name"] == "bpf feature" }.allSatisfy { $0["status"] != "fail" }, "\(checks)")
         let plugins = report["plugins"] as? [[String: Any]] ?? []

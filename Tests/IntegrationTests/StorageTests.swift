@@ -255,6 +255,10 @@ import Testing
         let bad = try run(Paths.infrasight, ["query", "--clickhouse-url", "ftp://x", "SELECT 1"])
         #expect(bad.status == 1)
         #expect(bad.stderr == "infrasight: --clickhouse-url must look like http://user:password@host:8123/ (got ftp://x)\n")
+        // A URL that does not parse shows neither its credentials nor its query.
+        let unparseable = try run(Paths.infrasight, ["query", "--clickhouse-url", "http://admin:S3cretPw@[bad/?password=QueryPw", "SELECT 1"])
+        #expect(unparseable.status == 1)
+        #expect(unparseable.stderr == "infrasight: --clickhouse-url must look like http://user:password@host:8123/ (got http://***@[bad/?***)\n", "\(unparseable.stderr)")
     }
 
     @Test func aServerStoppedDuringABatchGetsItOnceWhenItComesBack() throws {
