@@ -112,7 +112,7 @@ var targets: [Target] = [
     // console and the Grafana dashboards are made of.
     // tables/ links the first-party tables' DDL, so the console can create the tables it
     // reads that no enabled plugin made.
-    .target(name: "InfraSightCatalog", dependencies: ["InfraSightStorage", "InfraSightSchema"], exclude: ["queries", "tables"], plugins: ["AssetEmbedder"]),
+    .target(name: "InfraSightCatalog", dependencies: ["InfraSightCore", "InfraSightStorage", "InfraSightSchema"], exclude: ["queries", "tables"], plugins: ["AssetEmbedder"]),
     // Detection: rules (ClickHouse boolean expressions) evaluated on every stored batch,
     // alerts into audit.alerts and out to stdout, a file and webhooks; drift detection.
     // rules/ (the default ruleset) and tables/ (its tables' DDL) are embedded.

@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightSchema
 import Yams
 
 /// The configuration file (YAML), default /etc/infrasight/infrasight.yaml.
@@ -137,6 +138,14 @@ public struct InfraSightConfig: Equatable, Sendable {
                     case "query_max_result_rows": config.storage.queryMaxResultRows = try r.positiveInt(svalue, at: path)
                     case "query_max_result_bytes": config.storage.queryMaxResultBytes = try r.positiveInt(svalue, at: path)
                     case "query_max_memory": config.storage.queryMaxMemory = try r.positiveInt(svalue, at: path)
+                    case "retention":
+                        config.storage.retentionSeconds = try r.retention(svalue, at: path)
+                        config.storage.retentionConfigured = true
+                    case "retention_tables":
+                        for (name, value) in try r.mapping(svalue, at: path) {
+                            guard isPlainIdentifier(name) else { throw ConfigError(file: file, "\(path): '\(name.prefix(60))' is not a table name") }
+                            config.storage.tableRetention[name] = .some(try r.retention(value, at: "\(path).\(name)"))
+                        }
                     default: return false
                     }
                     return true
@@ -177,6 +186,15 @@ public struct StorageConfig: Equatable, Sendable {
     public var queryMaxResultRows: Int?
     public var queryMaxResultBytes: Int?
     public var queryMaxMemory: Int?
+    /// Seconds rows are kept (`storage.retention`; nil: forever). See `RetentionPolicy`.
+    public var retentionSeconds: Int? = StorageConfig.defaultRetentionSeconds
+    /// Whether `storage.retention` was written: the default does not reach tables an
+    /// earlier release filled (see `RetentionPolicy.sparesExistingTables`).
+    public var retentionConfigured = false
+    /// Per table name (`storage.retention_tables`): seconds, or nil for forever.
+    public var tableRetention: [String: Int?] = [:]
+    /// 90 days: what an audit trail is commonly asked to keep at hand (PCI DSS 10.5.1).
+    public static let defaultRetentionSeconds = 90 * 86400
 
     public init() {}
 
@@ -270,6 +288,17 @@ struct ConfigReader {
             throw ConfigError(file: file, "\(path) must be an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return v
+    }
+
+    /// A retention: a duration ("90d", "12h", "30m", "3600s", a whole number of seconds
+    /// in all), or `forever` (nil).
+    func retention(_ node: Node, at path: String) throws(ConfigError) -> Int? {
+        let text = try string(node, at: path)
+        if text == "forever" { return nil }
+        guard let seconds = durationSeconds(text), seconds >= 1, seconds <= Double(Int32.max) * 100, seconds == seconds.rounded() else {
+            throw ConfigError(file: file, "\(path) must be a duration (90d, 12h, 30m, 3600s) or forever (got \(text.prefix(40)))")
+        }
+        return Int(seconds)
     }
 
     func positiveInt(_ node: Node, at path: String) throws(ConfigError) -> Int {

@@ -35,7 +35,19 @@ public final class ClusterStore: EventStore, @unchecked Sendable {
     /// `prepare`, with tables placed on the shards (`.sharded`) or whole on every node
     /// (`.everyNode`: bookkeeping any node must be able to read alone).
     public func prepare(_ tables: [TableSchema], placement: ClusterDDL.Placement, migrated: (TableMigration) -> Void) throws(PrepareError) -> [TableSchema] {
-        try ClusterSchema.apply(tables, placement: placement, cluster: cluster, store: inner, migrated: migrated, warning: warning)
+        let prepared = try ClusterSchema.apply(tables, placement: placement, cluster: cluster, store: inner, migrated: migrated, warning: warning)
+        // The rows live in each node's first table (`NAME_local` under a Distributed one):
+        // the TTL goes there, ON CLUSTER; the inner store's retention policy applies.
+        var locals: [TableSchema] = []
+        for t in tables {
+            do {
+                locals.append(try ClusterDDL.tables(inner.holding(t), placement: placement, cluster: cluster)[0])
+            } catch {
+                throw .store(StorageError(error.description))
+            }
+        }
+        try inner.applyRetention(tables.map(inner.holding), targets: locals, cluster: ClusterDDL.quotedCluster(cluster))
+        return prepared
     }
 
     public func holding(_ table: TableSchema) -> TableSchema { inner.holding(table) }

@@ -17,6 +17,8 @@ import Synchronization
 /// files are created 0600.
 public final class EmbeddedStore: EventStore, @unchecked Sendable {
     public let engine: EmbeddedClickHouse
+    /// How long rows are kept: applied as TTL by `prepare`.
+    public let retention = StoreRetention()
     let scratch: String
     private var sequence = 0
     private let lock = NSLock()
@@ -49,6 +51,9 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         for t in prepared {
             if let migration = try migrate(t, onCluster: nil) { migrated(migration) }
         }
+        try retention.apply(prepared,
+                            read: { (sql: String) throws(StorageError) -> Data in try query(sql, format: "TabSeparated") },
+                            alter: { (sql: String) throws(StorageError) in _ = try query(sql, format: "TabSeparated") })
         return prepared
     }
 

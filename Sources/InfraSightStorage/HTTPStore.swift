@@ -45,6 +45,9 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     public var endpoint: URL { endpoints[current.load(ordering: .relaxed)].url }
     /// Settings every insert carries as URL parameters (e.g. `insert_distributed_sync`).
     public var insertSettings: [String: String] = [:]
+    /// How long rows are kept: applied by `prepare` as TTL (19.6 and later) or as hourly
+    /// deletes of expired rows (before).
+    public let retention = StoreRetention()
     let session: URLSession
     public private(set) var version: (major: Int, minor: Int) = (0, 0)
     private let challenges = ChallengeRefusal()
@@ -129,6 +132,8 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
 
     /// Whether `ALTER TABLE ... ADD COLUMN` takes `IF NOT EXISTS` (19.1+).
     var supportsAddColumnIfNotExists: Bool { atLeast(19, 1) }
+    /// Table TTL (19.6).
+    public var supportsTTL: Bool { atLeast(19, 6) }
 
     /// The table with the types this server has: DateTime for DateTime64 before 20.1,
     /// String for JSON before 24.8.
@@ -172,7 +177,20 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         for t in prepared {
             if let migration = try migrate(t, onCluster: nil) { migrated(migration) }
         }
+        try applyRetention(prepared, targets: nil, cluster: nil)
         return prepared
+    }
+
+    /// Brings `tables` (their rows held by `targets` when given, ON CLUSTER `cluster`) to
+    /// the retention policy: TTL, or registered with the sweeper where there is none.
+    func applyRetention(_ tables: [TableSchema], targets: [TableSchema]?, cluster: String?) throws(PrepareError) {
+        if supportsTTL {
+            try retention.apply(tables, targets: targets, cluster: cluster,
+                                read: { (sql: String) throws(StorageError) -> Data in try send(sql: sql, body: nil, parameters: ["default_format": "TabSeparated"]) },
+                                alter: { (sql: String) throws(StorageError) in _ = try send(sql: sql, body: nil, parameters: [:]) })
+        } else {
+            retention.sweep(tables, targets: targets, cluster: cluster) { [unowned self] sql in _ = try self.send(sql: sql, body: nil, parameters: [:]) }
+        }
     }
 
     /// `TableMigration.apply` with what this server understands: no `IF NOT EXISTS`

@@ -34,7 +34,7 @@ struct RunCommand: ParsableCommand {
         let selection = try PluginSelection(source: source, names: nil, logger: logger)
         let config = selection.config
         let consolePlan = try console.plan(config.console, dataDir: storage.resolvedDataDir(config), logger: logger)
-        let store = try storage.open(config)
+        let store = try storage.open(config, notice: { [logger] in logger.notice("\($0)") })
         let pluginTables = selection.plugins.flatMap(\.tables)
         let storeTables: [String: TableSchema]
         do {

@@ -64,12 +64,14 @@ struct SchemaCommand: ParsableCommand {
 
         func run() throws {
             let (config, tables) = try SchemaCommand.tables(source)
-            let store = try storage.open(config)
+            let store = try storage.open(config, notice: { printError("note: \($0)") })
             // A table the store has from an older release gets the columns it lacks: one line each.
             let say = { (migration: TableMigration) in printError("note: \(migration.note)") }
+            let http = store as? HTTPStore
+            if cluster.cluster != nil && http == nil { throw failure("--cluster needs --clickhouse-url (a node of the cluster)", code: 2) }
             do {
-                if let name = cluster.cluster {
-                    try ClusterSchema.apply(tables, cluster: name, store: store, migrated: say, warning: { printError("warning: \($0)") })
+                if let name = cluster.cluster, let http {
+                    _ = try ClusterStore(http, cluster: name, warning: { printError("warning: \($0)") }).prepare(tables, migrated: say)
                 } else {
                     _ = try store.prepare(tables, migrated: say)
                 }

@@ -89,7 +89,7 @@ struct ServerCommand: ParsableCommand {
         if let cluster, storage.serverURL(configuration) == nil {
             throw failure("--cluster \(cluster) needs a ClickHouse server: give --clickhouse-url (one node of the cluster, or several)", code: 2)
         }
-        let opened = try storage.open(configuration)
+        let opened = try storage.open(configuration, notice: { [logger] in logger.notice("\($0)") })
         var clusterStore: ClusterStore?
         if let cluster, let http = opened as? HTTPStore {
             do {

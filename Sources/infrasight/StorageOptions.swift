@@ -50,12 +50,23 @@ struct StorageOptions: ParsableArguments {
         }
     }
 
-    /// Opens the store, or throws an ExitCode after printing one line.
-    func open(_ config: InfraSightConfig) throws -> EventStore {
+    /// Opens the store, or throws an ExitCode after printing one line. The store keeps
+    /// `storage.retention` for the tables it prepares, and says each change through `notice`.
+    func open(_ config: InfraSightConfig, notice: @escaping @Sendable (String) -> Void = { _ in }) throws -> EventStore {
         do {
             let limits = QueryLimits(config.storage)
-            if let url = serverURL(config) { return try HTTPStore(url: url, limits: limits) }
-            return try EmbeddedStore(dataDir: resolvedDataDir(config), library: config.storage.chdbLibrary, limits: limits)
+            let retention: StoreRetention
+            let store: EventStore
+            if let url = serverURL(config) {
+                let http = try HTTPStore(url: url, limits: limits)
+                (store, retention) = (http, http.retention)
+            } else {
+                let embedded = try EmbeddedStore(dataDir: resolvedDataDir(config), library: config.storage.chdbLibrary, limits: limits)
+                (store, retention) = (embedded, embedded.retention)
+            }
+            retention.policy = RetentionPolicy(config.storage)
+            retention.notice = notice
+            return store
         } catch {
             throw failure(error.description)
         }

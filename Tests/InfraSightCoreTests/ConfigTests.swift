@@ -156,6 +156,10 @@ import Testing
         ("plugins:\n  pins: abc", "plugins.pins must be a mapping (NAME: SHA-256) or a list of SHA-256s"),
         ("plugins:\n  options: [a]", "plugins.options must be a mapping"),
         ("plugins:\n  required: tracing", "plugins.required must be a list of strings"),
+        ("storage:\n  retention: soon", "storage.retention must be a duration (90d, 12h, 30m, 3600s) or forever (got soon)"),
+        ("storage:\n  retention: 0.5s", "storage.retention must be a duration (90d, 12h, 30m, 3600s) or forever (got 0.5s)"),
+        ("storage:\n  retention_tables:\n    'a;b': 1d", "storage.retention_tables: 'a;b' is not a table name"),
+        ("storage:\n  retention_tables:\n    alerts: -1d", "storage.retention_tables.alerts must be a duration (90d, 12h, 30m, 3600s) or forever (got -1d)"),
         ("plugins:\n  required: [mmap]\n  enabled: [tracing]", "plugins.required names mmap, which plugins.enabled does not enable"),
         ("plugins:\n  options:\n    tracing: 3", "plugins.options.tracing must be a mapping"),
         ("- a\n- b", "the top level must be a mapping"),
@@ -171,6 +175,15 @@ import Testing
     ])
     func errorsNameTheKey(yaml: String, message: String) {
         #expect(throws: ConfigError(file: "f.yaml", message)) { try InfraSightConfig.parse(yaml, file: "f.yaml") }
+    }
+
+    @Test func retentionIsADurationOrForeverPerTableTooAndNinetyDaysByDefault() throws {
+        #expect(InfraSightConfig().storage.retentionSeconds == 90 * 86400)
+        let c = try InfraSightConfig.parse("storage:\n  retention: 30d\n  retention_tables:\n    tracing_events: 12h\n    alerts: forever\n")
+        #expect(c.storage.retentionSeconds == 30 * 86400)
+        let forever: Int? = nil
+        #expect(c.storage.tableRetention == ["tracing_events": 12 * 3600, "alerts": forever])
+        #expect(try InfraSightConfig.parse("storage:\n  retention: forever\n").storage.retentionSeconds == nil)
     }
 
     @Test func invalidYAMLIsOneLine() {

@@ -201,6 +201,98 @@ import Testing
         #expect(text(try bounded.readOnlyQuery(ReadOnlyQuery("SELECT number FROM system.numbers LIMIT 5"))) == "0\n1\n2\n3\n4\n")
     }
 
+    /// A table whose rows age by `wall_time_dt`, as every plugin's table does.
+    static let agingTable = try! TableSchema(ddl: """
+        CREATE TABLE IF NOT EXISTS audit.retention_test (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime64(3))
+        ENGINE = MergeTree() ORDER BY wall_time_ms
+        """)
+
+    /// Lines a store's retention said, kept for a test to read.
+    final class Notes: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func add(_ line: String) { lock.lock(); lines.append(line); lock.unlock() }
+        func take() -> [String] { lock.lock(); defer { lines.removeAll(); lock.unlock() }; return lines }
+    }
+
+    /// Embedded: retention is a TTL on the table's time column, set again only when the
+    /// policy changes; a merge removes the expired rows; `forever` removes the TTL; a table
+    /// without a time column has none.
+    @Test func retentionIsATTLThatRemovesExpiredRowsOnTheEmbeddedEngine() throws {
+        let store = Self.embedded
+        let notes = Notes()
+        store.retention.notice = { notes.add($0) }
+        defer { store.retention.policy = .forever; store.retention.notice = { _ in } }
+        func engineFull(_ name: String) throws -> String {
+            text(try store.query("SELECT engine_full FROM system.tables WHERE database = 'audit' AND name = '\(name)'", format: "TabSeparated"))
+        }
+        store.retention.policy = RetentionPolicy(seconds: 7 * 86400)
+        _ = try store.prepare([Self.agingTable])
+        #expect(try engineFull("retention_test").contains(" TTL toDateTime(wall_time_dt) + toIntervalSecond(604800)"))
+        #expect(notes.take() == ["audit.retention_test: rows are kept 7 days (TTL toDateTime(wall_time_dt) + toIntervalSecond(604800))"])
+        _ = try store.prepare([Self.agingTable])
+        #expect(notes.take() == [], "an unchanged policy alters nothing")
+
+        _ = try store.query("""
+            INSERT INTO audit.retention_test VALUES (1, 0, now64(3) - INTERVAL 8 DAY), (2, 0, now64(3) - INTERVAL 30 DAY),
+              (3, 0, now64(3) - INTERVAL 6 DAY), (4, 0, now64(3))
+            """, format: "TabSeparated")
+        _ = try store.query("OPTIMIZE TABLE audit.retention_test FINAL", format: "TabSeparated")
+        #expect(text(try store.query("SELECT groupArray(seq) FROM (SELECT seq FROM audit.retention_test ORDER BY seq)", format: "TabSeparated")) == "[3,4]\n")
+
+        // Per table: this one kept 1 day, then forever (the TTL goes).
+        store.retention.policy = RetentionPolicy(seconds: 7 * 86400, perTable: ["retention_test": 86400])
+        _ = try store.prepare([Self.agingTable])
+        #expect(try engineFull("retention_test").contains(" TTL toDateTime(wall_time_dt) + toIntervalSecond(86400)"))
+        #expect(notes.take() == ["audit.retention_test: rows are kept 1 day (TTL toDateTime(wall_time_dt) + toIntervalSecond(86400))"])
+        store.retention.policy = RetentionPolicy(seconds: 7 * 86400, perTable: ["retention_test": Int?.none])
+        _ = try store.prepare([Self.agingTable])
+        #expect(try !engineFull("retention_test").contains(" TTL "))
+        #expect(notes.take() == ["audit.retention_test: rows are kept forever (TTL removed)"])
+
+        // The built-in default (no storage.retention written) spares a table an earlier
+        // release filled, saying so once; an empty or new table gets it.
+        store.retention.policy = RetentionPolicy(seconds: 90 * 86400, sparesExistingTables: true)
+        _ = try store.prepare([Self.agingTable])
+        _ = try store.prepare([Self.agingTable])
+        #expect(try !engineFull("retention_test").contains(" TTL "))
+        #expect(notes.take() == ["audit.retention_test: made before retention existed, its rows are kept until storage.retention is set (new tables: 90 days)"])
+        let fresh = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.retention_fresh (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime64(3)) ENGINE = MergeTree() ORDER BY seq")
+        _ = try store.prepare([fresh])
+        #expect(try engineFull("retention_fresh").contains(" TTL toDateTime(wall_time_dt) + toIntervalSecond(7776000)"))
+        #expect(notes.take() == ["audit.retention_fresh: rows are kept 90 days (TTL toDateTime(wall_time_dt) + toIntervalSecond(7776000))"])
+
+        // No time column: state, not events; never expires.
+        let state = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.retention_state (k String, v UInt64) ENGINE = MergeTree() ORDER BY k")
+        _ = try store.prepare([state])
+        #expect(try !engineFull("retention_state").contains(" TTL "))
+        #expect(notes.take() == [])
+    }
+
+    /// ClickHouse 18.16 has no TTL: expired rows are deleted at prepare (and hourly after),
+    /// by a mutation on the time column.
+    @Test func retentionDeletesExpiredRowsOnAServerWithoutTTL() throws {
+        let server = try ClickHouseServer()
+        let store = try HTTPStore(url: server.url)
+        #expect(!store.supportsTTL)
+        _ = try store.prepare([Self.agingTable])
+        _ = try server.query("INSERT INTO audit.retention_test VALUES (1, 0, now() - 8 * 86400), (2, 0, now() - 6 * 86400), (3, 0, now())")
+        // The built-in default deletes nothing on such a server (it cannot tell an
+        // earlier release's rows from new ones); a retention the operator set does.
+        store.retention.policy = RetentionPolicy(seconds: 7 * 86400, sparesExistingTables: true)
+        _ = try store.prepare([Self.agingTable])
+        sleep(2)
+        #expect(try server.query("SELECT count() FROM system.mutations WHERE table = 'retention_test'") == "0\n")
+        store.retention.policy = RetentionPolicy(seconds: 7 * 86400)
+        _ = try store.prepare([Self.agingTable])
+        // The mutation runs in the background: wait for it.
+        try waitUntil("the expired row's delete", timeout: 60) {
+            try server.query("SELECT count() FROM system.mutations WHERE table = 'retention_test' AND is_done = 0") == "0\n"
+                && server.query("SELECT count() FROM system.mutations WHERE table = 'retention_test'") == "1\n"
+        }
+        #expect(try server.query("SELECT groupArray(seq) FROM (SELECT seq FROM audit.retention_test ORDER BY seq)") == "[2,3]\n")
+    }
+
     @Test func everyTypeRoundTripsThroughAnOldClickHouseServer() throws {
         let server = try ClickHouseServer()
         let store = try HTTPStore(url: server.url)
