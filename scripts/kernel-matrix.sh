@@ -90,16 +90,7 @@ opens=2000 execs=50 chmods=20 connects=20
 # 1. Packages
 
 need_packages() {
-    local missing=() p
-    for p in qemu-system-x86 busybox-static cpio kmod xz-utils jq gcc libc6-dev debian-archive-keyring; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        say "installing ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
+    "$repo/scripts/install-packages.sh" kernel-matrix qemu-system-x86 busybox-static cpio kmod xz-utils jq gcc libc6-dev debian-archive-keyring
     ! ldd /bin/busybox >/dev/null 2>&1 || die "/bin/busybox is not static (install busybox-static)"
 }
 
@@ -597,12 +588,12 @@ check_network() {
                and .daddr_ipv4 == "127.0.0.1" and .saddr_ipv4 == "127.0.0.1" and .sa_family == "AF_INET" and .protocol == "tcp" and .return_code == 0)] | length')" "$connects"
     expect "$s" "$p" "their source ports = the client sockets' ports" \
         "$(q '[.[] | select(.table == "network_events" and .event_type == "connect" and .pid == $w and .dport == ($port | tostring)) | .sport] | sort == ($client_ports | sort)')" true
-    expect "$s" "$p" "accept rows (peer = source, listener = destination, fd returned)" \
-        "$(q '[.[] | select(.table == "network_events" and .event_type == "accept" and .pid == $w and .dport == ($port | tostring)
-               and .daddr_ipv4 == "127.0.0.1" and .saddr_ipv4 == "127.0.0.1" and .protocol == "tcp" and .return_code == $accept_fd)] | length')" "$(w accept_ok)"
-    expect "$s" "$p" "accept4 rows" \
-        "$(q '[.[] | select(.table == "network_events" and .event_type == "accept4" and .pid == $w and .dport == ($port | tostring)
-               and .daddr_ipv4 == "127.0.0.1" and .saddr_ipv4 == "127.0.0.1" and .protocol == "tcp" and .return_code == $accept_fd)] | length')" "$(w accept4_ok)"
+    local call
+    for call in accept accept4; do
+        expect "$s" "$p" "$call rows (peer = source, listener = destination, fd returned)" \
+            "$(q --arg call "$call" '[.[] | select(.table == "network_events" and .event_type == $call and .pid == $w and .dport == ($port | tostring)
+                   and .daddr_ipv4 == "127.0.0.1" and .saddr_ipv4 == "127.0.0.1" and .protocol == "tcp" and .return_code == $accept_fd)] | length')" "$(w "${call}_ok")"
+    done
     expect "$s" "$p" "the accepted peers' ports = the client sockets' ports" \
         "$(q '[.[] | select(.table == "network_events" and (.event_type | startswith("accept")) and .pid == $w) | .sport] | sort == ($client_ports | sort)')" true
     expect "$s" "$p" "connect to a closed port: -ECONNREFUSED" \

@@ -31,16 +31,7 @@ packages=(
     chromium chromium-driver fonts-dejavu-core    # console tests: headless Chromium over WebDriver, legible screenshots
     qemu-system-x86 busybox-static cpio kmod xz-utils jq debian-archive-keyring  # scripts/kernel-matrix.sh: Debian kernels booted under QEMU
 )
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/install-packages.sh setup "${packages[@]}"
 
 
 # Embedded ClickHouse: the pinned chdb-core wheel, unpacked into .chdb/ where the binary

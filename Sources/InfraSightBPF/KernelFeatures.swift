@@ -22,7 +22,6 @@ public struct KernelFeature: Hashable, Sendable, CustomStringConvertible {
     /// The minimum kernel as numbers, for ordering (unknown: 0).
     public var minimumVersion: [Int] { minimumKernel.split(separator: ".").map { Int($0) ?? 0 } }
 
-    public static let btf = KernelFeature("kernel BTF (CONFIG_DEBUG_INFO_BTF)", "5.4")
     public static let ringBuffer = KernelFeature("the BPF ring buffer", "5.8")
     /// The map type came in 5.11 for LSM programs only; tracing programs got its helpers in
     /// 5.13 (commit a10787e6d58c, merged after 5.12's window had closed).
@@ -118,10 +117,14 @@ public enum KernelProbe {
     nonisolated(unsafe) private static var answers: [KernelRequirement: Bool?] = [:]
 
     /// `uname -r`.
-    public static var release: String {
+    public static var release: String { uts(\.release) }
+    /// `uname -m`.
+    public static var machine: String { uts(\.machine) }
+
+    private static func uts<T>(_ field: WritableKeyPath<utsname, T>) -> String {
         var u = utsname()
         uname(&u)
-        return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return withUnsafeBytes(of: &u[keyPath: field]) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
     /// True when the kernel has it, false when it has not, nil when the kernel cannot be
@@ -234,11 +237,8 @@ extension BPFObject {
     }
 
     /// The features this kernel lacks for this object (empty when it has them all or
-    /// cannot be asked).
-    public func missingKernelFeatures() -> [KernelFeature] {
-        if !FileManager.default.fileExists(atPath: "/sys/kernel/btf/vmlinux") { return [.btf] }
-        return KernelProbe.missing(kernelRequirements)
-    }
+    /// cannot be asked). No BTF at all never gets here: `init` refuses the object.
+    public func missingKernelFeatures() -> [KernelFeature] { KernelProbe.missing(kernelRequirements) }
 }
 
 /// What a tracepoint missing on this kernel means for the rows.

@@ -101,10 +101,7 @@ struct Doctor {
 
     func examine(catalog: PluginCatalog, names: [String]?) -> Report {
         var report = Report(kernel: KernelProbe.release)
-        var u = utsname()
-        uname(&u)
-        let machine = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        report.checks.append(Check(name: "kernel", status: .ok, detail: "Linux \(report.kernel) \(machine)"))
+        report.checks.append(Check(name: "kernel", status: .ok, detail: "Linux \(report.kernel) \(KernelProbe.machine)"))
         let privileges = self.privileges()
         let root = privileges.status == .ok
         report.checks.append(privileges)
@@ -132,7 +129,8 @@ struct Doctor {
         } catch {
             loaded = [("(plugins)", nil, error.description)]
         }
-        var features: [KernelFeature: Bool?] = [:]
+        // Every plugin's requirements, by the feature they stand for, in the order first met.
+        var requirements: [KernelFeature: [KernelRequirement]] = [:]
         var order: [KernelFeature] = []
         for (name, plugin, error) in loaded {
             guard let plugin else {
@@ -141,8 +139,8 @@ struct Doctor {
             }
             let verdict = self.verdict(plugin) { requirement in
                 let f = requirement.feature
-                if features[f] == nil { order.append(f); features[f] = .some(KernelProbe.has(requirement)) }
-                else if KernelProbe.has(requirement) == false { features[f] = .some(false) }
+                if requirements[f] == nil { order.append(f) }
+                requirements[f, default: []].append(requirement)
             }
             report.plugins.append(verdict)
         }
@@ -150,13 +148,13 @@ struct Doctor {
             report.plugins.append(PluginVerdict(name: "(none)", status: .error, detail: "no plugin enabled; searched: \(catalog.searchedDirs.joined(separator: ", "))", missing: []))
         }
         // Each BPF feature the plugins need, the youngest first (what an older kernel lacks).
-        order.sort { $0.minimumVersion.lexicographicallyPrecedes($1.minimumVersion) == false && $0.minimumVersion != $1.minimumVersion }
+        order.sort { $1.minimumVersion.lexicographicallyPrecedes($0.minimumVersion) }
         let featureChecks = order.map { f -> Check in
-            switch features[f]! {
-            case .some(true): return Check(name: "bpf feature", status: .ok, detail: f.description)
-            case .some(false): return Check(name: "bpf feature", status: .fail, detail: "\(f.description): missing on \(report.kernel)")
-            default: return Check(name: "bpf feature", status: .warn, detail: "\(f.description): cannot ask the kernel\(root ? "" : " (not root)")")
-            }
+            // Missing when the kernel lacks any of them; unknown when it could not be asked.
+            let answers = requirements[f]!.map(KernelProbe.has)
+            if answers.contains(false) { return Check(name: "bpf feature", status: .fail, detail: "\(f.description): missing on \(report.kernel)") }
+            if answers.contains(nil) { return Check(name: "bpf feature", status: .warn, detail: "\(f.description): cannot ask the kernel\(root ? "" : " (not root)")") }
+            return Check(name: "bpf feature", status: .ok, detail: f.description)
         }
         report.checks.insert(contentsOf: featureChecks, at: 3)
         report.checks.append(cgroupNames())
