@@ -141,6 +141,13 @@ public struct InfraSightConfig: Equatable, Sendable {
                     case "retention":
                         config.storage.retentionSeconds = try r.retention(svalue, at: path)
                         config.storage.retentionConfigured = true
+                    case "max_disk":
+                        let text = try r.string(svalue, at: path)
+                        guard let limit = DiskLimit(text) else {
+                            throw ConfigError(file: file, "\(path) must be a percent of the file system (80%), a size (50GB, 512MiB) or none (got \(text.prefix(40)))")
+                        }
+                        config.storage.maxDisk = limit
+                        config.storage.maxDiskConfigured = true
                     case "retention_tables":
                         for (name, value) in try r.mapping(svalue, at: path) {
                             guard isPlainIdentifier(name) else { throw ConfigError(file: file, "\(path): '\(name.prefix(60))' is not a table name") }
@@ -193,6 +200,11 @@ public struct StorageConfig: Equatable, Sendable {
     public var retentionConfigured = false
     /// Per table name (`storage.retention_tables`): seconds, or nil for forever.
     public var tableRetention: [String: Int?] = [:]
+    /// How much disk the store may use (`storage.max_disk`); past it the oldest rows go
+    /// first (see `StoreBudget`). The default keeps the host's file system under 80 % full.
+    public var maxDisk = DiskLimit.percent(80)
+    /// Whether `storage.max_disk` was written.
+    public var maxDiskConfigured = false
     /// 90 days: what an audit trail is commonly asked to keep at hand (PCI DSS 10.5.1).
     public static let defaultRetentionSeconds = 90 * 86400
 

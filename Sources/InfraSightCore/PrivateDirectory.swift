@@ -66,8 +66,9 @@ public enum PrivateFile {
         guard fd >= 0 else { throw PrivateFileError("cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         guard data.withUnsafeBytes({ UnixSocket.writeAll(fd, $0) }) else {
+            let reason = String(cString: strerror(errno))
             unlink(path)
-            throw PrivateFileError("cannot write \(path) (disk full?)")
+            throw PrivateFileError("cannot write \(path): \(reason)")
         }
     }
 }

@@ -155,7 +155,10 @@ public final class ServerStorage: Sendable {
             throw PipelineError("table \(parsed.qualifiedName) is refused: in a cluster, <name>_local is the shard table the server makes for <name>")
         }
         guard parsed.columns.count <= Self.maxColumns else { throw PipelineError("table \(parsed.qualifiedName) has over \(Self.maxColumns) columns") }
-        return TableSchema(database: database, name: parsed.name, columns: parsed.columns, ddl: "", tail: engine.canonical)
+        // Partitioning and expiry are the server's (`storage.retention`, `storage.max_disk`):
+        // an agent's would let it make a partition per row, or keep rows past the policy.
+        let policy = engine.without("PARTITION BY").without("TTL")
+        return TableSchema(database: database, name: parsed.name, columns: parsed.columns, ddl: "", tail: policy.canonical)
     }
 
     func registerBlocking(_ hello: Infrasight_V1_Hello) throws -> Declaration {
@@ -305,6 +308,8 @@ public final class ServerStorage: Sendable {
                     self.state.withLock { $0.storeAvailable = false }
                 }
                 self.state.withLock { $0.storeRetries += 1 }
+                // A full disk: the oldest rows go so the agents' newer batches fit.
+                if error.noSpace { self.store.diskBudget?.relieve(bytes: 4 << 20) }
                 return nil
             },
             onRecovered: {

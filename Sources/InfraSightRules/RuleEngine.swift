@@ -210,4 +210,5 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
     public func query(_ sql: String, format: String) throws(StorageError) -> Data { try inner.query(sql, format: format) }
     public func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data { try inner.readOnlyQuery(query) }
     public func close() { inner.close() }
+    public var diskBudget: StoreBudget? { inner.diskBudget }
 }

@@ -105,6 +105,14 @@ public struct EngineClause: Equatable, Sendable {
         parts = Self.clauses.compactMap { k in found[k].map { (k, $0) } }
     }
 
+    /// The same clause without `keyword`'s clause (one of `clauses`), e.g. a server
+    /// replacing an agent's PARTITION BY and TTL with its own policy.
+    public func without(_ keyword: String) -> EngineClause {
+        var copy = self
+        copy.parts.removeAll { $0.0 == keyword }
+        return copy
+    }
+
     /// The same clause with one more setting (kept when already set).
     public func setting(_ name: String, _ value: Int) -> EngineClause {
         var copy = self

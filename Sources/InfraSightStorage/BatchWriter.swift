@@ -13,6 +13,9 @@ public final class StorageCounters: Sendable {
     /// Rows dropped because the store refused their batch or stayed unreachable past the
     /// retry budget.
     public let storeDrops = Atomic<UInt64>(0)
+    /// Batches that found the store's disk full and waited while the disk budget made room
+    /// (stored later, or counted in `storeDrops` when the retry budget ran out).
+    public let spaceWaits = Atomic<UInt64>(0)
     public init(plugin: String) { self.plugin = plugin }
 }
 
@@ -216,6 +219,7 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
     /// Inserts with retries while the store is unavailable; false when the batch is lost.
     private func store(_ batch: Batch) -> Bool {
         let started = Date()
+        var waitedForSpace = false
         let retry = StoreRetry(
             onUnavailable: { error, first in
                 self.condition.lock()
@@ -223,6 +227,12 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
                 self.condition.unlock()
                 if giveUp { return GaveUp(seconds: Int(Date().timeIntervalSince(started)), last: error) }
                 if first { self.onError("\(error); retrying") }
+                if error.noSpace {
+                    // A full disk: the oldest rows go so this (newer) batch fits.
+                    if !waitedForSpace { self.counters[batch.plugin]?.spaceWaits.add(1, ordering: .relaxed) }
+                    waitedForSpace = true
+                    self.store.diskBudget?.relieve(bytes: 4 * batch.bytes.count)
+                }
                 return nil
             },
             onRecovered: { self.onError("store available again; batch of \(batch.rows) rows into \(batch.table.qualifiedName) stored") })

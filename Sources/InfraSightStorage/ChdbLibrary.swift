@@ -88,5 +88,18 @@ public enum ChdbLibrary {
 /// A storage failure, printed as one line.
 public struct StorageError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The store has no room (its file system is full, or ClickHouse said
+    /// NOT_ENOUGH_SPACE): worth retrying once the disk budget has dropped the oldest rows.
+    public let noSpace: Bool
+    public init(_ description: String, noSpace: Bool = false) {
+        self.description = description
+        self.noSpace = noSpace
+    }
+
+    /// Whether a store's message says it ran out of disk: ClickHouse's NOT_ENOUGH_SPACE
+    /// (code 243), or ENOSPC from a write ("No space left on device", errno 28).
+    public static func saysNoSpace(_ message: String) -> Bool {
+        message.contains("NOT_ENOUGH_SPACE") || message.contains("Code: 243") || message.contains("No space left on device")
+            || message.contains("Cannot reserve") && message.contains("not enough space")
+    }
 }

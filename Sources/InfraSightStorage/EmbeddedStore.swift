@@ -19,6 +19,8 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
     public let engine: EmbeddedClickHouse
     /// How long rows are kept: applied as TTL by `prepare`.
     public let retention = StoreRetention()
+    /// How much disk it may use: kept by dropping the oldest parts (`storage.max_disk`).
+    public let budget = StoreBudget()
     let scratch: String
     private var sequence = 0
     private let lock = NSLock()
@@ -32,6 +34,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         } catch {
             throw StorageError("scratch \(error)")
         }
+        budget.store = self
     }
 
     public var summary: String { "embedded ClickHouse at \(engine.dataDir)" }
@@ -39,7 +42,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
     public func close() { engine.close() }
 
     public func prepare(_ tables: [TableSchema], migrated: (TableMigration) -> Void) throws(PrepareError) -> [TableSchema] {
-        let prepared = tables.map(\.withDeduplicationWindow)
+        let prepared = tables.map { budget.creating($0.withDeduplicationWindow) }
         do {
             for db in Set(tables.compactMap(\.database)).sorted() {
                 try engine.execute("CREATE DATABASE IF NOT EXISTS `\(db)`")
@@ -54,6 +57,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         try retention.apply(prepared,
                             read: { (sql: String) throws(StorageError) -> Data in try query(sql, format: "TabSeparated") },
                             alter: { (sql: String) throws(StorageError) in _ = try query(sql, format: "TabSeparated") })
+        budget.register(prepared)
         return prepared
     }
 
@@ -77,7 +81,18 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         return file
     }
 
+    /// A full file system (ENOSPC writing the batch file, or ClickHouse's NOT_ENOUGH_SPACE)
+    /// is `StorageError.outOfSpace`: retryable once the budget made room.
     public func insert(_ batch: Batch) throws(StorageError) {
+        do {
+            try insertOnce(batch)
+        } catch {
+            if error.noSpace || StorageError.saysNoSpace(error.description) { throw .outOfSpace(error.description) }
+            throw error
+        }
+    }
+
+    private func insertOnce(_ batch: Batch) throws(StorageError) {
         let file = try writeScratch(batch.bytes, suffix: "rowbinary")
         defer { unlink(file) }
         let result = try engine.execute(
@@ -235,4 +250,25 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         }
         return Data(result.tsv.utf8)
     }
+}
+
+extension EmbeddedStore: BudgetedStore {
+    public var diskBudget: StoreBudget? { budget }
+
+    func budgetQuery(_ sql: String) throws(StorageError) -> String {
+        String(decoding: try query(sql, format: "TabSeparated"), as: UTF8.self)
+    }
+
+    func fileSystem() throws(StorageError) -> (used: Int64, total: Int64)? {
+        var fs = statvfs()
+        guard statvfs(engine.dataDir, &fs) == 0 else {
+            throw StorageError("cannot read the file system of \(engine.dataDir): \(String(cString: strerror(errno)))")
+        }
+        let unit = Int64(fs.f_frsize)
+        return ((Int64(fs.f_blocks) - Int64(fs.f_bfree)) * unit, Int64(fs.f_blocks) * unit)
+    }
+
+    /// The embedded engine drops a part at once (`old_parts_lifetime` is 0 there).
+    var dropsParts: Bool { true }
+    var keepsInactiveParts: Bool { false }
 }

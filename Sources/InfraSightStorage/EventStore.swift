@@ -60,10 +60,15 @@ public protocol EventStore: AnyObject, Sendable {
     func readOnlyQuery(_ query: ReadOnlyQuery) throws(StorageError) -> Data
     /// Releases the store before the process exits (from the main thread); later calls fail.
     func close()
+    /// Its disk budget (`storage.max_disk`), where it keeps one: a writer whose insert
+    /// found no space asks it to make room before trying again.
+    var diskBudget: StoreBudget? { get }
 }
 
 extension EventStore {
     public func close() {}
+
+    public var diskBudget: StoreBudget? { nil }
 
     public func prepare(_ tables: [TableSchema], migrated: (TableMigration) -> Void) throws(PrepareError) -> [TableSchema] {
         do {
@@ -112,6 +117,9 @@ extension StorageError {
     public var retryable: Bool { description.hasPrefix(StorageError.retryablePrefix) }
     static let retryablePrefix = "unavailable: "
     static func unavailable(_ message: String) -> StorageError { StorageError(retryablePrefix + message) }
+    /// The store is out of disk: retryable, and `noSpace` so the writer asks the disk
+    /// budget to make room before the next attempt.
+    static func outOfSpace(_ message: String) -> StorageError { StorageError(retryablePrefix + "no space left: " + message, noSpace: true) }
 }
 
 /// A statement the program wrote, split into the SQL and a trailing FORMAT clause (on

@@ -48,6 +48,9 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     /// How long rows are kept: applied by `prepare` as TTL (19.6 and later) or as hourly
     /// deletes of expired rows (before).
     public let retention = StoreRetention()
+    /// How much disk it may use: kept by dropping the oldest parts, or day partitions
+    /// before 20.12 (`storage.max_disk`).
+    public let budget = StoreBudget()
     let session: URLSession
     public private(set) var version: (major: Int, minor: Int) = (0, 0)
     private let challenges = ChallengeRefusal()
@@ -86,6 +89,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         let parts = text.split(separator: ".").compactMap { Int($0) }
         guard parts.count >= 2 else { throw StorageError("ClickHouse at \(endpoint) answered version() with '\(text)'") }
         version = (parts[0], parts[1])
+        budget.store = self
     }
 
     /// Several URLs separated by commas: a comma starts a new URL only where `http://` or
@@ -165,7 +169,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     }
 
     public func prepare(_ tables: [TableSchema], migrated: (TableMigration) -> Void) throws(PrepareError) -> [TableSchema] {
-        let prepared = tables.map(serverSchema)
+        let prepared = tables.map { budget.creating(serverSchema($0)) }
         do {
             for db in Set(tables.compactMap(\.database)).sorted() {
                 _ = try send(sql: "CREATE DATABASE IF NOT EXISTS `\(db)`", body: nil, parameters: [:])
@@ -178,6 +182,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
             if let migration = try migrate(t, onCluster: nil) { migrated(migration) }
         }
         try applyRetention(prepared, targets: nil, cluster: nil)
+        budget.register(prepared)
         return prepared
     }
 
@@ -371,6 +376,9 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
             if [192, 193, 194, 516].contains(code) || status == 401 || status == 403 {
                 throw StorageError("ClickHouse at \(endpoint) refused the credentials\(user.map { " for user \($0)" } ?? ""): \(message)")
             }
+            if code == 243 || StorageError.saysNoSpace(message) {
+                throw .outOfSpace("ClickHouse at \(endpoint): \(message)")
+            }
             if status >= 500 && ![62, 60, 47, 27, 33, 53, 70, 117].contains(code) {
                 throw .unavailable("ClickHouse at \(endpoint): \(message)")
             }
@@ -384,6 +392,26 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         guard let r = message.range(of: "Code: ") else { return nil }
         return Int(message[r.upperBound...].prefix(while: { $0.isNumber }))
     }
+}
+
+extension HTTPStore: BudgetedStore {
+    public var diskBudget: StoreBudget? { budget }
+
+    func budgetQuery(_ sql: String) throws(StorageError) -> String {
+        String(decoding: try send(sql: sql, body: nil, parameters: ["default_format": "TabSeparated"]), as: UTF8.self)
+    }
+
+    /// The default disk's, from `system.disks` (19.15 and later); nil before.
+    func fileSystem() throws(StorageError) -> (used: Int64, total: Int64)? {
+        guard atLeast(19, 15) else { return nil }
+        let f = try budgetQuery("SELECT free_space, total_space FROM system.disks WHERE name = 'default'")
+            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\t")
+        guard f.count == 2, let free = Int64(f[0]), let total = Int64(f[1]), total > 0 else { return nil }
+        return (total - free, total)
+    }
+
+    var dropsParts: Bool { atLeast(20, 12) }
+    var keepsInactiveParts: Bool { true }
 }
 
 /// Answers HTTP authentication challenges by cancelling: the credentials were already sent

@@ -22,6 +22,8 @@ final class Readiness: @unchecked Sendable {
     var rules: RuleEngine?
     /// server: the ClickHouse store, when it is one (its node failovers).
     var clickHouse: HTTPStore?
+    /// run/server: the store's disk budget (`storage.max_disk`), when it keeps one.
+    var budget: StoreBudget?
 
     func attach(runtime: ProbeRuntime, writer: BatchWriter) {
         lock.lock()
@@ -49,6 +51,7 @@ final class Readiness: @unchecked Sendable {
         if let agent, let spool { out += Self.agent(agent, spool) }
         if let server { out += Self.server(server.storage, server.agents) }
         if let rules { out += rules.samples }
+        if let budget { out += Self.budget(budget) }
         if let clickHouse {
             out.append(Sample("infrasight_store_failovers_total", [], Double(clickHouse.failovers.load(ordering: .relaxed)), .counter,
                               help: "Moves to another ClickHouse node of --clickhouse-url while one was unavailable, and back to the first"))
@@ -80,6 +83,7 @@ final class Readiness: @unchecked Sendable {
             }
             if let s = writer.counters[probe.name] {
                 out.append(Sample("infrasight_queue_drops_total", p, Double(s.queueDrops.load(ordering: .relaxed)), .counter, help: "Rows dropped because the batch queue was full"))
+                out.append(Sample("infrasight_store_space_waits_total", p, Double(s.spaceWaits.load(ordering: .relaxed)), .counter, help: "Batches that found the store's disk full and waited while the disk budget dropped the oldest rows"))
                 if delivered == nil {
                     out.append(Sample("infrasight_store_drops_total", p, Double(s.storeDrops.load(ordering: .relaxed)), .counter, help: "Rows the store refused or could not take in time"))
                     out.append(Sample("infrasight_rows_stored_total", p, Double(s.stored.load(ordering: .relaxed)), .counter, help: "Rows the store confirmed"))
@@ -110,6 +114,20 @@ final class Readiness: @unchecked Sendable {
         out.append(Sample("infrasight_batch_queue_bytes", [], Double(backlog.bytes), .gauge, help: "Sealed batches waiting for the store, in bytes"))
         out.append(Sample("infrasight_batch_queue_batches", [], Double(backlog.batches), .gauge, help: "Sealed batches waiting for the store"))
         out.append(Sample("infrasight_inserts_total", [], Double(writer.inserts.load(ordering: .relaxed)), .counter, help: "Batches handed to the store (the spool, for the agent)"))
+        return out
+    }
+
+    static func budget(_ budget: StoreBudget) -> [Sample] {
+        var out: [Sample] = []
+        if let bytes = budget.storeBytes {
+            out.append(Sample("infrasight_store_bytes", [], Double(bytes), .gauge, help: "Bytes the store's tables held on disk at the disk budget's last check"))
+        }
+        for (table, d) in budget.dropped.sorted(by: { $0.key < $1.key }) {
+            let t = [("table", table)]
+            out.append(Sample("infrasight_disk_budget_dropped_rows_total", t, Double(d.rows), .counter, help: "Rows the disk budget (storage.max_disk) dropped, oldest first"))
+            out.append(Sample("infrasight_disk_budget_dropped_parts_total", t, Double(d.parts), .counter, help: "Parts (or partitions) the disk budget dropped"))
+            out.append(Sample("infrasight_disk_budget_dropped_bytes_total", t, Double(d.bytes), .counter, help: "Bytes on disk the disk budget freed"))
+        }
         return out
     }
 

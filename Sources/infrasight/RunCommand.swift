@@ -34,7 +34,7 @@ struct RunCommand: ParsableCommand {
         let selection = try PluginSelection(source: source, names: nil, logger: logger)
         let config = selection.config
         let consolePlan = try console.plan(config.console, dataDir: storage.resolvedDataDir(config), logger: logger)
-        let store = try storage.open(config, notice: { [logger] in logger.notice("\($0)") })
+        let store = try storage.open(config, budgeted: true, notice: { [logger] in logger.notice("\($0)") })
         let pluginTables = selection.plugins.flatMap(\.tables)
         let storeTables: [String: TableSchema]
         do {
@@ -46,7 +46,8 @@ struct RunCommand: ParsableCommand {
         // Detection wraps the store the writer inserts into: each stored batch is evaluated.
         let detection = try startRules(rules, config: config, store: store, scratch: rulesScratch(store), tables: pluginTables, logger: logger)
         let writer = BatchWriter(
-            store: detection ?? store, maxRows: config.storage.batchMaxRows, maxDelayMs: config.storage.batchMaxDelayMs,
+            store: detection ?? store, maxRows: config.storage.batchMaxRows, maxBytes: store.diskBudget?.batchBytesCap() ?? .max,
+            maxDelayMs: config.storage.batchMaxDelayMs,
             queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
         let readiness = Readiness()
         let metrics = try startMetrics(metricsListen ?? config.run.metricsListen, readiness: readiness, logger: logger)
@@ -61,6 +62,7 @@ struct RunCommand: ParsableCommand {
         writer.start()
         readiness.attach(runtime: runtime, writer: writer)
         readiness.rules = detection
+        readiness.budget = store.diskBudget
         let status = StatusLine(runtime: runtime, writer: writer)
         let deadline = duration.map { Date().addingTimeInterval($0) }
         // Stopped in reverse: tracing, then the writer's flush, then what serves the store.
@@ -80,11 +82,15 @@ struct RunCommand: ParsableCommand {
                 status.finish()
             },
         ], logger: logger)
+        let budgetDrops = store.diskBudget?.dropped ?? [:]
         for probe in runtime.probes {
             let s = writer.counters[probe.name]
+            // Rows stored and later dropped, oldest first, to keep storage.max_disk.
+            let aged = probe.channel.plugin.tables.reduce(UInt64(0)) { $0 + (budgetDrops[$1.qualifiedName]?.rows ?? 0) }
             printError(SummaryLine(probe: probe, then: [
                 ("queue drops", s?.queueDrops.load(ordering: .relaxed) ?? 0),
                 ("store drops", s?.storeDrops.load(ordering: .relaxed) ?? 0), ("rows stored", s?.stored.load(ordering: .relaxed) ?? 0),
+                ("disk budget drops", aged),
             ]).text)
         }
         if let containers = SummaryLine.containers(runtime) { printError(containers.text) }

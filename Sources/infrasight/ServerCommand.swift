@@ -89,9 +89,13 @@ struct ServerCommand: ParsableCommand {
         if let cluster, storage.serverURL(configuration) == nil {
             throw failure("--cluster \(cluster) needs a ClickHouse server: give --clickhouse-url (one node of the cluster, or several)", code: 2)
         }
-        let opened = try storage.open(configuration, notice: { [logger] in logger.notice("\($0)") })
+        // On a cluster each node's disk is the cluster's own to manage: no budget here.
+        let opened = try storage.open(configuration, budgeted: cluster == nil, notice: { [logger] in logger.notice("\($0)") })
         var clusterStore: ClusterStore?
         if let cluster, let http = opened as? HTTPStore {
+            if configuration.storage.maxDiskConfigured {
+                logger.warning("storage.max_disk is not kept on a cluster (--cluster \(cluster)): each node's disk is its own; storage.retention still applies")
+            }
             do {
                 clusterStore = try ClusterStore(http, cluster: cluster) { logger.warning("\($0)") }
             } catch {
@@ -131,6 +135,7 @@ struct ServerCommand: ParsableCommand {
         readiness.server = (serverStorage, agents)
         readiness.rules = detection
         readiness.clickHouse = opened as? HTTPStore
+        readiness.budget = store.diskBudget
         let metrics = try startMetrics(metricsListen ?? configuration.server.metricsListen, readiness: readiness, logger: logger)
         // The console before the query socket: a console that cannot start exits, and
         // nothing started earlier needs stopping first.

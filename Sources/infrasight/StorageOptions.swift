@@ -52,20 +52,27 @@ struct StorageOptions: ParsableArguments {
 
     /// Opens the store, or throws an ExitCode after printing one line. The store keeps
     /// `storage.retention` for the tables it prepares, and says each change through `notice`.
-    func open(_ config: InfraSightConfig, notice: @escaping @Sendable (String) -> Void = { _ in }) throws -> EventStore {
+    /// `budgeted`: the store keeps `storage.max_disk` (for the processes that write: run,
+    /// server); others (queries, `schema apply`) never drop data.
+    func open(_ config: InfraSightConfig, budgeted: Bool = false, notice: @escaping @Sendable (String) -> Void = { _ in }) throws -> EventStore {
         do {
             let limits = QueryLimits(config.storage)
             let retention: StoreRetention
+            let budget: StoreBudget
             let store: EventStore
             if let url = serverURL(config) {
                 let http = try HTTPStore(url: url, limits: limits)
-                (store, retention) = (http, http.retention)
+                (store, retention, budget) = (http, http.retention, http.budget)
             } else {
                 let embedded = try EmbeddedStore(dataDir: resolvedDataDir(config), library: config.storage.chdbLibrary, limits: limits)
-                (store, retention) = (embedded, embedded.retention)
+                (store, retention, budget) = (embedded, embedded.retention, embedded.budget)
             }
             retention.policy = RetentionPolicy(config.storage)
             retention.notice = notice
+            if budgeted {
+                budget.limit = config.storage.maxDisk
+                budget.notice = notice
+            }
             return store
         } catch {
             throw failure(error.description)

@@ -63,7 +63,7 @@ import Testing
         #expect(lines.dropFirst().first == "\(missingPid)\t\(me)\t\(getuid())\tcat\topen\t\(dir)/missing\t-2\t1\t\(user)\t")
         #expect(lines.last == "\(chmodPid)\t\(me)\t\(getuid())\tchmod\tchmod\t\(file)\t0\t1\t\(user)\t")
         // The stored count equals what the agent says it stored.
-        let stored = Int(summary.split(separator: " ").last!)!
+        let stored = try #require(summaryNumbers(r.stderr, plugin: "tracing")?["rows stored"])
         #expect(try query(["--data-dir", data], "SELECT count() FROM audit.tracing_events") == "\(stored)\n")
         #expect(try query(["--data-dir", data, "--format", "JSONEachRow"], "SELECT event_type FROM audit.tracing_events WHERE pid = \(chmodPid) AND event_type = 'chmod'") == "{\"event_type\":\"chmod\"}\n")
         // Every plugin's table has rows.

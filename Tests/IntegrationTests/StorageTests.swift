@@ -293,6 +293,98 @@ import Testing
         #expect(try server.query("SELECT groupArray(seq) FROM (SELECT seq FROM audit.retention_test ORDER BY seq)") == "[2,3]\n")
     }
 
+    static let budgetTable = try! TableSchema(ddl: """
+        CREATE TABLE IF NOT EXISTS audit.budget_test (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime64(3))
+        ENGINE = MergeTree() ORDER BY wall_time_ms
+        """)
+
+    /// storage.max_disk on the embedded engine: new tables are partitioned by day; over the
+    /// budget whole parts go, oldest first by the newest row each holds (not by when they
+    /// were inserted), until the store is under it; each table's newest part stays; each
+    /// drop is one line and counted.
+    @Test func theDiskBudgetDropsTheOldestPartsFirstOnTheEmbeddedEngine() throws {
+        let store = Self.embedded
+        let notes = Notes()
+        store.budget.notice = { notes.add($0) }
+        store.budget.limit = .bytes(1 << 50)
+        defer { store.budget.limit = .none; store.budget.notice = { _ in } }
+        _ = try store.prepare([Self.budgetTable])
+        let engineFull = text(try store.query("SELECT engine_full FROM system.tables WHERE database = 'audit' AND name = 'budget_test'", format: "TabSeparated"))
+        #expect(engineFull.contains("PARTITION BY toDate(wall_time_dt)"), "\(engineFull)")
+        _ = try store.query("SYSTEM STOP MERGES audit.budget_test", format: "TabSeparated")
+        defer { _ = try? store.query("SYSTEM START MERGES audit.budget_test", format: "TabSeparated") }
+        // Six parts of 1,000 rows, H hours old (seq H*1000+n), inserted out of age order.
+        for hours in [1, 6, 3, 5, 2, 4] {
+            _ = try store.query("""
+                INSERT INTO audit.budget_test SELECT \(hours) * 1000 + number, 0, now64(3) - INTERVAL \(hours) HOUR + number / 1000 FROM numbers(1000)
+                """, format: "TabSeparated")
+        }
+        func bytes(_ hours: Int) throws -> Int64 {
+            Int64(text(try store.query("SELECT bytes_on_disk FROM system.parts WHERE database = 'audit' AND table = 'budget_test' AND active AND name IN (SELECT _part FROM audit.budget_test WHERE seq = \(hours * 1000))", format: "TabSeparated")).trimmingCharacters(in: .whitespacesAndNewlines))!
+        }
+        let total = Int64(text(try store.query("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'audit' AND active", format: "TabSeparated")).trimmingCharacters(in: .whitespacesAndNewlines))!
+        func hoursLeft() throws -> String {
+            text(try store.query("SELECT arraySort(groupUniqArray(intDiv(seq, 1000))) FROM audit.budget_test", format: "TabSeparated"))
+        }
+        #expect(try hoursLeft() == "[1,2,3,4,5,6]\n")
+        // Over by one byte less than the two oldest parts hold: those two go, no more.
+        let (sixHours, fiveHours) = (try bytes(6), try bytes(5))
+        store.budget.limit = .bytes(total - sixHours - fiveHours + 1)
+        store.budget.enforce()
+        #expect(try hoursLeft() == "[1,2,3,4]\n")
+        #expect(store.budget.dropped["audit.budget_test"] == StoreBudget.Dropped(rows: 2000, parts: 2, bytes: UInt64(sixHours + fiveHours)))
+        let lines = notes.take()
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.allSatisfy { $0.hasPrefix("disk budget (storage.max_disk ") && $0.contains("; dropped the oldest 1000 rows of audit.budget_test (part ") }, "\(lines)")
+        // Nothing fits: everything but the newest part goes, said once.
+        store.budget.limit = .bytes(1)
+        store.budget.enforce()
+        store.budget.enforce()
+        #expect(try hoursLeft() == "[1]\n")
+        #expect(store.budget.dropped["audit.budget_test"]?.rows == 5000)
+        let last = notes.take()
+        #expect(last.filter { $0.contains("nothing older is left to drop") }.count == 1, "\(last)")
+        #expect(last.filter { $0.contains("dropped the oldest 1000 rows") }.count == 3, "\(last)")
+    }
+
+    /// storage.max_disk on ClickHouse 18.16, which cannot drop a part: new tables are
+    /// partitioned by day and the oldest days go whole; a table an earlier release made
+    /// without partitions is said once and left alone; a percent budget, which needs
+    /// `system.disks` (19.15), is said once and not kept.
+    @Test func theDiskBudgetDropsTheOldestDaysOnClickHouse1816() throws {
+        let server = try ClickHouseServer()
+        let store = try HTTPStore(url: server.url)
+        #expect(!store.dropsParts)
+        let notes = Notes()
+        store.budget.notice = { notes.add($0) }
+        store.budget.limit = .bytes(1 << 50)
+        _ = try server.query("CREATE DATABASE IF NOT EXISTS audit")
+        _ = try server.query("CREATE TABLE audit.budget_old (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime) ENGINE = MergeTree() ORDER BY wall_time_ms")
+        let old = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.budget_old (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime64(3)) ENGINE = MergeTree() ORDER BY wall_time_ms")
+        _ = try store.prepare([Self.budgetTable, old])
+        #expect(try server.query("SELECT partition_key FROM system.tables WHERE database = 'audit' AND name = 'budget_test'") == "toDate(wall_time_dt)\n")
+        for days in [2, 4, 1, 3] {
+            _ = try server.query("INSERT INTO audit.budget_test SELECT \(days) * 1000 + number, 0, now() - \(days * 86400) FROM system.numbers LIMIT 1000")
+            _ = try server.query("INSERT INTO audit.budget_old SELECT \(days) * 1000 + number, 0, now() - \(days * 86400) FROM system.numbers LIMIT 1000")
+        }
+        func daysLeft(_ table: String) throws -> String {
+            try server.query("SELECT arraySort(groupUniqArray(intDiv(seq, 1000))) FROM audit.\(table)")
+        }
+        store.budget.limit = .bytes(1)
+        store.budget.enforce()
+        store.budget.enforce()
+        #expect(try daysLeft("budget_test") == "[1]\n")
+        #expect(try daysLeft("budget_old") == "[1,2,3,4]\n")
+        #expect(store.budget.dropped["audit.budget_test"] == StoreBudget.Dropped(rows: 3000, parts: 3, bytes: store.budget.dropped["audit.budget_test"]!.bytes))
+        let lines = notes.take()
+        #expect(lines.filter { $0.contains("dropped the oldest 1000 rows of audit.budget_test (partition ") }.count == 3, "\(lines)")
+        #expect(lines.filter { $0.hasPrefix("disk budget: audit.budget_old has no partitions (made by an earlier release)") }.count == 1, "\(lines)")
+        store.budget.limit = .percent(80)
+        store.budget.enforce()
+        store.budget.enforce()
+        #expect(notes.take() == ["storage.max_disk 80%: this store cannot say how full its disk is (ClickHouse 19.15 and later can); the budget is not kept — give a size (storage.max_disk: 50GB)"])
+    }
+
     @Test func everyTypeRoundTripsThroughAnOldClickHouseServer() throws {
         let server = try ClickHouseServer()
         let store = try HTTPStore(url: server.url)
