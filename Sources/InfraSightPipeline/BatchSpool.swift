@@ -11,9 +11,12 @@ import SwiftProtobuf
 ///
 /// One file per batch, `<sequence>.batch` (the serialized `Batch` message), written to a
 /// temporary name, synced and renamed, so a crash leaves a whole file or none. The spool
-/// is bounded by `maxBytes`: a batch that does not fit is refused and counted in
-/// `droppedRows` (the oldest, unacknowledged data is kept: it is what was not delivered
-/// yet). A file that cannot be read back is moved aside as `.corrupt` and counted.
+/// is bounded by `maxBytes`. When a new batch does not fit, the oldest data goes first, as
+/// in the store (`storage.max_disk`): batches set aside as rejected, then the oldest
+/// unacknowledged batches, until it fits; their rows are counted in `droppedRows` and
+/// per plugin in `evictedRows`. Only a batch larger than the whole spool is refused
+/// (counted the same). A file that cannot be read back is moved aside as `.corrupt` and
+/// counted.
 /// Thread-safe.
 public final class BatchSpool: @unchecked Sendable {
     public let directory: String
@@ -24,6 +27,11 @@ public final class BatchSpool: @unchecked Sendable {
     public private(set) var usedBytes = 0
     public private(set) var droppedRows: UInt64 = 0
     public private(set) var droppedBatches: UInt64 = 0
+    /// Rows of spooled batches the spool dropped, oldest first, to take newer ones (part
+    /// of `droppedRows`), per plugin.
+    public private(set) var evictedRows: [String: UInt64] = [:]
+    /// Told once, at the first batch dropped to make room (set before use).
+    public var onFirstEviction: @Sendable (String) -> Void = { _ in }
     public private(set) var corruptFiles: UInt64 = 0
     /// Batches the server refused (malformed, refused by its store), set aside as
     /// `<sequence>.batch.rejected` for a person to look at, and their rows.
@@ -79,11 +87,12 @@ public final class BatchSpool: @unchecked Sendable {
         var stored = batch
         stored.sequence = nextSequence
         let data: Data = try stored.serializedData()
-        guard usedBytes + data.count <= maxBytes else {
+        guard data.count <= maxBytes else {
             droppedRows += batch.rowCount
             droppedBatches += 1
             return nil
         }
+        makeRoom(for: data.count)
         let final = path(nextSequence)
         let temporary = final + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -196,6 +205,33 @@ public final class BatchSpool: @unchecked Sendable {
             rejectedDeleted += 1
         }
         return rejected.last?.path == aside ? aside : nil
+    }
+
+    /// Drops the oldest data until `bytes` more fit (under `lock`): rejected files first
+    /// (they will never be sent), then the oldest queued batches. A batch in flight that
+    /// goes here may still be acknowledged: `acknowledge` then finds nothing to do.
+    private func makeRoom(for bytes: Int) {
+        while usedBytes + bytes > maxBytes, let oldest = rejected.first {
+            unlink(oldest.path)
+            rejected.removeFirst()
+            usedBytes -= oldest.bytes
+            rejectedDeleted += 1
+        }
+        while usedBytes + bytes > maxBytes, let oldest = index.first {
+            let file = path(oldest.sequence)
+            // Its rows and plugin, for the counts (a file that cannot be read counts its batch only).
+            let batch = FileManager.default.contents(atPath: file).flatMap { try? Infrasight_V1_Batch(serializedBytes: $0) }
+            if droppedBatches == 0 && evictedRows.isEmpty {
+                onFirstEviction("the spool is full (\(maxBytes >> 20) MiB at \(directory)): its oldest batches are dropped to keep the newest (counted as spool evicted)")
+            }
+            droppedBatches += 1
+            if let batch {
+                droppedRows += batch.rowCount
+                evictedRows[batch.plugin, default: 0] += batch.rowCount
+            }
+            forget(oldest.sequence)
+            unlink(file)
+        }
     }
 
     @discardableResult

@@ -84,6 +84,7 @@ struct AgentCommand: ParsableCommand {
         let spool: BatchSpool
         do {
             spool = try BatchSpool(directory: spoolPath, maxBytes: (spoolMaxMB ?? config.agent.spoolMaxMB ?? 1024) << 20)
+            spool.onFirstEviction = { [logger] in logger.warning("\($0)") }
         } catch {
             throw failure("\(error)")
         }
@@ -111,7 +112,10 @@ struct AgentCommand: ParsableCommand {
         let storeTables = try! store.prepare(pluginTables)
         let tablesByName = Dictionary(zip(pluginTables.map(\.qualifiedName), storeTables), uniquingKeysWith: { a, _ in a })
         let writer = BatchWriter(
-            store: store, maxRows: config.storage.batchMaxRows, maxBytes: Self.maxBatchBytes, maxDelayMs: config.storage.batchMaxDelayMs,
+            // At most an eighth of the spool: a full spool then drops its oldest batches for a
+            // new one instead of refusing a batch larger than itself.
+            store: store, maxRows: config.storage.batchMaxRows, maxBytes: min(Self.maxBatchBytes, spool.maxBytes / 8),
+            maxDelayMs: config.storage.batchMaxDelayMs,
             queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
         let readiness = Readiness()
         readiness.agent = sender
@@ -147,6 +151,7 @@ struct AgentCommand: ParsableCommand {
                 ("queue drops", s?.queueDrops.load(ordering: .relaxed) ?? 0),
                 ("spool drops", s?.storeDrops.load(ordering: .relaxed) ?? 0), ("rows spooled", s?.stored.load(ordering: .relaxed) ?? 0),
                 ("rows delivered", delivered[probe.name] ?? 0), ("rows refused by the server", rejected[probe.name] ?? 0),
+                ("spool evicted", spool.evictedRows[probe.name] ?? 0),
             ]).text)
         }
         if let containers = SummaryLine.containers(runtime) { printError(containers.text) }

@@ -48,7 +48,7 @@ final class Readiness: @unchecked Sendable {
         lock.unlock()
         var out: [Sample] = []
         if let runtime, let writer { out += tracing(runtime, writer) }
-        if let agent, let spool { out += Self.agent(agent, spool) }
+        if let agent, let spool { out += Self.agent(agent, spool) + Self.evicted(spool) }
         if let server { out += Self.server(server.storage, server.agents) }
         if let rules { out += rules.samples }
         if let budget { out += Self.budget(budget) }
@@ -117,6 +117,12 @@ final class Readiness: @unchecked Sendable {
         return out
     }
 
+    static func evicted(_ spool: BatchSpool) -> [Sample] {
+        spool.evictedRows.sorted { $0.key < $1.key }.map {
+            Sample("infrasight_spool_evicted_rows_total", [("plugin", $0.key)], Double($0.value), .counter, help: "Spooled rows dropped, oldest first, to make room for newer batches in a full spool")
+        }
+    }
+
     static func budget(_ budget: StoreBudget) -> [Sample] {
         var out: [Sample] = []
         if let bytes = budget.storeBytes {
@@ -136,7 +142,7 @@ final class Readiness: @unchecked Sendable {
         return [
             Sample("infrasight_spool_bytes", [], Double(spool.bytes), .gauge, help: "Bytes of unacknowledged batches in the spool"),
             Sample("infrasight_spool_batches", [], Double(spool.count), .gauge, help: "Unacknowledged batches in the spool"),
-            Sample("infrasight_spool_dropped_rows_total", [], Double(spool.droppedRows), .counter, help: "Rows the spool limit forced out"),
+            Sample("infrasight_spool_dropped_rows_total", [], Double(spool.droppedRows), .counter, help: "Rows the spool limit forced out (the oldest spooled, or a batch larger than the spool)"),
             Sample("infrasight_spool_corrupt_files_total", [], Double(spool.corruptFiles), .counter, help: "Spool files that could not be read back"),
             Sample("infrasight_spool_rejected_batches_total", [], Double(spool.rejectedBatches), .counter, help: "Batches the server refused for good, set aside as .rejected"),
             Sample("infrasight_spool_rejected_rows_total", [], Double(spool.rejectedRows), .counter, help: "Rows in batches the server refused for good"),

@@ -45,20 +45,31 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/00000000000000000099.batch.tmp"))
     }
 
-    @Test func aFullSpoolRefusesAndCountsWhatItDrops() throws {
-        var sample = batch("b0", rows: 5, bytes: 200)
+    /// A full spool keeps the newest: the oldest batches go to make room, counted per
+    /// plugin; only a batch larger than the whole spool is refused.
+    @Test func aFullSpoolDropsTheOldestAndCountsThem() throws {
+        var sample = batch("b10", rows: 5, bytes: 200)
         sample.sequence = 10
         let size = try sample.serializedData().count
-        let spool = try BatchSpool(directory: try makeTempDir(prefix: "spool"), maxBytes: 4 * size + size / 2)
-        var accepted = 0
-        for i in 0..<20 where try spool.append(batch("b\(i)", rows: 5, bytes: 200)) != nil { accepted += 1 }
-        #expect(accepted == 4)
+        let dir = try makeTempDir(prefix: "spool")
+        let spool = try BatchSpool(directory: dir, maxBytes: 4 * size + size / 2)
+        for i in 10..<30 { #expect(try spool.append(batch("b\(i)", rows: 5, bytes: 200)) != nil) }
+        #expect(spool.pending().map(\.batchID) == ["b26", "b27", "b28", "b29"])
         #expect(spool.droppedBatches == 16)
         #expect(spool.droppedRows == 80)
+        #expect(spool.evictedRows == ["tracing": 80])
         #expect(spool.usedBytes <= 4 * size + size / 2)
-        // Acknowledging frees room again.
-        spool.acknowledge(sequence: spool.pending()[0].sequence)
-        #expect(try spool.append(batch("late", rows: 5, bytes: 200)) != nil)
+        // What is on disk is what is indexed: the evicted files are gone.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".batch") }.count == 4)
+        // A rejected batch goes before any queued one.
+        let rejected = try #require(spool.reject(sequence: spool.pending()[0].sequence, rows: 5))
+        #expect(try spool.append(batch("b30", rows: 5, bytes: 200)) != nil)
+        #expect(!FileManager.default.fileExists(atPath: rejected))
+        #expect(spool.pending().map(\.batchID) == ["b27", "b28", "b29", "b30"])
+        // Larger than the whole spool: refused, counted.
+        #expect(try spool.append(batch("huge", rows: 7, bytes: 8 * size)) == nil)
+        #expect(spool.droppedRows == 87)
+        #expect(spool.pending().count == 4)
     }
 
     @Test func anUnreadableFileIsSetAsideAndCounted() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import InfraSightPipelineProto
 import InfraSightTestSupport
 import Testing
 
@@ -184,7 +185,8 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
     }
 
-    @Test func aFullSpoolDropsAndCountsWhatDoesNotFit() throws {
+    /// A full spool keeps the newest: the oldest spooled batches go, counted and said once.
+    @Test func aFullSpoolDropsTheOldestAndCountsThem() throws {
         let (helper, marker, dir) = try Self.openLoop()
         // No server, a 4 MiB spool: 150,000 rows (~28 MB) cannot all wait, even when a busy
         // machine has the kernel drop two thirds of them (seen once in CI: 50,881 received).
@@ -198,9 +200,18 @@ import Testing
         let received = n["received"] ?? -1, spooled = n["rows spooled"] ?? -1, spoolDrops = n["spool drops"] ?? -1
         #expect(received + (n["kernel drops"] ?? -1) == total, "\(n)")
         #expect(spooled + spoolDrops + (n["queue drops"] ?? -1) + (n["decode errors"] ?? -1) == received, "\(n)")
-        #expect(spoolDrops > 0 && spooled > 0, "\(n)")
+        let evicted = n["spool evicted"] ?? -1
+        #expect(spoolDrops == 0 && evicted > 0 && spooled > evicted, "\(n)")
         #expect(n["rows delivered"] == 0)
-        #expect(r.stderr.contains("the spool is full"), "\(r.stderr)")
+        #expect(r.stderr.components(separatedBy: "the spool is full (4 MiB at ").count == 2, "\(r.stderr)")
+        // What is left is the newest: the spool's files hold the rows spooled last.
+        let left = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.compactMap {
+            FileManager.default.contents(atPath: "\(dir)/spool/\($0)").flatMap { try? Infrasight_V1_Batch(serializedBytes: $0) }
+        }
+        #expect(left.reduce(0) { $0 + Int($1.rowCount) } == spooled - evicted, "\(n)")
+        // ...and they are the last sequences the spool gave out, one after the other.
+        let sequences = left.map(\.sequence).sorted()
+        #expect(sequences.last.map { $0 - sequences[0] + 1 } == UInt64(sequences.count), "\(sequences)")
         let bytes = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").reduce(0) { sum, name in
             sum + ((try? FileManager.default.attributesOfItem(atPath: "\(dir)/spool/\(name)")[.size] as? Int) ?? 0)
         }

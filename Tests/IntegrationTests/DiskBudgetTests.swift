@@ -1,0 +1,87 @@
+import Foundation
+import Glibc
+import InfraSightTestSupport
+import Testing
+
+/// storage.max_disk end to end: `infrasight run` on a file system too small for what it
+/// traces keeps the newest rows, drops the oldest, and counts every one.
+@Suite(.serialized) struct DiskBudgetTests {
+    /// A 12 MB tmpfs and the default budget (80 % of it): 800,000 opens make far more rows
+    /// than fit. Every row the writer took is stored (no store or queue drops); the rows
+    /// the budget dropped are counted in the summary and said in one line per part, and
+    /// they are the oldest: every kept row is newer than every dropped one, and the last
+    /// opens are all there.
+    @Test func aSmallFileSystemKeepsTheNewestRowsAndCountsTheOldestItDropped() throws {
+        let mountPoint = try makeTempDir(prefix: "budget-fs")
+        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=12m,mode=0700", "budget-test", mountPoint])
+        #expect(mounted.status == 0, "\(mounted.stderr)")
+        defer { _ = try? run("/bin/umount", ["-l", mountPoint]) }
+        let work = try makeTempDir(prefix: "budget-work")
+        let comm = uniqueComm("bd")
+        try "plugins:\n  enabled: [tracing]\n  options:\n    tracing:\n      include_comms: [\"\(comm)\"]\n"
+            .write(toFile: "\(work)/run.yaml", atomically: true, encoding: .utf8)
+        let data = "\(mountPoint)/data"
+        let agent = try BackgroundProcess(Paths.infrasight, ["run", "--data-dir", data, "--config", "\(work)/run.yaml"])
+        try agent.waitForStderr("infrasight: note: started: ")
+
+        let marker = "/nonexistent/budget-\(getpid())"
+        let total = 800_000
+        try withThreadComm(comm) {
+            for i in 1...total {
+                let fd = open("\(marker)-\(i)", O_RDONLY)
+                if fd >= 0 { close(fd) }
+                // ~60,000 opens/s: the debug build's reader keeps up beside the store's work.
+                if i % 1000 == 0 { usleep(15_000) }
+            }
+            // The last ones slowly: they are the newest, and must be kept.
+            for i in 1...10 {
+                let fd = open("\(marker)-last-\(i)", O_RDONLY)
+                if fd >= 0 { close(fd) }
+                usleep(50_000)
+            }
+        }
+        func query(_ sql: String) throws -> String {
+            let r = try run(Paths.infrasight, ["query", "--data-dir", data, sql])
+            guard r.status == 0 else { throw TestFailure("query failed (\(r.status)): \(r.stderr)") }
+            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        try waitUntil("the last opens are stored", timeout: 60) {
+            try query("SELECT count() FROM audit.tracing_events WHERE filename LIKE '\(marker)-last-%'") == "10"
+        }
+        agent.signal(SIGTERM)
+        let r = try agent.wait(timeout: 180)
+        #expect(r.status == 0, "\(r.stderr)")
+        let n = try #require(summaryNumbers(r.stderr, plugin: "tracing"), "\(r.stderr)")
+        let stored = try #require(n["rows stored"]), aged = try #require(n["disk budget drops"])
+        #expect(n["queue drops"] == 0 && n["store drops"] == 0, "\(n)")
+        #expect(aged > 0, "the budget dropped nothing: \(n)")
+
+        // Each drop is one line; their rows add up to the summary's count.
+        let drops = r.stderr.split(separator: "\n").filter { $0.contains("; dropped the oldest ") }
+        let droppedRows = drops.compactMap { line -> Int? in
+            guard let r = line.range(of: "dropped the oldest ") else { return nil }
+            return Int(line[r.upperBound...].prefix { $0.isNumber })
+        }
+        #expect(droppedRows.count == drops.count && droppedRows.reduce(0, +) == aged, "\(drops)")
+        #expect(drops.allSatisfy { $0.hasPrefix("infrasight: note: disk budget (storage.max_disk 80%): ") && $0.contains(" of audit.tracing_events (part ") })
+
+        // The store holds exactly what was stored minus what the budget dropped...
+        #expect(try query("SELECT count() FROM audit.tracing_events") == "\(stored - aged)")
+        // ...the newest: the last opens, and the highest sequence numbers.
+        #expect(try query("SELECT count() FROM audit.tracing_events WHERE filename LIKE '\(marker)-last-%'") == "10")
+        let seqs = try query("""
+            SELECT min(s), max(s), count() FROM (SELECT toUInt64OrZero(splitByChar('-', filename)[-1]) AS s
+            FROM audit.tracing_events WHERE filename LIKE '\(marker)-%' AND filename NOT LIKE '%-last-%')
+            """).split(separator: "\t").compactMap { Int($0) }
+        // (The kernel's drops, counted, are the only rows that may be missing at the top.)
+        let kernel = n["kernel drops"] ?? -1
+        #expect(seqs.count == 3 && seqs[0] > 1 && seqs[1] >= total - kernel, "\(seqs), \(n)")
+        // Every kept row is at least as new as the newest dropped one (to the second).
+        let newestDropped = drops.compactMap { line -> String? in
+            guard let r = line.range(of: "rows up to ") else { return nil }
+            return String(line[r.upperBound...].prefix(19))
+        }.max() ?? ""
+        let oldestKept = try query("SELECT formatDateTime(min(wall_time_dt), '%Y-%m-%d %H:%i:%S', 'UTC') FROM audit.tracing_events")
+        #expect(!newestDropped.isEmpty && oldestKept >= newestDropped, "kept from \(oldestKept), dropped up to \(newestDropped)")
+    }
+}
