@@ -122,6 +122,41 @@ import Testing
         #expect(try Self.query(data, "SELECT count() FROM audit.hostile") == "1\n")
     }
 
+    /// An agent's PARTITION BY and TTL are not the store's policy: one partition per row
+    /// would swamp the server, and a table declared first with a one-second TTL would
+    /// expire every other agent's rows in it. The server keeps its own: rows partitioned by
+    /// day on their time column, and storage.retention's TTL.
+    @Test func anAgentsPartitionKeyAndTTLAreReplacedByTheServersPolicy() async throws {
+        let data = try makeTempDir(prefix: "hostile-policy")
+        let server = try Server.start(store: ["--data-dir", data])
+        let ddl = """
+            CREATE TABLE IF NOT EXISTS audit.hostile_policy (a UInt32, node_name String, wall_time_dt DateTime64(3))
+            ENGINE = MergeTree PARTITION BY a ORDER BY a TTL toDateTime(wall_time_dt) + INTERVAL 1 SECOND
+            """
+        var rows = Data()
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for a in [UInt32(1), 2, 3] {
+            withUnsafeBytes(of: a.littleEndian) { rows.append(contentsOf: $0) }
+            rows.append(1)
+            rows.append(contentsOf: "n".utf8)
+            withUnsafeBytes(of: now.littleEndian) { rows.append(contentsOf: $0) }
+        }
+        let batch = Self.batch([], table: "audit.hostile_policy") { b in
+            b.columns.append(.with { $0.name = "wall_time_dt"; $0.type = "DateTime64(3)" })
+            b.rows = rows
+            b.rowCount = 3
+        }
+        let answers = try await Self.converse(port: server.port, [Self.hello(tables: [("audit.hostile_policy", ddl)]), batch], expecting: 2)
+        #expect(answers.count == 2 && answers[1].ack.rowsStored == 3, "\(answers)")
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+        let engine = try Self.query(data, "SELECT engine_full FROM system.tables WHERE database = 'audit' AND name = 'hostile_policy'")
+        #expect(engine.contains("PARTITION BY toDate(wall_time_dt)"), "\(engine)")
+        #expect(engine.contains(" TTL toDateTime(wall_time_dt) + toIntervalSecond(7776000)") && !engine.contains("INTERVAL 1 SECOND") && !engine.contains("toIntervalSecond(1)"), "\(engine)")
+        #expect(try Self.query(data, "SELECT uniqExact(partition_id) FROM system.parts WHERE database = 'audit' AND table = 'hostile_policy' AND active") == "1\n")
+        #expect(try Self.query(data, "SELECT count() FROM audit.hostile_policy") == "3\n")
+    }
+
     /// The DDL InfraSight ships for `table` (schema/), as its own code writes it.
     static func shipped(_ table: String) throws -> String {
         try TableSchema(ddl: String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)).statement
