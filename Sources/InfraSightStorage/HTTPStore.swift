@@ -194,7 +194,16 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
                                 read: { (sql: String) throws(StorageError) -> Data in try send(sql: sql, body: nil, parameters: ["default_format": "TabSeparated"]) },
                                 alter: { (sql: String) throws(StorageError) in _ = try send(sql: sql, body: nil, parameters: [:]) })
         } else {
-            retention.sweep(tables, targets: targets, cluster: cluster) { [unowned self] sql in _ = try self.send(sql: sql, body: nil, parameters: [:]) }
+            retention.sweep(
+                tables, targets: targets, cluster: cluster,
+                partitioned: { [unowned self] t in
+                    guard let column = RetentionPolicy.timeColumn(of: t),
+                        let key = try? budgetQuery("SELECT partition_key FROM system.tables WHERE database = \(sqlStringLiteral(t.database ?? "default")) AND name = \(sqlStringLiteral(t.name))")
+                    else { return false }
+                    return key.trimmingCharacters(in: .whitespacesAndNewlines) == "toDate(\(column))"
+                },
+                run: { [unowned self] sql in _ = try self.send(sql: sql, body: nil, parameters: [:]) },
+                read: { [unowned self] sql in try self.budgetQuery(sql) })
         }
     }
 

@@ -115,6 +115,16 @@ public struct RetentionPolicy: Equatable, Sendable {
         return "ALTER TABLE \((target ?? table).quotedName)\(on) DELETE WHERE toDateTime(\(quoteIdentifier(column))) < now() - \(seconds)"
     }
 
+    /// Where the store has no TTL and `table` is partitioned by day on its time column
+    /// (as InfraSight creates tables): the query listing the partitions whose every row
+    /// expired, each then dropped whole (`ALTER TABLE t DROP PARTITION ID 'id'`) — no
+    /// rewrite, freed at once; rows go when their whole day has expired. Nil as for
+    /// `deleteExpired`.
+    public func expiredPartitions(_ table: TableSchema) -> String? {
+        guard deleteExpired(table) != nil, let seconds = seconds(for: table) else { return nil }
+        return "SELECT partition_id FROM system.parts WHERE active AND database = \(sqlStringLiteral(table.database ?? "default")) AND table = \(sqlStringLiteral(table.name)) GROUP BY partition_id HAVING max(max_time) < now() - \(seconds) ORDER BY partition_id"
+    }
+
     /// "90 days", "12 hours", "45 s".
     public static func describe(_ seconds: Int) -> String {
         if seconds % 86400 == 0 { return "\(seconds / 86400) day\(seconds == 86400 ? "" : "s")" }
@@ -130,25 +140,28 @@ public struct RetentionPolicy: Equatable, Sendable {
 /// mutation, nor for ON CLUSTER DDL while a node is down). A failure is said by `report`
 /// and tried again at the next round.
 public final class RetentionSweeper: @unchecked Sendable {
+    /// One table's sweep: `key` names what it does (a changed key runs at once).
+    struct Job {
+        let key: String
+        let run: @Sendable () throws -> Void
+    }
     private let lock = NSLock()
-    private var statements: [String: String] = [:]
+    private var jobs: [String: Job] = [:]
     private var timer: DispatchSourceTimer?
     private let queue = DispatchQueue(label: "infrasight.retention")
     let interval: Double
-    let run: @Sendable (String) throws -> Void
     let report: @Sendable (String) -> Void
 
-    public init(interval: Double = 3600, run: @escaping @Sendable (String) throws -> Void, report: @escaping @Sendable (String) -> Void) {
+    public init(interval: Double = 3600, report: @escaping @Sendable (String) -> Void) {
         self.interval = interval
-        self.run = run
         self.report = report
     }
 
-    /// Registers `table`'s delete statement; a new or changed one runs soon, on the queue.
-    public func add(table: String, statement: String) {
+    /// Registers `table`'s sweep; a new or changed one runs soon, on the queue.
+    func add(table: String, job: Job) {
         lock.lock()
-        let changed = statements[table] != statement
-        statements[table] = statement
+        let changed = jobs[table]?.key != job.key
+        jobs[table] = job
         if timer == nil {
             let t = DispatchSource.makeTimerSource(queue: queue)
             t.schedule(deadline: .now() + interval, repeating: interval)
@@ -160,13 +173,13 @@ public final class RetentionSweeper: @unchecked Sendable {
         if changed { queue.async { [weak self] in self?.sweep(only: table) } }
     }
 
-    /// Runs every table's statement (or one).
+    /// Runs every table's sweep (or one).
     public func sweep(only table: String? = nil) {
         lock.lock()
-        let due = statements.filter { table == nil || $0.key == table }
+        let due = jobs.filter { table == nil || $0.key == table }
         lock.unlock()
-        for (name, sql) in due.sorted(by: { $0.key < $1.key }) {
-            do { try run(sql) } catch { report("retention: cannot delete expired rows of \(name): \(error)") }
+        for (name, job) in due.sorted(by: { $0.key < $1.key }) {
+            do { try job.run() } catch { report("retention: cannot delete expired rows of \(name): \(error)") }
         }
     }
 
@@ -212,15 +225,31 @@ public final class StoreRetention: @unchecked Sendable {
     }
 
     /// Registers `tables`' deletes of expired rows with the sweeper (started on first use;
-    /// each table's delete runs once now, then hourly). `run` sends a statement.
-    func sweep(_ tables: [TableSchema], targets: [TableSchema]? = nil, cluster: String? = nil, run: @escaping @Sendable (String) throws -> Void) {
+    /// each table's sweep runs once now, then hourly). A table partitioned by day on its
+    /// time column (`partitioned`, as InfraSight creates them, checked on the store) loses
+    /// its expired days whole; another (made by an earlier release, or a cluster's) gets
+    /// a DELETE mutation. `run` sends a statement, `read` a query returning TSV.
+    func sweep(_ tables: [TableSchema], targets: [TableSchema]? = nil, cluster: String? = nil, partitioned: (TableSchema) -> Bool,
+               run: @escaping @Sendable (String) throws -> Void, read: @escaping @Sendable (String) throws -> String) {
         for (i, t) in tables.enumerated() {
             guard let sql = policy.deleteExpired(t, target: targets?[i], cluster: cluster) else { continue }
+            let job: RetentionSweeper.Job
+            if cluster == nil, targets == nil, partitioned(t), let list = policy.expiredPartitions(t) {
+                let (notice, kept) = (self.notice, RetentionPolicy.describe(policy.seconds(for: t) ?? 0))
+                job = RetentionSweeper.Job(key: list) {
+                    for id in try read(list).split(separator: "\n") where !id.isEmpty {
+                        try run("ALTER TABLE \(t.quotedName) DROP PARTITION ID \(sqlStringLiteral(String(id)))")
+                        notice("retention: dropped \(t.qualifiedName)'s partition \(id), whose rows are all older than \(kept)")
+                    }
+                }
+            } else {
+                job = RetentionSweeper.Job(key: sql) { try run(sql) }
+            }
             lock.lock()
-            if sweeper == nil { sweeper = RetentionSweeper(run: run, report: notice) }
+            if sweeper == nil { sweeper = RetentionSweeper(report: notice) }
             let s = sweeper!
             lock.unlock()
-            s.add(table: t.qualifiedName, statement: sql)
+            s.add(table: t.qualifiedName, job: job)
         }
     }
 }

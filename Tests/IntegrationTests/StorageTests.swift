@@ -269,28 +269,43 @@ import Testing
         #expect(notes.take() == [])
     }
 
-    /// ClickHouse 18.16 has no TTL: expired rows are deleted at prepare (and hourly after),
-    /// by a mutation on the time column.
+    /// ClickHouse 18.16 has no TTL: expired rows go at prepare (and hourly after). A table
+    /// InfraSight made (partitioned by day) loses each day whose rows all expired, whole;
+    /// one an earlier release made (no partitions) gets a DELETE mutation on the time column.
     @Test func retentionDeletesExpiredRowsOnAServerWithoutTTL() throws {
         let server = try ClickHouseServer()
         let store = try HTTPStore(url: server.url)
         #expect(!store.supportsTTL)
-        _ = try store.prepare([Self.agingTable])
-        _ = try server.query("INSERT INTO audit.retention_test VALUES (1, 0, now() - 8 * 86400), (2, 0, now() - 6 * 86400), (3, 0, now())")
+        let notes = Notes()
+        store.retention.notice = { notes.add($0) }
+        let unpartitioned = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.retention_old (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime64(3)) ENGINE = MergeTree() ORDER BY wall_time_ms")
+        _ = try server.query("CREATE DATABASE IF NOT EXISTS audit")
+        _ = try server.query("CREATE TABLE audit.retention_old (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime) ENGINE = MergeTree() ORDER BY wall_time_ms")
+        _ = try store.prepare([Self.agingTable, unpartitioned])
+        for table in ["retention_test", "retention_old"] {
+            _ = try server.query("INSERT INTO audit.\(table) VALUES (1, 0, now() - 8 * 86400), (2, 0, now() - 6 * 86400), (3, 0, now())")
+        }
         // The built-in default deletes nothing on such a server (it cannot tell an
         // earlier release's rows from new ones); a retention the operator set does.
         store.retention.policy = RetentionPolicy(seconds: 7 * 86400, sparesExistingTables: true)
-        _ = try store.prepare([Self.agingTable])
+        _ = try store.prepare([Self.agingTable, unpartitioned])
         sleep(2)
-        #expect(try server.query("SELECT count() FROM system.mutations WHERE table = 'retention_test'") == "0\n")
+        #expect(try server.query("SELECT count() FROM system.mutations WHERE table LIKE 'retention_%'") == "0\n")
+        #expect(try server.query("SELECT count() FROM audit.retention_test") == "3\n")
         store.retention.policy = RetentionPolicy(seconds: 7 * 86400)
-        _ = try store.prepare([Self.agingTable])
-        // The mutation runs in the background: wait for it.
-        try waitUntil("the expired row's delete", timeout: 60) {
-            try server.query("SELECT count() FROM system.mutations WHERE table = 'retention_test' AND is_done = 0") == "0\n"
-                && server.query("SELECT count() FROM system.mutations WHERE table = 'retention_test'") == "1\n"
+        _ = try store.prepare([Self.agingTable, unpartitioned])
+        // Both run in the background: wait for them.
+        try waitUntil("the expired rows' removal", timeout: 60) {
+            try server.query("SELECT count() FROM system.mutations WHERE table = 'retention_old' AND is_done = 0") == "0\n"
+                && server.query("SELECT count() FROM system.mutations WHERE table = 'retention_old'") == "1\n"
+                && server.query("SELECT count() FROM audit.retention_test") == "2\n"
         }
         #expect(try server.query("SELECT groupArray(seq) FROM (SELECT seq FROM audit.retention_test ORDER BY seq)") == "[2,3]\n")
+        #expect(try server.query("SELECT groupArray(seq) FROM (SELECT seq FROM audit.retention_old ORDER BY seq)") == "[2,3]\n")
+        // The partitioned table: a whole day dropped, no rewrite; said in one line.
+        #expect(try server.query("SELECT count() FROM system.mutations WHERE table = 'retention_test'") == "0\n")
+        let lines = notes.take().filter { $0.hasPrefix("retention: dropped audit.retention_test's partition ") }
+        #expect(lines.count == 1 && lines[0].hasSuffix(", whose rows are all older than 7 days"), "\(lines)")
     }
 
     static let budgetTable = try! TableSchema(ddl: """
