@@ -53,6 +53,10 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         }
         for t in prepared {
             if let migration = try migrate(t, onCluster: nil) { migrated(migration) }
+            if let line = try ColumnCodecs.apply(t, read: { (sql: String) throws(StorageError) -> Data in try query(sql, format: "TabSeparated") },
+                                                  alter: { (sql: String) throws(StorageError) in _ = try query(sql, format: "TabSeparated") }) {
+                retention.notice(line)
+            }
         }
         try retention.apply(prepared,
                             read: { (sql: String) throws(StorageError) -> Data in try query(sql, format: "TabSeparated") },

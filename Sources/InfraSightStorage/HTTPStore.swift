@@ -180,6 +180,13 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         }
         for t in prepared {
             if let migration = try migrate(t, onCluster: nil) { migrated(migration) }
+            // Codecs (ColumnCodecs) where system.columns says them (20.1 and later here).
+            if supportsDateTime64, let line = try ColumnCodecs.apply(
+                t, read: { (sql: String) throws(StorageError) -> Data in try send(sql: sql, body: nil, parameters: ["default_format": "TabSeparated"]) },
+                alter: { (sql: String) throws(StorageError) in _ = try send(sql: sql, body: nil, parameters: ddlParameters(t.columns)) })
+            {
+                retention.notice(line)
+            }
         }
         try applyRetention(prepared, targets: nil, cluster: nil)
         budget.register(prepared)

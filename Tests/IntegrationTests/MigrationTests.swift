@@ -150,7 +150,10 @@ import Testing
             let ttl = ["mmap", "mount", "network", "ptrace", "resource"].map {
                 "infrasight: note: audit.\($0)_events: rows are kept 90 days (TTL toDateTime(wall_time_dt) + toIntervalSecond(7776000))\n"
             }
-            #expect(notes.sorted() == ([Self.note, spared] + ttl).sorted(), "\(r.stderr)")
+            // The table an earlier release filled gets the codecs in place (ColumnCodecs):
+            // every column of the DDL but the JSON one.
+            let codecs = "infrasight: note: audit.tracing_events: 29 columns now compressed with ZSTD(1) (Delta first on times): new parts at once, older ones as they merge\n"
+            #expect(notes.sorted() == ([Self.note, spared, codecs] + ttl).sorted(), "\(r.stderr)")
         } else {
             #expect(notes == [Self.note], "\(r.stderr)")
         }

@@ -362,6 +362,39 @@ import Testing
         #expect(last.filter { $0.contains("dropped the oldest 1000 rows") }.count == 3, "\(last)")
     }
 
+    /// Event tables' columns are compressed with ZSTD(1), Delta first on times
+    /// (ColumnCodecs), the seed's types untouched; a table an earlier release made gets
+    /// them in place, its rows intact, said once; a state table keeps the default.
+    @Test func eventTablesGetTheirCodecsInPlace() throws {
+        let store = Self.embedded
+        let notes = Notes()
+        store.retention.notice = { notes.add($0) }
+        defer { store.retention.notice = { _ in } }
+        func codecs(_ table: String) throws -> String {
+            text(try store.query("SELECT name, type, compression_codec FROM system.columns WHERE database = 'audit' AND table = '\(table)' ORDER BY position", format: "TabSeparated"))
+        }
+        let table = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.codec_test (seq UInt32, comm String, wall_time_ms Int64, wall_time_dt DateTime64(3), j JSON) ENGINE = MergeTree() ORDER BY wall_time_ms")
+        _ = try store.query("CREATE TABLE audit.codec_test (seq UInt32, comm String, wall_time_ms Int64, wall_time_dt DateTime64(3), j JSON) ENGINE = MergeTree() ORDER BY wall_time_ms", format: "TabSeparated")
+        _ = try store.query("INSERT INTO audit.codec_test (seq, comm, wall_time_ms, wall_time_dt) SELECT number, 'x', number, now64(3) FROM numbers(1000)", format: "TabSeparated")
+        _ = try store.prepare([table])
+        #expect(try codecs("codec_test") == """
+            seq\tUInt32\tCODEC(ZSTD(1))
+            comm\tString\tCODEC(ZSTD(1))
+            wall_time_ms\tInt64\tCODEC(Delta(8), ZSTD(1))
+            wall_time_dt\tDateTime64(3)\tCODEC(Delta(8), ZSTD(1))
+            j\tJSON\t
+
+            """)
+        #expect(notes.take() == ["audit.codec_test: 4 columns now compressed with ZSTD(1) (Delta first on times): new parts at once, older ones as they merge"])
+        #expect(text(try store.query("SELECT count(), sum(seq) FROM audit.codec_test", format: "TabSeparated")) == "1000\t499500\n")
+        #expect(text(try store.query("SELECT count() FROM system.mutations WHERE table = 'codec_test'", format: "TabSeparated")) == "0\n", "metadata only: nothing rewritten")
+        _ = try store.prepare([table])
+        #expect(notes.take() == [], "nothing to change, nothing said")
+        let state = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.codec_state (k String) ENGINE = MergeTree() ORDER BY k")
+        _ = try store.prepare([state])
+        #expect(try codecs("codec_state") == "k\tString\t\n")
+    }
+
     /// storage.max_disk on ClickHouse 18.16, which cannot drop a part: new tables are
     /// partitioned by day and the oldest days go whole; a table an earlier release made
     /// without partitions is said once and left alone; a percent budget, which needs

@@ -5,17 +5,10 @@ import InfraSightStorage
 import InfraSightTestSupport
 import Logging
 
-/// The console's process explorer over a store of `rows` rows (90% tracing, 10%
-/// network): a synthetic host of 20,000-odd processes in a tree, 50 events each, spread
-/// over the last hour. Headless Chromium (over WebDriver) opens the page with a search and
-/// a selected process, `rounds` times from a blank page; the figure is the time from
-/// navigation to every panel's data on screen (the page's own `firstLoadMs`), plus what
-/// each of the page's three queries takes on the server alone.
-func consoleBench(rows: Int, rounds: Int) throws -> String {
-    let data = NSTemporaryDirectory() + "/infrasight-bench-console-\(getpid())"
-    defer { try? FileManager.default.removeItem(atPath: data) }
-    let store = try EmbeddedStore(dataDir: data, library: nil)
-    defer { store.close() }
+/// Loads the console benchmark's host into `store`: `rows` rows (90% tracing, 10%
+/// network), a synthetic host of 20,000-odd processes in a tree, 50 events each, spread
+/// over the last hour. Returns the seconds the load took.
+func consoleLoad(into store: EmbeddedStore, rows: Int) throws -> Double {
     _ = try store.prepare(QueryCatalog.tables)
     let now = Int64(Date().timeIntervalSince1970 * 1000)
     let tracing = rows * 9 / 10, network = rows - tracing
@@ -44,7 +37,26 @@ func consoleBench(rows: Int, rounds: Int) throws -> String {
             number * 1000 * 10 + 1, p * 1000, pp * 1000
         FROM (SELECT number * 10 AS number, \(generated) FROM numbers(\(network)))
         """, format: "TSV")
-    let loadSeconds = Date().timeIntervalSince(started)
+    return Date().timeIntervalSince(started)
+}
+
+/// The console's process explorer over a store of `rows` rows (90% tracing, 10%
+/// network): a synthetic host of 20,000-odd processes in a tree, 50 events each, spread
+/// over the last hour. Headless Chromium (over WebDriver) opens the page with a search and
+/// a selected process, `rounds` times from a blank page; the figure is the time from
+/// navigation to every panel's data on screen (the page's own `firstLoadMs`), plus what
+/// each of the page's three queries takes on the server alone.
+func consoleBench(rows: Int, rounds: Int) throws -> String {
+    let data = NSTemporaryDirectory() + "/infrasight-bench-console-\(getpid())"
+    defer { try? FileManager.default.removeItem(atPath: data) }
+    let store = try EmbeddedStore(dataDir: data, library: nil)
+    defer { store.close() }
+    let loadSeconds = try consoleLoad(into: store, rows: rows)
+    return try consoleMeasure(store, loadSeconds: loadSeconds, rounds: rounds)
+}
+
+/// The process explorer's figures over `store` as `consoleLoad` filled it.
+func consoleMeasure(_ store: EmbeddedStore, loadSeconds: Double, rounds: Int) throws -> String {
     let stored = try String(decoding: store.query("SELECT (SELECT count() FROM audit.tracing_events) + (SELECT count() FROM audit.network_events)", format: "TSV"), as: UTF8.self)
         .trimmingCharacters(in: .whitespacesAndNewlines)
 

@@ -13,6 +13,10 @@
 //   infrasight-bench cluster [--rows N] [--rounds R]
 //                                           rows/s into one ClickHouse node, and into a local
 //                                           2 × 2 cluster through Distributed tables
+//   infrasight-bench storage [--rows N] [--big-rows M]
+//                                           bytes per row per table (LZ4 today vs candidate
+//                                           codecs), catalog queries, the process explorer
+//                                           and one disk-budget drop at M rows
 //   infrasight-bench overhead [--ops N] [--rounds R] [--config FILE]
 //                                           ns added per traced openat: empty BPF programs
 //                                           (the floor) and `infrasight run` (all plugins, or
@@ -261,6 +265,8 @@ do {
         print(try clusterBench(rows: option("--rows").flatMap { Int($0) } ?? 200_000, rounds: option("--rounds").flatMap { Int($0) } ?? 5))
     case "console":
         print(try consoleBench(rows: option("--rows").flatMap { Int($0) } ?? 1_000_000, rounds: option("--rounds").flatMap { Int($0) } ?? 5))
+    case "storage":
+        print(try storageBench(rows: option("--rows").flatMap { Int($0) } ?? 10_000_000, bigRows: option("--big-rows").flatMap { Int($0) } ?? 100_000_000))
     case "screenshots":
         guard let url = option("--url"), let out = option("--out") else { throw StorageError("screenshots needs --url BASE --out DIR NAME=#/HASH...") }
         print(try consoleScreenshots(url: url, out: out, pages: args.filter { $0.contains("=#/") }))
@@ -282,7 +288,7 @@ do {
         ]
         print("{" + parts.map { "\"\($0.0)\":\($0.1.trimmingCharacters(in: .whitespacesAndNewlines))" }.joined(separator: ",\n ") + "}")
     default:
-        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | screenshots --url BASE --out DIR NAME=#/HASH... | sweep [--rates 10000,25000,...] [--seconds S] [--no-rules] | rules [--rows N] [--samples N] | http --url URL [--rows N] | cluster [--rows N] [--rounds R]\n".utf8))
+        FileHandle.standardError.write(Data("usage: infrasight-bench all | decode [--records N] | sink [--rows N] | overhead [--ops N] [--rounds R] [--config FILE] | console [--rows N] [--rounds R] | storage [--rows N] [--big-rows M] | screenshots --url BASE --out DIR NAME=#/HASH... | sweep [--rates 10000,25000,...] [--seconds S] [--no-rules] | rules [--rows N] [--samples N] | http --url URL [--rows N] | cluster [--rows N] [--rounds R]\n".utf8))
         exit(2)
     }
 } catch {
