@@ -144,7 +144,7 @@ public struct InfraSightConfig: Equatable, Sendable {
                     case "max_disk":
                         let text = try r.string(svalue, at: path)
                         guard let limit = DiskLimit(text) else {
-                            throw ConfigError(file: file, "\(path) must be a percent of the file system (80%), a size (50GB, 512MiB) or none (got \(text.prefix(40)))")
+                            throw ConfigError(file: file, "\(path) must be a percent of the file system (80%), a size with its unit, 1MiB at least (50GB, 512MiB), or none (got \(text.prefix(40)))")
                         }
                         config.storage.maxDisk = limit
                         config.storage.maxDiskConfigured = true

@@ -63,17 +63,22 @@ public enum PrivateFile {
     /// Throws one line naming the path.
     public static func create(_ path: String, contents data: Data) throws(PrivateFileError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw PrivateFileError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { let e = errno; throw PrivateFileError("cannot create \(path): \(String(cString: strerror(e)))", errno: e) }
         defer { close(fd) }
         guard data.withUnsafeBytes({ UnixSocket.writeAll(fd, $0) }) else {
-            let reason = String(cString: strerror(errno))
+            let e = errno
             unlink(path)
-            throw PrivateFileError("cannot write \(path): \(reason)")
+            throw PrivateFileError("cannot write \(path): \(String(cString: strerror(e)))", errno: e)
         }
     }
 }
 
 public struct PrivateFileError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    init(_ description: String) { self.description = description }
+    /// The failed call's errno (ENOSPC: the disk is full), or 0.
+    public let errno: Int32
+    init(_ description: String, errno: Int32 = 0) {
+        self.description = description
+        self.errno = errno
+    }
 }

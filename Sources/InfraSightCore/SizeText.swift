@@ -15,7 +15,11 @@ public func sizeBytes(_ size: String) -> Int64? {
         text = text.dropLast(suffix.count)
         break
     }
-    guard let value = Double(text.trimmingCharacters(in: .whitespaces)), value.isFinite, value > 0 else { return nil }
+    let number = text.trimmingCharacters(in: .whitespaces)
+    // Digits and one decimal point only: Double() would also take "0x10", "1e9", "inf".
+    guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), number.filter({ $0 == "." }).count <= 1,
+        let value = Double(number), value.isFinite, value > 0
+    else { return nil }
     let bytes = (value * unit).rounded()
     guard bytes >= 1, bytes < 9.2e18 else { return nil }
     return Int64(bytes)
@@ -38,7 +42,9 @@ public enum DiskLimit: Equatable, Sendable, CustomStringConvertible {
         } else if t.hasSuffix("%") {
             guard let p = Int(t.dropLast().trimmingCharacters(in: .whitespaces)), (1...99).contains(p) else { return nil }
             self = .percent(p)
-        } else if let b = sizeBytes(t) {
+        } else if let b = sizeBytes(t), t.last?.isLetter == true, b >= 1 << 20 {
+            // A unit is required and 1 MiB the least: "max_disk: 80" (meant as 80 %)
+            // must not become an 80-byte budget that empties the store.
             self = .bytes(b)
         } else {
             return nil

@@ -29,7 +29,13 @@ public final class BatchSpool: @unchecked Sendable {
     public private(set) var droppedBatches: UInt64 = 0
     /// Rows of spooled batches the spool dropped, oldest first, to take newer ones (part
     /// of `droppedRows`), per plugin.
-    public private(set) var evictedRows: [String: UInt64] = [:]
+    public var evictedRows: [String: UInt64] {
+        lock.lock()
+        defer { lock.unlock() }
+        return evicted
+    }
+    private var evicted: [String: UInt64] = [:]
+    private var evictedAny = false
     /// Told once, at the first batch dropped to make room (set before use).
     public var onFirstEviction: @Sendable (String) -> Void = { _ in }
     public private(set) var corruptFiles: UInt64 = 0
@@ -221,13 +227,14 @@ public final class BatchSpool: @unchecked Sendable {
             let file = path(oldest.sequence)
             // Its rows and plugin, for the counts (a file that cannot be read counts its batch only).
             let batch = FileManager.default.contents(atPath: file).flatMap { try? Infrasight_V1_Batch(serializedBytes: $0) }
-            if droppedBatches == 0 && evictedRows.isEmpty {
+            if !evictedAny {
+                evictedAny = true
                 onFirstEviction("the spool is full (\(maxBytes >> 20) MiB at \(directory)): its oldest batches are dropped to keep the newest (counted as spool evicted)")
             }
             droppedBatches += 1
             if let batch {
                 droppedRows += batch.rowCount
-                evictedRows[batch.plugin, default: 0] += batch.rowCount
+                evicted[batch.plugin, default: 0] += batch.rowCount
             }
             forget(oldest.sequence)
             unlink(file)

@@ -96,10 +96,20 @@ public struct StorageError: Error, CustomStringConvertible, Sendable {
         self.noSpace = noSpace
     }
 
-    /// Whether a store's message says it ran out of disk: ClickHouse's NOT_ENOUGH_SPACE
-    /// (code 243), or ENOSPC from a write ("No space left on device", errno 28).
+    /// Whether ClickHouse's error says it ran out of disk, decided by the error's own code
+    /// (the first `Code: N.`, which ClickHouse writes before any text it quotes): 243
+    /// NOT_ENOUGH_SPACE, or a failed write (74 CANNOT_WRITE_TO_FILE_DESCRIPTOR, 75
+    /// CANNOT_FSYNC) with errno 28. Never from words elsewhere in the message: a row's
+    /// value quoted in a parse error ("Cannot parse JSON ... No space left") would let an
+    /// agent make the store drop data.
     public static func saysNoSpace(_ message: String) -> Bool {
-        message.contains("NOT_ENOUGH_SPACE") || message.contains("Code: 243") || message.contains("No space left on device")
-            || message.contains("Cannot reserve") && message.contains("not enough space")
+        guard let code = leadingCode(message) else { return false }
+        return code == 243 || ([74, 75].contains(code) && message.contains("errno: 28,"))
+    }
+
+    /// The N of the first "Code: N" in a ClickHouse error message.
+    public static func leadingCode(_ message: String) -> Int? {
+        guard let r = message.range(of: "Code: ") else { return nil }
+        return Int(message[r.upperBound...].prefix(while: { $0.isNumber }))
     }
 }

@@ -57,6 +57,19 @@ public final class StoreBudget: @unchecked Sendable {
     private var said: Set<String> = []
     private var timer: DispatchSourceTimer?
     private let queue = DispatchQueue(label: "infrasight.disk-budget")
+    /// When `relieve` last dropped below the budget (monotonic seconds).
+    private var lastForced: Double = -10
+    /// True when `limit` is the built-in default, not the operator's: tables an earlier
+    /// release made are spared (see `candidates`).
+    public var sparesExistingTables = false
+    /// Table names (without database) the budget never drops from: those whose rows
+    /// `storage.retention_tables` keeps forever.
+    public var exempt: Set<String> = []
+    /// A file of reserved blocks on the store's file system (embedded engine): on a disk
+    /// so full that ClickHouse cannot even write the change that drops a part ("Cannot
+    /// reserve 1.00 MiB"), `relieve` deletes it first, so the oldest parts can go; it is
+    /// made again once the file system has room. Nil: none.
+    var ballast: String?
     /// Bytes the store's tables held at the last check (-1: not measured yet).
     private var lastStoreBytes: Int64 = -1
 
@@ -88,13 +101,14 @@ public final class StoreBudget: @unchecked Sendable {
     }
 
     /// The part size past which merges stop (`max_bytes_to_merge_at_max_space_in_pool`)
-    /// for tables this budget creates: a sixteenth of the budget (1 MiB at least), so a
-    /// drop takes a sixteenth of the data rather than a part merged from most of it. Nil
-    /// when the budget leaves ClickHouse's own limit (150 GB) in place.
+    /// for tables this budget creates: a sixteenth of the budget (1 MiB at least, 40 GB at
+    /// most), so a drop takes a sixteenth of the data rather than a part merged from most
+    /// of it. Nil without a budget.
     func mergeCap() -> Int64? {
         guard let budget = budgetBytes() else { return nil }
-        let cap = max(budget / 16, 1 << 20)
-        return cap < 150_000_000_000 ? cap : nil
+        // At most 40 GB: ClickHouse refuses to drop a part over 50 GB
+        // (max_partition_size_to_drop), and the budget must be able to drop every part.
+        return min(max(budget / 16, 1 << 20), 40_000_000_000)
     }
 
     /// The bytes past which a writer seals a batch under this budget: ClickHouse reserves
@@ -130,14 +144,18 @@ public final class StoreBudget: @unchecked Sendable {
         return TableSchema(database: table.database, name: table.name, columns: table.columns, ddl: table.ddl, tail: tail)
     }
 
-    /// Registers prepared tables (`targets`: the tables that hold their rows, when others)
-    /// and starts the checks on first use.
+    /// Registers prepared tables and starts the checks on first use; a table seen for the
+    /// first time is checked soon (a server prepares on every agent's hello: no more).
     func register(_ prepared: [TableSchema]) {
         guard limit != .none else { return }
         lock.lock()
+        var added = false
         for t in prepared {
             databases.insert(t.database ?? "default")
-            if let column = RetentionPolicy.timeColumn(of: t) { tables[t.qualifiedName] = (t, column) }
+            if let column = RetentionPolicy.timeColumn(of: t), tables[t.qualifiedName] == nil {
+                tables[t.qualifiedName] = (t, column)
+                added = true
+            }
         }
         if timer == nil {
             let t = DispatchSource.makeTimerSource(queue: queue)
@@ -147,34 +165,46 @@ public final class StoreBudget: @unchecked Sendable {
             timer = t
         }
         lock.unlock()
-        // The first check now, off the caller's thread (a server prepares on a hello).
-        queue.async { [weak self] in self?.enforce() }
+        if added { queue.async { [weak self] in self?.enforce() } }
     }
 
-    /// After an insert found no space: makes room for at least `bytes` (beyond what the
-    /// budget asks) by dropping the oldest data. Returns whether anything was dropped.
+    /// After an insert found no space: under a percent budget (the file system is the
+    /// budget), makes room for at least `bytes` even below it by dropping the oldest data;
+    /// under a size budget only the budget itself is kept (a disk others filled does not
+    /// shrink the store: the batch waits, then is counted as a store drop). At most one
+    /// forced drop per 2 s, however many writers ask. Returns whether anything was dropped.
     @discardableResult
     public func relieve(bytes: Int) -> Bool {
-        enforce(atLeast: Int64(bytes)) > 0
+        if let ballast, access(ballast, F_OK) == 0 {
+            unlink(ballast)
+            sayOnce("ballast", "disk budget: the file system is full: its reserve \(ballast) was released so the oldest parts can be dropped (made again when there is room)")
+        }
+        guard case .percent = limit else { return enforce() > 0 }
+        let now = MonotonicClock.seconds()
+        lock.lock()
+        let recent = now - lastForced < 2
+        if !recent { lastForced = now }
+        lock.unlock()
+        return enforce(atLeast: recent ? 0 : Int64(bytes)) > 0
     }
 
     /// One check: drops the oldest data while over the budget (or until `atLeast` bytes
-    /// went). Returns the bytes dropped. Failures are said once each and tried again at the
-    /// next check.
+    /// went). Returns the bytes dropped. A drop that fails stops the round (a newer part is
+    /// never dropped in an older one's place); failures are said once each and tried again
+    /// at the next check.
     @discardableResult
     public func enforce(atLeast: Int64 = 0) -> Int64 {
         guard limit != .none, let store else { return 0 }
         enforcing.lock()
         defer { enforcing.unlock() }
         lock.lock()
-        let tables = self.tables
+        let tables = self.tables.filter { !exempt.contains($0.value.schema.name) }
         let databases = self.databases.sorted()
         lock.unlock()
         guard !databases.isEmpty else { return 0 }
         do {
             let dbList = databases.map(sqlStringLiteral).joined(separator: ", ")
-            let used = Int64(try store.budgetQuery("SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database IN (\(dbList))")
-                .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            let used = try number(store.budgetQuery("SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database IN (\(dbList))"))
             lock.lock()
             lastStoreBytes = used
             lock.unlock()
@@ -192,13 +222,13 @@ public final class StoreBudget: @unchecked Sendable {
                 }
                 var leaving: Int64 = 0
                 if store.keepsInactiveParts {
-                    leaving = Int64(try store.budgetQuery("SELECT sum(bytes_on_disk) FROM system.parts WHERE NOT active AND database IN (\(dbList))")
-                        .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+                    leaving = try number(store.budgetQuery("SELECT sum(bytes_on_disk) FROM system.parts WHERE NOT active AND database IN (\(dbList))"))
                 }
                 let effective = fs.used - leaving
                 over = effective - fs.total / 100 * Int64(p)
                 state = "the file system is \(fs.total > 0 ? effective * 100 / fs.total : 100)% full (the store holds \(describeBytes(used)))"
             }
+            if over < 0 { keepBallast() }
             if atLeast > 0 && over < atLeast {
                 over = atLeast
                 state = "an insert found no space; " + state
@@ -211,9 +241,10 @@ public final class StoreBudget: @unchecked Sendable {
                 do {
                     _ = try store.budgetQuery("ALTER TABLE \(target)")
                 } catch {
-                    // A part merged away meanwhile: the next check sees the merged one.
-                    notice("disk budget: cannot drop \(victim.partition ? "partition" : "part") \(victim.name) of \(victim.table.qualifiedName): \(error)")
-                    continue
+                    // A part merged away meanwhile, or a disk too full to write the change:
+                    // the next check tries again, the oldest first.
+                    sayOnce("drop:\(victim.table.qualifiedName)", "disk budget: cannot drop \(victim.partition ? "partition" : "part") \(victim.name) of \(victim.table.qualifiedName): \(error)")
+                    break
                 }
                 freed += victim.bytes
                 lock.lock()
@@ -236,6 +267,28 @@ public final class StoreBudget: @unchecked Sendable {
         }
     }
 
+    /// Makes the ballast file when it is missing and the file system has room for it
+    /// twice: 1/64 of the file system, 1 MiB to 64 MiB, its blocks allocated.
+    func keepBallast() {
+        guard let ballast, access(ballast, F_OK) != 0, let fs = try? store?.fileSystem() else { return }
+        let size = min(max(fs.total / 64, 1 << 20), 64 << 20)
+        guard fs.total - fs.used > 2 * size else { return }
+        let fd = open(ballast, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let ok = posix_fallocate(fd, 0, off_t(size)) == 0
+        close(fd)
+        if !ok { unlink(ballast) }
+    }
+
+    /// A number the store answered; an empty or garbled answer (a store too full to write
+    /// its answer) is an error, never 0.
+    func number(_ text: String) throws(StorageError) -> Int64 {
+        guard let n = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw StorageError("the store answered '\(text.prefix(40))' where a number was due")
+        }
+        return n
+    }
+
     struct Candidate {
         let table: TableSchema
         let name: String
@@ -243,55 +296,77 @@ public final class StoreBudget: @unchecked Sendable {
         let partition: Bool
         let rows: Int64
         let bytes: Int64
-        /// Unix seconds of the newest row it holds.
+        /// Unix seconds of the newest row it holds, never later than now (a row from the
+        /// future, as an agent may send, does not make its part the last to go).
         let newest: Int64
+        /// Its highest block number: the order parts were written in.
+        let block: Int64
     }
 
-    /// Every table's parts (or partitions) but its newest, oldest first by the newest row
-    /// each holds.
+    /// Every table's parts (or partitions) but the one written last, oldest first by the
+    /// newest row each holds. Tables partitioned by time have that in `system.parts`; an
+    /// older table's rows are read (`GROUP BY _part`). When the budget is the built-in
+    /// default, a table made by an earlier release (no partitions, holding rows) is spared,
+    /// said once: an upgrade deletes nothing unasked.
     func candidates(_ tables: [String: (schema: TableSchema, column: String)], store: any BudgetedStore) throws(StorageError) -> [Candidate] {
         var all: [Candidate] = []
+        let now = Int64(Date().timeIntervalSince1970)
         for (_, entry) in tables.sorted(by: { $0.key < $1.key }) {
             let t = entry.schema
             let db = sqlStringLiteral(t.database ?? "default")
-            let rows = try store.budgetQuery("SELECT name, partition_id, rows, bytes_on_disk FROM system.parts WHERE active AND database = \(db) AND table = \(sqlStringLiteral(t.name))")
-            var parts: [String: (partition: String, rows: Int64, bytes: Int64)] = [:]
+            let key = try store.budgetQuery("SELECT partition_key FROM system.tables WHERE database = \(db) AND name = \(sqlStringLiteral(t.name))")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let byTime = key == "toDate(\(entry.column))"
+            if !byTime && sparesExistingTables {
+                sayOnce("spared:\(t.qualifiedName)", "disk budget: \(t.qualifiedName) was made before the disk budget existed: its rows are not dropped for the budget until storage.max_disk is set")
+                continue
+            }
+            let rows = try store.budgetQuery("SELECT name, partition_id, rows, bytes_on_disk, toUInt32(max_time), max_block_number FROM system.parts WHERE active AND database = \(db) AND table = \(sqlStringLiteral(t.name))")
+            var parts: [String: (partition: String, rows: Int64, bytes: Int64, maxTime: Int64, block: Int64)] = [:]
             for line in rows.split(separator: "\n") {
                 let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-                guard f.count >= 4, let r = Int64(f[2]), let b = Int64(f[3]) else { continue }
-                parts[f[0]] = (f[1], r, b)
+                guard f.count >= 6, let r = Int64(f[2]), let b = Int64(f[3]), let m = Int64(f[4]), let k = Int64(f[5]) else { continue }
+                parts[f[0]] = (f[1], r, b, m, k)
             }
             guard parts.count > 1 else { continue }
-            // The newest row of each part, read from the rows themselves (system.parts says
-            // it only for tables partitioned by time).
             var newest: [String: Int64] = [:]
-            let text = try store.budgetQuery("SELECT _part, toUInt32(toDateTime(max(\(quoteIdentifier(entry.column))))) FROM \(t.quotedName) GROUP BY _part")
-            for line in text.split(separator: "\n") {
-                let f = line.split(separator: "\t")
-                if f.count == 2, let s = Int64(f[1]) { newest[String(f[0])] = s }
+            if byTime {
+                for (name, p) in parts { newest[name] = p.maxTime }
+            } else {
+                let text = try store.budgetQuery("SELECT _part, toUInt32(toDateTime(max(\(quoteIdentifier(entry.column))))) FROM \(t.quotedName) GROUP BY _part")
+                for line in text.split(separator: "\n") {
+                    let f = line.split(separator: "\t")
+                    if f.count == 2, let s = Int64(f[1]) { newest[String(f[0])] = s }
+                }
             }
             var found: [Candidate] = []
             if store.dropsParts {
-                for (name, p) in parts { found.append(Candidate(table: t, name: name, partition: false, rows: p.rows, bytes: p.bytes, newest: newest[name] ?? 0)) }
-            } else {
-                var byPartition: [String: (rows: Int64, bytes: Int64, newest: Int64)] = [:]
                 for (name, p) in parts {
-                    var e = byPartition[p.partition] ?? (0, 0, 0)
+                    found.append(Candidate(table: t, name: name, partition: false, rows: p.rows, bytes: p.bytes, newest: min(newest[name] ?? 0, now), block: p.block))
+                }
+            } else {
+                var byPartition: [String: (rows: Int64, bytes: Int64, newest: Int64, block: Int64)] = [:]
+                for (name, p) in parts {
+                    var e = byPartition[p.partition] ?? (0, 0, 0, 0)
                     e.rows += p.rows
                     e.bytes += p.bytes
-                    e.newest = max(e.newest, newest[name] ?? 0)
+                    e.newest = max(e.newest, min(newest[name] ?? 0, now))
+                    e.block = max(e.block, p.block)
                     byPartition[p.partition] = e
                 }
                 if byPartition.count == 1, byPartition.keys.first == "all" {
                     sayOnce("unpartitioned:\(t.qualifiedName)", "disk budget: \(t.qualifiedName) has no partitions (made by an earlier release) and this ClickHouse cannot drop a part (20.12 and later can): its rows are not dropped for the budget")
                     continue
                 }
-                for (id, e) in byPartition { found.append(Candidate(table: t, name: id, partition: true, rows: e.rows, bytes: e.bytes, newest: e.newest)) }
+                for (id, e) in byPartition {
+                    found.append(Candidate(table: t, name: id, partition: true, rows: e.rows, bytes: e.bytes, newest: e.newest, block: e.block))
+                }
             }
-            found.sort { ($0.newest, $0.name) < ($1.newest, $1.name) }
-            all += found.dropLast()
+            // The part written last stays, whatever times its rows claim.
+            if let last = found.max(by: { $0.block < $1.block }) { found.removeAll { $0.name == last.name } }
+            all += found
         }
-        return all.sorted { ($0.newest, $0.table.qualifiedName, $0.name) < ($1.newest, $1.table.qualifiedName, $1.name) }
+        return all.sorted { ($0.newest, $0.block, $0.table.qualifiedName, $0.name) < ($1.newest, $1.block, $1.table.qualifiedName, $1.name) }
     }
 
     private func sayOnce(_ key: String, _ line: String) {

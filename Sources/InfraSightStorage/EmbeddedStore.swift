@@ -35,6 +35,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
             throw StorageError("scratch \(error)")
         }
         budget.store = self
+        budget.ballast = "\(dataDir)/infrasight-reserve"
     }
 
     public var summary: String { "embedded ClickHouse at \(engine.dataDir)" }
@@ -80,7 +81,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         do {
             try PrivateFile.create(file, contents: data)
         } catch {
-            throw StorageError(error.description)
+            throw StorageError(error.description, noSpace: error.errno == ENOSPC)
         }
         return file
     }
@@ -91,6 +92,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         do {
             try insertOnce(batch)
         } catch {
+            // The batch file's own ENOSPC (typed), or the engine's code (never its words).
             if error.noSpace || StorageError.saysNoSpace(error.description) { throw .outOfSpace(error.description) }
             throw error
         }
@@ -259,8 +261,9 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
 extension EmbeddedStore: BudgetedStore {
     public var diskBudget: StoreBudget? { budget }
 
+    /// Through Arrow, in memory: on a full disk an answer written to a file would be lost.
     func budgetQuery(_ sql: String) throws(StorageError) -> String {
-        String(decoding: try query(sql, format: "TabSeparated"), as: UTF8.self)
+        try engine.execute(sql).tsv
     }
 
     func fileSystem() throws(StorageError) -> (used: Int64, total: Int64)? {

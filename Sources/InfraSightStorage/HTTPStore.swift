@@ -392,7 +392,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
             if [192, 193, 194, 516].contains(code) || status == 401 || status == 403 {
                 throw StorageError("ClickHouse at \(endpoint) refused the credentials\(user.map { " for user \($0)" } ?? ""): \(message)")
             }
-            if code == 243 || StorageError.saysNoSpace(message) {
+            if StorageError.saysNoSpace(message) {
                 throw .outOfSpace("ClickHouse at \(endpoint): \(message)")
             }
             if status >= 500 && ![62, 60, 47, 27, 33, 53, 70, 117].contains(code) {

@@ -71,6 +71,9 @@ struct StorageOptions: ParsableArguments {
             retention.notice = notice
             if budgeted {
                 budget.limit = config.storage.maxDisk
+                budget.sparesExistingTables = !config.storage.maxDiskConfigured
+                // What retention keeps forever, the budget keeps too.
+                budget.exempt = Set(config.storage.tableRetention.filter { $0.value == nil }.keys)
                 budget.notice = notice
             }
             return store

@@ -113,6 +113,32 @@ struct ClusterTests {
         }
     }
 
+    /// Retention on a cluster of ClickHouse 18.16 (no TTL): a written storage.retention
+    /// deletes each shard's expired rows in its `_local` table, ON CLUSTER, on both
+    /// replicas; rows inside the policy stay, read the same from every node.
+    @Test func retentionDeletesExpiredRowsOnEveryShard() throws {
+        let http = try HTTPStore(url: cluster.url(cluster.nodes[0]))
+        let store = try ClusterStore(http, cluster: ClickHouseCluster.name) { _ in }
+        let aging = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.retention_test (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime64(3)) ENGINE = MergeTree() ORDER BY wall_time_ms")
+        _ = try store.prepare([aging])
+        // Written straight into each shard (one replica; replication copies it).
+        try cluster.query(cluster.node(shard: 1, replica: 1), "INSERT INTO audit.retention_test_local VALUES (1, 0, now() - 8 * 86400), (2, 0, now() - 6 * 86400), (3, 0, now())")
+        try cluster.query(cluster.node(shard: 2, replica: 1), "INSERT INTO audit.retention_test_local VALUES (4, 0, now() - 30 * 86400), (5, 0, now())")
+        for node in cluster.nodes {
+            try waitUntil("\(node) reads every row", timeout: 30) {
+                try cluster.query(node, "SELECT count() FROM audit.retention_test") == "5\n"
+            }
+        }
+        http.retention.policy = RetentionPolicy(seconds: 7 * 86400)
+        _ = try store.prepare([aging])
+        for node in cluster.nodes {
+            try waitUntil("\(node)'s expired rows are deleted", timeout: 90) {
+                try cluster.query(node, "SELECT groupArray(seq) FROM (SELECT seq FROM audit.retention_test_local ORDER BY seq)") == (node.shard == 1 ? "[2,3]\n" : "[5]\n")
+            }
+            #expect(try cluster.query(node, "SELECT groupArray(seq) FROM (SELECT seq FROM audit.retention_test ORDER BY seq)") == "[2,3,5]\n", "\(node)")
+        }
+    }
+
     /// A table placed on every node (as the servers' ledger `infrasight.pipeline_batches`
     /// is): one ZooKeeper path for the whole cluster, each node its own replica
     /// (`{shard}-{replica}`), so a row written on one node is read on all four. Applied

@@ -351,20 +351,21 @@ import Testing
         let lines = notes.take()
         #expect(lines.count == 2, "\(lines)")
         #expect(lines.allSatisfy { $0.hasPrefix("disk budget (storage.max_disk ") && $0.contains("; dropped the oldest 1000 rows of audit.budget_test (part ") }, "\(lines)")
-        // Nothing fits: everything but the newest part goes, said once.
+        // Nothing fits: everything but the part written last goes (whatever times its
+        // rows claim: 4 hours old here), said once.
         store.budget.limit = .bytes(1)
         store.budget.enforce()
         store.budget.enforce()
-        #expect(try hoursLeft() == "[1]\n")
+        #expect(try hoursLeft() == "[4]\n")
         #expect(store.budget.dropped["audit.budget_test"]?.rows == 5000)
         let last = notes.take()
         #expect(last.filter { $0.contains("nothing older is left to drop") }.count == 1, "\(last)")
         #expect(last.filter { $0.contains("dropped the oldest 1000 rows") }.count == 3, "\(last)")
     }
 
-    /// Event tables' columns are compressed with ZSTD(1), Delta first on times
-    /// (ColumnCodecs), the seed's types untouched; a table an earlier release made gets
-    /// them in place, its rows intact, said once; a state table keeps the default.
+    /// Event tables' time columns are compressed with Delta and LZ4 (ColumnCodecs), the
+    /// seed's types untouched; a table an earlier release made gets them in place, its
+    /// rows intact, said once; a state table keeps the default.
     @Test func eventTablesGetTheirCodecsInPlace() throws {
         let store = Self.embedded
         let notes = Notes()
@@ -378,14 +379,14 @@ import Testing
         _ = try store.query("INSERT INTO audit.codec_test (seq, comm, wall_time_ms, wall_time_dt) SELECT number, 'x', number, now64(3) FROM numbers(1000)", format: "TabSeparated")
         _ = try store.prepare([table])
         #expect(try codecs("codec_test") == """
-            seq\tUInt32\tCODEC(ZSTD(1))
-            comm\tString\tCODEC(ZSTD(1))
-            wall_time_ms\tInt64\tCODEC(Delta(8), ZSTD(1))
-            wall_time_dt\tDateTime64(3)\tCODEC(Delta(8), ZSTD(1))
+            seq\tUInt32\t
+            comm\tString\t
+            wall_time_ms\tInt64\tCODEC(Delta(8), LZ4)
+            wall_time_dt\tDateTime64(3)\tCODEC(Delta(8), LZ4)
             j\tJSON\t
 
             """)
-        #expect(notes.take() == ["audit.codec_test: 4 columns now compressed with ZSTD(1) (Delta first on times): new parts at once, older ones as they merge"])
+        #expect(notes.take() == ["audit.codec_test: 2 time columns now compressed with Delta and LZ4: new parts at once, older ones as they merge"])
         #expect(text(try store.query("SELECT count(), sum(seq) FROM audit.codec_test", format: "TabSeparated")) == "1000\t499500\n")
         #expect(text(try store.query("SELECT count() FROM system.mutations WHERE table = 'codec_test'", format: "TabSeparated")) == "0\n", "metadata only: nothing rewritten")
         _ = try store.prepare([table])
@@ -393,6 +394,25 @@ import Testing
         let state = try TableSchema(ddl: "CREATE TABLE IF NOT EXISTS audit.codec_state (k String) ENGINE = MergeTree() ORDER BY k")
         _ = try store.prepare([state])
         #expect(try codecs("codec_state") == "k\tString\t\n")
+    }
+
+    /// docs/storage.md's path for a table an earlier release made without partitions:
+    /// renamed aside, prepared again (partitioned by day, with codecs), its rows copied
+    /// back, the old one dropped — no row lost.
+    @Test func theDocumentedRepartitionPathKeepsEveryRow() throws {
+        let store = Self.embedded
+        func q(_ sql: String) throws -> String { text(try store.query(sql, format: "TabSeparated")) }
+        let ddl = "CREATE TABLE IF NOT EXISTS audit.repart_test (seq UInt32, wall_time_ms Int64, wall_time_dt DateTime64(3)) ENGINE = MergeTree() ORDER BY wall_time_ms"
+        _ = try q(ddl.replacingOccurrences(of: "IF NOT EXISTS ", with: ""))
+        // 150 days: more partitions than one insert may make by default (100).
+        _ = try q("INSERT INTO audit.repart_test SELECT number, number, now64(3) - INTERVAL (number % 150) DAY FROM numbers(30000)")
+        #expect(try q("SELECT partition_key FROM system.tables WHERE database = 'audit' AND name = 'repart_test'") == "\n")
+        _ = try q("RENAME TABLE audit.repart_test TO audit.repart_test_old")
+        _ = try store.prepare([try TableSchema(ddl: ddl)])
+        _ = try q("INSERT INTO audit.repart_test SELECT * FROM audit.repart_test_old SETTINGS max_partitions_per_insert_block = 0")
+        _ = try q("DROP TABLE audit.repart_test_old")
+        #expect(try q("SELECT partition_key FROM system.tables WHERE database = 'audit' AND name = 'repart_test'") == "toDate(wall_time_dt)\n")
+        #expect(try q("SELECT count(), sum(seq), uniqExact(_partition_id) FROM audit.repart_test") == "30000\t449985000\t150\n")
     }
 
     /// storage.max_disk on ClickHouse 18.16, which cannot drop a part: new tables are
@@ -421,7 +441,8 @@ import Testing
         store.budget.limit = .bytes(1)
         store.budget.enforce()
         store.budget.enforce()
-        #expect(try daysLeft("budget_test") == "[1]\n")
+        // Every day but the partition written last (3 days old).
+        #expect(try daysLeft("budget_test") == "[3]\n")
         #expect(try daysLeft("budget_old") == "[1,2,3,4]\n")
         #expect(store.budget.dropped["audit.budget_test"] == StoreBudget.Dropped(rows: 3000, parts: 3, bytes: store.budget.dropped["audit.budget_test"]!.bytes))
         let lines = notes.take()

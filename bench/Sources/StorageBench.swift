@@ -8,9 +8,8 @@ import InfraSightStorage
 ///
 /// 1. Bytes per row of every plugin table at `rows` synthetic rows (realistic shapes: a
 ///    host of 30,000 processes doing 50 events each over one day, 97 programs, 5,000 files,
-///    a few users, 300 cgroups, a third of the processes in 40 containers), as the store
-///    creates tables (`ColumnCodecs`: ZSTD(1), Delta first on times; partitioned by day)
-///    beside ClickHouse's default LZ4 and plain ZSTD(1) on every column.
+///    a few users, 300 cgroups, a third of the processes in 40 containers), under each of
+///    `CodecVariant`'s compressions, partitioned by day as the store creates them.
 /// 2. At `bigRows` rows (the console benchmark's host): three catalog queries on the store
 ///    alone, and what keeping the budget costs: one `StoreBudget.enforce` that has to
 ///    drop a tenth of the rows.
@@ -40,7 +39,7 @@ func storageBench(rows: Int, bigRows: Int) throws -> String {
                 _ = try store.query("SELECT count(), uniqExact(pid) FROM \(t.qualifiedName) WHERE comm = 'cmd7' AND wall_time_dt > now64(3) - INTERVAL 1 DAY", format: "TSV")
             }
             figures.append("\"\(variant.rawValue)\":{\"bytes_per_row\":\(String(format: "%.1f", onDisk / max(stored, 1))),\"insert_rows_per_second\":\(Int(Double(rows) / load)),\"scan_ms\":\(String(format: "%.1f", scan * 1000))}")
-            _ = try store.query("DROP TABLE \(t.qualifiedName)", format: "TSV")
+            _ = try store.query("DROP TABLE \(t.qualifiedName) SYNC", format: "TSV")
         }
         perTable.append("\"\(table.name)\":{\(figures.joined(separator: ","))}")
     }
@@ -48,6 +47,9 @@ func storageBench(rows: Int, bigRows: Int) throws -> String {
     // At bigRows: the console's host, its process explorer, three catalog queries, one
     // budget drop (the same engine: one data directory per process).
     let bigStore = store
+    // Tables made under a budget near what they will hold, as a store that keeps one
+    // makes them (merges capped at a sixteenth of it).
+    bigStore.budget.limit = .bytes(Int64(bigRows) * 4)
     let loadSeconds = try consoleLoad(into: bigStore, rows: bigRows)
     let explorer = try consoleMeasure(bigStore, loadSeconds: loadSeconds, rounds: 3)
     let range = QueryCatalog.timeRange(lastSeconds: 3600)
@@ -65,7 +67,6 @@ func storageBench(rows: Int, bigRows: Int) throws -> String {
     let bytes = try bigScalar("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = 'audit' AND active")
     let rowsBefore = try bigScalar("SELECT count() FROM audit.tracing_events") + (try bigScalar("SELECT count() FROM audit.network_events"))
     bigStore.budget.limit = .bytes(bytes - bytes / 10)
-    _ = try bigStore.prepare(QueryCatalog.tables) // registers the tables with the budget
     let enforce = try seconds { bigStore.budget.enforce() }
     let rowsAfter = try bigScalar("SELECT count() FROM audit.tracing_events") + (try bigScalar("SELECT count() FROM audit.network_events"))
     return """
@@ -76,19 +77,28 @@ func storageBench(rows: Int, bigRows: Int) throws -> String {
         """
 }
 
-/// Compression measured: what the store gives event tables (`ColumnCodecs`), beside
-/// ClickHouse's default LZ4 and ZSTD(1) on every column without Delta.
+/// Compression measured on every column but JSON: ClickHouse's default LZ4, Delta first on
+/// the columns that grow with time (what the store gives event tables, `ColumnCodecs`),
+/// ZSTD(1), and ZSTD(1) with Delta first.
 enum CodecVariant: String, CaseIterable {
     case lz4
+    case deltaLZ4 = "delta_lz4"
     case zstd
     case deltaZstd = "delta_zstd"
 
     /// The statements that turn a table as the store prepared it into this variant.
     func alters(_ table: TableSchema) -> [String] {
-        guard self != .deltaZstd else { return [] }
         let clauses = table.columns.compactMap { c -> String? in
-            guard ColumnCodecs.codec(for: c) != nil else { return nil }
-            return "MODIFY COLUMN `\(c.name)` \(c.type) CODEC(\(self == .lz4 ? "LZ4" : "ZSTD(1)"))"
+            if case .json = c.type { return nil }
+            let delta = ColumnCodecs.isGrowing(c)
+            let codec: String
+            switch self {
+            case .lz4: codec = "LZ4"
+            case .deltaLZ4: codec = delta ? "Delta, LZ4" : "LZ4"
+            case .zstd: codec = "ZSTD(1)"
+            case .deltaZstd: codec = delta ? "Delta, ZSTD(1)" : "ZSTD(1)"
+            }
+            return "MODIFY COLUMN `\(c.name)` \(c.type) CODEC(\(codec))"
         }
         return ["ALTER TABLE \(table.qualifiedName) " + clauses.joined(separator: ", ")]
     }
