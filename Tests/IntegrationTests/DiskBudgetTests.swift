@@ -84,4 +84,58 @@ import Testing
         let oldestKept = try query("SELECT formatDateTime(min(wall_time_dt), '%Y-%m-%d %H:%i:%S', 'UTC') FROM audit.tracing_events")
         #expect(!newestDropped.isEmpty && oldestKept >= newestDropped, "kept from \(oldestKept), dropped up to \(newestDropped)")
     }
+
+    /// The server follows the same rule for its agents: its store on a 32 MB tmpfs, an
+    /// agent sending 1,200,000 rows (in batches of up to 4 MiB); every row the agent delivered is stored or counted as
+    /// dropped by the server's budget (one line each), the newest are kept, and the agent
+    /// loses nothing on the way.
+    @Test func aServerOnASmallFileSystemKeepsItsAgentsNewestRows() throws {
+        let mountPoint = try makeTempDir(prefix: "budget-server-fs")
+        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=32m,mode=0700", "budget-server", mountPoint])
+        #expect(mounted.status == 0, "\(mounted.stderr)")
+        defer { _ = try? run("/bin/umount", ["-l", mountPoint]) }
+        let data = "\(mountPoint)/data"
+        let server = try FleetTests.Server.start(store: ["--data-dir", data])
+        let work = try makeTempDir(prefix: "budget-agent")
+        let comm = uniqueComm("bs")
+        try "plugins:\n  enabled: [tracing]\n  options:\n    tracing:\n      include_comms: [\"\(comm)\"]\n"
+            .write(toFile: "\(work)/agent.yaml", atomically: true, encoding: .utf8)
+        let agent = try FleetTests.agent(port: server.port, spool: "\(work)/spool", dir: work)
+        try agent.waitForStderr("connected to server", timeout: 30)
+
+        let marker = "/nonexistent/budget-server-\(getpid())"
+        let total = 1_200_000
+        try withThreadComm(comm) {
+            for i in 1...total {
+                let fd = open("\(marker)-\(i)", O_RDONLY)
+                if fd >= 0 { close(fd) }
+                if i % 1000 == 0 { usleep(15_000) }
+            }
+            for i in 1...10 {
+                let fd = open("\(marker)-last-\(i)", O_RDONLY)
+                if fd >= 0 { close(fd) }
+                usleep(50_000)
+            }
+        }
+        let a = try agent.interrupt(after: 2, timeout: 180)
+        #expect(a.status == 0, "\(a.stderr)")
+        let n = try #require(summaryNumbers(a.stderr, plugin: "tracing"), "\(a.stderr)")
+        #expect(n["spool drops"] == 0 && n["spool evicted"] == 0 && n["queue drops"] == 0, "\(n)")
+        let delivered = try #require(n["rows delivered"])
+        #expect(delivered == n["rows spooled"], "\(n)")
+        let s = try server.stop()
+        #expect(s.status == 0, "\(s.stderr)")
+
+        let drops = s.stderr.split(separator: "\n").filter { $0.contains("; dropped the oldest ") && $0.contains(" of audit.tracing_events ") }
+        let dropped = drops.compactMap { line -> Int? in
+            guard let r = line.range(of: "dropped the oldest ") else { return nil }
+            return Int(line[r.upperBound...].prefix { $0.isNumber })
+        }.reduce(0, +)
+        #expect(dropped > 0, "the server's budget dropped nothing: \(s.stderr.suffix(2000))")
+        let stored = try FleetTests.count(data, "SELECT count() FROM audit.tracing_events")
+        #expect(stored == delivered - dropped, "stored \(stored), delivered \(delivered), dropped \(dropped)")
+        #expect(try FleetTests.count(data, "SELECT count() FROM audit.tracing_events WHERE filename LIKE '\(marker)-last-%'") == 10)
+        let newest = try FleetTests.count(data, "SELECT max(toUInt64OrZero(splitByChar('-', filename)[-1])) FROM audit.tracing_events WHERE filename LIKE '\(marker)-%' AND filename NOT LIKE '%-last-%'")
+        #expect(newest >= total - (n["kernel drops"] ?? total), "newest \(newest), \(n)")
+    }
 }

@@ -10,9 +10,10 @@ import InfraSightStorage
 ///    host of 30,000 processes doing 50 events each over one day, 97 programs, 5,000 files,
 ///    a few users, 300 cgroups, a third of the processes in 40 containers), under each of
 ///    `CodecVariant`'s compressions, partitioned by day as the store creates them.
-/// 2. At `bigRows` rows (the console benchmark's host): three catalog queries on the store
-///    alone, and what keeping the budget costs: one `StoreBudget.enforce` that has to
-///    drop a tenth of the rows.
+/// 2. At `bigRows` rows (the console benchmark's host): the process explorer, three
+///    catalog queries on the store alone, what keeping the budget costs (one
+///    `StoreBudget.enforce` that has to drop a tenth of the bytes) and what retention by age
+///    costs (a TTL expiring the older half of the hour, materialized at once).
 func storageBench(rows: Int, bigRows: Int) throws -> String {
     let data = NSTemporaryDirectory() + "/infrasight-bench-storage-\(getpid())"
     defer { try? FileManager.default.removeItem(atPath: data) }
@@ -49,7 +50,8 @@ func storageBench(rows: Int, bigRows: Int) throws -> String {
     let bigStore = store
     // Tables made under a budget near what they will hold, as a store that keeps one
     // makes them (merges capped at a sixteenth of it).
-    bigStore.budget.limit = .bytes(Int64(bigRows) * 4)
+    // (8 bytes a row: above what the load holds, so nothing goes before the measurement.)
+    bigStore.budget.limit = .bytes(Int64(bigRows) * 8)
     let loadSeconds = try consoleLoad(into: bigStore, rows: bigRows)
     let explorer = try consoleMeasure(bigStore, loadSeconds: loadSeconds, rounds: 3)
     let range = QueryCatalog.timeRange(lastSeconds: 3600)
@@ -69,11 +71,18 @@ func storageBench(rows: Int, bigRows: Int) throws -> String {
     bigStore.budget.limit = .bytes(bytes - bytes / 10)
     let enforce = try seconds { bigStore.budget.enforce() }
     let rowsAfter = try bigScalar("SELECT count() FROM audit.tracing_events") + (try bigScalar("SELECT count() FROM audit.network_events"))
+    // Retention by age: a TTL that expires the older half of the hour, applied at once
+    // (a mutation rewriting the parts that hold expired rows).
+    bigStore.budget.limit = .none
+    _ = try bigStore.query("ALTER TABLE audit.tracing_events MODIFY TTL toDateTime(wall_time_dt) + toIntervalSecond(1800) SETTINGS materialize_ttl_after_modify = 0", format: "TSV")
+    let ttlSeconds = try seconds { _ = try bigStore.query("ALTER TABLE audit.tracing_events MATERIALIZE TTL SETTINGS mutations_sync = 1", format: "TSV") }
+    let ttlRows = rowsAfter - (try bigScalar("SELECT count() FROM audit.tracing_events")) - (try bigScalar("SELECT count() FROM audit.network_events"))
+    let oldestLeft = try bigScalar("SELECT toUnixTimestamp(now()) - toUnixTimestamp(min(wall_time_dt)) FROM audit.tracing_events")
     return """
         {"bench":"storage","rows_per_table":\(rows),"bytes_per_row":{\(perTable.joined(separator: ","))},\
         "big_rows":\(rowsBefore),"big_load_seconds":\(String(format: "%.1f", loadSeconds)),"big_bytes":\(bytes),\
         \(queryMs.joined(separator: ",")),"budget_enforce_seconds":\(String(format: "%.2f", enforce)),\
-        "budget_rows_dropped":\(rowsBefore - rowsAfter),"process_explorer":\(explorer.trimmingCharacters(in: .whitespacesAndNewlines))}
+        "budget_rows_dropped":\(rowsBefore - rowsAfter),"ttl_materialize_seconds":\(String(format: "%.2f", ttlSeconds)),"ttl_rows_removed":\(ttlRows),"ttl_oldest_left_seconds":\(oldestLeft),"process_explorer":\(explorer.trimmingCharacters(in: .whitespacesAndNewlines))}
         """
 }
 
