@@ -22,36 +22,11 @@ public final class BatchSpool: @unchecked Sendable {
     public let directory: String
     public let maxBytes: Int
     private let lock = NSLock()
-    /// The spool's counters, written and read under `lock` (the metrics thread reads them
-    /// while the sender and the writer change them).
-    public struct Counters: Sendable {
-        public var usedBytes = 0
-        public var droppedRows: UInt64 = 0
-        public var droppedBatches: UInt64 = 0
-        public var corruptFiles: UInt64 = 0
-        /// Batches the server refused (malformed, refused by its store), set aside as
-        /// `<sequence>.batch.rejected` for a person to look at, and their rows.
-        public var rejectedBatches: UInt64 = 0
-        public var rejectedRows: UInt64 = 0
-        /// Rejected files deleted to keep them within a quarter of the spool limit.
-        public var rejectedDeleted: UInt64 = 0
-    }
-    private var state = Counters()
-    /// A consistent copy of the counters.
-    public var counters: Counters {
-        lock.lock()
-        defer { lock.unlock() }
-        return state
-    }
-    public var usedBytes: Int { counters.usedBytes }
-    public var droppedRows: UInt64 { counters.droppedRows }
-    public var droppedBatches: UInt64 { counters.droppedBatches }
-    public var corruptFiles: UInt64 { counters.corruptFiles }
-    public var rejectedBatches: UInt64 { counters.rejectedBatches }
-    public var rejectedRows: UInt64 { counters.rejectedRows }
-    public var rejectedDeleted: UInt64 { counters.rejectedDeleted }
     private var index: [(sequence: UInt64, bytes: Int)] = []
     private var nextSequence: UInt64 = 1
+    public private(set) var usedBytes = 0
+    public private(set) var droppedRows: UInt64 = 0
+    public private(set) var droppedBatches: UInt64 = 0
     /// Rows of spooled batches the spool dropped, oldest first, to take newer ones (part
     /// of `droppedRows`), per plugin.
     public var evictedRows: [String: UInt64] {
@@ -63,6 +38,13 @@ public final class BatchSpool: @unchecked Sendable {
     private var evictedAny = false
     /// Told once, at the first batch dropped to make room (set before use).
     public var onFirstEviction: @Sendable (String) -> Void = { _ in }
+    public private(set) var corruptFiles: UInt64 = 0
+    /// Batches the server refused (malformed, refused by its store), set aside as
+    /// `<sequence>.batch.rejected` for a person to look at, and their rows.
+    public private(set) var rejectedBatches: UInt64 = 0
+    public private(set) var rejectedRows: UInt64 = 0
+    /// Rejected files deleted to keep them within a quarter of the spool limit.
+    public private(set) var rejectedDeleted: UInt64 = 0
     /// Rejected files kept, oldest first (they count against `maxBytes`).
     private var rejected: [(path: String, bytes: Int)] = []
     /// The last sequence found on disk at start-up: those batches may have reached the
@@ -94,7 +76,7 @@ public final class BatchSpool: @unchecked Sendable {
             rejected.append(("\(directory)/\(name)", size(name)))
         }
         // Both queued and set-aside batches count against the spool limit.
-        state.usedBytes = index.reduce(0) { $0 + $1.bytes } + rejected.reduce(0) { $0 + $1.bytes }
+        usedBytes = index.reduce(0) { $0 + $1.bytes } + rejected.reduce(0) { $0 + $1.bytes }
         index.sort { $0.sequence < $1.sequence }
         nextSequence = (index.last?.sequence ?? 0) + 1
         recoveredThrough = index.last?.sequence ?? 0
@@ -112,8 +94,8 @@ public final class BatchSpool: @unchecked Sendable {
         stored.sequence = nextSequence
         let data: Data = try stored.serializedData()
         guard data.count <= maxBytes else {
-            state.droppedRows += batch.rowCount
-            state.droppedBatches += 1
+            droppedRows += batch.rowCount
+            droppedBatches += 1
             return nil
         }
         makeRoom(for: data.count)
@@ -136,7 +118,7 @@ public final class BatchSpool: @unchecked Sendable {
             throw SpoolError("cannot sync spool directory \(directory): \(String(cString: strerror(e)))")
         }
         index.append((nextSequence, data.count))
-        state.usedBytes += data.count
+        usedBytes += data.count
         nextSequence += 1
         return stored
     }
@@ -178,7 +160,7 @@ public final class BatchSpool: @unchecked Sendable {
             return batch
         }
         lock.lock()
-        state.corruptFiles += 1
+        corruptFiles += 1
         forget(sequence)
         lock.unlock()
         rename(file, file + ".corrupt")
@@ -189,7 +171,7 @@ public final class BatchSpool: @unchecked Sendable {
     public var bytes: Int {
         lock.lock()
         defer { lock.unlock() }
-        return state.usedBytes
+        return usedBytes
     }
 
     /// The server stored the batch with this sequence: it leaves the spool.
@@ -211,22 +193,22 @@ public final class BatchSpool: @unchecked Sendable {
         let bytes = index[i].bytes
         forget(sequence)
         let aside = path(sequence) + ".rejected"
-        state.rejectedBatches += 1
-        state.rejectedRows += rows
+        rejectedBatches += 1
+        rejectedRows += rows
         guard rename(path(sequence), aside) == 0 else {
             unlink(path(sequence))
             return nil
         }
         _ = Self.syncDirectory(directory) // the move aside survives a crash (else it is resent and refused again)
         rejected.append((aside, bytes))
-        state.usedBytes += bytes
+        usedBytes += bytes
         var kept = rejected.reduce(0) { $0 + $1.bytes }
         while kept > maxBytes / 4, let oldest = rejected.first {
             unlink(oldest.path)
             rejected.removeFirst()
             kept -= oldest.bytes
-            state.usedBytes -= oldest.bytes
-            state.rejectedDeleted += 1
+            usedBytes -= oldest.bytes
+            rejectedDeleted += 1
         }
         return rejected.last?.path == aside ? aside : nil
     }
@@ -235,13 +217,13 @@ public final class BatchSpool: @unchecked Sendable {
     /// (they will never be sent), then the oldest queued batches. A batch in flight that
     /// goes here may still be acknowledged: `acknowledge` then finds nothing to do.
     private func makeRoom(for bytes: Int) {
-        while state.usedBytes + bytes > maxBytes, let oldest = rejected.first {
+        while usedBytes + bytes > maxBytes, let oldest = rejected.first {
             unlink(oldest.path)
             rejected.removeFirst()
-            state.usedBytes -= oldest.bytes
-            state.rejectedDeleted += 1
+            usedBytes -= oldest.bytes
+            rejectedDeleted += 1
         }
-        while state.usedBytes + bytes > maxBytes, let oldest = index.first {
+        while usedBytes + bytes > maxBytes, let oldest = index.first {
             let file = path(oldest.sequence)
             // Its rows and plugin, for the counts (a file that cannot be read counts its batch only).
             let batch = FileManager.default.contents(atPath: file).flatMap { try? Infrasight_V1_Batch(serializedBytes: $0) }
@@ -249,9 +231,9 @@ public final class BatchSpool: @unchecked Sendable {
                 evictedAny = true
                 onFirstEviction("the spool is full (\(maxBytes >> 20) MiB at \(directory)): its oldest batches are dropped to keep the newest (counted as spool evicted)")
             }
-            state.droppedBatches += 1
+            droppedBatches += 1
             if let batch {
-                state.droppedRows += batch.rowCount
+                droppedRows += batch.rowCount
                 evicted[batch.plugin, default: 0] += batch.rowCount
             }
             forget(oldest.sequence)
@@ -262,7 +244,7 @@ public final class BatchSpool: @unchecked Sendable {
     @discardableResult
     private func forget(_ sequence: UInt64) -> Bool {
         guard let i = index.firstIndex(where: { $0.sequence == sequence }) else { return false }
-        state.usedBytes -= index[i].bytes
+        usedBytes -= index[i].bytes
         index.remove(at: i)
         return true
     }

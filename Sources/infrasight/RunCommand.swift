@@ -50,9 +50,6 @@ struct RunCommand: ParsableCommand {
             maxDelayMs: config.storage.batchMaxDelayMs,
             queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
         let readiness = Readiness()
-        // Set before the metrics thread starts reading them.
-        readiness.rules = detection
-        readiness.budget = store.diskBudget
         let metrics = try startMetrics(metricsListen ?? config.run.metricsListen, readiness: readiness, logger: logger)
         let runtime = try selection.start(consumer: writer, logger: logger)
         for probe in runtime.probes {
@@ -64,6 +61,8 @@ struct RunCommand: ParsableCommand {
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries during the run are unavailable")
         writer.start()
         readiness.attach(runtime: runtime, writer: writer)
+        readiness.rules = detection
+        readiness.budget = store.diskBudget
         let status = StatusLine(runtime: runtime, writer: writer)
         let deadline = duration.map { Date().addingTimeInterval($0) }
         // Stopped in reverse: tracing, then the writer's flush, then what serves the store.
