@@ -209,8 +209,11 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
                     else { return false }
                     return key.trimmingCharacters(in: .whitespacesAndNewlines) == "toDate(\(column))"
                 },
-                run: { [unowned self] sql in _ = try self.send(sql: sql, body: nil, parameters: [:]) },
-                read: { [unowned self] sql in try self.budgetQuery(sql) })
+                // Strong: a sweep runs on the sweeper's own queue and may outlive its
+                // caller's last use of the store (an ON CLUSTER delete waits for every
+                // node); an unowned store freed under it crashed the test process.
+                run: { sql in _ = try self.send(sql: sql, body: nil, parameters: [:]) },
+                read: { sql in try self.budgetQuery(sql) })
         }
     }
 
