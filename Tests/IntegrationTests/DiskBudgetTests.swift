@@ -6,6 +6,30 @@ import Testing
 /// storage.max_disk end to end: `infrasight run` on a file system too small for what it
 /// traces keeps the newest rows, drops the oldest, and counts every one.
 @Suite(.serialized) struct DiskBudgetTests {
+    /// Opens `marker-1` … `marker-total` (missing files: each a traced open) from a thread
+    /// named `comm`, ~60,000 a second (the debug build's reader keeps up beside the
+    /// store's work), then `marker-last-1` … `-10` slowly: the newest, which must be kept.
+    static func openInSequence(comm: String, marker: String, total: Int) throws {
+        try withThreadComm(comm) {
+            for i in 1...total {
+                let fd = open("\(marker)-\(i)", O_RDONLY)
+                if fd >= 0 { close(fd) }
+                if i % 1000 == 0 { usleep(15_000) }
+            }
+            for i in 1...10 {
+                let fd = open("\(marker)-last-\(i)", O_RDONLY)
+                if fd >= 0 { close(fd) }
+                usleep(50_000)
+            }
+        }
+    }
+
+    /// The rows a budget drop line says it dropped (`… dropped the oldest N rows of …`).
+    static func droppedRows(_ line: Substring) -> Int? {
+        guard let r = line.range(of: "dropped the oldest ") else { return nil }
+        return Int(line[r.upperBound...].prefix { $0.isNumber })
+    }
+
     /// A 12 MB tmpfs and the default budget (80 % of it): 800,000 opens make far more rows
     /// than fit. Every row the writer took is stored (no store or queue drops); the rows
     /// the budget dropped are counted in the summary and said in one line per part, and
@@ -26,20 +50,7 @@ import Testing
 
         let marker = "/nonexistent/budget-\(getpid())"
         let total = 800_000
-        try withThreadComm(comm) {
-            for i in 1...total {
-                let fd = open("\(marker)-\(i)", O_RDONLY)
-                if fd >= 0 { close(fd) }
-                // ~60,000 opens/s: the debug build's reader keeps up beside the store's work.
-                if i % 1000 == 0 { usleep(15_000) }
-            }
-            // The last ones slowly: they are the newest, and must be kept.
-            for i in 1...10 {
-                let fd = open("\(marker)-last-\(i)", O_RDONLY)
-                if fd >= 0 { close(fd) }
-                usleep(50_000)
-            }
-        }
+        try Self.openInSequence(comm: comm, marker: marker, total: total)
         func query(_ sql: String) throws -> String {
             let r = try run(Paths.infrasight, ["query", "--data-dir", data, sql])
             guard r.status == 0 else { throw TestFailure("query failed (\(r.status)): \(r.stderr)") }
@@ -58,10 +69,7 @@ import Testing
 
         // Each drop is one line; their rows add up to the summary's count.
         let drops = r.stderr.split(separator: "\n").filter { $0.contains("; dropped the oldest ") }
-        let droppedRows = drops.compactMap { line -> Int? in
-            guard let r = line.range(of: "dropped the oldest ") else { return nil }
-            return Int(line[r.upperBound...].prefix { $0.isNumber })
-        }
+        let droppedRows = drops.compactMap(Self.droppedRows)
         #expect(droppedRows.count == drops.count && droppedRows.reduce(0, +) == aged, "\(drops)")
         #expect(drops.allSatisfy { $0.hasPrefix("infrasight: note: disk budget (storage.max_disk 80%): ") && $0.contains(" of audit.tracing_events (part ") })
 
@@ -105,18 +113,7 @@ import Testing
 
         let marker = "/nonexistent/budget-server-\(getpid())"
         let total = 1_200_000
-        try withThreadComm(comm) {
-            for i in 1...total {
-                let fd = open("\(marker)-\(i)", O_RDONLY)
-                if fd >= 0 { close(fd) }
-                if i % 1000 == 0 { usleep(15_000) }
-            }
-            for i in 1...10 {
-                let fd = open("\(marker)-last-\(i)", O_RDONLY)
-                if fd >= 0 { close(fd) }
-                usleep(50_000)
-            }
-        }
+        try Self.openInSequence(comm: comm, marker: marker, total: total)
         let a = try agent.interrupt(after: 2, timeout: 180)
         #expect(a.status == 0, "\(a.stderr)")
         let n = try #require(summaryNumbers(a.stderr, plugin: "tracing"), "\(a.stderr)")
@@ -127,10 +124,7 @@ import Testing
         #expect(s.status == 0, "\(s.stderr)")
 
         let drops = s.stderr.split(separator: "\n").filter { $0.contains("; dropped the oldest ") && $0.contains(" of audit.tracing_events ") }
-        let dropped = drops.compactMap { line -> Int? in
-            guard let r = line.range(of: "dropped the oldest ") else { return nil }
-            return Int(line[r.upperBound...].prefix { $0.isNumber })
-        }.reduce(0, +)
+        let dropped = drops.compactMap(Self.droppedRows).reduce(0, +)
         #expect(dropped > 0, "the server's budget dropped nothing: \(s.stderr.suffix(2000))")
         let stored = try FleetTests.count(data, "SELECT count() FROM audit.tracing_events")
         #expect(stored == delivered - dropped, "stored \(stored), delivered \(delivered), dropped \(dropped)")
