@@ -15,7 +15,7 @@ func fail(_ message: String) -> Never {
 
 var clang = "", source = "", output = "", name = "", work = "", objcopy: String?
 var includes: [String] = []
-func requireCommon() {
+@MainActor func requireCommon() {
     if source.isEmpty || output.isEmpty || name.isEmpty { fail("--source, --output and --name are required") }
 }
 let mode = CommandLine.arguments.dropFirst().first ?? ""
@@ -35,7 +35,7 @@ while let arg = args.next() {
 }
 let identifier = String(name.map { $0.isLetter || $0.isNumber ? $0 : "_" })
 
-func write(_ text: String) {
+@MainActor func write(_ text: String) {
     do {
         try text.write(toFile: output, atomically: true, encoding: .utf8)
     } catch {
@@ -85,7 +85,7 @@ guard !clang.isEmpty, !work.isEmpty else {
     fail("usage: probe-embed bpf --clang PATH --source FILE --output FILE --name NAME --work DIR [--objcopy PATH] [-I DIR]...")
 }
 
-func run(_ tool: String, _ arguments: [String]) {
+@MainActor func run(_ tool: String, _ arguments: [String]) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: tool)
     process.arguments = arguments

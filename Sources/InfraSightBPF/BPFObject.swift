@@ -4,7 +4,11 @@ import Glibc
 
 /// An opened BPF ELF object (libbpf `struct bpf_object`). Owns the object: programs, maps
 /// and links die with it. Not thread-safe: configure, load and attach from one thread.
-public final class BPFObject {
+///
+/// Unchecked Sendable: a libbpf object, changed only before it is shared (open, configure,
+/// load, attach); after that other threads only read its maps by descriptor and its
+/// programs' statistics, which are syscalls.
+public final class BPFObject: @unchecked Sendable {
     let raw: OpaquePointer
     public let name: String
     /// Programs skipped before load because their tracepoint does not exist here.
@@ -230,21 +234,19 @@ public final class BPFLink {
 }
 
 /// Reads a BPF_MAP_TYPE_PERCPU_ARRAY of u64 counters, summed over CPUs.
-public struct PerCPUCounters {
+public struct PerCPUCounters: Sendable {
     let fd: Int32
     let cpus: Int
-    private var buffer: [UInt64]
 
     public init(fd: Int32) {
         self.fd = fd
         cpus = Int(max(1, libbpf_num_possible_cpus()))
-        buffer = [UInt64](repeating: 0, count: cpus)
     }
 
     /// The sum over all CPUs of slot `key`, or nil when the lookup fails.
-    public mutating func sum(_ key: UInt32) -> UInt64? {
+    public func sum(_ key: UInt32) -> UInt64? {
         var k = key
-        let cpus = cpus
+        var buffer = [UInt64](repeating: 0, count: cpus)
         let rc = buffer.withUnsafeMutableBytes { bpf_map_lookup_elem(fd, &k, $0.baseAddress) }
         guard rc == 0 else { return nil }
         var total: UInt64 = 0

@@ -1,5 +1,6 @@
 import CLibbpf
 import Foundation
+import Synchronization
 import Glibc
 
 /// A kernel capability a BPF object needs, named for a user, with the first Linux
@@ -113,8 +114,7 @@ public enum KernelRequirement: Hashable, Sendable {
 /// object". Answers are cached for the process (the kernel does not change under it).
 /// Thread-safe.
 public enum KernelProbe {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var answers: [KernelRequirement: Bool?] = [:]
+    private static let answers = Mutex<[KernelRequirement: Bool?]>([:])
 
     /// `uname -r`.
     public static var release: String { uts(\.release) }
@@ -130,13 +130,9 @@ public enum KernelProbe {
     /// True when the kernel has it, false when it has not, nil when the kernel cannot be
     /// asked (no privileges for bpf(2)): the load will tell.
     public static func has(_ requirement: KernelRequirement) -> Bool? {
-        lock.lock()
-        if let known = answers[requirement] { lock.unlock(); return known }
-        lock.unlock()
+        if let known = answers.withLock({ $0[requirement] }) { return known }
         let answer = ask(requirement)
-        lock.lock()
-        answers[requirement] = answer
-        lock.unlock()
+        answers.withLock { $0[requirement] = answer }
         return answer
     }
 

@@ -94,11 +94,10 @@ public final class ConsoleServer: @unchecked Sendable {
 
     /// Binds `host:port` (port 0 picks one), with TLS when `tls` is given; returns the port.
     public func start(host: String, port: Int, tls: TLSFiles?) throws -> Int {
-        var sslContext: NIOSSLContext?
-        if let tls {
+        let sslContext: NIOSSLContext? = try tls.map { tls in
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
-            sslContext = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+            return try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
         }
         pool.start()
         let bootstrap = ServerBootstrap(group: group)

@@ -91,8 +91,7 @@ public final class ContainerdSource: ContainerMetadataSource {
             try await withGRPCClient(transport: transport) { client in
                 let events = Containerd_Services_Events_V1_Events.Client(wrapping: client)
                 let containers = Containerd_Services_Containers_V1_Containers.Client(wrapping: client)
-                var request = Containerd_Services_Events_V1_SubscribeRequest()
-                request.filters = Self.eventFilters
+                let request = Containerd_Services_Events_V1_SubscribeRequest.with { $0.filters = Self.eventFilters }
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         try await events.subscribe(request: ClientRequest(message: request)) { response in

@@ -28,7 +28,11 @@ public final class PluginCounters: Sendable {
 
 /// One running plugin on the dispatcher: its instance, its reusable row buffers, and the
 /// decode path from ring-buffer record to finished row (no allocation per record).
-public final class PluginChannel {
+///
+/// Unchecked Sendable: the decode path (the C row writer, the row buffers, the plugin
+/// instance) is the dispatcher thread's alone; other threads read only `plugin` and the
+/// atomic `counters`.
+public final class PluginChannel: @unchecked Sendable {
     public let plugin: LoadedPlugin
     let instance: OpaquePointer
     public let rows: [RowBuffer]

@@ -7,25 +7,25 @@ import Logging
 import Synchronization
 
 /// A plugin whose BPF programs are loaded and attached, with its channel.
-public final class ActiveProbe {
+public final class ActiveProbe: Sendable {
     public let channel: PluginChannel
     let object: BPFObject?
-    private var drops: PerCPUCounters?
+    private let drops: PerCPUCounters?
 
     init(channel: PluginChannel, object: BPFObject?) {
         self.channel = channel
         self.object = object
-        if let fd = object?.mapDescriptor("is_drops") { drops = PerCPUCounters(fd: fd) }
+        drops = object?.mapDescriptor("is_drops").map { PerCPUCounters(fd: $0) }
     }
 
     public var name: String { channel.plugin.name }
 
     /// Events the kernel side could not deliver (ring buffer full, map full), summed over CPUs.
     public func kernelDrops() -> UInt64 {
-        guard drops != nil else { return 0 }
+        guard let drops else { return 0 }
         var total: UInt64 = 0
         for reason in 0..<UInt32(IS_DROP_REASONS.rawValue) {
-            total &+= drops!.sum(reason) ?? 0
+            total &+= drops.sum(reason) ?? 0
         }
         return total
     }
@@ -49,7 +49,11 @@ public final class ActiveProbe {
 /// Starts the enabled plugins on the kernel and runs the shared dispatcher: one thread,
 /// one libbpf ring-buffer manager over every plugin's ring buffers, each record routed to
 /// its plugin's channel.
-public final class ProbeRuntime {
+///
+/// Unchecked Sendable: the libbpf ring-buffer manager and the channels it feeds are used
+/// by the dispatcher thread alone (`run`); other threads call `stop` and read what is
+/// immutable (`probes`, `failures`) or atomic (the counters).
+public final class ProbeRuntime: @unchecked Sendable {
     public let probes: [ActiveProbe]
     /// Plugins that could not start, with the one-line reason.
     public let failures: [PluginFailure]

@@ -8,8 +8,8 @@ public final class RowBuffer {
 
     /// How a column is encoded, flattened from its ColumnType once per table so the hot
     /// path switches on a byte instead of walking an indirect enum.
-    public struct Encoding {
-        public enum Base: UInt8 { case int8, int16, int32, int64, float32, float64, dateTime, dateTime64, string, json, omitted }
+    public struct Encoding: Sendable {
+        public enum Base: UInt8, Sendable { case int8, int16, int32, int64, float32, float64, dateTime, dateTime64, string, json, omitted }
         public let base: Base
         public let nullable: Bool
         /// DateTime64 precision (digits after the second).

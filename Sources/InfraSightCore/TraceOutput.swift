@@ -4,7 +4,10 @@ import InfraSightSchema
 
 /// Writes rows to a file descriptor (stdout for `trace`) as JSON lines or a table. Output
 /// is buffered and written when the buffer fills or on `flush()`.
-public final class TracePrinter: RowConsumer {
+///
+/// Unchecked Sendable: the dispatcher thread's own (it consumes and flushes); `trace`
+/// hands it to that thread and touches it no more.
+public final class TracePrinter: RowConsumer, @unchecked Sendable {
     public enum Format: String, CaseIterable, Sendable { case json, table }
 
     let format: Format

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import Synchronization
 
 /// One sampled value: a counter (monotonic total) or a gauge (current level).
 public struct Sample: Sendable {
@@ -30,15 +31,18 @@ public struct Sample: Sendable {
 /// as gauges. `/healthz` answers 200 while the process serves; `/readyz` 200 once
 /// `ready` says so, 503 before; its body is `ready` or `starting`, then one line per
 /// `notes` item (e.g. a plugin that is not running and why).
-public final class MetricsServer: @unchecked Sendable {
+public final class MetricsServer: Sendable {
     let registry = PrometheusCollectorRegistry()
     let sample: @Sendable () -> [Sample]
     let ready: @Sendable () -> (ready: Bool, notes: [String])
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    private var channel: Channel?
-    private let lock = NSLock()
-    private var counters: [String: (Counter, Double)] = [:]
-    private var gauges: [String: Gauge] = [:]
+    private let channel = Mutex<Channel?>(nil)
+    /// The registry's metrics by name and labels; a counter with the total it last had.
+    private struct Registered {
+        var counters: [String: (Counter, Double)] = [:]
+        var gauges: [String: Gauge] = [:]
+    }
+    private let registered = Mutex(Registered())
 
     public init(sample: @escaping @Sendable () -> [Sample], ready: @escaping @Sendable () -> (ready: Bool, notes: [String])) {
         self.sample = sample
@@ -50,17 +54,18 @@ public final class MetricsServer: @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [unowned self] channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(Handler(server: self))
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(server: self))
                 }
             }
-        let channel = try bootstrap.bind(host: host, port: port).wait()
-        self.channel = channel
-        return channel.localAddress?.port ?? port
+        let bound = try bootstrap.bind(host: host, port: port).wait()
+        channel.withLock { $0 = bound }
+        return bound.localAddress?.port ?? port
     }
 
     public func stop() {
-        try? channel?.close().wait()
+        try? channel.withLock { $0 }?.close().wait()
         try? group.syncShutdownGracefully()
     }
 
@@ -69,21 +74,22 @@ public final class MetricsServer: @unchecked Sendable {
     /// Brings the registry up to date and renders it.
     func render() -> [UInt8] {
         let samples = sample()
-        lock.lock()
-        for s in samples {
-            let k = key(s)
-            switch s.kind {
-            case .counter:
-                let (counter, last) = counters[k] ?? (registry.makeCounter(name: s.name, labels: s.labels, help: s.help), 0)
-                if s.value > last { counter.increment(by: s.value - last) }
-                counters[k] = (counter, max(last, s.value))
-            case .gauge:
-                let gauge = gauges[k] ?? registry.makeGauge(name: s.name, labels: s.labels, help: s.help)
-                gauge.set(to: s.value)
-                gauges[k] = gauge
+        registered.withLock { r in
+            for s in samples {
+                let k = key(s)
+                let name = MetricNameDescriptor(metricName: s.name, unitName: "", helpText: s.help)
+                switch s.kind {
+                case .counter:
+                    let (counter, last) = r.counters[k] ?? (registry.makeCounter(descriptor: name, labels: s.labels), 0)
+                    if s.value > last { counter.increment(by: s.value - last) }
+                    r.counters[k] = (counter, max(last, s.value))
+                case .gauge:
+                    let gauge = r.gauges[k] ?? registry.makeGauge(descriptor: name, labels: s.labels)
+                    gauge.set(to: s.value)
+                    r.gauges[k] = gauge
+                }
             }
         }
-        lock.unlock()
         return registry.emitToBuffer()
     }
 
@@ -119,7 +125,8 @@ public final class MetricsServer: @unchecked Sendable {
                 var buffer = context.channel.allocator.buffer(capacity: body.count)
                 buffer.writeBytes(body)
                 context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+                let channel = context.channel
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
             }
         }
     }

@@ -124,7 +124,7 @@ public final class AlertOutputs: @unchecked Sendable {
             stopping = true
             self.deadline = deadline
             condition.broadcast()
-            while (!queue.isEmpty || sending) && Date() < deadline { condition.wait(until: deadline) }
+            while (!queue.isEmpty || sending) && Date() < deadline { _ = condition.wait(until: deadline) }
             let left = queue.count
             queue.removeAll()
             condition.broadcast()

@@ -96,7 +96,7 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
         finishing = true
         condition.broadcast()
         let deadline = Date().addingTimeInterval(timeout)
-        while (!queue.isEmpty || busy) && Date() < deadline { condition.wait(until: deadline) }
+        while (!queue.isEmpty || busy) && Date() < deadline { _ = condition.wait(until: deadline) }
         let left = queue
         queue.removeAll()
         condition.unlock()

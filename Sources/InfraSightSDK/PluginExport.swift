@@ -1,5 +1,6 @@
 import CInfraSightABI
 import Foundation
+import Synchronization
 
 /// Builds the C descriptor for `module` once and returns it; call it from the plugin's
 /// exported entry symbol:
@@ -12,20 +13,25 @@ import Foundation
 /// The descriptor and everything it points to are allocated once and never freed, as the
 /// ABI requires. One plugin library exports one module.
 public func exportProbeModule<M: ProbeModule>(_ module: M.Type) -> UnsafeRawPointer {
-    exportLock.lock()
-    defer { exportLock.unlock() }
-    if let descriptor = exportedDescriptor { return UnsafeRawPointer(descriptor) }
-    exportedType = module
-    let descriptor = makeDescriptor(module)
-    exportedDescriptor = descriptor
-    return UnsafeRawPointer(descriptor)
+    let made = exported.withLock { e in
+        if e.descriptor == nil {
+            e.type = module
+            e.descriptor = makeDescriptor(module)
+        }
+        return e
+    }
+    return UnsafeRawPointer(made.descriptor!)
 }
 
-private let exportLock = NSLock()
-nonisolated(unsafe) private var exportedDescriptor: UnsafeMutablePointer<is_plugin_descriptor>?
-nonisolated(unsafe) private var exportedType: (any ProbeModule.Type)?
-/// The last init failure, kept alive as the ABI promises (until the next init).
-nonisolated(unsafe) private var lastInitError: UnsafeMutablePointer<CChar>?
+/// What the library exports, set once by `exportProbeModule`. Unchecked: C memory,
+/// written only under `exported`'s lock; the descriptor is never changed once made.
+private struct Exported: @unchecked Sendable {
+    var descriptor: UnsafeMutablePointer<is_plugin_descriptor>?
+    var type: (any ProbeModule.Type)?
+    /// The last init failure, kept alive as the ABI promises (until the next init).
+    var lastInitError: UnsafeMutablePointer<CChar>?
+}
+private let exported = Mutex(Exported())
 
 /// A plugin instance behind the opaque `is_plugin_instance *`.
 private final class Instance {
@@ -139,15 +145,18 @@ private func makeDescriptor<M: ProbeModule>(_ module: M.Type) -> UnsafeMutablePo
 /// Creates the exported module from the options JSON (`{}` when nil); on failure points
 /// `errorOut` at the message, kept until the next failure.
 private func createInstance(json: UnsafePointer<CChar>?, log: ProbeLog, errorOut: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> OpaquePointer? {
-    guard let type = exportedType else { return nil }
+    guard let type = exported.withLock({ $0.type }) else { return nil }
     do {
         let options = try ProbeOptions(json: json.map { String(cString: $0) } ?? "{}", log: log)
         let module = try type.init(options: options)
         return OpaquePointer(Unmanaged.passRetained(Instance(module)).toOpaque())
     } catch {
-        free(lastInitError)
-        lastInitError = strdup("\(error)")
-        errorOut?.pointee = UnsafePointer(lastInitError)
+        let message = strdup("\(error)")
+        exported.withLock { e in
+            free(e.lastInitError)
+            e.lastInitError = message
+        }
+        errorOut?.pointee = UnsafePointer(message)
         return nil
     }
 }

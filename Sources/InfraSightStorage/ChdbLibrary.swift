@@ -1,5 +1,6 @@
 import CChdbADBC
 import Foundation
+import Synchronization
 import Glibc
 import InfraSightCore
 
@@ -28,8 +29,8 @@ public enum ChdbLibrary {
     public static let environmentVariable = "INFRASIGHT_CHDB_LIBRARY"
     public static let installHint = "install it with `sudo scripts/setup.sh` (pip install --target .chdb chdb-core==\(pinnedVersion)), or point \(environmentVariable) or storage.chdb_library at its _chdb.abi3.so"
 
-    nonisolated(unsafe) private static var loaded: (path: String, initialize: is_adbc_driver_init_fn)?
-    private static let lock = NSLock()
+    /// The initializer, once the library is loaded (it stays loaded for the process).
+    private static let loaded = Mutex<is_adbc_driver_init_fn?>(nil)
 
     /// The library path that would be used, or nil.
     public static func locate(configured: String?) -> String? {
@@ -53,9 +54,15 @@ public enum ChdbLibrary {
 
     /// Loads the library once per process and returns its ADBC driver initializer.
     static func load(configured: String?) throws(StorageError) -> is_adbc_driver_init_fn {
-        lock.lock()
-        defer { lock.unlock() }
-        if let loaded { return loaded.initialize }
+        try loaded.withLock { (loaded: inout is_adbc_driver_init_fn?) throws(StorageError) -> is_adbc_driver_init_fn in
+            if let loaded { return loaded }
+            let initialize = try open(configured: configured)
+            loaded = initialize
+            return initialize
+        }
+    }
+
+    private static func open(configured: String?) throws(StorageError) -> is_adbc_driver_init_fn {
         guard let path = locate(configured: configured) else {
             throw StorageError("embedded ClickHouse (chdb-core) is not installed; \(installHint)")
         }
@@ -79,9 +86,7 @@ public enum ChdbLibrary {
         guard let symbol = dlsym(handle, "chdb_adbc_init") else {
             throw StorageError("\(path) has no chdb_adbc_init: not a chdb-core \(pinnedVersion) library")
         }
-        let initialize = unsafeBitCast(symbol, to: is_adbc_driver_init_fn.self)
-        loaded = (path, initialize)
-        return initialize
+        return unsafeBitCast(symbol, to: is_adbc_driver_init_fn.self)
     }
 }
 

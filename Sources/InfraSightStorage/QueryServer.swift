@@ -172,7 +172,7 @@ public final class QueryServer: @unchecked Sendable {
     static func reply(_ fd: Int32, ok: Bool, _ data: Data) {
         var payload = Data([ok ? 0x30 : 0x31])
         payload.append(data)
-        payload.withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
+        _ = payload.withUnsafeBytes { UnixSocket.writeAll(fd, $0) } // a client that left has no use for it
     }
 
     /// Sends a query to a running `infrasight run`. Returns nil when no server listens
@@ -197,7 +197,7 @@ public final class QueryServer: @unchecked Sendable {
         }
         var request = Data("\(head)\n".utf8)
         request.append(Data(sql.utf8))
-        request.withUnsafeBytes { UnixSocket.writeAll(fd, $0) }
+        _ = request.withUnsafeBytes { UnixSocket.writeAll(fd, $0) } // a server that closed early answers nothing: said below
         shutdown(fd, Int32(SHUT_WR))
         let response = UnixSocket.readAll(fd, limit: Int.max) ?? []
         guard let status = response.first else { throw StorageError("the running infrasight closed the query connection without an answer") }

@@ -83,8 +83,8 @@ struct AgentCommand: ParsableCommand {
         let spoolPath = spoolDir ?? config.agent.spoolDir ?? ((config.storage.dataDir ?? StorageConfig.defaultDataDir) + "/spool")
         let spool: BatchSpool
         do {
-            spool = try BatchSpool(directory: spoolPath, maxBytes: (spoolMaxMB ?? config.agent.spoolMaxMB ?? 1024) << 20)
-            spool.onFirstEviction = { [logger] in logger.warning("\($0)") }
+            spool = try BatchSpool(directory: spoolPath, maxBytes: (spoolMaxMB ?? config.agent.spoolMaxMB ?? 1024) << 20,
+                                   onFirstEviction: { [logger] in logger.warning("\($0)") })
         } catch {
             throw failure("\(error)")
         }
@@ -118,8 +118,10 @@ struct AgentCommand: ParsableCommand {
             maxDelayMs: config.storage.batchMaxDelayMs,
             queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
         let readiness = Readiness()
-        readiness.agent = sender
-        readiness.spool = spool
+        readiness.update {
+            $0.agent = sender
+            $0.spool = spool
+        }
         let metrics = try startMetrics(metricsListen ?? config.agent.metricsListen, readiness: readiness, logger: logger)
         if spool.count > 0 { logger.notice("spool \(spoolPath): \(spool.count) batches from before; sending them first") }
         let runtime = try selection.start(consumer: writer, logger: logger)
@@ -127,7 +129,10 @@ struct AgentCommand: ParsableCommand {
             writer.register(probe.channel, storeTables: probe.channel.plugin.tables.map { tablesByName[$0.qualifiedName]! })
         }
         writer.start()
-        readiness.attach(runtime: runtime, writer: writer)
+        readiness.update {
+            $0.runtime = runtime
+            $0.writer = writer
+        }
         let deadline = duration.map { Date().addingTimeInterval($0) }
         // Stopped in reverse: tracing, the writer's flush into the spool, then the sender's
         // drain of the spool to the server.

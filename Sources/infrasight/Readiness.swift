@@ -6,62 +6,62 @@ import InfraSightPipeline
 import InfraSightRules
 import InfraSightStorage
 import Logging
+import Synchronization
 
 /// What /metrics and /readyz report for `run`, `agent` and `server`: per plugin, every
 /// stage's counter; the agent's spool and connection; the server's store and agents.
-final class Readiness: @unchecked Sendable {
-    private let lock = NSLock()
-    private var runtime: ProbeRuntime?
-    private var writer: BatchWriter?
-    /// Agent: the sender and its spool.
-    var agent: AgentSender?
-    var spool: BatchSpool?
-    /// Server: its storage and the connected agents.
-    var server: (storage: ServerStorage, agents: AgentRegistry)?
-    /// run/server: detection, when on.
-    var rules: RuleEngine?
-    /// server: the ClickHouse store, when it is one (its node failovers).
-    var clickHouse: HTTPStore?
-    /// run/server: the store's disk budget (`storage.max_disk`), when it keeps one.
-    var budget: StoreBudget?
+final class Readiness: Sendable {
+    /// What the command has to report, filled in as it starts.
+    struct Parts: Sendable {
+        /// run/agent: tracing and its writer.
+        var runtime: ProbeRuntime?
+        var writer: BatchWriter?
+        /// Agent: the sender and its spool.
+        var agent: AgentSender?
+        var spool: BatchSpool?
+        /// Server: its storage and the connected agents.
+        var server: (storage: ServerStorage, agents: AgentRegistry)?
+        /// run/server: detection, when on.
+        var rules: RuleEngine?
+        /// server: the ClickHouse store, when it is one (its node failovers).
+        var clickHouse: HTTPStore?
+        /// run/server: the store's disk budget (`storage.max_disk`), when it keeps one.
+        var budget: StoreBudget?
+    }
+    private let parts = Mutex(Parts())
 
-    func attach(runtime: ProbeRuntime, writer: BatchWriter) {
-        lock.lock()
-        self.runtime = runtime
-        self.writer = writer
-        lock.unlock()
+    /// Adds what the command has started (the metrics thread may be reading already).
+    func update(_ body: (inout Parts) -> Void) {
+        parts.withLock { body(&$0) }
     }
 
     /// run/agent: tracing has started (with the plugins that could start; `notes` names
     /// the others and why). server: listening and the store is reachable.
     var ready: (ready: Bool, notes: [String]) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let server { return (server.storage.counters.storeAvailable, []) }
-        guard let runtime else { return (false, []) }
+        let p = parts.withLock { $0 }
+        if let server = p.server { return (server.storage.counters.storeAvailable, []) }
+        guard let runtime = p.runtime else { return (false, []) }
         return (true, runtime.failures.map { "plugin \($0.plugin) not running: \($0.reason)" })
     }
 
     func sample() -> [Sample] {
-        lock.lock()
-        let runtime = runtime, writer = writer
-        lock.unlock()
+        let p = parts.withLock { $0 }
         var out: [Sample] = []
-        if let runtime, let writer { out += tracing(runtime, writer) }
-        if let agent, let spool { out += Self.agent(agent, spool) + Self.evicted(spool) }
-        if let server { out += Self.server(server.storage, server.agents) }
-        if let rules { out += rules.samples }
-        if let budget { out += Self.budget(budget) }
-        if let clickHouse {
+        if let runtime = p.runtime, let writer = p.writer { out += tracing(runtime, writer, delivered: p.agent?.counters.rowsByPlugin) }
+        if let agent = p.agent, let spool = p.spool { out += Self.agent(agent, spool) + Self.evicted(spool) }
+        if let server = p.server { out += Self.server(server.storage, server.agents) }
+        if let rules = p.rules { out += rules.samples }
+        if let budget = p.budget { out += Self.budget(budget) }
+        if let clickHouse = p.clickHouse {
             out.append(Sample("infrasight_store_failovers_total", [], Double(clickHouse.failovers.load(ordering: .relaxed)), .counter,
                               help: "Moves to another ClickHouse node of --clickhouse-url while one was unavailable, and back to the first"))
         }
         return out
     }
 
-    func tracing(_ runtime: ProbeRuntime, _ writer: BatchWriter) -> [Sample] {
+    /// `delivered`: the agent's rows acknowledged per plugin (nil for run).
+    func tracing(_ runtime: ProbeRuntime, _ writer: BatchWriter, delivered: [String: UInt64]?) -> [Sample] {
         var out: [Sample] = []
-        let delivered = agent?.counters.rowsByPlugin
         for f in runtime.failures {
             out.append(Sample("infrasight_plugin_running", [("plugin", f.plugin)], 0, .gauge, help: "1 for each plugin that started, 0 for each one that could not (see infrasight_plugins_not_running and /readyz)"))
         }

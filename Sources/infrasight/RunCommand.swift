@@ -50,6 +50,10 @@ struct RunCommand: ParsableCommand {
             maxDelayMs: config.storage.batchMaxDelayMs,
             queueMaxBytes: config.storage.queueMaxBytes, onError: { logger.warning("\($0)") })
         let readiness = Readiness()
+        readiness.update {
+            $0.rules = detection
+            $0.budget = store.diskBudget
+        }
         let metrics = try startMetrics(metricsListen ?? config.run.metricsListen, readiness: readiness, logger: logger)
         let runtime = try selection.start(consumer: writer, logger: logger)
         for probe in runtime.probes {
@@ -60,10 +64,10 @@ struct RunCommand: ParsableCommand {
         let consoleServer = try startConsole(consolePlan, store: store, readiness: readiness, logger: logger)
         let queryServer = startQueryServer(store, logger: logger, unavailable: "queries during the run are unavailable")
         writer.start()
-        readiness.attach(runtime: runtime, writer: writer)
-        readiness.rules = detection
-        readiness.budget = store.diskBudget
-        let status = StatusLine(runtime: runtime, writer: writer)
+        readiness.update {
+            $0.runtime = runtime
+            $0.writer = writer
+        }
         let deadline = duration.map { Date().addingTimeInterval($0) }
         // Stopped in reverse: tracing, then the writer's flush, then what serves the store.
         try Lifecycle.run([
@@ -75,6 +79,7 @@ struct RunCommand: ParsableCommand {
             StopService("batch writer") { writer.finish(timeout: 60) },
             LoopService("dispatcher", stop: { runtime.stop() }) {
                 logger.notice("started: \(runtime.probes.map(\.name).joined(separator: ", ")) → \(store.summary)")
+                let status = StatusLine(runtime: runtime, writer: writer)
                 runtime.run(until: deadline) {
                     writer.tick()
                     status.update()
@@ -99,6 +104,7 @@ struct RunCommand: ParsableCommand {
 }
 
 /// On a terminal, one line on stderr refreshed every second: events/s, rows stored, drops.
+/// The dispatcher thread's own.
 final class StatusLine {
     let runtime: ProbeRuntime
     let writer: BatchWriter

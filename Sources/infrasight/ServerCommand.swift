@@ -132,10 +132,12 @@ struct ServerCommand: ParsableCommand {
             throw failure("cannot listen on \(listen): \(PipelineServer.bindError(host: address.host, port: address.port) ?? "\(error)")")
         }
         let readiness = Readiness()
-        readiness.server = (serverStorage, agents)
-        readiness.rules = detection
-        readiness.clickHouse = opened as? HTTPStore
-        readiness.budget = store.diskBudget
+        readiness.update {
+            $0.server = (serverStorage, agents)
+            $0.rules = detection
+            $0.clickHouse = opened as? HTTPStore
+            $0.budget = store.diskBudget
+        }
         let metrics = try startMetrics(metricsListen ?? configuration.server.metricsListen, readiness: readiness, logger: logger)
         // The console before the query socket: a console that cannot start exits, and
         // nothing started earlier needs stopping first.

@@ -11,7 +11,7 @@ import Testing
     /// Two good rules on opens of two marker files, and one that names no column.
     static func rulesFile(_ w: DetectionWorkload, tag: String) throws -> (path: String, a: String, b: String, markerA: String, markerB: String, badLine: Int) {
         let markerA = "\(w.dir)/marker-a", markerB = "\(w.dir)/marker-b"
-        for m in [markerA, markerB] { FileManager.default.createFile(atPath: m, contents: Data("m\n".utf8)) }
+        for m in [markerA, markerB] { #expect(FileManager.default.createFile(atPath: m, contents: Data("m\n".utf8))) }
         let a = "opened_marker_a_\(tag)", b = "opened_marker_b_\(tag)"
         let text = """
             rules:

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Glibc
 
 /// A TCP relay on 127.0.0.1 to `upstreamPort` that counts the bytes clients send through
@@ -61,14 +62,9 @@ public final class ByteCountingRelay: @unchecked Sendable {
                 continue
             }
             // The second direction to end closes both descriptors.
-            let ended = NSLock()
-            var directions = 2
-            let finish = {
-                ended.lock()
-                directions -= 1
-                let last = directions == 0
-                ended.unlock()
-                if last {
+            let directions = Atomic<Int>(2)
+            let finish: @Sendable () -> Void = {
+                if directions.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
                     Glibc.close(client)
                     Glibc.close(upstream)
                 }

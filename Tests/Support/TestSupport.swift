@@ -258,7 +258,7 @@ public func buildOpenLoop() throws -> (helper: String, marker: String, dir: Stri
         }
         """, to: helper, flags: ["-O2", "-static"])
     let marker = "\(dir)/marker"
-    FileManager.default.createFile(atPath: marker, contents: Data())
+    guard FileManager.default.createFile(atPath: marker, contents: Data()) else { throw TestFailure("cannot create \(marker)") }
     return (helper, marker, dir, comm)
 }
 

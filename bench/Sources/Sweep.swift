@@ -17,7 +17,7 @@ func sweepBench(rates: [Int], seconds: Double, rules: Bool = true) throws -> Str
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: work) }
     let marker = "\(work)/marker"
-    FileManager.default.createFile(atPath: marker, contents: Data())
+    guard FileManager.default.createFile(atPath: marker, contents: Data()) else { throw SweepError("cannot create \(marker)") }
     try """
         plugins:
           enabled: [tracing]

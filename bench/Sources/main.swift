@@ -163,7 +163,7 @@ func sinkBench(rows total: Int) throws -> String {
     feed(collector, total: total)
     let file = Data(whole.buffer)
     let path = "\(data)/baseline.rowbinary"
-    FileManager.default.createFile(atPath: path, contents: file)
+    guard FileManager.default.createFile(atPath: path, contents: file) else { fatalError("cannot write \(path)") }
     let engine = try seconds {
         try store.engine.execute("INSERT INTO \(table.qualifiedName) \(table.columnList) FROM INFILE '\(path)' SETTINGS input_format_binary_read_json_as_string = 1 FORMAT RowBinary")
     }
@@ -220,7 +220,7 @@ func httpBench(url: String, rows total: Int) throws -> String {
         }
     }
     let file = NSTemporaryDirectory() + "/infrasight-bench-\(getpid()).rowbinary"
-    FileManager.default.createFile(atPath: file, contents: bytes)
+    guard FileManager.default.createFile(atPath: file, contents: bytes) else { fatalError("cannot write \(file)") }
     defer { unlink(file) }
     var components = URLComponents(string: url)!
     let user = "\(components.user ?? "default"):\(components.password ?? "")"
