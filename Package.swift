@@ -65,7 +65,6 @@ var targets: [Target] = [
         name: "InfraSightStorage",
         dependencies: [
             "InfraSightCore", "InfraSightSchema", "InfraSightCodes", "CChdbADBC", "CZlib",
-            .product(name: "Logging", package: "swift-log"),
         ]),
     // The agent → server wire protocol (proto/), generated code committed
     // (scripts/gen-proto.sh). Only the pipeline targets depend on gRPC.
@@ -89,9 +88,10 @@ var targets: [Target] = [
             .product(name: "X509", package: "swift-certificates"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-    // Container image and labels from containerd's API (Kubernetes nodes), for the enricher.
+    // The container runtimes the enricher asks for a container's image and labels, side by
+    // side: Docker and podman (their HTTP API over a unix socket) and containerd (gRPC).
     .target(
-        name: "InfraSightContainerd",
+        name: "InfraSightContainers",
         dependencies: [
             "InfraSightCore",
             .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -135,7 +135,7 @@ var targets: [Target] = [
     .executableTarget(
         name: "infrasight",
         dependencies: [
-            "InfraSightCatalog", "InfraSightConsole", "InfraSightRules", "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "InfraSightContainerd", "CHostShims",
+            "InfraSightCatalog", "InfraSightConsole", "InfraSightRules", "InfraSightCore", "InfraSightStorage", "InfraSightMetrics", "InfraSightPipeline", "InfraSightPipelineProto", "InfraSightContainers", "CHostShims",
             "InfraSightBPF", "InfraSightSDK",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -163,8 +163,8 @@ var targets: [Target] = [
     // Helpers the tests share: processes, temp dirs, fixture compilation, paths.
     .target(name: "InfraSightTestSupport", dependencies: ["InfraSightCore"], path: "Tests/Support"),
     .testTarget(
-        name: "InfraSightCoreTests",
-        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightCatalog", "InfraSightRules", "InfraSightPipelineProto", "InfraSightPipeline", "InfraSightTestSupport"]
+        name: "UnitTests",
+        dependencies: ["InfraSightCore", "InfraSightSchema", "InfraSightStorage", "InfraSightCatalog", "InfraSightRules", "InfraSightPipelineProto", "InfraSightPipeline", "InfraSightContainers", "InfraSightTestSupport"]
             // The decoder tests build records from every plugin's own structs.
             + recordTargets),
     // Run the built `infrasight` and plugins on the real kernel (root required):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the Swift for proto/ into Sources/InfraSightPipelineProto and
-# Sources/InfraSightContainerd/Generated (committed, so a build never needs protoc or the
+# Sources/InfraSightContainers/Generated (committed, so a build never needs protoc or the
 # generator plugins).
 #
 # Needs: protoc (apt-get install protobuf-compiler) and the two generator plugins, built
@@ -23,7 +23,7 @@ protoc --proto_path=proto \
     proto/infrasight/v1/pipeline.proto
 echo "generated into $out"
 # The part of containerd's API the enricher reads (client only, internal to its module).
-out=Sources/InfraSightContainerd/Generated
+out=Sources/InfraSightContainers/Generated
 mkdir -p "$out"
 protoc --proto_path=proto \
     --plugin=protoc-gen-swift="$PROTOC_GEN_SWIFT" --swift_out="$out" \

@@ -14,16 +14,15 @@ public final class MmapProbe: ProbeModule {
     public static var bpfObject: [UInt8] { EmbeddedBPFObject.mmap.bytes }
     public static var tables: [EmbeddedDDL] { [EmbeddedDDL.mmap_events] }
 
-    let addr, len, prot, flags, fd, off, eventType: UInt32
+    let addr = MmapEventsColumns.addr
+    let len = MmapEventsColumns.len
+    let prot = MmapEventsColumns.prot
+    let flags = MmapEventsColumns.flags
+    let fd = MmapEventsColumns.fd
+    let off = MmapEventsColumns.off
+    let eventType = MmapEventsColumns.event_type
 
     public init(options: ProbeOptions) throws {
-        addr = MmapEventsColumns.addr
-        len = MmapEventsColumns.len
-        prot = MmapEventsColumns.prot
-        flags = MmapEventsColumns.flags
-        fd = MmapEventsColumns.fd
-        off = MmapEventsColumns.off
-        eventType = MmapEventsColumns.event_type
     }
 
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {

@@ -11,17 +11,16 @@ public final class MountProbe: ProbeModule {
     public static var bpfObject: [UInt8] { EmbeddedBPFObject.mount.bytes }
     public static var tables: [EmbeddedDDL] { [EmbeddedDDL.mount_events] }
 
-    let devName, dirName, type, flags, eventType: UInt32
+    let devName = MountEventsColumns.dev_name
+    let dirName = MountEventsColumns.dir_name
+    let type = MountEventsColumns.type
+    let flags = MountEventsColumns.flags
+    let eventType = MountEventsColumns.event_type
     static let devOffset = MemoryLayout<is_mount_event>.offset(of: \is_mount_event.dev_name)!
     static let dirOffset = MemoryLayout<is_mount_event>.offset(of: \is_mount_event.dir_name)!
     static let typeOffset = MemoryLayout<is_mount_event>.offset(of: \is_mount_event.type)!
 
     public init(options: ProbeOptions) throws {
-        devName = MountEventsColumns.dev_name
-        dirName = MountEventsColumns.dir_name
-        type = MountEventsColumns.type
-        flags = MountEventsColumns.flags
-        eventType = MountEventsColumns.event_type
     }
 
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {

@@ -29,22 +29,21 @@ public final class NetworkProbe: ProbeModule {
         ]
     }
 
-    let family, saddr4, daddr4, sport, dport, saddr6, daddr6, domain, eventType, protocolColumn, unixPath: UInt32
+    let family = NetworkEventsColumns.sa_family
+    let saddr4 = NetworkEventsColumns.saddr_ipv4
+    let daddr4 = NetworkEventsColumns.daddr_ipv4
+    let sport = NetworkEventsColumns.sport
+    let dport = NetworkEventsColumns.dport
+    let saddr6 = NetworkEventsColumns.saddr_ipv6
+    let daddr6 = NetworkEventsColumns.daddr_ipv6
+    let domain = NetworkEventsColumns.resolved_domain
+    let eventType = NetworkEventsColumns.event_type
+    let protocolColumn = NetworkEventsColumns.protocol
+    let unixPath = NetworkEventsColumns.unix_path
     let resolver: ReverseResolver?
     private var scratch = [UInt8](repeating: 0, count: 128)
 
     public init(options: ProbeOptions) throws {
-        family = NetworkEventsColumns.sa_family
-        saddr4 = NetworkEventsColumns.saddr_ipv4
-        daddr4 = NetworkEventsColumns.daddr_ipv4
-        sport = NetworkEventsColumns.sport
-        dport = NetworkEventsColumns.dport
-        saddr6 = NetworkEventsColumns.saddr_ipv6
-        daddr6 = NetworkEventsColumns.daddr_ipv6
-        domain = NetworkEventsColumns.resolved_domain
-        eventType = NetworkEventsColumns.event_type
-        protocolColumn = NetworkEventsColumns.protocol
-        unixPath = NetworkEventsColumns.unix_path
         let server = try options.string("dns_server")
         if let server {
             var probe = in_addr()
@@ -110,7 +109,7 @@ public final class NetworkProbe: ProbeModule {
         return .row
     }
 
-    private func writeAddress(_ family: Int32, _ bytes: UnsafeRawPointer, into row: RowWriter, column: UInt32) {
+    private func writeAddress(_ family: Int32, _ bytes: UnsafeRawPointer, into row: RowWriter, column: some TextValued) {
         scratch.withUnsafeMutableBufferPointer { b in
             b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { text in
                 guard inet_ntop(family, bytes, text, socklen_t(b.count)) != nil else { return }

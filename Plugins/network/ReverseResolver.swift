@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// Reverse DNS for remote addresses, off the hot path: `name(for:)` never blocks; a miss
 /// queues a lookup for a background thread and answers "pending". Results are cached,
@@ -10,8 +11,8 @@ import Glibc
 ///
 /// With `server` set, PTR queries go over UDP to that server with `timeout`; otherwise the
 /// system resolver (getnameinfo, /etc/resolv.conf and its own timeouts) is used.
-final class ReverseResolver: @unchecked Sendable {
-    struct Address: Hashable {
+final class ReverseResolver: Sendable {
+    struct Address: Hashable, Sendable {
         let family: Int32
         let high: UInt64
         let low: UInt64
@@ -29,12 +30,12 @@ final class ReverseResolver: @unchecked Sendable {
         }
     }
 
-    enum Answer { case name([UInt8]), none, pending }
+    enum Answer: Sendable { case name([UInt8]), none, pending }
 
     /// What one lookup found.
-    enum Lookup: Equatable { case name(String), absent, failed }
+    enum Lookup: Equatable, Sendable { case name(String), absent, failed }
 
-    private struct Entry { let name: [UInt8]?; let expires: Double }
+    private struct Entry: Sendable { let name: [UInt8]?; let expires: Double }
 
     let server: String?
     let timeout: Double
@@ -43,12 +44,17 @@ final class ReverseResolver: @unchecked Sendable {
     let positiveTTL = 600.0
     let negativeTTL = 60.0
     let failureTTL = 5.0
-    private let condition = NSCondition()
-    private var cache: [Address: Entry] = [:]
-    private var queue: [Address] = []
-    private var queued = Set<Address>()
-    private var started = false
-    private var stopped = false
+    private struct State {
+        var cache: [Address: Entry] = [:]
+        /// Lookups waiting, oldest first (each signalled once on `wake`).
+        var queue: [Address] = []
+        var queued = Set<Address>()
+        var started = false
+        var stopped = false
+    }
+    private let state = Mutex(State())
+    /// One signal per queued lookup, and one from `stop`.
+    private let wake = DispatchSemaphore(value: 0)
 
     init(server: String?, timeout: Double) {
         self.server = server
@@ -64,60 +70,59 @@ final class ReverseResolver: @unchecked Sendable {
     /// The cached answer, or `.pending` after queueing a lookup. Never blocks on DNS.
     func name(for address: Address) -> Answer {
         let now = Self.now()
-        condition.lock()
-        defer { condition.unlock() }
-        if let e = cache[address], e.expires > now {
-            return e.name.map(Answer.name) ?? .none
-        }
-        if !stopped && !queued.contains(address) && queue.count < queueCapacity {
-            queue.append(address)
-            queued.insert(address)
-            if !started && !stopped {
-                started = true
-                let t = Thread { self.work() } // holds the resolver until stop() ends it
-                t.name = "infrasight-rdns"
-                t.start()
+        let (answer, queued, startThread): (Answer, Bool, Bool) = state.withLock { s in
+            if let e = s.cache[address], e.expires > now {
+                return (e.name.map(Answer.name) ?? .none, false, false)
             }
-            condition.signal()
+            guard !s.stopped && !s.queued.contains(address) && s.queue.count < queueCapacity else { return (.pending, false, false) }
+            s.queue.append(address)
+            s.queued.insert(address)
+            defer { s.started = true }
+            return (.pending, true, !s.started)
         }
-        return .pending
+        if startThread {
+            let t = Thread { self.work() } // holds the resolver until stop() ends it
+            t.name = "infrasight-rdns"
+            t.start()
+        }
+        if queued { wake.signal() }
+        return answer
     }
 
     /// Ends the lookup thread once its current lookup (bounded by `timeout`) is done;
     /// `name(for:)` answers from the cache only, afterwards.
     func stop() {
-        condition.lock()
-        stopped = true
-        queue.removeAll()
-        queued.removeAll()
-        condition.signal()
-        condition.unlock()
+        state.withLock { s in
+            s.stopped = true
+            s.queue.removeAll()
+            s.queued.removeAll()
+        }
+        wake.signal()
     }
 
     private func work() {
         while true {
-            condition.lock()
-            while queue.isEmpty && !stopped { condition.wait() }
-            if stopped {
-                condition.unlock()
-                return
+            wake.wait()
+            let next: Address?? = state.withLock { s in
+                if s.stopped { return .none }
+                return .some(s.queue.isEmpty ? nil : s.queue.removeFirst())
             }
-            let address = queue.removeFirst()
-            condition.unlock()
+            guard let next else { return } // stopped
+            guard let address = next else { continue } // a signal whose lookup `stop` removed
             let found = server.map { PTRQuery.lookup(address, server: $0, timeout: timeout) } ?? Self.system(address)
-            condition.lock()
-            queued.remove(address)
-            if cache.count >= capacity {
-                let now = Self.now()
-                cache = cache.filter { $0.value.expires > now }
-                if cache.count >= capacity, let victim = cache.keys.first { cache.removeValue(forKey: victim) }
+            let now = Self.now()
+            state.withLock { s in
+                s.queued.remove(address)
+                if s.cache.count >= capacity {
+                    s.cache = s.cache.filter { $0.value.expires > now }
+                    if s.cache.count >= capacity, let victim = s.cache.keys.first { s.cache.removeValue(forKey: victim) }
+                }
+                switch found {
+                case .name(let name): s.cache[address] = Entry(name: Array(name.utf8), expires: now + positiveTTL)
+                case .absent: s.cache[address] = Entry(name: nil, expires: now + negativeTTL)
+                case .failed: s.cache[address] = Entry(name: nil, expires: now + failureTTL)
+                }
             }
-            switch found {
-            case .name(let name): cache[address] = Entry(name: Array(name.utf8), expires: Self.now() + positiveTTL)
-            case .absent: cache[address] = Entry(name: nil, expires: Self.now() + negativeTTL)
-            case .failed: cache[address] = Entry(name: nil, expires: Self.now() + failureTTL)
-            }
-            condition.unlock()
         }
     }
 
@@ -146,7 +151,7 @@ final class ReverseResolver: @unchecked Sendable {
             }
         }
         switch rc {
-        case 0: return .name(String(cString: host))
+        case 0: return .name(host.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         case EAI_NONAME: return .absent
         default: return .failed
         }

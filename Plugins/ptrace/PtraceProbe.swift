@@ -16,15 +16,14 @@ public final class PtraceProbe: ProbeModule {
         DerivedColumn.standard(in: table) + [.name("request_name", of: "request", in: CodeTable.ptraceRequest.name)]
     }
 
-    let request, targetPid, addr, data, requestName, eventType: UInt32
+    let request = PtraceEventsColumns.request
+    let targetPid = PtraceEventsColumns.target_pid
+    let addr = PtraceEventsColumns.addr
+    let data = PtraceEventsColumns.data
+    let requestName = PtraceEventsColumns.request_name
+    let eventType = PtraceEventsColumns.event_type
 
     public init(options: ProbeOptions) throws {
-        request = PtraceEventsColumns.request
-        targetPid = PtraceEventsColumns.target_pid
-        addr = PtraceEventsColumns.addr
-        data = PtraceEventsColumns.data
-        requestName = PtraceEventsColumns.request_name
-        eventType = PtraceEventsColumns.event_type
     }
 
     public func decode(_ record: RawRecord, into row: RowWriter) -> DecodeResult {

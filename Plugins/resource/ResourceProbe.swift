@@ -19,21 +19,20 @@ public final class ResourceProbe: ProbeModule {
     }
 
     let interval: Int
-    let cpu, userFaults, kernelFaults, mmapBytes, munmapBytes, brkGrow, brkShrink, bytesRead, bytesWritten, isActive: UInt32
+    let cpu = ResourceEventsColumns.cpu_ns
+    let userFaults = ResourceEventsColumns.user_faults
+    let kernelFaults = ResourceEventsColumns.kernel_faults
+    let mmapBytes = ResourceEventsColumns.vm_mmap_bytes
+    let munmapBytes = ResourceEventsColumns.vm_munmap_bytes
+    let brkGrow = ResourceEventsColumns.vm_brk_grow_bytes
+    let brkShrink = ResourceEventsColumns.vm_brk_shrink_bytes
+    let bytesRead = ResourceEventsColumns.bytes_read
+    let bytesWritten = ResourceEventsColumns.bytes_written
+    let isActive = ResourceEventsColumns.isActive
 
     public init(options: ProbeOptions) throws {
         interval = try options.int("interval_seconds") ?? 10
         guard (1...3600).contains(interval) else { throw ProbeError("option interval_seconds must be between 1 and 3600") }
-        cpu = ResourceEventsColumns.cpu_ns
-        userFaults = ResourceEventsColumns.user_faults
-        kernelFaults = ResourceEventsColumns.kernel_faults
-        mmapBytes = ResourceEventsColumns.vm_mmap_bytes
-        munmapBytes = ResourceEventsColumns.vm_munmap_bytes
-        brkGrow = ResourceEventsColumns.vm_brk_grow_bytes
-        brkShrink = ResourceEventsColumns.vm_brk_shrink_bytes
-        bytesRead = ResourceEventsColumns.bytes_read
-        bytesWritten = ResourceEventsColumns.bytes_written
-        isActive = ResourceEventsColumns.isActive
     }
 
     public func configureBPF(_ bpf: BPFConfigurator) throws {

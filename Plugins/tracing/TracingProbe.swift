@@ -16,16 +16,15 @@ public final class TracingProbe: ProbeModule {
     public static var bpfObject: [UInt8] { EmbeddedBPFObject.tracing.bytes }
     public static var tables: [EmbeddedDDL] { [EmbeddedDDL.tracing_events] }
 
-    let filename, eventType, syscall, argv, flags, mode, fd: UInt32
+    let filename = TracingEventsColumns.filename
+    let eventType = TracingEventsColumns.event_type
+    let syscall = TracingEventsColumns.syscall
+    let argv = TracingEventsColumns.argv
+    let flags = TracingEventsColumns.flags
+    let mode = TracingEventsColumns.mode
+    let fd = TracingEventsColumns.fd
 
     public init(options: ProbeOptions) throws {
-        filename = TracingEventsColumns.filename
-        eventType = TracingEventsColumns.event_type
-        syscall = TracingEventsColumns.syscall
-        argv = TracingEventsColumns.argv
-        flags = TracingEventsColumns.flags
-        mode = TracingEventsColumns.mode
-        fd = TracingEventsColumns.fd
     }
 
     // Field offsets, computed once: key-path offset lookups are too slow per event.

@@ -19,7 +19,7 @@ import Synchronization
 /// `requestSeconds` of its first byte, and is closed after `requestSeconds` idle between
 /// requests; a body over `maxBody` (by Content-Length or as it arrives) is refused. A
 /// request refused on its head is answered and its connection closed, body unread.
-public final class ConsoleServer: @unchecked Sendable {
+public final class ConsoleServer: Sendable {
     public struct TLSFiles: Sendable {
         public let certificate: String
         public let key: String
@@ -34,7 +34,7 @@ public final class ConsoleServer: @unchecked Sendable {
     let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let pool = NIOThreadPool(numberOfThreads: 4)
-    private var channel: Channel?
+    private let channel = Mutex<Channel?>(nil)
     /// A request body larger than this is refused (a statement, not data).
     static let maxBody = 1 << 20
     /// At most this many requests wait for (or run on) the store at once.
@@ -47,15 +47,14 @@ public final class ConsoleServer: @unchecked Sendable {
     let connections = Connections()
 
     /// Open connections, oldest first, each with whether it has sent an admitted head.
-    final class Connections: @unchecked Sendable {
-        private let lock = NSLock()
-        private var entries: [(id: ObjectIdentifier, channel: Channel, admitted: Bool)] = []
+    final class Connections: Sendable {
+        private let entries = Mutex<[(id: ObjectIdentifier, channel: Channel, admitted: Bool)]>([])
 
         /// Adds `channel`; at `cap`, first closes the oldest connection not yet admitted.
         /// Returns false (nothing added) when every open connection has been admitted.
         func add(_ channel: Channel, cap: Int) -> Bool {
             var victim: Channel?
-            let added = lock.withLock { () -> Bool in
+            let added = entries.withLock { entries -> Bool in
                 if entries.count >= cap {
                     guard let i = entries.firstIndex(where: { !$0.admitted }) else { return false }
                     victim = entries.remove(at: i).channel
@@ -69,12 +68,12 @@ public final class ConsoleServer: @unchecked Sendable {
 
         func admit(_ channel: Channel) {
             let id = ObjectIdentifier(channel)
-            lock.withLock { if let i = entries.firstIndex(where: { $0.id == id }) { entries[i].admitted = true } }
+            entries.withLock { entries in if let i = entries.firstIndex(where: { $0.id == id }) { entries[i].admitted = true } }
         }
 
         func remove(_ channel: Channel) {
             let id = ObjectIdentifier(channel)
-            lock.withLock { entries.removeAll { $0.id == id } }
+            entries.withLock { $0.removeAll { $0.id == id } }
         }
     }
 
@@ -114,18 +113,18 @@ public final class ConsoleServer: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(Handler(server: self))
                 }
             }
-        let channel = try bootstrap.bind(host: host, port: port).wait()
-        self.channel = channel
-        return channel.localAddress?.port ?? port
+        let bound = try bootstrap.bind(host: host, port: port).wait()
+        channel.withLock { $0 = bound }
+        return bound.localAddress?.port ?? port
     }
 
     public func stop() {
-        try? channel?.close().wait()
+        try? channel.withLock { $0 }?.close().wait()
         try? pool.syncShutdownGracefully()
         try? group.syncShutdownGracefully()
     }
 
-    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+    final class Handler: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let server: ConsoleServer

@@ -18,19 +18,19 @@ public protocol ContainerMetadataSource: AnyObject, Sendable {
 /// A flag set once, from any thread, and polled (a background thread's "stop").
 public final class SignalFlag: Sendable {
     private let value = Atomic<Bool>(false)
-    public init() {}
+    /// Entered once at init and left at `set`: waiting on it wakes every sleeper at once.
+    private let unset = DispatchGroup()
+    public init() { unset.enter() }
+    // libdispatch refuses to free a group still entered.
+    deinit { if !isSet { unset.leave() } }
     public var isSet: Bool { value.load(ordering: .relaxed) }
-    public func set() { value.store(true, ordering: .relaxed) }
+    public func set() {
+        if !value.exchange(true, ordering: .relaxed) { unset.leave() }
+    }
 
-    /// Sleeps up to `seconds`, in short steps, returning early (false) once the flag is set.
+    /// Sleeps up to `seconds`, returning early (false) once the flag is set.
     public func sleep(_ seconds: Double) -> Bool {
-        let end = MonotonicClock.seconds() + seconds
-        while !isSet {
-            let left = end - MonotonicClock.seconds()
-            if left <= 0 { return true }
-            usleep(UInt32(min(left, 0.1) * 1e6))
-        }
-        return false
+        unset.wait(timeout: .now() + max(0, seconds)) == .timedOut
     }
 }
 
@@ -113,7 +113,9 @@ public final class ContainerResolver: Sendable {
     private let stop = SignalFlag()
     private let watchStarted = Atomic<Bool>(false)
     private let following = Mutex(Set<ObjectIdentifier>())
-    private let wake = NSCondition()
+    /// One signal per queued lookup, and one at stop (each lookup thread that sees the
+    /// stop passes it on to the next).
+    private let wake = DispatchSemaphore(value: 0)
     /// Resolver cache hits and misses (each miss is one round of runtime API requests).
     public let counters = CacheCounters()
     /// Containers named by a runtime's event stream or listing (not by a lookup).
@@ -126,15 +128,6 @@ public final class ContainerResolver: Sendable {
         self.wait = wait
         self.capacity = capacity
         self.destroyedGrace = destroyedGrace
-    }
-
-    /// The Docker (or podman) socket under `hostRoot`: `configured` if given, else the
-    /// first standard one there is.
-    public static func dockerSource(hostRoot: String, configured: String?) -> (any ContainerMetadataSource)? {
-        let root = hostRoot == "/" ? "" : hostRoot
-        if let configured { return DockerEngineSource(socketPath: root + configured) }
-        return ["\(root)/var/run/docker.sock", "\(root)/run/podman/podman.sock"].first(where: UnixSocket.exists)
-            .map { DockerEngineSource(socketPath: $0) }
     }
 
     /// Starts following every source's events (a thread each), once; later calls do
@@ -172,9 +165,7 @@ public final class ContainerResolver: Sendable {
     /// Ends the event and lookup threads (each within ~0.1 s, or its current request).
     public func stopWatching() {
         stop.set()
-        wake.lock()
-        wake.broadcast()
-        wake.unlock()
+        wake.signal()
     }
 
     /// The container's metadata, or `.pending` after starting its lookup. Never blocks.
@@ -299,20 +290,19 @@ public final class ContainerResolver: Sendable {
             thread.name = "infrasight-container-lookups"
             thread.start()
         }
-        wake.lock()
         wake.signal()
-        wake.unlock()
     }
 
     /// The lookup thread: asks the sources for each queued container in turn.
     private func lookupLoop() {
-        while !stop.isSet {
-            guard let key = state.withLock({ s in s.queue.isEmpty ? nil : s.queue.removeFirst() }) else {
-                wake.lock()
-                if !stop.isSet && state.withLock({ $0.queue.isEmpty }) { _ = wake.wait(until: Date().addingTimeInterval(1)) }
-                wake.unlock()
-                continue
+        while true {
+            wake.wait()
+            if stop.isSet {
+                wake.signal()
+                break
             }
+            // Another thread may have taken this signal's lookup: then there is nothing.
+            guard let key = state.withLock({ s in s.queue.isEmpty ? nil : s.queue.removeFirst() }) else { continue }
             // The first source that knows the container answers; if none does, one that
             // could not be asked makes it "unavailable" (retried sooner than "unknown").
             var answer = Answer.unknown

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import InfraSightSchema
 
 /// What `plugins list` shows for one file.
@@ -74,14 +75,11 @@ public struct PluginCatalog: Sendable {
     }
 
     /// The catalog is shared by value but loads plugins later on demand.
-    final class LockedState: @unchecked Sendable {
-        private var state: State
-        private let lock = NSLock()
-        init(_ state: State) { self.state = state }
-        func withLock<T>(_ body: (inout State) throws -> T) rethrows -> T {
-            lock.lock()
-            defer { lock.unlock() }
-            return try body(&state)
+    final class LockedState: Sendable {
+        private let state: Mutex<State>
+        init(_ state: sending State) { self.state = Mutex(state) }
+        func withLock<T: Sendable>(_ body: (inout State) -> T) -> T {
+            state.withLock { body(&$0) }
         }
     }
 

@@ -52,7 +52,7 @@ public struct PluginOptions: Equatable, Sendable {
     public static func resolve(config: InfraSightConfig, plugin: LoadedPlugin) throws(ConfigError) -> PluginOptions {
         let file = config.source ?? "<defaults>"
         var out = PluginOptions()
-        var json: [String: Any] = [:]
+        var json: [String: OptionValue] = [:]
         let values = config.pluginOptions[plugin.name] ?? [:]
         for key in values.keys.sorted() {
             let value = values[key]!
@@ -61,17 +61,19 @@ public struct PluginOptions: Equatable, Sendable {
                 let names = accepted(by: plugin).map(\.name).joined(separator: ", ")
                 throw ConfigError(file: file, "unknown key \(path) (plugin \(plugin.name) accepts: \(names))")
             }
-            let converted = try convert(value, to: option.type, at: path, file: file)
-            switch key {
-            case "include_pids": out.filters.includePids = try ids(converted, path, file)
-            case "exclude_pids": out.filters.excludePids = try ids(converted, path, file)
-            case "include_uids": out.filters.includeUids = try ids(converted, path, file)
-            case "exclude_uids": out.filters.excludeUids = try ids(converted, path, file)
-            case "include_comms": out.filters.includeComms = try comms(converted, path, file)
-            case "exclude_comms": out.filters.excludeComms = try comms(converted, path, file)
-            case "exclude_self": out.filters.excludeSelf = converted as! Bool
-            case "ring_buffer_kb":
-                let kb = converted as! Int
+            guard let kind = OptionKind(rawValue: option.type) else {
+                throw ConfigError(file: file, "\(path): plugin \(plugin.name) declares the option with a type the host does not know (\(option.type))")
+            }
+            let converted = try convert(value, to: kind, at: path, file: file)
+            switch (key, converted) {
+            case ("include_pids", .intList(let l)): out.filters.includePids = try ids(l, path, file)
+            case ("exclude_pids", .intList(let l)): out.filters.excludePids = try ids(l, path, file)
+            case ("include_uids", .intList(let l)): out.filters.includeUids = try ids(l, path, file)
+            case ("exclude_uids", .intList(let l)): out.filters.excludeUids = try ids(l, path, file)
+            case ("include_comms", .stringList(let l)): out.filters.includeComms = try comms(l, path, file)
+            case ("exclude_comms", .stringList(let l)): out.filters.excludeComms = try comms(l, path, file)
+            case ("exclude_self", .bool(let b)): out.filters.excludeSelf = b
+            case ("ring_buffer_kb", .int(let kb)):
                 guard ringBufferKB.contains(kb), kb & (kb - 1) == 0 else {
                     throw ConfigError(file: file, "\(path) must be a power of two from \(ringBufferKB.lowerBound) to \(ringBufferKB.upperBound) (KiB), not \(kb)")
                 }
@@ -79,63 +81,89 @@ public struct PluginOptions: Equatable, Sendable {
             default: json[key] = converted
             }
         }
-        let data = try! JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
-        out.pluginJSON = String(decoding: data, as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        do {
+            out.pluginJSON = String(decoding: try encoder.encode(json), as: UTF8.self)
+        } catch {
+            throw ConfigError(file: file, "plugins.options.\(plugin.name) cannot be written as JSON: \(error)")
+        }
         return out
     }
 
-    static func convert(_ value: ConfigValue, to type: String, at path: String, file: String) throws(ConfigError) -> Any {
-        func scalar(_ v: ConfigValue, _ type: String) -> Any? {
-            switch (v, type) {
-            case (.int(let i), "int"): return i
-            case (.bool(let b), "bool"): return b
-            case (.string(let s), "string"): return s
-            case (.int(let i), "string"): return String(i)
-            case (.bool(let b), "string"): return String(b)
-            default: return nil
+    /// The kinds of value an option takes, as the ABI names them (`is_option_descriptor.type`).
+    enum OptionKind: String {
+        case int, bool, string
+        case intList = "int-list"
+        case stringList = "string-list"
+    }
+
+    /// An option's value, converted to its declared kind.
+    enum OptionValue: Encodable, Equatable {
+        case int(Int), bool(Bool), string(String), intList([Int]), stringList([String])
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .int(let v): try c.encode(v)
+            case .bool(let v): try c.encode(v)
+            case .string(let v): try c.encode(v)
+            case .intList(let v): try c.encode(v)
+            case .stringList(let v): try c.encode(v)
             }
         }
-        switch type {
-        case "int-list", "string-list":
-            let element = String(type.dropLast("-list".count))
-            guard case .list(let items) = value else { throw ConfigError(file: file, "\(path) must be a list of \(element == "int" ? "integers" : "strings")") }
-            var out: [Any] = []
+    }
+
+    static func convert(_ value: ConfigValue, to kind: OptionKind, at path: String, file: String) throws(ConfigError) -> OptionValue {
+        func text(_ v: ConfigValue) -> String? {
+            switch v {
+            case .string(let s): s
+            case .int(let i): String(i)
+            case .bool(let b): String(b)
+            default: nil
+            }
+        }
+        func list<T>(_ what: String, _ one: String, _ element: (ConfigValue) -> T?) throws(ConfigError) -> [T] {
+            guard case .list(let items) = value else { throw ConfigError(file: file, "\(path) must be a list of \(what)") }
+            var out: [T] = []
             for (i, item) in items.enumerated() {
-                guard let v = scalar(item, element) else { throw ConfigError(file: file, "\(path)[\(i)] must be \(element == "int" ? "an integer" : "a string")") }
+                guard let v = element(item) else { throw ConfigError(file: file, "\(path)[\(i)] must be \(one)") }
                 out.append(v)
             }
             return out
-        default:
-            guard let v = scalar(value, type) else {
-                let what = ["int": "an integer", "bool": "true or false", "string": "a string"][type] ?? type
-                throw ConfigError(file: file, "\(path) must be \(what)")
-            }
-            return v
+        }
+        switch (kind, value) {
+        case (.int, .int(let i)): return .int(i)
+        case (.int, _): throw ConfigError(file: file, "\(path) must be an integer")
+        case (.bool, .bool(let b)): return .bool(b)
+        case (.bool, _): throw ConfigError(file: file, "\(path) must be true or false")
+        case (.string, _):
+            guard let s = text(value) else { throw ConfigError(file: file, "\(path) must be a string") }
+            return .string(s)
+        case (.intList, _):
+            return .intList(try list("integers", "an integer") { if case .int(let i) = $0 { i } else { nil } })
+        case (.stringList, _):
+            return .stringList(try list("strings", "a string", text))
         }
     }
 
-    static func ids(_ value: Any, _ path: String, _ file: String) throws(ConfigError) -> [UInt32] {
-        let list = value as! [Any]
+    static func ids(_ list: [Int], _ path: String, _ file: String) throws(ConfigError) -> [UInt32] {
         guard list.count <= HostFilters.maxEntries else { throw ConfigError(file: file, "\(path) has more than \(HostFilters.maxEntries) entries") }
         var out: [UInt32] = []
-        for (i, v) in list.enumerated() {
-            guard let n = v as? Int, n >= 0, n <= Int(UInt32.max) else { throw ConfigError(file: file, "\(path)[\(i)] is not a valid id") }
-            out.append(UInt32(n))
+        for (i, n) in list.enumerated() {
+            guard let id = UInt32(exactly: n) else { throw ConfigError(file: file, "\(path)[\(i)] is not a valid id") }
+            out.append(id)
         }
         return out
     }
 
-    static func comms(_ value: Any, _ path: String, _ file: String) throws(ConfigError) -> [String] {
-        let list = value as! [Any]
+    static func comms(_ list: [String], _ path: String, _ file: String) throws(ConfigError) -> [String] {
         guard list.count <= HostFilters.maxEntries else { throw ConfigError(file: file, "\(path) has more than \(HostFilters.maxEntries) entries") }
-        var out: [String] = []
-        for (i, v) in list.enumerated() {
-            let s = v as! String
+        for (i, s) in list.enumerated() {
             guard !s.isEmpty, s.utf8.count < HostFilters.commLength else {
                 throw ConfigError(file: file, "\(path)[\(i)] must be 1 to \(HostFilters.commLength - 1) bytes (the kernel's comm length)")
             }
-            out.append(s)
         }
-        return out
+        return list
     }
 }

@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2Posix
 import InfraSightCore
 import InfraSightPipelineProto
 import Logging
+import NIOSSL
 import Synchronization
 
 /// gRPC message compression of the agent's stream. Servers accept all of them; `none`
@@ -79,7 +80,8 @@ public final class AgentSender: Sendable {
     private let state = Mutex(Counters())
     private let fatal = Mutex<String?>(nil)
     private let draining = Atomic<Bool>(false)
-    private let wake = Atomic<UInt64>(0)
+    /// The doorbell of the connection in use (nil between connections).
+    private let currentDoorbell = Mutex<Doorbell?>(nil)
 
     /// A server's address. `host`: a name or an address literal (IPv6 without brackets).
     public struct Server: Sendable, Equatable, CustomStringConvertible {
@@ -128,10 +130,13 @@ public final class AgentSender: Sendable {
     public var failure: String? { fatal.withLock { $0 } }
 
     /// New batches are in the spool.
-    public func notify() { wake.add(1, ordering: .relaxed) }
+    public func notify() { currentDoorbell.withLock { $0 }?.ring() }
 
     /// Stop once the spool is empty (every batch acknowledged).
-    public func drain() { draining.store(true, ordering: .relaxed) }
+    public func drain() {
+        draining.store(true, ordering: .relaxed)
+        currentDoorbell.withLock { $0 }?.ring()
+    }
 
     /// Runs until drained (spool empty after `drain()`), a fatal refusal, or cancellation.
     public func run() async {
@@ -193,6 +198,9 @@ public final class AgentSender: Sendable {
     final class Connection: Sendable {
         /// The server this connection is to.
         let server: Server
+        /// Rung whenever what the request producer waits for may have changed: the
+        /// server's welcome, an ack or refusal, new batches, draining, failing back.
+        let doorbell = Doorbell()
         init(_ server: Server) { self.server = server }
         struct State {
             var welcomed = false
@@ -208,6 +216,8 @@ public final class AgentSender: Sendable {
 
     func connectOnce(_ server: Server, preferred isPreferred: Bool) async -> Outcome {
         let connection = Connection(server)
+        currentDoorbell.withLock { $0 = connection.doorbell }
+        defer { currentDoorbell.withLock { if $0 === connection.doorbell { $0 = nil } } }
         let (host, port) = (server.host, server.port)
         // On another server than the preferred one: watch for the preferred one's return.
         let watcher = isPreferred ? nil : Task.detached { [servers, preferred, failbackAfter] in
@@ -222,7 +232,7 @@ public final class AgentSender: Sendable {
                 }
                 if back {
                     connection.state.withLock { $0.failingBack = true }
-                    self.wake.add(1, ordering: .relaxed)
+                    connection.doorbell.ring()
                     return
                 }
             }
@@ -271,7 +281,7 @@ public final class AgentSender: Sendable {
                 return .fatal("server refused the agent: \(error.message)")
             default:
                 let text = Self.describe(error)
-                if Self.isCertificateProblem(text) { return .fatal("TLS with \(host):\(port) failed: \(text)") }
+                if Self.isTLSFailure(error) { return .fatal("TLS with \(host):\(port) failed: \(text)") }
                 return .failed(text, welcomed: welcomed)
             }
         } catch {
@@ -294,9 +304,18 @@ public final class AgentSender: Sendable {
         return text.replacingOccurrences(of: "\n", with: " ")
     }
 
-    /// TLS verification failures will not go away by retrying with the same files.
-    static func isCertificateProblem(_ text: String) -> Bool {
-        ["CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "CERTIFICATE", "handshakeFailed", "TLSV1_ALERT", "SSLV3_ALERT"].contains { text.contains($0) }
+    /// A TLS failure (a certificate refused by either side, a handshake that failed) will
+    /// not go away by retrying with the same files: decided by the type of an error in
+    /// the cause chain (NIOSSL's), never by words in a message.
+    static func isTLSFailure(_ error: RPCError) -> Bool {
+        var cause: (any Error)? = error.cause
+        var depth = 0
+        while let c = cause, depth < 8 {
+            if c is NIOSSLError || c is NIOSSLExtraError || c is BoringSSLError { return true }
+            cause = (c as? RPCError)?.cause
+            depth += 1
+        }
+        return false
     }
 
     func produce(_ writer: RPCWriter<Infrasight_V1_AgentMessage>, _ connection: Connection) async throws {
@@ -305,6 +324,7 @@ public final class AgentSender: Sendable {
         try await writer.write(hello)
         // Resends: everything that was in flight before and everything from before a restart.
         let resendThrough = max(spool.recoveredThrough, sentThrough.load(ordering: .relaxed))
+        var doorbell = connection.doorbell.rings.makeAsyncIterator()
         while true {
             try Task.checkCancellation()
             let (welcomed, inFlight, inFlightBytes, lastSent, failingBack) = connection.state.withLock {
@@ -339,13 +359,8 @@ public final class AgentSender: Sendable {
                 if !next.isEmpty { continue }
             }
             if welcomed && inFlight == 0 && draining.load(ordering: .relaxed) && spool.count == 0 { return }
-            let seen = wake.load(ordering: .relaxed)
-            var waited = 0
-            while wake.load(ordering: .relaxed) == seen && waited < 20 {
-                try await Task.sleep(nanoseconds: 5_000_000)
-                waited += 1
-                if connection.state.withLock({ $0.inFlight.count }) < inFlight { break }
-            }
+            // Until something changes (a ring while this loop ran is kept); nil: cancelled.
+            _ = await doorbell.next()
         }
     }
 
@@ -357,6 +372,7 @@ public final class AgentSender: Sendable {
             switch message.kind {
             case .welcome(let welcome):
                 connection.state.withLock { $0.welcomed = true }
+                connection.doorbell.ring()
                 let reconnect = state.withLock { s -> String? in
                     s.connected = true
                     s.connects += 1
@@ -381,7 +397,7 @@ public final class AgentSender: Sendable {
                     $0.rowsByPlugin[entry.plugin, default: 0] += entry.rows
                     if ack.duplicate { $0.duplicatesAcked += 1 }
                 }
-                wake.add(1, ordering: .relaxed)
+                connection.doorbell.ring()
             case .refusal(let refusal) where !refusal.fatal && !refusal.batchID.isEmpty:
                 // One batch the server can never store: set it aside and go on, so it
                 // does not stay first in the spool and stop the agent at every start.
@@ -393,7 +409,7 @@ public final class AgentSender: Sendable {
                 let aside = spool.reject(sequence: entry.sequence, rows: entry.rows)
                 state.withLock { $0.rowsRejectedByPlugin[entry.plugin, default: 0] += entry.rows }
                 logger.error("server refused a batch of \(entry.rows) \(entry.plugin) rows: \(refusal.reason); \(aside.map { "set aside as \($0)" } ?? "removed from the spool")")
-                wake.add(1, ordering: .relaxed)
+                connection.doorbell.ring()
             case .refusal(let refusal):
                 connection.state.withLock { $0.refusal = (refusal.reason, refusal.fatal) }
                 if refusal.fatal { return .fatal("server refused the agent: \(refusal.reason)") }
@@ -437,4 +453,17 @@ public enum TCPProbe {
         }
         return false
     }
+}
+
+/// Wakes the one task that waits on `rings`; a ring while it is busy is kept (one), so
+/// none is missed between its check and its wait. No polling.
+final class Doorbell: Sendable {
+    let rings: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    init() {
+        (rings, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func ring() { continuation.yield() }
 }

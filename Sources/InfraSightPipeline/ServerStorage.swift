@@ -309,7 +309,7 @@ public final class ServerStorage: Sendable {
                 }
                 self.state.withLock { $0.storeRetries += 1 }
                 // A full disk: the oldest rows go so the agents' newer batches fit.
-                if error.noSpace { self.store.diskBudget?.relieve(bytes: 4 << 20) }
+                if error.isNoSpace { self.store.diskBudget?.relieve(bytes: 4 << 20) }
                 return nil
             },
             onRecovered: {

@@ -13,7 +13,7 @@ import InfraSightStorage
 /// e.g. latency_ms from latency_ns) when their source is sent and the store side can
 /// compute them (`DerivedColumns.derivable`): they would cost bytes for nothing. The
 /// hello tells the server which ones (`definition(of:derived:)`).
-public final class SpoolStore: EventStore, @unchecked Sendable {
+public final class SpoolStore: EventStore, Sendable {
     public let spool: BatchSpool
     /// Called after every batch that entered the spool (wakes the sender).
     let onAppend: @Sendable () -> Void
@@ -55,7 +55,10 @@ public final class SpoolStore: EventStore, @unchecked Sendable {
         return definition
     }
 
-    public func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] {
+    public func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] { spooled(tables) }
+
+    /// The tables as the spool holds their rows: without the columns the server derives.
+    public func spooled(_ tables: [TableSchema]) -> [TableSchema] {
         tables.map { t in
             let omitted = Set(Self.leftOut(of: t, derived: derived.map { $0[t.qualifiedName] ?? [] } ?? DerivedColumns.undeclared(in: t)).map(\.column))
             return TableSchema(database: t.database, name: t.name, columns: t.columns.filter { !omitted.contains($0.name) }, ddl: t.ddl, tail: t.tail)

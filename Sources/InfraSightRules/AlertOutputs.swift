@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import InfraSightCore
 import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -13,15 +14,15 @@ import FoundationNetworking
 /// POSTs each alert (`Content-Type: application/json`), retrying a failure (a network
 /// error or a status outside 2xx) with backoff up to `attempts` times. An alert that finds
 /// the queue full, or fails every attempt, is counted in `webhookDrops`.
-public final class AlertOutputs: @unchecked Sendable {
+public final class AlertOutputs: Sendable {
     public static let maxQueued = 10_000
     public static let attempts = 4
 
     let stdout: Bool
-    /// The alerts file; nil once `finish` closed it (a late alert is not written anywhere else).
-    private var fileDescriptor: Int32?
+    /// The alerts file; nil once `finish` closed it (a late alert is not written anywhere
+    /// else). Its lock also keeps each `send`'s lines together on stdout and in the file.
+    private let fileDescriptor: Mutex<Int32?>
     let hooks: [Webhook]
-    let lock = NSLock()
     public let webhookDrops = Atomic<UInt64>(0)
     public let webhookSent = Atomic<UInt64>(0)
 
@@ -31,9 +32,9 @@ public final class AlertOutputs: @unchecked Sendable {
         if let file {
             let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else { throw RuleProblem(file, "cannot open the alerts file: \(String(cString: strerror(errno)))") }
-            fileDescriptor = fd
+            fileDescriptor = Mutex(fd)
         } else {
-            fileDescriptor = nil
+            fileDescriptor = Mutex(nil)
         }
         var hooks: [Webhook] = []
         for url in webhooks {
@@ -63,20 +64,16 @@ public final class AlertOutputs: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    private var hasFile: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return fileDescriptor != nil
-    }
+    private var hasFile: Bool { fileDescriptor.withLock { $0 != nil } }
 
     public func send(_ alerts: [String]) {
         guard stdout || hasFile || !hooks.isEmpty else { return }
         let lines = alerts.map(Self.outputLine)
         let text = Data(lines.map { $0 + "\n" }.joined().utf8)
-        lock.lock()
-        if stdout { FileHandle.standardOutput.write(text) }
-        if let fd = fileDescriptor { text.withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) } }
-        lock.unlock()
+        fileDescriptor.withLock { fd in
+            if stdout { FileHandle.standardOutput.write(text) }
+            if let fd { text.withUnsafeBytes { _ = write(fd, $0.baseAddress, $0.count) } }
+        }
         for hook in hooks {
             for line in lines where !hook.enqueue(line) { webhookDrops.add(1, ordering: .relaxed) }
         }
@@ -87,77 +84,40 @@ public final class AlertOutputs: @unchecked Sendable {
     public func finish(timeout: TimeInterval) {
         let deadline = Date().addingTimeInterval(timeout)
         for hook in hooks { webhookDrops.add(UInt64(hook.stop(deadline: deadline)), ordering: .relaxed) }
-        lock.lock()
-        if let fd = fileDescriptor { close(fd) }
-        fileDescriptor = nil
-        lock.unlock()
+        fileDescriptor.withLock { fd in
+            if let fd { close(fd) }
+            fd = nil
+        }
     }
 
-    final class Webhook: @unchecked Sendable {
+    final class Webhook: Sendable {
         let url: URL
-        let condition = NSCondition()
-        var queue: [String] = []
-        var stopping = false
-        var deadline = Date.distantFuture
-        var sending = false
+        let queue = WorkQueue<String>(maxItems: AlertOutputs.maxQueued)
 
         init(url: URL) { self.url = url }
 
         func start(_ outputs: AlertOutputs) {
-            let t = Thread { [unowned self] in self.loop(outputs) }
-            t.name = "infrasight-webhook"
-            t.start()
+            queue.start(name: "infrasight-webhook") { [self] line in
+                if deliver(line) { outputs.webhookSent.add(1, ordering: .relaxed) } else { outputs.webhookDrops.add(1, ordering: .relaxed) }
+            }
         }
 
-        func enqueue(_ line: String) -> Bool {
-            condition.lock()
-            defer { condition.unlock() }
-            guard !stopping, queue.count < AlertOutputs.maxQueued else { return false }
-            queue.append(line)
-            condition.signal()
-            return true
-        }
+        func enqueue(_ line: String) -> Bool { queue.offer(line) }
 
         /// Returns how many alerts were still queued when the deadline passed.
         func stop(deadline: Date) -> Int {
-            condition.lock()
-            stopping = true
-            self.deadline = deadline
-            condition.broadcast()
-            while (!queue.isEmpty || sending) && Date() < deadline { _ = condition.wait(until: deadline) }
-            let left = queue.count
-            queue.removeAll()
-            condition.broadcast()
-            condition.unlock()
-            return left
+            queue.finish(timeout: deadline.timeIntervalSinceNow).count
         }
 
-        func loop(_ outputs: AlertOutputs) {
-            while true {
-                condition.lock()
-                while queue.isEmpty && !stopping { condition.wait() }
-                if queue.isEmpty {
-                    condition.unlock()
-                    return
-                }
-                let line = queue.removeFirst()
-                sending = true
-                let deadline = self.deadline
-                condition.unlock()
-                var sent = false
-                for attempt in 0..<AlertOutputs.attempts where Date() < deadline {
-                    if attempt > 0 { Thread.sleep(forTimeInterval: min(0.25 * pow(2, Double(attempt)), max(0, deadline.timeIntervalSinceNow))) }
-                    if post(line) {
-                        sent = true
-                        break
-                    }
-                }
-                if sent { outputs.webhookSent.add(1, ordering: .relaxed) } else { outputs.webhookDrops.add(1, ordering: .relaxed) }
-                condition.lock()
-                sending = false
-                condition.broadcast()
-                condition.unlock()
+        /// POSTs with retries, backing off, until `finish`'s deadline.
+        func deliver(_ line: String) -> Bool {
+            for attempt in 0..<AlertOutputs.attempts {
+                let deadline = queue.deadline
+                guard Date() < deadline else { return false }
+                if attempt > 0 { Thread.sleep(forTimeInterval: min(0.25 * pow(2, Double(attempt)), max(0, deadline.timeIntervalSinceNow))) }
+                if post(line) { return true }
             }
+            return false
         }
 
         /// Redirects are not followed: a webhook answers where it was configured, and a 3xx
@@ -178,13 +138,13 @@ public final class AlertOutputs: @unchecked Sendable {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             request.httpBody = Data(line.utf8)
             let done = DispatchSemaphore(value: 0)
-            nonisolated(unsafe) var ok = false
+            let ok = Atomic<Bool>(false)
             Self.session.dataTask(with: request) { _, response, error in
-                if error == nil, let status = (response as? HTTPURLResponse)?.statusCode, (200..<300).contains(status) { ok = true }
+                if error == nil, let status = (response as? HTTPURLResponse)?.statusCode, (200..<300).contains(status) { ok.store(true, ordering: .relaxed) }
                 done.signal()
             }.resume()
             done.wait()
-            return ok
+            return ok.load(ordering: .relaxed)
         }
     }
 }

@@ -27,7 +27,7 @@ import Synchronization
 /// The baseline lives in `audit.drift_baseline` (read back when the process starts, so it
 /// survives restarts) and in memory. Values from rows travel as data files the engine
 /// reads (JSONEachRow), never as SQL text.
-public final class DriftDetector: @unchecked Sendable {
+public final class DriftDetector: Sendable {
     public let learnSeconds: Int
     let store: EventStore
     let table: TableSchema
@@ -66,14 +66,43 @@ public final class DriftDetector: @unchecked Sendable {
         /// "kind\u{0}value", least recently seen first.
         var values = Recency<String>()
     }
-    private var scopes: [String: Scope] = [:]
-    /// Scopes, least recently seen first.
-    private var activity = Recency<String>()
-    private var valueCount = 0
-    /// When forgotten scopes' windows began, least recently forgotten first (a scope
-    /// learned again leaves a stale key in `retired`, skipped when it is the oldest).
-    private var retiredStarts: [String: Int64] = [:]
-    private var retired = Recency<String>()
+    /// What is learned, in memory (the rules thread changes it; `init` fills it).
+    private struct Baseline {
+        var scopes: [String: Scope] = [:]
+        /// Scopes, least recently seen first.
+        var activity = Recency<String>()
+        var valueCount = 0
+        /// When forgotten scopes' windows began, least recently forgotten first (a scope
+        /// learned again leaves a stale key in `retired`, skipped when it is the oldest).
+        var retiredStarts: [String: Int64] = [:]
+        var retired = Recency<String>()
+
+        /// Adds (or refreshes) `key` in `scope`'s baseline, creating the scope with
+        /// `started`, then forgets what is past the bounds, counting it.
+        mutating func learn(_ scope: String, _ key: String, started: Int64, counters: Counters) {
+            if scopes[scope] == nil { scopes[scope] = Scope(started: retiredStarts.removeValue(forKey: scope) ?? started) }
+            activity.touch(scope)
+            if scopes[scope]!.values.touch(key) { valueCount += 1 }
+            if scopes[scope]!.values.count > DriftDetector.maxValuesPerScope, scopes[scope]!.values.removeOldest() != nil {
+                valueCount -= 1
+                counters.valuesEvicted.add(1, ordering: .relaxed)
+            }
+            // `scope` is the most recent, and one scope alone never reaches `maxValues`.
+            while valueCount > DriftDetector.maxValues, let oldest = activity.removeOldest() {
+                guard let gone = scopes.removeValue(forKey: oldest) else { continue }
+                valueCount -= gone.values.count
+                counters.scopesEvicted.add(1, ordering: .relaxed)
+                retiredStarts[oldest] = gone.started
+                _ = retired.touch(oldest)
+                while retiredStarts.count > DriftDetector.maxRetiredScopes, let stale = retired.removeOldest() {
+                    retiredStarts[stale] = nil
+                }
+            }
+            counters.scopes.store(scopes.count, ordering: .relaxed)
+            counters.values.store(valueCount, ordering: .relaxed)
+        }
+    }
+    private let learned = Mutex(Baseline())
 
     /// What is learned, and the rule that alerts on a new one of each kind.
     static let kinds = ["executable", "port", "domain"]
@@ -115,7 +144,10 @@ public final class DriftDetector: @unchecked Sendable {
             starts[scope] = now
             counters.rowTimesClamped.add(1, ordering: .relaxed)
         }
-        for v in values { learn(v.scope, v.key, started: starts[v.scope] ?? min(v.ms, now)) }
+        let counters = self.counters
+        learned.withLock { b in
+            for v in values { b.learn(v.scope, v.key, started: starts[v.scope] ?? min(v.ms, now), counters: counters) }
+        }
     }
 
     /// The detector's clock: now, as Unix ms.
@@ -124,31 +156,6 @@ public final class DriftDetector: @unchecked Sendable {
     static func key(_ kind: String, _ value: String) -> String {
         let kept = value.utf8.count > maxValueBytes ? String(decoding: value.utf8.prefix(maxValueBytes), as: UTF8.self) : value
         return "\(kind)\u{0}\(kept)"
-    }
-
-    /// Adds (or refreshes) `key` in `scope`'s baseline, creating the scope with `started`,
-    /// then forgets what is past the bounds, counting it.
-    private func learn(_ scope: String, _ key: String, started: Int64) {
-        if scopes[scope] == nil { scopes[scope] = Scope(started: retiredStarts.removeValue(forKey: scope) ?? started) }
-        activity.touch(scope)
-        if scopes[scope]!.values.touch(key) { valueCount += 1 }
-        if scopes[scope]!.values.count > Self.maxValuesPerScope, scopes[scope]!.values.removeOldest() != nil {
-            valueCount -= 1
-            counters.valuesEvicted.add(1, ordering: .relaxed)
-        }
-        // `scope` is the most recent, and one scope alone never reaches `maxValues`.
-        while valueCount > Self.maxValues, let oldest = activity.removeOldest() {
-            guard let gone = scopes.removeValue(forKey: oldest) else { continue }
-            valueCount -= gone.values.count
-            counters.scopesEvicted.add(1, ordering: .relaxed)
-            retiredStarts[oldest] = gone.started
-            _ = retired.touch(oldest)
-            while retiredStarts.count > Self.maxRetiredScopes, let stale = retired.removeOldest() {
-                retiredStarts[stale] = nil
-            }
-        }
-        counters.scopes.store(scopes.count, ordering: .relaxed)
-        counters.values.store(valueCount, ordering: .relaxed)
     }
 
     /// `ms` moved into `rowTimeBounds` of `now` (counted when it was outside them).
@@ -207,16 +214,19 @@ public final class DriftDetector: @unchecked Sendable {
         // In the order found (oldest row first), which is the order they are learned in.
         var seen: [(scope: String, key: String)] = []
         var newKeys = Set<String>()
-        for c in found {
+        let known = learned.withLock { b in
+            found.map { c in (b.scopes[c.scope]?.values.contains(Self.key(c.kind, c.value)) == true, b.scopes[c.scope]?.started ?? b.retiredStarts[c.scope]) }
+        }
+        for (c, (isKnown, knownStart)) in zip(found, known) {
             let ms = clamped(c.ms, now: now)
             let key = Self.key(c.kind, c.value)
-            if scopes[c.scope]?.values.contains(key) == true {
+            if isKnown {
                 seen.append((c.scope, key))
                 continue
             }
             guard newKeys.insert("\(c.scope)\u{0}\(key)").inserted else { continue }
             let started: Int64
-            if let s = scopes[c.scope]?.started ?? newScopes[c.scope] ?? retiredStarts[c.scope] {
+            if let s = knownStart ?? newScopes[c.scope] {
                 started = s
             } else {
                 started = now
@@ -234,7 +244,10 @@ public final class DriftDetector: @unchecked Sendable {
             let bytes = try evaluator.rowBinary(jsonLines: baseline, table: table)
             try store.insert(Batch(table: table, bytes: bytes, rows: baseline.count, id: UUID().uuidString, plugin: "rules"))
         }
-        for (scope, key) in seen { learn(scope, key, started: newScopes[scope] ?? now) }
+        let counters = self.counters
+        learned.withLock { b in
+            for (scope, key) in seen { b.learn(scope, key, started: newScopes[scope] ?? now, counters: counters) }
+        }
         return raised
     }
 }

@@ -13,7 +13,7 @@ import Synchronization
 /// (`maxQueuedBatches`, `maxQueuedBytes`); a batch that does not fit is not evaluated and
 /// counted (`batchesDropped`, `rowsDropped`), as are alerts the store refused. A batch the
 /// sink retries after a failure that in fact stored it is evaluated once (by batch id).
-public final class RuleEngine: EventStore, @unchecked Sendable {
+public final class RuleEngine: EventStore, Sendable {
     public final class Counters: Sendable {
         public let batchesEvaluated = Atomic<UInt64>(0)
         public let rowsEvaluated = Atomic<UInt64>(0)
@@ -45,16 +45,21 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
     let onError: @Sendable (String) -> Void
     private let perRule: [String: Count]
 
-    private let condition = NSCondition()
-    /// Each batch with when it was stored (`DriftDetector.clock`): drift's windows run on
-    /// that, not on the time it is evaluated after waiting here.
-    private var queue: [(batch: Batch, stored: Int64)] = []
-    private var queuedBytes = 0
-    private var finishing = false
-    private var thread: Thread?
-    private var busy = false
-    private var recent: [String] = []
-    private var recentSet = Set<String>()
+    /// A stored batch waiting for the rules, with when it was stored
+    /// (`DriftDetector.clock`): drift's windows run on that, not on the time it is
+    /// evaluated after waiting here.
+    struct Stored: Sendable {
+        let batch: Batch
+        let at: Int64
+    }
+    private let queue = WorkQueue<Stored>(maxItems: RuleEngine.maxQueuedBatches, maxCost: RuleEngine.maxQueuedBytes) { $0.batch.bytes.count }
+    /// The ids of the batches queued last, oldest first, so a batch the sink retried after
+    /// a failure that in fact stored it is evaluated once.
+    private struct Recent {
+        var order: [String] = []
+        var ids = Set<String>()
+    }
+    private let recent = Mutex(Recent())
 
     /// The alerts table as this module ships it.
     public static let alertsDDL: TableSchema = {
@@ -84,23 +89,13 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
     }
 
     public func start() {
-        let t = Thread { [unowned self] in self.loop() }
-        t.name = "infrasight-rules"
-        thread = t
-        t.start()
+        queue.start(name: "infrasight-rules") { [unowned self] in self.evaluate($0.batch, stored: $0.at) }
     }
 
     /// Evaluates what is queued (up to `timeout` seconds), then stops the thread.
     public func finish(timeout: TimeInterval) {
-        condition.lock()
-        finishing = true
-        condition.broadcast()
         let deadline = Date().addingTimeInterval(timeout)
-        while (!queue.isEmpty || busy) && Date() < deadline { _ = condition.wait(until: deadline) }
-        let left = queue
-        queue.removeAll()
-        condition.unlock()
-        for entry in left { drop(entry.batch) }
+        for entry in queue.finish(timeout: timeout) { drop(entry.batch) }
         outputs.finish(timeout: max(1, deadline.timeIntervalSinceNow))
         evaluator.close()
     }
@@ -110,43 +105,19 @@ public final class RuleEngine: EventStore, @unchecked Sendable {
     }
 
     func enqueue(_ batch: Batch) {
-        condition.lock()
-        defer { condition.unlock() }
-        guard recentSet.insert(batch.id).inserted else { return }
-        recent.append(batch.id)
-        if recent.count > 4096 { recentSet.remove(recent.removeFirst()) }
-        guard !finishing, queue.count < Self.maxQueuedBatches, queuedBytes + batch.bytes.count <= Self.maxQueuedBytes else {
-            drop(batch)
-            return
+        let first = recent.withLock { r in
+            guard r.ids.insert(batch.id).inserted else { return false }
+            r.order.append(batch.id)
+            if r.order.count > 4096 { r.ids.remove(r.order.removeFirst()) }
+            return true
         }
-        queue.append((batch, DriftDetector.clock()))
-        queuedBytes += batch.bytes.count
-        condition.signal()
+        guard first else { return }
+        if !queue.offer(Stored(batch: batch, at: DriftDetector.clock())) { drop(batch) }
     }
 
     func drop(_ batch: Batch) {
         counters.batchesDropped.add(1, ordering: .relaxed)
         counters.rowsDropped.add(UInt64(batch.rows), ordering: .relaxed)
-    }
-
-    private func loop() {
-        while true {
-            condition.lock()
-            while queue.isEmpty && !finishing { condition.wait() }
-            if queue.isEmpty {
-                condition.unlock()
-                return
-            }
-            let (batch, stored) = queue.removeFirst()
-            queuedBytes -= batch.bytes.count
-            busy = true
-            condition.unlock()
-            evaluate(batch, stored: stored)
-            condition.lock()
-            busy = false
-            condition.broadcast()
-            condition.unlock()
-        }
     }
 
     func evaluate(_ batch: Batch, stored: Int64) {

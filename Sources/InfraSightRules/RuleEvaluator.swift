@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import InfraSightCore
 import InfraSightSchema
 import InfraSightStorage
@@ -10,11 +11,12 @@ import InfraSightStorage
 /// A stored batch is written to a scratch file and read back with `file(..., RowBinary,
 /// structure)`; one query per batch evaluates every rule of its table and writes the
 /// alerts, in the alerts table's layout as the store holds it, to another file.
-public final class RuleEvaluator: @unchecked Sendable {
+public final class RuleEvaluator: Sendable {
     let engine: EmbeddedClickHouse
     let ownsEngine: Bool
     let scratch: String
-    private var sequence = 0
+    /// Numbers the scratch files.
+    private let sequence = Atomic<Int>(0)
 
     public init(store: EventStore, scratch: String, library: String?) throws(StorageError) {
         self.scratch = scratch
@@ -70,8 +72,7 @@ public final class RuleEvaluator: @unchecked Sendable {
 
     /// Writes `contents` to a fresh scratch file (0600) for the duration of `body`.
     func withFile<T>(_ contents: Data, named name: String, _ body: (String) throws(StorageError) -> T) throws(StorageError) -> T {
-        sequence += 1
-        let path = "\(scratch)/\(sequence)-\(name)"
+        let path = "\(scratch)/\(sequence.add(1, ordering: .relaxed).newValue)-\(name)"
         defer { unlink(path) }
         guard FileManager.default.createFile(atPath: path, contents: contents, attributes: [.posixPermissions: 0o600]) else {
             throw StorageError("cannot write \(path)")
@@ -82,8 +83,7 @@ public final class RuleEvaluator: @unchecked Sendable {
     /// Runs `sql` with its rows written as RowBinary to a fresh scratch file, and returns
     /// `body` of that file's path and bytes.
     func withOutput<T>(of sql: String, _ body: (String, Data) throws(StorageError) -> T) throws(StorageError) -> T {
-        sequence += 1
-        let path = "\(scratch)/\(sequence)-output.bin"
+        let path = "\(scratch)/\(sequence.add(1, ordering: .relaxed).newValue)-output.bin"
         defer { unlink(path) }
         try engine.runRules("\(sql)\nINTO OUTFILE \(sqlStringLiteral(path)) FORMAT RowBinary")
         guard let bytes = FileManager.default.contents(atPath: path) else { throw StorageError("the rules' output \(path) cannot be read") }

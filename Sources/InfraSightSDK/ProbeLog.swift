@@ -15,6 +15,9 @@ import CInfraSightABI
 /// at once and may block: never log once per record. A message is cut at 1024 bytes and
 /// its control characters (newlines too) are shown as spaces, so one call is one line.
 /// Outside a host (a decoder under test, say) it logs nothing.
+///
+/// Unchecked Sendable: it holds the host's C log function and its owner pointer, which
+/// the ABI says live as long as the process and may be called from any thread.
 public struct ProbeLog: @unchecked Sendable {
     public enum Level: UInt32, Sendable {
         case debug, info, notice, warning, error

@@ -1,12 +1,70 @@
 import CInfraSightABI
 import CInfraSightEvent
 
+/// A column of a plugin's table: its index in the DDL, and, by its type, the kind of
+/// value it takes. ProbeBuilder generates one handle per column from the DDL
+/// (`<Table>Columns.<column>`), so a value of the wrong kind (a string into a number
+/// column, a null into a column that is not Nullable) does not compile.
+public protocol TableColumn: Sendable {
+    var index: UInt32 { get }
+}
+/// Takes integers (`uint:`, `int:`): integer, DateTime and DateTime64 columns (the host
+/// still refuses a value out of the column's range, as a decode error).
+public protocol IntegerValued: TableColumn {}
+/// Takes floats (`double:`) as well as integers: Float32 and Float64 columns.
+public protocol FloatValued: IntegerValued {}
+/// Takes bytes and strings (`bytes:length:`, `string:`, `decimal:`): String, JSON, and
+/// the types ClickHouse parses from text.
+public protocol TextValued: TableColumn {}
+/// Takes `putNull`: Nullable columns.
+public protocol NullValued: TableColumn {}
+
+public struct IntegerColumn: IntegerValued {
+    public let index: UInt32
+    public init(_ index: UInt32) { self.index = index }
+}
+public struct FloatColumn: FloatValued {
+    public let index: UInt32
+    public init(_ index: UInt32) { self.index = index }
+}
+public struct TextColumn: TextValued {
+    public let index: UInt32
+    public init(_ index: UInt32) { self.index = index }
+}
+public struct NullableIntegerColumn: IntegerValued, NullValued {
+    public let index: UInt32
+    public init(_ index: UInt32) { self.index = index }
+}
+public struct NullableFloatColumn: FloatValued, NullValued {
+    public let index: UInt32
+    public init(_ index: UInt32) { self.index = index }
+}
+public struct NullableTextColumn: TextValued, NullValued {
+    public let index: UInt32
+    public init(_ index: UInt32) { self.index = index }
+}
+
 /// Writes a row's columns through the host's `is_row_writer`. Valid only inside `decode`.
 /// Strings are copied by the host before each call returns.
 public struct RowWriter {
     @usableFromInline let raw: UnsafePointer<is_row_writer>
 
     @inlinable init(_ raw: UnsafePointer<is_row_writer>) { self.raw = raw }
+
+    @inlinable public func put(_ column: some IntegerValued, uint value: UInt64) { put(column.index, uint: value) }
+    @inlinable public func put(_ column: some IntegerValued, int value: Int64) { put(column.index, int: value) }
+    @inlinable public func put(_ column: some FloatValued, double value: Double) { put(column.index, double: value) }
+    /// Writes `length` bytes at `bytes`; they need be neither NUL-terminated nor UTF-8.
+    @inlinable public func put(_ column: some TextValued, bytes: UnsafeRawPointer, length: Int) { put(column.index, bytes: bytes, length: length) }
+    /// Writes a Swift string (a static name, typically: no allocation for ASCII literals).
+    @inlinable public func put(_ column: some TextValued, string: StaticString) { put(column.index, string: string) }
+    /// Writes `prefix` followed by `value` in decimal, formatted on the stack.
+    @inlinable public func put(_ column: some TextValued, prefix: StaticString = "", decimal value: Int64) { put(column.index, prefix: prefix, decimal: value) }
+    @inlinable public func putNull(_ column: some NullValued) { putNull(column.index) }
+
+    // By bare index: for hand-written indices (plugins written before the typed handles).
+    // The host checks each value against the column and refuses a wrong kind as a decode
+    // error at run time, where the typed handles refuse it at compile time.
 
     @inlinable public func put(_ column: UInt32, uint value: UInt64) {
         raw.pointee.put_uint(raw.pointee.host, column, value)

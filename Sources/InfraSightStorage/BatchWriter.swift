@@ -27,6 +27,10 @@ public final class StorageCounters: Sendable {
 /// bytes: a batch that does not fit is dropped and its rows counted as queue drops for its
 /// plugin. The sink thread stores batches in order, retrying an unavailable store with
 /// backoff (for at most `retryBudget` per batch, then the rows are counted as store drops).
+///
+/// Unchecked Sendable: the open batches (`register`, `consume`, `tick`, and `finish`'s
+/// last seal) are the dispatcher thread's alone; what the sink and other threads share
+/// is under `WorkQueue`'s and `shared`'s locks or atomic.
 public final class BatchWriter: RowConsumer, @unchecked Sendable {
     final class OpenBatch {
         let table: TableSchema
@@ -57,25 +61,22 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
     let queueMaxBytes: Int
     let retryBudget: TimeInterval
     private var open: [OpenBatch] = []
-    public private(set) var counters: [String: StorageCounters] = [:]
+    /// Per plugin (registered before `start`).
+    public var counters: [String: StorageCounters] { shared.withLock { $0.counters } }
 
-    private let condition = NSCondition()
-    private var queue: [Batch] = []
-    private var queuedBytes = 0
-    private var finishing = false
-    private var finished = false
-    private var thread: Thread?
-    /// The last store error, for the status line and logs (under `condition`).
-    private var lastError: String?
+    private let queue: WorkQueue<Batch>
+    /// What the sink thread and the others share.
+    private struct Shared {
+        var counters: [String: StorageCounters] = [:]
+        /// Total time in successful inserts and the rows they stored.
+        var insertNanoseconds: UInt64 = 0
+        var insertedRows: UInt64 = 0
+    }
+    private let shared = Mutex(Shared())
     public let inserts = Atomic<UInt64>(0)
-    /// Total time in successful inserts and the rows they stored (under `condition`).
-    private var insertNanoseconds: UInt64 = 0
-    private var insertedRows: UInt64 = 0
     /// For mean insert latency and batch size: seconds and rows over `inserts`.
     public var insertTiming: (seconds: Double, rows: UInt64, inserts: UInt64) {
-        condition.lock()
-        defer { condition.unlock() }
-        return (Double(insertNanoseconds) / 1e9, insertedRows, inserts.load(ordering: .relaxed))
+        shared.withLock { (Double($0.insertNanoseconds) / 1e9, $0.insertedRows, inserts.load(ordering: .relaxed)) }
     }
     private let onError: @Sendable (String) -> Void
 
@@ -90,12 +91,17 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
         self.queueMaxBytes = queueMaxBytes
         self.retryBudget = retryBudget
         self.onError = onError
+        // A batch larger than the whole queue is still taken when nothing else waits.
+        queue = WorkQueue(maxCost: queueMaxBytes, takesOversizedWhenEmpty: true) { $0.bytes.count }
     }
 
     /// Registers a channel's tables with the store's schemas (same order as the plugin's).
     public func register(_ channel: PluginChannel, storeTables: [TableSchema]) {
-        let c = counters[channel.plugin.name] ?? StorageCounters(plugin: channel.plugin.name)
-        counters[channel.plugin.name] = c
+        let c = shared.withLock { s in
+            let c = s.counters[channel.plugin.name] ?? StorageCounters(plugin: channel.plugin.name)
+            s.counters[channel.plugin.name] = c
+            return c
+        }
         for (row, table) in zip(channel.rows, storeTables) {
             row.consumerSlot = open.count
             open.append(OpenBatch(source: row.schema, table: table, counters: c))
@@ -103,10 +109,14 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
     }
 
     public func start() {
-        let t = Thread { [unowned self] in self.sinkLoop() }
-        t.name = "infrasight-sink"
-        thread = t
-        t.start()
+        queue.start(name: "infrasight-sink") { [unowned self] batch in
+            let c = counters[batch.plugin]
+            if store(batch) {
+                c?.stored.add(UInt64(batch.rows), ordering: .relaxed)
+            } else {
+                c?.storeDrops.add(UInt64(batch.rows), ordering: .relaxed)
+            }
+        }
     }
 
     public func consume(_ row: RowBuffer, from channel: PluginChannel) {
@@ -129,33 +139,19 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
         let bytes = Data(open.encoder.buffer)
         open.encoder.clear()
         let batch = Batch(table: open.table, bytes: bytes, rows: rows, id: UUID().uuidString, plugin: open.counters.plugin)
-        condition.lock()
-        if queuedBytes + bytes.count > queueMaxBytes && !queue.isEmpty {
-            condition.unlock()
-            open.counters.queueDrops.add(UInt64(rows), ordering: .relaxed)
-            return
-        }
-        queue.append(batch)
-        queuedBytes += bytes.count
-        condition.signal()
-        condition.unlock()
+        if !queue.offer(batch) { open.counters.queueDrops.add(UInt64(rows), ordering: .relaxed) }
     }
 
-    /// Queues a ready-made batch, as `seal` does (tests and benchmarks).
-    public func enqueueForTesting(_ batch: Batch, counters: StorageCounters) throws {
-        self.counters[batch.plugin] = counters
-        condition.lock()
-        queue.append(batch)
-        queuedBytes += batch.bytes.count
-        condition.signal()
-        condition.unlock()
+    /// Queues a ready-made batch, as `seal` does (tests): counted under `counters`.
+    public func enqueueForTesting(_ batch: Batch, counters: StorageCounters) throws(StorageError) {
+        shared.withLock { $0.counters[batch.plugin] = counters }
+        guard queue.offer(batch) else { throw StorageError("the batch queue is full or finishing") }
     }
 
-    /// Rows and bytes waiting for the store.
+    /// Rows and bytes waiting for the store (the batch being stored included).
     public var backlog: (batches: Int, bytes: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        return (queue.count, queuedBytes)
+        let b = queue.backlog
+        return (b.items, b.cost)
     }
 
     /// Seals every open batch and waits until the sink has stored (or given up on) all of
@@ -163,56 +159,8 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
     /// batch being retried is abandoned at its next attempt.
     public func finish(timeout: TimeInterval) {
         for batch in open where batch.encoder.rows > 0 { seal(batch) }
-        condition.lock()
-        finishing = true
-        condition.broadcast()
-        let deadline = Date().addingTimeInterval(timeout)
-        while !finished && Date() < deadline {
-            _ = condition.wait(until: min(deadline, Date().addingTimeInterval(0.1)))
-        }
-        if !finished {
-            abandoned = true
-            // Everything but the batch in flight (the sink accounts for that one).
-            for batch in queue.dropFirst(inFlight ? 1 : 0) {
-                counters[batch.plugin]?.storeDrops.add(UInt64(batch.rows), ordering: .relaxed)
-            }
-            queue.removeSubrange((inFlight ? 1 : 0)...)
-            queuedBytes = queue.reduce(0) { $0 + $1.bytes.count }
-            while !finished { condition.wait() }
-        }
-        condition.unlock()
-    }
-
-    private var abandoned = false
-    private var inFlight = false
-
-    private func sinkLoop() {
-        while true {
-            condition.lock()
-            while queue.isEmpty && !finishing { condition.wait() }
-            if queue.isEmpty {
-                finished = true
-                condition.broadcast()
-                condition.unlock()
-                return
-            }
-            let batch = queue[0]
-            inFlight = true
-            condition.unlock()
-
-            let stored = store(batch)
-            let c = counters[batch.plugin]
-            if stored {
-                c?.stored.add(UInt64(batch.rows), ordering: .relaxed)
-            } else {
-                c?.storeDrops.add(UInt64(batch.rows), ordering: .relaxed)
-            }
-            condition.lock()
-            queue.removeFirst()
-            queuedBytes -= batch.bytes.count
-            inFlight = false
-            condition.broadcast()
-            condition.unlock()
+        for batch in queue.finish(timeout: timeout) {
+            counters[batch.plugin]?.storeDrops.add(UInt64(batch.rows), ordering: .relaxed)
         }
     }
 
@@ -222,12 +170,10 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
         var waitedForSpace = false
         let retry = StoreRetry(
             onUnavailable: { error, first in
-                self.condition.lock()
-                let giveUp = self.abandoned || Date().timeIntervalSince(started) > self.retryBudget
-                self.condition.unlock()
+                let giveUp = self.queue.abandoned || Date().timeIntervalSince(started) > self.retryBudget
                 if giveUp { return GaveUp(seconds: Int(Date().timeIntervalSince(started)), last: error) }
                 if first { self.onError("\(error); retrying") }
-                if error.noSpace {
+                if error.isNoSpace {
                     // A full disk: the oldest rows go so this (newer) batch fits.
                     if !waitedForSpace { self.counters[batch.plugin]?.spaceWaits.add(1, ordering: .relaxed) }
                     waitedForSpace = true
@@ -241,10 +187,10 @@ public final class BatchWriter: RowConsumer, @unchecked Sendable {
                 let began = MonotonicClock.nanoseconds()
                 try store.insert(batch)
                 let took = MonotonicClock.nanoseconds() &- began
-                condition.lock()
-                insertNanoseconds &+= took
-                insertedRows &+= UInt64(batch.rows)
-                condition.unlock()
+                shared.withLock { s in
+                    s.insertNanoseconds &+= took
+                    s.insertedRows &+= UInt64(batch.rows)
+                }
             }
             inserts.add(1, ordering: .relaxed)
             return true

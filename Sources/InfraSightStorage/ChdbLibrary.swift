@@ -90,15 +90,58 @@ public enum ChdbLibrary {
     }
 }
 
-/// A storage failure, printed as one line.
-public struct StorageError: Error, CustomStringConvertible, Sendable {
-    public let description: String
+/// A storage failure, printed as one line. The case decides what the caller does:
+/// retry (`unavailable`, `noSpace`), make room first (`noSpace`), or give up and say why.
+public enum StorageError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The store could not be reached or answered that it cannot serve now: retrying
+    /// later may succeed.
+    case unavailable(String)
     /// The store has no room (its file system is full, or ClickHouse said
-    /// NOT_ENOUGH_SPACE): worth retrying once the disk budget has dropped the oldest rows.
-    public let noSpace: Bool
-    public init(_ description: String, noSpace: Bool = false) {
-        self.description = description
-        self.noSpace = noSpace
+    /// NOT_ENOUGH_SPACE): retryable once the disk budget has dropped the oldest rows.
+    case noSpace(String)
+    /// The store refused the credentials.
+    case unauthorized(String)
+    /// ClickHouse refused the statement, with its error code.
+    case refused(code: ClickHouseCode, message: String)
+    /// Anything else: what went wrong, for a person.
+    case failed(String)
+
+    /// A failure that is none of the particular cases.
+    public init(_ description: String) { self = .failed(description) }
+
+    public var description: String {
+        switch self {
+        case .unavailable(let m): "unavailable: \(m)"
+        case .noSpace(let m): "unavailable: no space left: \(m)"
+        case .unauthorized(let m), .failed(let m): m
+        case .refused(_, let m): m
+        }
+    }
+
+    /// Whether retrying the same operation later may succeed.
+    public var retryable: Bool {
+        switch self {
+        case .unavailable, .noSpace: true
+        case .unauthorized, .refused, .failed: false
+        }
+    }
+
+    /// The store is out of disk: the writer asks the disk budget to make room first.
+    public var isNoSpace: Bool {
+        if case .noSpace = self { return true }
+        return false
+    }
+
+    /// The same failure with `context` before its message ("adding columns to t: ...").
+    public func prefixed(_ context: String) -> StorageError {
+        switch self {
+        case .unavailable(let m): .unavailable(context + m)
+        // Retryable, said as before ("unavailable: CONTEXT no space left: ...").
+        case .noSpace(let m): .unavailable(context + "no space left: " + m)
+        case .unauthorized(let m): .unauthorized(context + m)
+        case .refused(let code, let m): .refused(code: code, message: context + m)
+        case .failed(let m): .failed(context + m)
+        }
     }
 
     /// Whether ClickHouse's error says it ran out of disk, decided by the error's own code
@@ -108,8 +151,8 @@ public struct StorageError: Error, CustomStringConvertible, Sendable {
     /// value quoted in a parse error ("Cannot parse JSON ... No space left") would let an
     /// agent make the store drop data.
     public static func saysNoSpace(_ message: String) -> Bool {
-        guard let code = leadingCode(message) else { return false }
-        return code == 243 || ([74, 75].contains(code) && message.contains("errno: 28,"))
+        guard let code = leadingCode(message).map(ClickHouseCode.init(rawValue:)) else { return false }
+        return code == .notEnoughSpace || ([.cannotWriteToFileDescriptor, .cannotFsync].contains(code) && message.contains("errno: 28,"))
     }
 
     /// The N of the first "Code: N" in a ClickHouse error message.
@@ -117,4 +160,39 @@ public struct StorageError: Error, CustomStringConvertible, Sendable {
         guard let r = message.range(of: "Code: ") else { return nil }
         return Int(message[r.upperBound...].prefix(while: { $0.isNumber }))
     }
+}
+
+/// ClickHouse's error codes that InfraSight decides on (src/Common/ErrorCodes.cpp), by
+/// name; any other code keeps its number.
+public struct ClickHouseCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    public var description: String { "\(rawValue)" }
+
+    public static let cannotParseText = ClickHouseCode(rawValue: 6)
+    public static let sizesOfColumnsDoesntMatch = ClickHouseCode(rawValue: 9)
+    public static let cannotParseInputAssertionFailed = ClickHouseCode(rawValue: 27)
+    public static let cannotReadAllData = ClickHouseCode(rawValue: 33)
+    public static let unknownIdentifier = ClickHouseCode(rawValue: 47)
+    public static let typeMismatch = ClickHouseCode(rawValue: 53)
+    public static let unknownTable = ClickHouseCode(rawValue: 60)
+    public static let syntaxError = ClickHouseCode(rawValue: 62)
+    public static let cannotConvertType = ClickHouseCode(rawValue: 70)
+    public static let cannotWriteToFileDescriptor = ClickHouseCode(rawValue: 74)
+    public static let cannotFsync = ClickHouseCode(rawValue: 75)
+    public static let incorrectData = ClickHouseCode(rawValue: 117)
+    public static let unknownUser = ClickHouseCode(rawValue: 192)
+    public static let wrongPassword = ClickHouseCode(rawValue: 193)
+    public static let requiredPassword = ClickHouseCode(rawValue: 194)
+    public static let notEnoughSpace = ClickHouseCode(rawValue: 243)
+    public static let authenticationFailed = ClickHouseCode(rawValue: 516)
+
+    /// Codes for credentials the server will not take: retrying does not help.
+    public static let credentials: Set<ClickHouseCode> = [.unknownUser, .wrongPassword, .requiredPassword, .authenticationFailed]
+    /// Codes for a statement or data the server refuses as such (even when it answers
+    /// HTTP 500): the same request will be refused again.
+    public static let refusedRequest: Set<ClickHouseCode> = [
+        .syntaxError, .unknownTable, .unknownIdentifier, .cannotParseInputAssertionFailed, .cannotReadAllData, .typeMismatch,
+        .cannotConvertType, .incorrectData,
+    ]
 }

@@ -12,7 +12,7 @@ import InfraSightSchema
 /// splits into the same per-shard blocks: a resend, through any node, is deduplicated by
 /// the shards' replicated tables. While a shard cannot be reached the insert fails as
 /// unavailable and the caller retries.
-public final class ClusterStore: EventStore, @unchecked Sendable {
+public final class ClusterStore: EventStore, Sendable {
     public let inner: HTTPStore
     public let cluster: String
     let warning: @Sendable (String) -> Void

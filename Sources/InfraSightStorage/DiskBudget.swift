@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Glibc
 import InfraSightCore
 import InfraSightSchema
@@ -32,14 +33,58 @@ protocol BudgetedStore: AnyObject, Sendable {
 ///
 /// State tables (the drift baseline, the server's ledger) and tables without a time
 /// column are never dropped from; their bytes still count.
-public final class StoreBudget: @unchecked Sendable {
+public final class StoreBudget: Sendable {
+    /// What `StorageOptions.open` and the store set after `init`.
+    private struct Settings {
+        var limit = DiskLimit.none
+        var notice: @Sendable (String) -> Void = { _ in }
+        var interval: Double = 10
+        weak var store: (any BudgetedStore)?
+        var sparesExistingTables = false
+        var exempt: Set<String> = []
+        var ballast: String?
+    }
+    private let settings = Mutex(Settings())
+
     /// Set by `StorageOptions.open` from the config; `.none` until then.
-    public var limit = DiskLimit.none
+    public var limit: DiskLimit {
+        get { settings.withLock { $0.limit } }
+        set { settings.withLock { $0.limit = newValue } }
+    }
     /// One line per drop, and once for a budget the store cannot keep.
-    public var notice: @Sendable (String) -> Void = { _ in }
+    public var notice: @Sendable (String) -> Void {
+        get { settings.withLock { $0.notice } }
+        set { settings.withLock { $0.notice = newValue } }
+    }
     /// Seconds between checks.
-    public var interval: Double = 10
-    weak var store: (any BudgetedStore)?
+    public var interval: Double {
+        get { settings.withLock { $0.interval } }
+        set { settings.withLock { $0.interval = newValue } }
+    }
+    var store: (any BudgetedStore)? {
+        get { settings.withLock { $0.store } }
+        set { settings.withLock { $0.store = newValue } }
+    }
+    /// True when `limit` is the built-in default, not the operator's: tables an earlier
+    /// release made are spared (see `candidates`).
+    public var sparesExistingTables: Bool {
+        get { settings.withLock { $0.sparesExistingTables } }
+        set { settings.withLock { $0.sparesExistingTables = newValue } }
+    }
+    /// Table names (without database) the budget never drops from: those whose rows
+    /// `storage.retention_tables` keeps forever.
+    public var exempt: Set<String> {
+        get { settings.withLock { $0.exempt } }
+        set { settings.withLock { $0.exempt = newValue } }
+    }
+    /// A file of reserved blocks on the store's file system (embedded engine): on a disk
+    /// so full that ClickHouse cannot even write the change that drops a part ("Cannot
+    /// reserve 1.00 MiB"), `relieve` deletes it first, so the oldest parts can go; it is
+    /// made again once the file system has room. Nil: none.
+    var ballast: String? {
+        get { settings.withLock { $0.ballast } }
+        set { settings.withLock { $0.ballast = newValue } }
+    }
 
     /// Rows, parts and bytes dropped, per table (qualified name); read from any thread.
     public struct Dropped: Equatable, Sendable {
@@ -48,45 +93,29 @@ public final class StoreBudget: @unchecked Sendable {
         public var bytes: UInt64 = 0
     }
 
-    private let lock = NSLock()
+    /// What the checks keep.
+    private struct State {
+        var tables: [String: (schema: TableSchema, column: String)] = [:]
+        var databases: Set<String> = []
+        var dropped: [String: Dropped] = [:]
+        var said: Set<String> = []
+        var timer: (any DispatchSourceTimer)?
+        /// When `relieve` last dropped below the budget (monotonic seconds).
+        var lastForced: Double = -10
+        /// Bytes the store's tables held at the last check (-1: not measured yet).
+        var lastStoreBytes: Int64 = -1
+    }
+    private let state = Mutex(State())
     /// Serializes `enforce` (the timer and the writer's `relieve`).
-    private let enforcing = NSLock()
-    private var tables: [String: (schema: TableSchema, column: String)] = [:]
-    private var databases: Set<String> = []
-    private var droppedByTable: [String: Dropped] = [:]
-    private var said: Set<String> = []
-    private var timer: DispatchSourceTimer?
+    private let enforcing = Mutex(())
     private let queue = DispatchQueue(label: "infrasight.disk-budget")
-    /// When `relieve` last dropped below the budget (monotonic seconds).
-    private var lastForced: Double = -10
-    /// True when `limit` is the built-in default, not the operator's: tables an earlier
-    /// release made are spared (see `candidates`).
-    public var sparesExistingTables = false
-    /// Table names (without database) the budget never drops from: those whose rows
-    /// `storage.retention_tables` keeps forever.
-    public var exempt: Set<String> = []
-    /// A file of reserved blocks on the store's file system (embedded engine): on a disk
-    /// so full that ClickHouse cannot even write the change that drops a part ("Cannot
-    /// reserve 1.00 MiB"), `relieve` deletes it first, so the oldest parts can go; it is
-    /// made again once the file system has room. Nil: none.
-    var ballast: String?
-    /// Bytes the store's tables held at the last check (-1: not measured yet).
-    private var lastStoreBytes: Int64 = -1
 
     public init() {}
 
-    public var dropped: [String: Dropped] {
-        lock.lock()
-        defer { lock.unlock() }
-        return droppedByTable
-    }
+    public var dropped: [String: Dropped] { state.withLock { $0.dropped } }
 
     /// Bytes the store's tables held at the last check, or nil.
-    public var storeBytes: Int64? {
-        lock.lock()
-        defer { lock.unlock() }
-        return lastStoreBytes >= 0 ? lastStoreBytes : nil
-    }
+    public var storeBytes: Int64? { state.withLock { $0.lastStoreBytes >= 0 ? $0.lastStoreBytes : nil } }
 
     /// The budget in bytes: the size, or the percent of the file system's size; nil
     /// without a limit or when the store cannot say how large its disk is.
@@ -148,23 +177,25 @@ public final class StoreBudget: @unchecked Sendable {
     /// first time is checked soon (a server prepares on every agent's hello: no more).
     func register(_ prepared: [TableSchema]) {
         guard limit != .none else { return }
-        lock.lock()
-        var added = false
-        for t in prepared {
-            databases.insert(t.database ?? "default")
-            if let column = RetentionPolicy.timeColumn(of: t), tables[t.qualifiedName] == nil {
-                tables[t.qualifiedName] = (t, column)
-                added = true
+        let interval = self.interval
+        let added = state.withLock { s in
+            var added = false
+            for t in prepared {
+                s.databases.insert(t.database ?? "default")
+                if let column = RetentionPolicy.timeColumn(of: t), s.tables[t.qualifiedName] == nil {
+                    s.tables[t.qualifiedName] = (t, column)
+                    added = true
+                }
             }
+            if s.timer == nil {
+                let t = DispatchSource.makeTimerSource(queue: queue)
+                t.schedule(deadline: .now() + interval, repeating: interval)
+                t.setEventHandler { [weak self] in self?.enforce() }
+                t.resume()
+                s.timer = t
+            }
+            return added
         }
-        if timer == nil {
-            let t = DispatchSource.makeTimerSource(queue: queue)
-            t.schedule(deadline: .now() + interval, repeating: interval)
-            t.setEventHandler { [weak self] in self?.enforce() }
-            t.resume()
-            timer = t
-        }
-        lock.unlock()
         if added { queue.async { [weak self] in self?.enforce() } }
     }
 
@@ -181,10 +212,11 @@ public final class StoreBudget: @unchecked Sendable {
         }
         guard case .percent = limit else { return enforce() > 0 }
         let now = MonotonicClock.seconds()
-        lock.lock()
-        let recent = now - lastForced < 2
-        if !recent { lastForced = now }
-        lock.unlock()
+        let recent = state.withLock { s in
+            let recent = now - s.lastForced < 2
+            if !recent { s.lastForced = now }
+            return recent
+        }
         return enforce(atLeast: recent ? 0 : Int64(bytes)) > 0
     }
 
@@ -194,27 +226,27 @@ public final class StoreBudget: @unchecked Sendable {
     /// at the next check.
     @discardableResult
     public func enforce(atLeast: Int64 = 0) -> Int64 {
+        let (limit, store, exempt) = settings.withLock { ($0.limit, $0.store, $0.exempt) }
         guard limit != .none, let store else { return 0 }
-        enforcing.lock()
-        defer { enforcing.unlock() }
-        lock.lock()
-        let tables = self.tables.filter { !exempt.contains($0.value.schema.name) }
-        let databases = self.databases.sorted()
-        lock.unlock()
+        return enforcing.withLock { _ in enforce(atLeast: atLeast, limit: limit, store: store, exempt: exempt) }
+    }
+
+    private func enforce(atLeast: Int64, limit: DiskLimit, store: any BudgetedStore, exempt: Set<String>) -> Int64 {
+        let (tables, databases) = state.withLock { s in
+            (s.tables.filter { !exempt.contains($0.value.schema.name) }, s.databases.sorted())
+        }
         guard !databases.isEmpty else { return 0 }
         do {
             let dbList = databases.map(sqlStringLiteral).joined(separator: ", ")
             let used = try number(store.budgetQuery("SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database IN (\(dbList))"))
-            lock.lock()
-            lastStoreBytes = used
-            lock.unlock()
+            state.withLock { $0.lastStoreBytes = used }
             var over: Int64
-            var state: String
+            var situation: String
             switch limit {
             case .none: return 0
             case .bytes(let max):
                 over = used - max
-                state = "the store holds \(describeBytes(used)) of \(describeBytes(max))"
+                situation = "the store holds \(describeBytes(used)) of \(describeBytes(max))"
             case .percent(let p):
                 guard let fs = try store.fileSystem() else {
                     sayOnce("percent", "storage.max_disk \(limit): this store cannot say how full its disk is (ClickHouse 19.15 and later can); the budget is not kept — give a size (storage.max_disk: 50GB)")
@@ -226,12 +258,12 @@ public final class StoreBudget: @unchecked Sendable {
                 }
                 let effective = fs.used - leaving
                 over = effective - fs.total / 100 * Int64(p)
-                state = "the file system is \(fs.total > 0 ? effective * 100 / fs.total : 100)% full (the store holds \(describeBytes(used)))"
+                situation = "the file system is \(fs.total > 0 ? effective * 100 / fs.total : 100)% full (the store holds \(describeBytes(used)))"
             }
             if over < 0 { keepBallast() }
             if atLeast > 0 && over < atLeast {
                 over = atLeast
-                state = "an insert found no space; " + state
+                situation = "an insert found no space; " + situation
             }
             guard over > 0 else { return 0 }
             var freed: Int64 = 0
@@ -247,18 +279,18 @@ public final class StoreBudget: @unchecked Sendable {
                     break
                 }
                 freed += victim.bytes
-                lock.lock()
-                var d = droppedByTable[victim.table.qualifiedName] ?? Dropped()
-                d.rows += UInt64(victim.rows)
-                d.parts += 1
-                d.bytes += UInt64(victim.bytes)
-                droppedByTable[victim.table.qualifiedName] = d
-                lock.unlock()
-                notice("disk budget (storage.max_disk \(limit)): \(state); dropped the oldest \(victim.rows) rows of \(victim.table.qualifiedName) (\(victim.partition ? "partition" : "part") \(victim.name), \(describeBytes(victim.bytes)), rows up to \(Self.utc(victim.newest)))")
+                state.withLock { s in
+                    var d = s.dropped[victim.table.qualifiedName] ?? Dropped()
+                    d.rows += UInt64(victim.rows)
+                    d.parts += 1
+                    d.bytes += UInt64(victim.bytes)
+                    s.dropped[victim.table.qualifiedName] = d
+                }
+                notice("disk budget (storage.max_disk \(limit)): \(situation); dropped the oldest \(victim.rows) rows of \(victim.table.qualifiedName) (\(victim.partition ? "partition" : "part") \(victim.name), \(describeBytes(victim.bytes)), rows up to \(Self.utc(victim.newest)))")
             }
             if freed < over {
                 let names = tables.keys.sorted().joined(separator: ", ")
-                sayOnce("short", "disk budget (storage.max_disk \(limit)): \(state) and nothing older is left to drop in \(names) (each table's newest part stays)")
+                sayOnce("short", "disk budget (storage.max_disk \(limit)): \(situation) and nothing older is left to drop in \(names) (each table's newest part stays)")
             }
             return freed
         } catch {
@@ -370,10 +402,7 @@ public final class StoreBudget: @unchecked Sendable {
     }
 
     private func sayOnce(_ key: String, _ line: String) {
-        lock.lock()
-        let first = said.insert(key).inserted
-        lock.unlock()
-        if first { notice(line) }
+        if state.withLock({ $0.said.insert(key).inserted }) { notice(line) }
     }
 
     static func utc(_ seconds: Int64) -> String {
@@ -383,5 +412,5 @@ public final class StoreBudget: @unchecked Sendable {
         return String(format: "%04d-%02d-%02d %02d:%02d:%02d UTC", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
     }
 
-    deinit { timer?.cancel() }
+    deinit { state.withLock { $0.timer?.cancel() } }
 }

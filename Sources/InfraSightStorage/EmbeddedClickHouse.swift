@@ -1,5 +1,6 @@
 import CChdbADBC
 import Foundation
+import Synchronization
 import Glibc
 import InfraSightCore
 
@@ -68,11 +69,46 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         }
         try Self.check(driver.pointee.ConnectionNew(&connection, &error), &error, "creating a connection")
         try Self.check(driver.pointee.ConnectionInit(&connection, &database, &error), &error, "connecting")
+        Self.open.withLock { engines in
+            engines.removeAll { $0.engine == nil }
+            engines.append(WeakEngine(engine: self))
+        }
+        if !Self.exitHookInstalled.exchange(true, ordering: .relaxed) {
+            // Registered after chdb is loaded, so it runs before chdb's own exit handlers
+            // (they run in reverse order of registration).
+            on_exit({ status, _ in EmbeddedClickHouse.exitWithEnginesOpen(status) }, nil)
+        }
     }
 
     deinit {
         close()
         driver.deallocate()
+    }
+
+    /// The engines not released yet (a process may hold one for its whole life: a test
+    /// suite's shared store, a benchmark's).
+    private struct WeakEngine { weak var engine: EmbeddedClickHouse? }
+    private static let open = Mutex<[WeakEngine]>([])
+    private static let exitHookInstalled = Atomic<Bool>(false)
+    /// Set by `close` (read at exit without taking `lock`, which a running query holds).
+    private let isClosed = Atomic<Bool>(false)
+
+    /// At exit, before chdb's own exit handlers: when an engine is still open, the
+    /// process ends here, its output flushed, with the status it was exiting with.
+    ///
+    /// Left to them, chdb's exit handlers freed the engine while its background threads
+    /// still worked on the open database, and the process died with SIGSEGV after every
+    /// test had passed (core: `__run_exit_handlers` → chdb → `operator delete`); closing
+    /// the engine from an exit handler instead hung (chdb's release waits on its threads
+    /// while the exiting thread holds the exit locks). Every row an insert returned for is
+    /// already on disk (MergeTree writes parts synchronously), so ending now loses
+    /// nothing. A program that closed its engines (every command does, before it
+    /// returns) exits normally.
+    static func exitWithEnginesOpen(_ status: Int32) {
+        let anyOpen = open.withLock { list in list.contains { $0.engine.map { !$0.isClosed.load(ordering: .relaxed) } ?? false } }
+        guard anyOpen else { return }
+        fflush(nil)
+        _exit(status)
     }
 
     private var closed = false
@@ -92,6 +128,7 @@ public final class EmbeddedClickHouse: @unchecked Sendable {
         }
         guard !closed else { return }
         closed = true
+        isClosed.store(true, ordering: .relaxed)
         var error = AdbcError()
         for session in guardedSessions { closeSession(session) }
         if rulesOpen {

@@ -15,15 +15,14 @@ import Synchronization
 ///
 /// Scratch files (batches, query output) live in DATA/infrasight-tmp, mode 0700; batch
 /// files are created 0600.
-public final class EmbeddedStore: EventStore, @unchecked Sendable {
+public final class EmbeddedStore: EventStore, Sendable {
     public let engine: EmbeddedClickHouse
     /// How long rows are kept: applied as TTL by `prepare`.
     public let retention = StoreRetention()
     /// How much disk it may use: kept by dropping the oldest parts (`storage.max_disk`).
     public let budget = StoreBudget()
     let scratch: String
-    private var sequence = 0
-    private let lock = NSLock()
+    private let sequence = Atomic<Int>(0)
 
     public init(dataDir: String, library: String?, limits: QueryLimits = QueryLimits()) throws(StorageError) {
         engine = try EmbeddedClickHouse(dataDir: dataDir, library: library, limits: limits)
@@ -68,10 +67,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
 
     /// A new path in the scratch directory (nothing is created).
     func scratchFile(_ suffix: String) -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        sequence += 1
-        return "\(scratch)/\(getpid())-\(sequence).\(suffix)"
+        "\(scratch)/\(getpid())-\(sequence.add(1, ordering: .relaxed).newValue).\(suffix)"
     }
 
     /// Writes `data` to a new scratch file, mode 0600 whatever the umask, and returns its
@@ -81,19 +77,20 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         do {
             try PrivateFile.create(file, contents: data)
         } catch {
-            throw StorageError(error.description, noSpace: error.errno == ENOSPC)
+            throw error.errno == ENOSPC ? .noSpace(error.description) : StorageError(error.description)
         }
         return file
     }
 
     /// A full file system (ENOSPC writing the batch file, or ClickHouse's NOT_ENOUGH_SPACE)
-    /// is `StorageError.outOfSpace`: retryable once the budget made room.
+    /// is `StorageError.noSpace`: retryable once the budget made room.
     public func insert(_ batch: Batch) throws(StorageError) {
         do {
             try insertOnce(batch)
         } catch {
             // The batch file's own ENOSPC (typed), or the engine's code (never its words).
-            if error.noSpace || StorageError.saysNoSpace(error.description) { throw .outOfSpace(error.description) }
+            if error.isNoSpace { throw error }
+            if StorageError.saysNoSpace(error.description) { throw .noSpace(error.description) }
             throw error
         }
     }
@@ -177,7 +174,7 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
 
     /// Watches a statement's output file from a thread of its own and calls `stop` once
     /// when it grows past `cap` bytes.
-    final class OutputWatch: @unchecked Sendable {
+    final class OutputWatch: Sendable {
         private let done = Atomic<Bool>(false)
         private let over = Atomic<Bool>(false)
         private let finished = DispatchSemaphore(value: 0)
@@ -205,20 +202,20 @@ public final class EmbeddedStore: EventStore, @unchecked Sendable {
         }
     }
 
-    private var functions: FunctionGuard?
+    private let functions = Mutex<FunctionGuard?>(nil)
 
     /// The engine's function lists, read once, on the program's own session (their ~1,900
     /// rows would pass a low `query_max_result_rows`).
     func functionGuard() throws(StorageError) -> FunctionGuard {
-        lock.lock()
-        defer { lock.unlock() }
-        if let functions { return functions }
-        let made = try FunctionGuard(
-            catalogRows: Self.strings(try engine.execute(FunctionGuard.catalogSQL())),
-            combinators: Self.strings(try engine.execute(FunctionGuard.combinatorsSQL)),
-            tableFunctions: Self.strings(try engine.execute(FunctionGuard.tableFunctionsSQL)))
-        functions = made
-        return made
+        try functions.withLock { (functions: inout FunctionGuard?) throws(StorageError) -> FunctionGuard in
+            if let functions { return functions }
+            let made = try FunctionGuard(
+                catalogRows: Self.strings(try engine.execute(FunctionGuard.catalogSQL())),
+                combinators: Self.strings(try engine.execute(FunctionGuard.combinatorsSQL)),
+                tableFunctions: Self.strings(try engine.execute(FunctionGuard.tableFunctionsSQL)))
+            functions = made
+            return made
+        }
     }
 
     /// Each row's values as text (strings as they are, numbers printed).

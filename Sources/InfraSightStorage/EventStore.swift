@@ -112,16 +112,6 @@ extension TableSchema {
     }
 }
 
-extension StorageError {
-    /// Whether retrying the same operation later may succeed.
-    public var retryable: Bool { description.hasPrefix(StorageError.retryablePrefix) }
-    static let retryablePrefix = "unavailable: "
-    static func unavailable(_ message: String) -> StorageError { StorageError(retryablePrefix + message) }
-    /// The store is out of disk: retryable, and `noSpace` so the writer asks the disk
-    /// budget to make room before the next attempt.
-    static func outOfSpace(_ message: String) -> StorageError { StorageError(retryablePrefix + "no space left: " + message, noSpace: true) }
-}
-
 /// A statement the program wrote, split into the SQL and a trailing FORMAT clause (on
 /// `SQLLexer` tokens, so a `FORMAT` inside a string or comment is text).
 public struct UserQuery: Equatable, Sendable {

@@ -25,8 +25,8 @@ import Synchronization
 /// list their own node first go back to it after an outage instead of piling onto the
 /// others. The nodes are expected to hold the same tables (a cluster's Distributed
 /// tables), so any of them can take any insert or query.
-public final class HTTPStore: EventStore, @unchecked Sendable {
-    struct Endpoint {
+public final class HTTPStore: EventStore, Sendable {
+    struct Endpoint: Sendable {
         let url: URL
         let user: String?
         let password: String?
@@ -38,13 +38,29 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     /// When the first node was last asked whether it is back (monotonic seconds).
     private let firstNodeChecked = Mutex<Double>(0)
     /// Seconds between those checks.
-    var firstNodeCheckInterval = 60.0
+    var firstNodeCheckInterval: Double {
+        get { settings.withLock { $0.firstNodeCheckInterval } }
+        set { settings.withLock { $0.firstNodeCheckInterval = newValue } }
+    }
+    /// What may be changed after `init`.
+    private struct Settings {
+        var firstNodeCheckInterval = 60.0
+        var insertSettings: [String: String] = [:]
+        var version: (major: Int, minor: Int) = (0, 0)
+        var versionText = ""
+        /// The server's function lists, read once.
+        var functions: FunctionGuard?
+    }
+    private let settings = Mutex(Settings())
     /// How many nodes the URL names.
     public var nodeCount: Int { endpoints.count }
     /// The node requests go to now.
     public var endpoint: URL { endpoints[current.load(ordering: .relaxed)].url }
     /// Settings every insert carries as URL parameters (e.g. `insert_distributed_sync`).
-    public var insertSettings: [String: String] = [:]
+    public var insertSettings: [String: String] {
+        get { settings.withLock { $0.insertSettings } }
+        set { settings.withLock { $0.insertSettings = newValue } }
+    }
     /// How long rows are kept: applied by `prepare` as TTL (19.6 and later) or as hourly
     /// deletes of expired rows (before).
     public let retention = StoreRetention()
@@ -52,9 +68,9 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
     /// before 20.12 (`storage.max_disk`).
     public let budget = StoreBudget()
     let session: URLSession
-    public private(set) var version: (major: Int, minor: Int) = (0, 0)
+    public var version: (major: Int, minor: Int) { settings.withLock { $0.version } }
     private let challenges = ChallengeRefusal()
-    public private(set) var versionText = ""
+    public var versionText: String { settings.withLock { $0.versionText } }
 
     /// Parses the URL (or URLs, comma-separated) and asks the server its version (one
     /// round trip).
@@ -85,10 +101,12 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         session = URLSession(configuration: configuration, delegate: challenges, delegateQueue: nil)
         let text = String(decoding: try send(sql: "SELECT version()", body: nil, parameters: [:]), as: UTF8.self)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        versionText = text
         let parts = text.split(separator: ".").compactMap { Int($0) }
         guard parts.count >= 2 else { throw StorageError("ClickHouse at \(endpoint) answered version() with '\(text)'") }
-        version = (parts[0], parts[1])
+        settings.withLock {
+            $0.versionText = text
+            $0.version = (parts[0], parts[1])
+        }
         budget.store = self
     }
 
@@ -280,17 +298,13 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         }
     }
 
-    private let guardLock = NSLock()
-    private var functions: FunctionGuard?
 
     /// The server's function lists, read once; nil on a server without `EXPLAIN` (before
     /// 20.6), where `readonly = 1` refuses every table function and no scalar function
     /// reads files (`file()` as a scalar arrived in 21.x).
     func functionGuard() throws(StorageError) -> FunctionGuard? {
         guard atLeast(20, 6) else { return nil }
-        guardLock.lock()
-        defer { guardLock.unlock() }
-        if let functions { return functions }
+        if let functions = settings.withLock({ $0.functions }) { return functions }
         func rows(_ sql: String) throws(StorageError) -> [[String]] {
             let text = String(decoding: try send(sql: "\(sql)\nFORMAT TSVRaw", body: nil, parameters: ["readonly": "1"]), as: UTF8.self)
             return text.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
@@ -300,7 +314,7 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
             catalogRows: try rows(FunctionGuard.catalogSQL(origin: columns.contains("origin"), aliasTo: columns.contains("alias_to"))),
             combinators: try rows(FunctionGuard.combinatorsSQL),
             tableFunctions: try rows(FunctionGuard.tableFunctionsSQL))
-        functions = made
+        settings.withLock { $0.functions = made }
         return made
     }
 
@@ -368,49 +382,43 @@ public final class HTTPStore: EventStore, @unchecked Sendable {
         request.httpBody = payload
 
         let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: (Data?, URLResponse?, Error?, Int?) = (nil, nil, nil, nil)
+        let answer = Mutex<(data: Data?, response: HTTPURLResponse?, error: String?)>((nil, nil, nil))
         let task = session.dataTask(with: request) { data, response, error in
-            result.0 = data
-            result.1 = response
-            result.2 = error
+            answer.withLock { $0 = (data, response as? HTTPURLResponse, error?.localizedDescription) }
             done.signal()
         }
-        result.3 = task.taskIdentifier
         task.resume()
         done.wait()
+        let result = answer.withLock { $0 }
 
-        if let task = result.3, challenges.wasChallenged(task) {
-            throw StorageError("ClickHouse at \(endpoint) refused the credentials\(user.map { " for user \($0)" } ?? ""): HTTP 401")
+        if challenges.wasChallenged(task.taskIdentifier) {
+            throw .unauthorized("ClickHouse at \(endpoint) refused the credentials\(user.map { " for user \($0)" } ?? ""): HTTP 401")
         }
-        if let error = result.2 {
-            throw .unavailable("cannot reach ClickHouse at \(endpoint): \(error.localizedDescription)")
+        if let error = result.error {
+            throw .unavailable("cannot reach ClickHouse at \(endpoint): \(error)")
         }
-        let status = (result.1 as? HTTPURLResponse)?.statusCode ?? 0
-        let data = result.0 ?? Data()
+        let status = result.response?.statusCode ?? 0
+        let data = result.data ?? Data()
         guard status == 200 else {
             let message = String(decoding: data.prefix(2000), as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "HTTP \(status)"
-            let code = Self.exceptionCode(message)
-            // Authentication (192 unknown user, 193 wrong password, 516) and anything the
-            // server refuses as a request error will not get better by retrying.
-            if [192, 193, 194, 516].contains(code) || status == 401 || status == 403 {
-                throw StorageError("ClickHouse at \(endpoint) refused the credentials\(user.map { " for user \($0)" } ?? ""): \(message)")
+            let code = StorageError.leadingCode(message).map(ClickHouseCode.init(rawValue:))
+            // Refused credentials, and anything the server refuses as a request error,
+            // will not get better by retrying.
+            if code.map(ClickHouseCode.credentials.contains) == true || status == 401 || status == 403 {
+                throw .unauthorized("ClickHouse at \(endpoint) refused the credentials\(user.map { " for user \($0)" } ?? ""): \(message)")
             }
             if StorageError.saysNoSpace(message) {
-                throw .outOfSpace("ClickHouse at \(endpoint): \(message)")
+                throw .noSpace("ClickHouse at \(endpoint): \(message)")
             }
-            if status >= 500 && ![62, 60, 47, 27, 33, 53, 70, 117].contains(code) {
+            if status >= 500 && code.map(ClickHouseCode.refusedRequest.contains) != true {
                 throw .unavailable("ClickHouse at \(endpoint): \(message)")
             }
+            if let code { throw .refused(code: code, message: "ClickHouse at \(endpoint): \(message)") }
             throw StorageError("ClickHouse at \(endpoint): \(message)")
         }
         return data
     }
 
-    /// The N of "Code: N." in a ClickHouse error message.
-    static func exceptionCode(_ message: String) -> Int? {
-        guard let r = message.range(of: "Code: ") else { return nil }
-        return Int(message[r.upperBound...].prefix(while: { $0.isNumber }))
-    }
 }
 
 extension HTTPStore: BudgetedStore {
@@ -436,21 +444,16 @@ extension HTTPStore: BudgetedStore {
 /// Answers HTTP authentication challenges by cancelling: the credentials were already sent
 /// in the request, so a challenge means they were refused. (Left unanswered, libcurl-based
 /// URLSession on Linux was seen to never complete the task.)
-final class ChallengeRefusal: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
-    private let lock = NSLock()
-    private var challenged = Set<Int>()
+final class ChallengeRefusal: NSObject, URLSessionTaskDelegate, Sendable {
+    private let challenged = Mutex(Set<Int>())
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didReceive challenge: URLAuthenticationChallenge,
                     completionHandler: @escaping (URLSession.AuthChallengeDisposition, URLCredential?) -> Void) {
-        lock.lock()
-        challenged.insert(task.taskIdentifier)
-        lock.unlock()
+        challenged.withLock { _ = $0.insert(task.taskIdentifier) }
         completionHandler(.cancelAuthenticationChallenge, nil)
     }
 
     func wasChallenged(_ taskIdentifier: Int) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return challenged.remove(taskIdentifier) != nil
+        challenged.withLock { $0.remove(taskIdentifier) != nil }
     }
 }

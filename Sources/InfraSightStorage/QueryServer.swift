@@ -16,7 +16,7 @@ import Synchronization
 /// its write side (with query parameters, the first line is `FORMAT` followed by a tab and
 /// `name=value` pairs separated by tabs, each value percent-encoded); the server answers one status byte (`0` ok, `1` error) and then the
 /// output, or the one-line error, and closes.
-public final class QueryServer: @unchecked Sendable {
+public final class QueryServer: Sendable {
     public static func socketPath(dataDir: String) -> String { "\(dataDir)/query.sock" }
 
     let store: EventStore
@@ -24,8 +24,9 @@ public final class QueryServer: @unchecked Sendable {
     let dataDir: String
     /// The data directory's owner when the server started: with root, the one user who may query.
     let ownerUID: uid_t
-    private var listener: Int32 = -1
-    private var thread: Thread?
+    private let listener: Int32
+    /// True until `stop`: the listener is closed once.
+    private let listening = Atomic<Bool>(true)
 
     public init(store: EventStore, dataDir: String) throws(StorageError) {
         self.store = store
@@ -60,19 +61,16 @@ public final class QueryServer: @unchecked Sendable {
     }
 
     public func start() {
-        let t = Thread { [unowned self] in self.acceptLoop() }
+        let t = Thread { [self] in self.acceptLoop() }
         t.name = "infrasight-query"
-        thread = t
         t.start()
     }
 
     /// Stops accepting and removes the socket.
     public func stop() {
-        let fd = listener
-        listener = -1
-        if fd >= 0 {
-            shutdown(fd, Int32(SHUT_RDWR))
-            close(fd)
+        if listening.exchange(false, ordering: .acquiringAndReleasing) {
+            shutdown(listener, Int32(SHUT_RDWR)) // wakes the accept loop, which then sees `listening` false
+            close(listener)
         }
         unlink(path)
     }
@@ -84,7 +82,7 @@ public final class QueryServer: @unchecked Sendable {
     static let maxConnections = 16
 
     private func acceptLoop() {
-        while listener >= 0 {
+        while listening.load(ordering: .acquiring) {
             let client = accept(listener, nil, nil)
             if client < 0 {
                 if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {

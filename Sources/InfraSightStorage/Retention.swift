@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import InfraSightCore
 import InfraSightSchema
 
@@ -139,15 +140,17 @@ public struct RetentionPolicy: Equatable, Sendable {
 /// of its own (a server prepares tables on every agent's hello: that must not wait for a
 /// mutation, nor for ON CLUSTER DDL while a node is down). A failure is said by `report`
 /// and tried again at the next round.
-public final class RetentionSweeper: @unchecked Sendable {
+public final class RetentionSweeper: Sendable {
     /// One table's sweep: `key` names what it does (a changed key runs at once).
-    struct Job {
+    struct Job: Sendable {
         let key: String
         let run: @Sendable () throws -> Void
     }
-    private let lock = NSLock()
-    private var jobs: [String: Job] = [:]
-    private var timer: DispatchSourceTimer?
+    private struct State {
+        var jobs: [String: Job] = [:]
+        var timer: (any DispatchSourceTimer)?
+    }
+    private let state = Mutex(State())
     private let queue = DispatchQueue(label: "infrasight.retention")
     let interval: Double
     let report: @Sendable (String) -> Void
@@ -159,46 +162,55 @@ public final class RetentionSweeper: @unchecked Sendable {
 
     /// Registers `table`'s sweep; a new or changed one runs soon, on the queue.
     func add(table: String, job: Job) {
-        lock.lock()
-        let changed = jobs[table]?.key != job.key
-        jobs[table] = job
-        if timer == nil {
-            let t = DispatchSource.makeTimerSource(queue: queue)
-            t.schedule(deadline: .now() + interval, repeating: interval)
-            t.setEventHandler { [weak self] in self?.sweep() }
-            t.resume()
-            timer = t
+        let changed = state.withLock { s in
+            let changed = s.jobs[table]?.key != job.key
+            s.jobs[table] = job
+            if s.timer == nil {
+                let t = DispatchSource.makeTimerSource(queue: queue)
+                t.schedule(deadline: .now() + interval, repeating: interval)
+                t.setEventHandler { [weak self] in self?.sweep() }
+                t.resume()
+                s.timer = t
+            }
+            return changed
         }
-        lock.unlock()
         if changed { queue.async { [weak self] in self?.sweep(only: table) } }
     }
 
     /// Runs every table's sweep (or one).
     public func sweep(only table: String? = nil) {
-        lock.lock()
-        let due = jobs.filter { table == nil || $0.key == table }
-        lock.unlock()
+        let due = state.withLock { $0.jobs.filter { table == nil || $0.key == table } }
         for (name, job) in due.sorted(by: { $0.key < $1.key }) {
             do { try job.run() } catch { report("retention: cannot delete expired rows of \(name): \(error)") }
         }
     }
 
-    deinit { timer?.cancel() }
+    deinit { state.withLock { $0.timer?.cancel() } }
 }
 
 /// A store's retention: the policy `StorageOptions` gives it from the config (nothing
 /// expires until then) and where its changes are said. Each store's `prepare` applies it
 /// to the tables it prepares, so every path that creates tables (run, the server's
 /// agents' tables and alerts, `schema apply`) keeps the same policy.
-public final class StoreRetention: @unchecked Sendable {
-    public var policy = RetentionPolicy.forever
+public final class StoreRetention: Sendable {
+    private struct State {
+        var policy = RetentionPolicy.forever
+        var notice: @Sendable (String) -> Void = { _ in }
+        /// Where the store has no TTL: the periodic deletes (created once: a server
+        /// prepares tables from several agents' hellos at once).
+        var sweeper: RetentionSweeper?
+        var spared: Set<String> = []
+    }
+    private let state = Mutex(State())
+    public var policy: RetentionPolicy {
+        get { state.withLock { $0.policy } }
+        set { state.withLock { $0.policy = newValue } }
+    }
     /// One line per table whose TTL changed, or for a failure to delete expired rows.
-    public var notice: @Sendable (String) -> Void = { _ in }
-    /// Where the store has no TTL: the periodic deletes (created under `lock`: a server
-    /// prepares tables from several agents' hellos at once).
-    private var sweeper: RetentionSweeper?
-    private var spared: Set<String> = []
-    private let lock = NSLock()
+    public var notice: @Sendable (String) -> Void {
+        get { state.withLock { $0.notice } }
+        set { state.withLock { $0.notice = newValue } }
+    }
 
     public init() {}
 
@@ -206,6 +218,7 @@ public final class StoreRetention: @unchecked Sendable {
     /// when others) to the policy.
     func apply(_ tables: [TableSchema], targets: [TableSchema]? = nil, cluster: String? = nil,
                read: (String) throws(StorageError) -> Data, alter: (String) throws(StorageError) -> Void) throws(PrepareError) {
+        let (policy, notice) = state.withLock { ($0.policy, $0.notice) }
         for (i, t) in tables.enumerated() {
             do {
                 switch try policy.apply(t, target: targets?[i], cluster: cluster, read: read, alter: alter) {
@@ -213,10 +226,7 @@ public final class StoreRetention: @unchecked Sendable {
                 case .changed(let line): notice(line)
                 case .spared(let line):
                     // Said once per table: a server prepares tables on every hello.
-                    lock.lock()
-                    let first = spared.insert(t.qualifiedName).inserted
-                    lock.unlock()
-                    if first { notice(line) }
+                    if state.withLock({ $0.spared.insert(t.qualifiedName).inserted }) { notice(line) }
                 }
             } catch {
                 throw .store(error)
@@ -231,11 +241,12 @@ public final class StoreRetention: @unchecked Sendable {
     /// a DELETE mutation. `run` sends a statement, `read` a query returning TSV.
     func sweep(_ tables: [TableSchema], targets: [TableSchema]? = nil, cluster: String? = nil, partitioned: (TableSchema) -> Bool,
                run: @escaping @Sendable (String) throws -> Void, read: @escaping @Sendable (String) throws -> String) {
+        let (policy, notice) = state.withLock { ($0.policy, $0.notice) }
         for (i, t) in tables.enumerated() {
             guard let sql = policy.deleteExpired(t, target: targets?[i], cluster: cluster) else { continue }
             let job: RetentionSweeper.Job
             if cluster == nil, targets == nil, partitioned(t), let list = policy.expiredPartitions(t) {
-                let (notice, kept) = (self.notice, RetentionPolicy.describe(policy.seconds(for: t) ?? 0))
+                let kept = RetentionPolicy.describe(policy.seconds(for: t) ?? 0)
                 job = RetentionSweeper.Job(key: list) {
                     for id in try read(list).split(separator: "\n") where !id.isEmpty {
                         try run("ALTER TABLE \(t.quotedName) DROP PARTITION ID \(sqlStringLiteral(String(id)))")
@@ -245,11 +256,11 @@ public final class StoreRetention: @unchecked Sendable {
             } else {
                 job = RetentionSweeper.Job(key: sql) { try run(sql) }
             }
-            lock.lock()
-            if sweeper == nil { sweeper = RetentionSweeper(report: notice) }
-            let s = sweeper!
-            lock.unlock()
-            s.add(table: t.qualifiedName, job: job)
+            let sweeper = state.withLock { s in
+                if s.sweeper == nil { s.sweeper = RetentionSweeper(report: notice) }
+                return s.sweeper!
+            }
+            sweeper.add(table: t.qualifiedName, job: job)
         }
     }
 }

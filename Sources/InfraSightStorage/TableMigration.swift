@@ -115,8 +115,7 @@ public struct TableMigration: Equatable, Sendable {
         } catch {
             if (try? plan()) == .some(nil) { return nil }
             let what = "adding columns to \(table.qualifiedName): "
-            guard error.retryable else { throw .store(StorageError(what + error.description)) }
-            throw .store(.unavailable(what + error.description.dropFirst(StorageError.retryablePrefix.count)))
+            throw .store(error.prefixed(what))
         }
         return migration
     }

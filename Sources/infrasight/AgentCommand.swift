@@ -109,7 +109,7 @@ struct AgentCommand: ParsableCommand {
             throw failure("\(error)", code: 2)
         }
         let store = SpoolStore(spool: spool, derived: derived) { sender.notify() }
-        let storeTables = try! store.prepare(pluginTables)
+        let storeTables = store.spooled(pluginTables)
         let tablesByName = Dictionary(zip(pluginTables.map(\.qualifiedName), storeTables), uniquingKeysWith: { a, _ in a })
         let writer = BatchWriter(
             // At most an eighth of the spool: a full spool then drops its oldest batches for a

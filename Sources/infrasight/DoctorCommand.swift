@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import InfraSightBPF
-import InfraSightContainerd
+import InfraSightContainers
 import InfraSightCore
 import InfraSightPipeline
 import InfraSightSDK
@@ -235,7 +235,7 @@ struct Doctor {
     }
 
     func runtimes() -> Check {
-        let docker = ContainerResolver.dockerSource(hostRoot: config.hostRoot, configured: config.dockerSocket)
+        let docker = DockerEngineSource.find(hostRoot: config.hostRoot, configured: config.dockerSocket)
         let containerd = ContainerdSource.find(hostRoot: config.hostRoot, configured: config.containerdSocket)
         let found = [docker?.description, containerd?.description].compactMap { $0 }
         if found.isEmpty {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import InfraSightCore
 import InfraSightPipeline
 
@@ -51,13 +52,15 @@ func listenAddress(_ text: String, flag: String) throws -> HostPort {
 /// Runs an async operation from the synchronous command code and waits for it.
 func blockingWait<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
     let done = DispatchSemaphore(value: 0)
-    nonisolated(unsafe) var result: Result<T, any Error>!
+    let result = Mutex<Result<T, any Error>?>(nil)
     Task.detached {
-        do { result = .success(try await operation()) } catch { result = .failure(error) }
+        let outcome: Result<T, any Error>
+        do { outcome = .success(try await operation()) } catch { outcome = .failure(error) }
+        result.withLock { $0 = outcome }
         done.signal()
     }
     done.wait()
-    return try result.get()
+    return try result.withLock { $0 }!.get()
 }
 
 /// The version agents and servers report to each other.

@@ -1,5 +1,5 @@
 import ArgumentParser
-import InfraSightContainerd
+import InfraSightContainers
 import InfraSightCore
 import Logging
 
@@ -39,12 +39,12 @@ struct PluginSelection {
     /// Loads and attaches the plugins; reports the ones that fail and says which started.
     func start(consumer: RowConsumer, logger: Logger) throws -> ProbeRuntime {
         let runtime: ProbeRuntime
-        let docker = ContainerResolver.dockerSource(hostRoot: config.hostRoot, configured: config.dockerSocket)
+        let docker = DockerEngineSource.find(hostRoot: config.hostRoot, configured: config.dockerSocket)
         // dockerd keeps its containers in containerd's namespace moby too, without their
         // image and labels: with dockerd's own API at hand, containerd is not asked there.
         let containerd = ContainerdSource.find(hostRoot: config.hostRoot, configured: config.containerdSocket,
                                                namespaces: docker == nil ? ContainerdSource.allNamespaces : ["k8s.io", "default"])
-        let runtimes: [any ContainerMetadataSource] = [docker, containerd].compactMap { $0 }
+        let runtimes: [any ContainerMetadataSource] = [docker as (any ContainerMetadataSource)?, containerd].compactMap { $0 }
         let enricher = Enricher(nodeName: config.nodeName, hostRoot: config.hostRoot, containerSources: runtimes,
                                 containerWait: Double(config.containerMetadataWaitMs) / 1000)
         do {

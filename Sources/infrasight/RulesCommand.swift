@@ -27,7 +27,7 @@ struct RulesCommand: ParsableCommand {
     }
 
     /// Stands for "no store": the evaluator then opens an engine of its own.
-    final class NoStore: EventStore, @unchecked Sendable {
+    final class NoStore: EventStore, Sendable {
         var summary: String { "none" }
         func prepare(_ tables: [TableSchema]) throws(StorageError) -> [TableSchema] { tables }
         func insert(_ batch: Batch) throws(StorageError) { throw StorageError("no store") }

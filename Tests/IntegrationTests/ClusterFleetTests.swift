@@ -10,9 +10,9 @@ import Testing
 /// replicas of its shard.
 extension ClusterTests {
     /// `infrasight server --cluster` storing through `first` (then the other nodes in turn).
-    func clusterServer(port: Int = 0, first: ClickHouseCluster.Node, metrics: Int? = nil) throws -> FleetTests.Server {
+    func clusterServer(port: Int = 0, first: ClickHouseCluster.Node, metrics: Int? = nil) throws -> Fleet.Server {
         let urls = ([first] + cluster.nodes.filter { $0 != first }).map(cluster.url).joined(separator: ",")
-        return try FleetTests.Server.start(port: port, store: [], extra: ["--cluster", ClickHouseCluster.name] + (metrics.map { ["--metrics-listen", "127.0.0.1:\($0)"] } ?? []),
+        return try Fleet.Server.start(port: port, store: [], extra: ["--cluster", ClickHouseCluster.name] + (metrics.map { ["--metrics-listen", "127.0.0.1:\($0)"] } ?? []),
                                            environment: ["INFRASIGHT_CLICKHOUSE_URL": urls])
     }
 
@@ -23,12 +23,12 @@ extension ClusterTests {
     }
 
     @Test func threeAgentsTwoServersAndFourNodesStoreEveryEventOnceThroughCrashesAndOutages() throws {
-        let (helper, marker, dir) = try FleetTests.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let n11 = cluster.node(shard: 1, replica: 1), n12 = cluster.node(shard: 1, replica: 2)
         let n21 = cluster.node(shard: 2, replica: 1), n22 = cluster.node(shard: 2, replica: 2)
         // The servers create the tables themselves, ON CLUSTER, at the first agent's hello.
         let s0 = try clusterServer(first: n21)
-        var s1: FleetTests.Server? = try clusterServer(first: n11)
+        var s1: Fleet.Server? = try clusterServer(first: n11)
         let port1 = s1!.port
         let servers = "127.0.0.1:\(s0.port),127.0.0.1:\(port1)"
         // node-a and node-c prefer the second server, node-b the first (FNV-1a of the name).
@@ -43,14 +43,14 @@ extension ClusterTests {
 
         var total = 0
         func generate() throws {
-            try FleetTests.openLoop(helper, marker, 20_000)
+            try Fleet.openLoop(helper, marker, 20_000)
             total += 20_000
             usleep(500_000)
         }
         try generate()
         // kill -9 the server two agents use, mid-stream: they move to the other one and
         // resend what it had not acknowledged.
-        try FleetTests.openLoop(helper, marker, 20_000)
+        try Fleet.openLoop(helper, marker, 20_000)
         total += 20_000
         s1!.process.signal(SIGKILL)
         _ = s1!.process.wait()

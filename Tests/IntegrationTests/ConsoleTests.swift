@@ -285,7 +285,7 @@ struct ConsoleTests {
 
     @Test func tlsDoesNotStandInForTheToken() throws {
         let dir = try makeTempDir(prefix: "console-tls")
-        try FleetTests.makeCertificates(dir)
+        try Fleet.makeCertificates(dir)
         let data = try makeTempDir(prefix: "console-tls-data")
         let server = try BackgroundProcess(Paths.infrasight, [
             "server", "--listen", "127.0.0.1:0", "--data-dir", data, "--ui-listen", "0.0.0.0:0",

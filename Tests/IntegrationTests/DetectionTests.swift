@@ -195,7 +195,7 @@ import Testing
         let tag = String(w.comm.dropFirst(2))
         let rules = try Self.rulesFile(w, tag: tag)
         let agentConfig = try w.config(node: "agent-\(tag)")
-        let server = try FleetTests.Server.start(store: store, extra: ["--no-default-rules", "--rules", rules.path, "--alerts-stdout"], environment: environment)
+        let server = try Fleet.Server.start(store: store, extra: ["--no-default-rules", "--rules", rules.path, "--alerts-stdout"], environment: environment)
         let agent = try BackgroundProcess(Paths.infrasight, ["agent", "--server", "127.0.0.1:\(server.port)", "--config", agentConfig, "--spool-dir", "\(w.dir)/spool"])
         try agent.waitForStderr("infrasight: note: started: ", timeout: 60)
         // The first execs itself, so drift detection learns an executable (the baseline is

@@ -103,12 +103,12 @@ import Testing
         #expect(mounted.status == 0, "\(mounted.stderr)")
         defer { _ = try? run("/bin/umount", ["-l", mountPoint]) }
         let data = "\(mountPoint)/data"
-        let server = try FleetTests.Server.start(store: ["--data-dir", data])
+        let server = try Fleet.Server.start(store: ["--data-dir", data])
         let work = try makeTempDir(prefix: "budget-agent")
         let comm = uniqueComm("bs")
         try "plugins:\n  enabled: [tracing]\n  options:\n    tracing:\n      include_comms: [\"\(comm)\"]\n"
             .write(toFile: "\(work)/agent.yaml", atomically: true, encoding: .utf8)
-        let agent = try FleetTests.agent(port: server.port, spool: "\(work)/spool", dir: work)
+        let agent = try Fleet.agent(port: server.port, spool: "\(work)/spool", dir: work)
         try agent.waitForStderr("connected to server", timeout: 30)
 
         let marker = "/nonexistent/budget-server-\(getpid())"
@@ -126,10 +126,10 @@ import Testing
         let drops = s.stderr.split(separator: "\n").filter { $0.contains("; dropped the oldest ") && $0.contains(" of audit.tracing_events ") }
         let dropped = drops.compactMap(Self.droppedRows).reduce(0, +)
         #expect(dropped > 0, "the server's budget dropped nothing: \(s.stderr.suffix(2000))")
-        let stored = try FleetTests.count(data, "SELECT count() FROM audit.tracing_events")
+        let stored = try Fleet.count(data, "SELECT count() FROM audit.tracing_events")
         #expect(stored == delivered - dropped, "stored \(stored), delivered \(delivered), dropped \(dropped)")
-        #expect(try FleetTests.count(data, "SELECT count() FROM audit.tracing_events WHERE filename LIKE '\(marker)-last-%'") == 10)
-        let newest = try FleetTests.count(data, "SELECT max(toUInt64OrZero(splitByChar('-', filename)[-1])) FROM audit.tracing_events WHERE filename LIKE '\(marker)-%' AND filename NOT LIKE '%-last-%'")
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename LIKE '\(marker)-last-%'") == 10)
+        let newest = try Fleet.count(data, "SELECT max(toUInt64OrZero(splitByChar('-', filename)[-1])) FROM audit.tracing_events WHERE filename LIKE '\(marker)-%' AND filename NOT LIKE '%-last-%'")
         #expect(newest >= total - (n["kernel drops"] ?? total), "newest \(newest), \(n)")
     }
 }

@@ -74,7 +74,7 @@ import Testing
         defer { _ = try? Docker.docker(["rm", "-f", id]) }
         try w.run(["exec", w.helper, "connect", String(learned)])
         try waitUntil("the image's sleep is learned", timeout: 30) {
-            try FleetTests.count(data, "SELECT count() FROM audit.drift_baseline WHERE scope = '\(image)' AND value = '/usr/bin/sleep'") == 1
+            try Fleet.count(data, "SELECT count() FROM audit.drift_baseline WHERE scope = '\(image)' AND value = '/usr/bin/sleep'") == 1
         }
         // Past both windows (each began when its scope's first row was stored, before the
         // wait above ended).
@@ -152,17 +152,17 @@ import Testing
 
     /// The server, storing into `data`, with drift detection learning for `learnSeconds`,
     /// no rules, alerts on stdout and metrics on `metrics`.
-    static func driftServer(data: String, learnSeconds: Int, metrics: Int) throws -> FleetTests.Server {
+    static func driftServer(data: String, learnSeconds: Int, metrics: Int) throws -> Fleet.Server {
         let config = "\(try makeTempDir(prefix: "drift-config"))/server.yaml"
         try "rules:\n  drift_learn_seconds: \(learnSeconds)\n".write(toFile: config, atomically: true, encoding: .utf8)
-        return try FleetTests.Server.start(store: ["--data-dir", data], extra: [
+        return try Fleet.Server.start(store: ["--data-dir", data], extra: [
             "--config", config, "--no-default-rules", "--alerts-stdout", "--metrics-listen", "127.0.0.1:\(metrics)",
         ])
     }
 
     /// A fresh store, the server on it with drift detection learning for 3 s, and an image
     /// name of the test's own (`local/NAME-TAG:1`).
-    static func driftServer(image name: String) throws -> (server: FleetTests.Server, image: String, data: String, metrics: Int) {
+    static func driftServer(image name: String) throws -> (server: Fleet.Server, image: String, data: String, metrics: Int) {
         let data = try makeTempDir(prefix: "driftdata")
         let metrics = try freeLoopbackPort()
         let server = try driftServer(data: data, learnSeconds: 3, metrics: metrics)
@@ -217,7 +217,7 @@ import Testing
     /// Sends `rows` (execs in `image`, each a filename and an offset in ms from now) on a
     /// stream of their own, then waits for the server's first drift alert on `image` and
     /// returns its drift alerts on `image`, as `rule: output`.
-    static func execsThenAlerts(_ server: FleetTests.Server, image: String, _ rows: [(filename: String, offset: Int64)]) async throws -> [String] {
+    static func execsThenAlerts(_ server: Fleet.Server, image: String, _ rows: [(filename: String, offset: Int64)]) async throws -> [String] {
         let answers = try await HostileAgentTests.converse(port: server.port, [
             try tracingHello(), execs(rows.map { (image, $0.filename, now() + $0.offset) }),
         ], expecting: 2)

@@ -8,77 +8,6 @@ import Testing
 /// `infrasight server` → ClickHouse (embedded, or Debian's server), through server
 /// crashes, ClickHouse outages and agent crashes, with tokens and (mutual) TLS.
 @Suite(.serialized) struct FleetTests {
-    /// A running `infrasight server` and the port it listens on.
-    struct Server {
-        let process: BackgroundProcess
-        let port: Int
-        let dataDir: String?
-
-        /// `port` 0 picks a free one.
-        static func start(port: Int = 0, store: [String], extra: [String] = [], environment: [String: String]? = nil) throws -> Server {
-            try start(arguments: ["--listen", "127.0.0.1:\(port)"] + store + extra, environment: environment,
-                      dataDir: store.first == "--data-dir" ? store[1] : nil)
-        }
-
-        /// `infrasight server ARGUMENTS`, which must listen on 127.0.0.1.
-        static func start(arguments: [String], environment: [String: String]? = nil, dataDir: String?) throws -> Server {
-            let p = try BackgroundProcess(Paths.infrasight, ["server"] + arguments, environment: environment)
-            try p.waitForStderr("listening on 127.0.0.1:", timeout: 60)
-            let text = try String(contentsOfFile: p.stderrPath, encoding: .utf8)
-            let tail = text.components(separatedBy: "listening on 127.0.0.1:")[1]
-            let bound = try #require(Int(tail.prefix(while: \.isNumber)))
-            return Server(process: p, port: bound, dataDir: dataDir)
-        }
-
-        /// SIGINT, then the exit status and stderr (a server that does not exit in 60 s
-        /// fails the test).
-        func stop() throws -> ProcessResult {
-            process.signal(SIGINT)
-            return try process.wait(timeout: 60)
-        }
-    }
-
-    /// The open loop helper and an agent config tracing only its opens.
-    static func openLoop() throws -> (helper: String, marker: String, dir: String) {
-        let (helper, marker, dir, comm) = try buildOpenLoop()
-        try writeTracingConfig(comm: comm, to: "\(dir)/agent.yaml")
-        return (helper, marker, dir)
-    }
-
-    /// An agent tracing only the open loop helper's opens (`dir`/agent.yaml), into `spool`.
-    static func agent(port: Int, spool: String, extra: [String] = [], environment: [String: String]? = nil, dir: String) throws -> BackgroundProcess {
-        let config = "\(dir)/agent.yaml"
-        let p = try BackgroundProcess(Paths.infrasight, ["agent", "--server", "127.0.0.1:\(port)", "--config", config, "--spool-dir", spool] + extra,
-                                      environment: environment)
-        try p.waitForStderr("infrasight: note: started: ", timeout: 60)
-        return p
-    }
-
-    static func count(_ dataDir: String, _ sql: String) throws -> Int {
-        let r = try run(Paths.infrasight, ["query", "--data-dir", dataDir, sql])
-        guard r.status == 0, let n = Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw TestFailure("query failed: \(r.stdout) \(r.stderr)")
-        }
-        return n
-    }
-
-    static func metrics(_ port: Int) throws -> String {
-        let r = try run("/usr/bin/curl", ["-s", "-m", "5", "http://127.0.0.1:\(port)/metrics"])
-        guard r.status == 0 else { throw TestFailure("GET /metrics on \(port): \(r.stderr)") }
-        return r.stdout
-    }
-
-    /// The value of one sample line of a /metrics page (0 when absent).
-    static func value(_ text: String, _ sample: String) -> Int {
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(sample + " ") }) else { return 0 }
-        return Int(Double(line.dropFirst(sample.count + 1)) ?? 0)
-    }
-
-    static func openLoop(_ helper: String, _ marker: String, _ n: Int) throws {
-        let child = try BackgroundProcess(helper, [marker, String(n)])
-        guard child.wait().status == 0 else { throw TestFailure("open loop failed") }
-    }
-
     /// The agent's summary: every event received or dropped in the kernel, every received
     /// one spooled or counted, every spooled one delivered.
     static func checkConservation(_ r: ProcessResult, total: Int) throws -> Int {
@@ -92,48 +21,48 @@ import Testing
     }
 
     @Test func rowsReachEmbeddedClickHouseWithDerivedColumnsAndNothingLost() throws {
-        let (helper, marker, dir) = try Self.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         let (agentMetrics, serverMetrics) = (try freeLoopbackPort(), try freeLoopbackPort())
-        let server = try Server.start(store: ["--data-dir", data], extra: ["--metrics-listen", "127.0.0.1:\(serverMetrics)"])
-        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--metrics-listen", "127.0.0.1:\(agentMetrics)"], dir: dir)
+        let server = try Fleet.Server.start(store: ["--data-dir", data], extra: ["--metrics-listen", "127.0.0.1:\(serverMetrics)"])
+        let agent = try Fleet.agent(port: server.port, spool: "\(dir)/spool", extra: ["--metrics-listen", "127.0.0.1:\(agentMetrics)"], dir: dir)
         let total = 200_000
-        try Self.openLoop(helper, marker, total)
+        try Fleet.openLoop(helper, marker, total)
         usleep(1_500_000)
-        let a = try Self.metrics(agentMetrics)
+        let a = try Fleet.metrics(agentMetrics)
         for line in ["infrasight_grpc_connected 1", "infrasight_spool_bytes ", "infrasight_spool_drops_total{plugin=\"tracing\"} 0\n",
                      "infrasight_rows_delivered_total{plugin=\"tracing\"}", "infrasight_enrichment_cache_hits_total{cache=\"cgroup\"}",
                      "infrasight_insert_seconds_count ", "infrasight_batch_rows_sum "] {
             #expect(a.contains(line), "\(line)")
         }
-        #expect(try Self.metrics(serverMetrics).contains("infrasight_server_agents_connected 1"))
+        #expect(try Fleet.metrics(serverMetrics).contains("infrasight_server_agents_connected 1"))
         agent.signal(SIGINT)
         let r = try agent.wait(timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let spooled = try Self.checkConservation(r, total: total)
-        #expect(Self.value(try Self.metrics(serverMetrics), "infrasight_server_rows_stored_total{table=\"audit.tracing_events\"}") == spooled)
+        #expect(Fleet.value(try Fleet.metrics(serverMetrics), "infrasight_server_rows_stored_total{table=\"audit.tracing_events\"}") == spooled)
         let s = try server.stop()
         #expect(s.status == 0, "\(s.stderr)")
         #expect(s.stderr.contains("rows stored \(spooled)"), "\(s.stderr)")
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
         // The agent leaves latency_ms and wall_time_dt out; the server derives them.
-        #expect(try Self.count(data, """
+        #expect(try Fleet.count(data, """
             SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'
               AND latency_ms = latency_ns / 1e6 AND toUnixTimestamp64Milli(wall_time_dt) = wall_time_ms AND latency_ns > 0
             """) == spooled)
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name != '' AND comm = '\(URL(fileURLWithPath: helper).lastPathComponent)'") == spooled)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name != '' AND comm = '\(URL(fileURLWithPath: helper).lastPathComponent)'") == spooled)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
     }
 
     @Test func aServerKilledMidStreamAndRestartedGetsEveryRowOnce() throws {
-        let (helper, marker, dir) = try Self.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
-        var server: Server? = try Server.start(store: ["--data-dir", data])
+        var server: Fleet.Server? = try Fleet.Server.start(store: ["--data-dir", data])
         let port = server!.port
-        let agent = try Self.agent(port: port, spool: "\(dir)/spool", dir: dir)
+        let agent = try Fleet.agent(port: port, spool: "\(dir)/spool", dir: dir)
         var total = 0
         for round in 0..<8 {
-            try Self.openLoop(helper, marker, 20_000)
+            try Fleet.openLoop(helper, marker, 20_000)
             total += 20_000
             usleep(400_000)
             if round == 2 {
@@ -141,33 +70,33 @@ import Testing
                 _ = server!.process.wait()
                 server = nil
             }
-            if round == 5 { server = try Server.start(port: port, store: ["--data-dir", data]) }
+            if round == 5 { server = try Fleet.Server.start(port: port, store: ["--data-dir", data]) }
         }
         let r = try agent.interrupt(after: 1.5)
         #expect(r.status == 0, "\(r.stderr)")
         let spooled = try Self.checkConservation(r, total: total)
         #expect(r.stderr.contains("retrying"), "\(r.stderr)")
         _ = try server!.stop()
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
-        #expect(try Self.count(data, "SELECT count() - uniqExact(batch_id) FROM infrasight.pipeline_batches FINAL") == 0)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
+        #expect(try Fleet.count(data, "SELECT count() - uniqExact(batch_id) FROM infrasight.pipeline_batches FINAL") == 0)
     }
 
     @Test func anAgentKilledWithUnsentBatchesSendsThemAfterARestart() throws {
-        let (helper, marker, dir) = try Self.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         // No server yet: everything waits in the spool.
         let port = try freeLoopbackPort()
         let metrics = try freeLoopbackPort()
-        let first = try Self.agent(port: port, spool: "\(dir)/spool", extra: ["--metrics-listen", "127.0.0.1:\(metrics)"], dir: dir)
+        let first = try Fleet.agent(port: port, spool: "\(dir)/spool", extra: ["--metrics-listen", "127.0.0.1:\(metrics)"], dir: dir)
         let total = 50_000
-        try Self.openLoop(helper, marker, total)
+        try Fleet.openLoop(helper, marker, total)
         // Killed once every event is in the spool or counted as dropped in the kernel (rows
         // still in memory die with a kill -9; a debug build may not keep up with the loop).
         var spooled = 0
         try waitUntil("the agent has spooled or counted all \(total) events", timeout: 60) {
-            let text = (try? Self.metrics(metrics)) ?? ""
-            spooled = Self.value(text, "infrasight_rows_spooled_total{plugin=\"tracing\"}")
-            return spooled + Self.value(text, "infrasight_kernel_drops_total{plugin=\"tracing\"}") == total
+            let text = (try? Fleet.metrics(metrics)) ?? ""
+            spooled = Fleet.value(text, "infrasight_rows_spooled_total{plugin=\"tracing\"}")
+            return spooled + Fleet.value(text, "infrasight_kernel_drops_total{plugin=\"tracing\"}") == total
         }
         #expect(spooled > 0)
         first.signal(SIGKILL)
@@ -175,25 +104,25 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }
         #expect(!files.isEmpty)
 
-        let server = try Server.start(port: port, store: ["--data-dir", data])
-        let second = try Self.agent(port: port, spool: "\(dir)/spool", dir: dir)
+        let server = try Fleet.Server.start(port: port, store: ["--data-dir", data])
+        let second = try Fleet.agent(port: port, spool: "\(dir)/spool", dir: dir)
         try second.waitForStderr("connected to server", timeout: 30)
         let r = try second.interrupt(after: 1)
         #expect(r.status == 0, "\(r.stderr)")
         _ = try server.stop()
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == spooled)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(dir)/spool").filter { $0.hasSuffix(".batch") }.isEmpty)
     }
 
     /// A full spool keeps the newest: the oldest spooled batches go, counted and said once.
     @Test func aFullSpoolDropsTheOldestAndCountsThem() throws {
-        let (helper, marker, dir) = try Self.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         // No server, a 4 MiB spool: 150,000 rows (~28 MB) cannot all wait, even when a busy
         // machine has the kernel drop two thirds of them (seen once in CI: 50,881 received).
-        let agent = try Self.agent(port: try freeLoopbackPort(), spool: "\(dir)/spool",
+        let agent = try Fleet.agent(port: try freeLoopbackPort(), spool: "\(dir)/spool",
                                    extra: ["--spool-max-mb", "4", "--drain-timeout", "1"], dir: dir)
         let total = 150_000
-        try Self.openLoop(helper, marker, total)
+        try Fleet.openLoop(helper, marker, total)
         let r = try agent.interrupt(after: 2)
         #expect(r.status == 0, "\(r.stderr)")
         let n = try #require(summaryNumbers(r.stderr, plugin: "tracing"), "\(r.stderr)")
@@ -220,21 +149,21 @@ import Testing
 
     @Test func clickHouseDownForTenSecondsLosesNothingAndOldTypesAreMapped() throws {
         let clickhouse = try ClickHouseServer()
-        let (helper, marker, dir) = try Self.openLoop()
-        let server = try Server.start(store: [], environment: ["INFRASIGHT_CLICKHOUSE_URL": clickhouse.url])
-        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        let (helper, marker, dir) = try Fleet.openLoop()
+        let server = try Fleet.Server.start(store: [], environment: ["INFRASIGHT_CLICKHOUSE_URL": clickhouse.url])
+        let agent = try Fleet.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
         var total = 0
-        try Self.openLoop(helper, marker, 20_000)
+        try Fleet.openLoop(helper, marker, 20_000)
         total += 20_000
         usleep(1_500_000)
         clickhouse.stop()
         for _ in 0..<4 {
-            try Self.openLoop(helper, marker, 20_000)
+            try Fleet.openLoop(helper, marker, 20_000)
             total += 20_000
             usleep(3_000_000)
         }
         try clickhouse.start()
-        try Self.openLoop(helper, marker, 20_000)
+        try Fleet.openLoop(helper, marker, 20_000)
         total += 20_000
         let r = try agent.interrupt(after: 2)
         #expect(r.status == 0, "\(r.stderr)")
@@ -249,56 +178,56 @@ import Testing
     }
 
     @Test func twoAgentsStoreTheirOwnRows() throws {
-        let (helper, marker, dir) = try Self.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
-        let server = try Server.start(store: ["--data-dir", data])
-        let a = try Self.agent(port: server.port, spool: "\(dir)/spool-a", environment: ["NODE_NAME": "node-a"], dir: dir)
-        let b = try Self.agent(port: server.port, spool: "\(dir)/spool-b", environment: ["NODE_NAME": "node-b"], dir: dir)
+        let server = try Fleet.Server.start(store: ["--data-dir", data])
+        let a = try Fleet.agent(port: server.port, spool: "\(dir)/spool-a", environment: ["NODE_NAME": "node-a"], dir: dir)
+        let b = try Fleet.agent(port: server.port, spool: "\(dir)/spool-b", environment: ["NODE_NAME": "node-b"], dir: dir)
         let total = 30_000
-        try Self.openLoop(helper, marker, total)
+        try Fleet.openLoop(helper, marker, total)
         usleep(1_500_000)
         a.signal(SIGINT)
         b.signal(SIGINT)
         let ra = try a.wait(timeout: 120), rb = try b.wait(timeout: 120)
         let sa = try Self.checkConservation(ra, total: total), sb = try Self.checkConservation(rb, total: total)
         _ = try server.stop()
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name = 'node-a'") == sa)
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name = 'node-b'") == sb)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name = 'node-a'") == sa)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)' AND node_name = 'node-b'") == sb)
     }
 
     @Test func aTokenServerRefusesAnAgentWithoutTheToken() throws {
-        let (helper, marker, dir) = try Self.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         let secret = "tok-\(UInt64.random(in: 0...UInt64.max))"
         try "\(secret)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
         chmod("\(dir)/token", 0o600) // secrets readable by others are refused
-        let server = try Server.start(store: ["--data-dir", data], extra: ["--token-file", "\(dir)/token"])
+        let server = try Fleet.Server.start(store: ["--data-dir", data], extra: ["--token-file", "\(dir)/token"])
 
         // --duration bounds a test whose refusal does not come.
-        let refused = try Self.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--duration", "30"], dir: dir)
+        let refused = try Fleet.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--duration", "30"], dir: dir)
         let r = try refused.wait(timeout: 120)
         #expect(r.status == 1)
         #expect(r.stderr.contains("server refused the agent") && r.stderr.contains("bearer token"), "\(r.stderr)")
 
-        let wrong = try Self.agent(port: server.port, spool: "\(dir)/spool-y", extra: ["--duration", "30"], environment: ["INFRASIGHT_TOKEN": "nope"], dir: dir)
+        let wrong = try Fleet.agent(port: server.port, spool: "\(dir)/spool-y", extra: ["--duration", "30"], environment: ["INFRASIGHT_TOKEN": "nope"], dir: dir)
         #expect(try wrong.wait(timeout: 120).status == 1)
 
-        let good = try Self.agent(port: server.port, spool: "\(dir)/spool", environment: ["INFRASIGHT_TOKEN": secret], dir: dir)
+        let good = try Fleet.agent(port: server.port, spool: "\(dir)/spool", environment: ["INFRASIGHT_TOKEN": secret], dir: dir)
         try good.waitForStderr("connected to server", timeout: 30)
-        try Self.openLoop(helper, marker, 1000)
+        try Fleet.openLoop(helper, marker, 1000)
         let g = try good.interrupt(after: 1.5)
         #expect(g.status == 0, "\(g.stderr)")
         let s = try server.stop()
         #expect(s.stderr.contains("refused agent at") && s.stderr.contains("no bearer token") && s.stderr.contains("a wrong bearer token"), "\(s.stderr)")
         #expect(!s.stderr.contains(secret) && !g.stderr.contains(secret))
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 1000)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 1000)
     }
 
     /// Agent and server set up by their config files alone (address, token, spool,
     /// compression); a flag wins over its key. gzip must shrink what crosses the wire:
     /// counted by a relay between them, the same rows take under a third of the bytes.
     @Test func aConfigFileSetsUpAgentAndServerAndGzipShrinksTheStream() throws {
-        let (helper, marker, dir) = try Self.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         let secret = "tok-\(UInt64.random(in: 0...UInt64.max))"
         try "\(secret)\n".write(toFile: "\(dir)/token", atomically: true, encoding: .utf8)
@@ -307,7 +236,7 @@ import Testing
             storage: { data_dir: \(data) }
             server: { listen: "127.0.0.1:0", token_file: \(dir)/token }
             """.write(toFile: "\(dir)/server.yaml", atomically: true, encoding: .utf8)
-        let server = try Server.start(arguments: ["--config", "\(dir)/server.yaml"], dataDir: data)
+        let server = try Fleet.Server.start(arguments: ["--config", "\(dir)/server.yaml"], dataDir: data)
         let relay = try ByteCountingRelay(upstreamPort: server.port)
         defer { relay.close() }
         let tracing = try String(contentsOfFile: "\(dir)/agent.yaml", encoding: .utf8)
@@ -325,7 +254,7 @@ import Testing
             let before = relay.bytesSent
             let agent = try BackgroundProcess(Paths.infrasight, ["agent", "--config", "\(dir)/agent.yaml"] + extra)
             try agent.waitForStderr("connected to server", timeout: 60)
-            try Self.openLoop(helper, marker, 20_000)
+            try Fleet.openLoop(helper, marker, 20_000)
             let r = try agent.interrupt(after: 1.5)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stderr.contains(extra.isEmpty ? "→ server 127.0.0.1:\(relay.port) (gzip)" : "→ server 127.0.0.1:\(relay.port) (spool"), "\(r.stderr)")
@@ -334,7 +263,7 @@ import Testing
         }
         let s = try server.stop()
         #expect(s.status == 0, "\(s.stderr)")
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 40_000)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 40_000)
         #expect(bytes[0] > 20_000 * 50, "\(bytes)") // uncompressed rows are over 50 bytes each
         #expect(bytes[1] * 3 < bytes[0], "gzip \(bytes[1]) bytes vs none \(bytes[0])")
     }
@@ -369,52 +298,36 @@ import Testing
         #expect(listen.stderr == "infrasight: server.listen must be HOST:PORT (got nowhere)\n")
     }
 
-    /// Two CAs: the server trusts agents with certificates from the first only.
-    static func makeCertificates(_ dir: String) throws {
-        func ssl(_ args: String) throws {
-            let r = try run("/usr/bin/openssl", args.split(separator: " ").map(String.init))
-            guard r.status == 0 else { throw TestFailure("openssl \(args): \(r.stderr)") }
-        }
-        for ca in ["ca1", "ca2"] {
-            try ssl("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=\(ca) -keyout \(dir)/\(ca).key -out \(dir)/\(ca).pem")
-        }
-        try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: "\(dir)/san.ext", atomically: true, encoding: .utf8)
-        for (name, ca) in [("server", "ca1"), ("agent1", "ca1"), ("agent2", "ca2")] {
-            try ssl("req -newkey rsa:2048 -nodes -subj /CN=\(name) -keyout \(dir)/\(name).key -out \(dir)/\(name).csr")
-            try ssl("x509 -req -in \(dir)/\(name).csr -CA \(dir)/\(ca).pem -CAkey \(dir)/\(ca).key -CAcreateserial -days 2 -extfile \(dir)/san.ext -out \(dir)/\(name).pem")
-        }
-    }
-
     @Test func mutualTLSAcceptsOnlyAgentsWithACertificateFromItsCA() throws {
-        let (helper, marker, dir) = try Self.openLoop()
-        try Self.makeCertificates(dir)
+        let (helper, marker, dir) = try Fleet.openLoop()
+        try Fleet.makeCertificates(dir)
         let data = try makeTempDir(prefix: "fleet-data")
-        let server = try Server.start(store: ["--data-dir", data], extra: ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key", "--tls-ca", "\(dir)/ca1.pem"])
+        let server = try Fleet.Server.start(store: ["--data-dir", data], extra: ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key", "--tls-ca", "\(dir)/ca1.pem"])
 
-        let outsider = try Self.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--duration", "30", "--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent2.pem", "--tls-key", "\(dir)/agent2.key"], dir: dir)
+        let outsider = try Fleet.agent(port: server.port, spool: "\(dir)/spool-x", extra: ["--duration", "30", "--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent2.pem", "--tls-key", "\(dir)/agent2.key"], dir: dir)
         let r = try outsider.wait(timeout: 120)
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("TLS with 127.0.0.1:\(server.port) failed"), "\(r.stderr)")
 
-        let member = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent1.pem", "--tls-key", "\(dir)/agent1.key"], dir: dir)
+        let member = try Fleet.agent(port: server.port, spool: "\(dir)/spool", extra: ["--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent1.pem", "--tls-key", "\(dir)/agent1.key"], dir: dir)
         try member.waitForStderr("connected to server", timeout: 30)
-        try Self.openLoop(helper, marker, 1000)
+        try Fleet.openLoop(helper, marker, 1000)
         let m = try member.interrupt(after: 1.5)
         #expect(m.status == 0, "\(m.stderr)")
         let s = try server.stop()
         #expect(s.stderr.contains("refused a TLS connection from"), "\(s.stderr)")
-        #expect(try Self.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 1000)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.tracing_events WHERE filename = '\(marker)'") == 1000)
     }
 
     @Test func aTableThatConflictsWithTheServersIsRefusedOnBothSides() throws {
-        let (_, _, dir) = try Self.openLoop()
+        let (_, _, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "fleet-data")
         for sql in ["CREATE DATABASE audit", "CREATE TABLE audit.tracing_events (pid String) ENGINE = MergeTree ORDER BY tuple()"] {
             let r = try run(Paths.infrasight, ["query", "--data-dir", data, sql])
             #expect(r.status == 0, "\(r.stderr)")
         }
-        let server = try Server.start(store: ["--data-dir", data])
-        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--duration", "30"], dir: dir)
+        let server = try Fleet.Server.start(store: ["--data-dir", data])
+        let agent = try Fleet.agent(port: server.port, spool: "\(dir)/spool", extra: ["--duration", "30"], dir: dir)
         let r = try agent.wait(timeout: 120)
         #expect(r.status == 1)
         #expect(r.stderr.contains("conflicts with the agent's DDL: column pid is String on the server, UInt32"), "\(r.stderr)")
@@ -425,34 +338,34 @@ import Testing
     @Test func ptraceRequestNamesAreFilledInByTheServer() throws {
         let dir = try makeTempDir(prefix: "fleet")
         let data = try makeTempDir(prefix: "fleet-data")
-        let server = try Server.start(store: ["--data-dir", data])
+        let server = try Fleet.Server.start(store: ["--data-dir", data])
         try "plugins:\n  enabled: [ptrace]\n  options:\n    ptrace:\n      include_comms: [strace]\n".write(toFile: "\(dir)/agent.yaml", atomically: true, encoding: .utf8)
-        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        let agent = try Fleet.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
         let strace = try BackgroundProcess("/usr/bin/strace", ["-f", "-o", "\(dir)/strace.out", "/bin/true"])
         #expect(strace.wait().status == 0)
         let r = try agent.interrupt(after: 1.5)
         #expect(r.status == 0, "\(r.stderr)")
         _ = try server.stop()
         let rows = "FROM audit.ptrace_events WHERE pid = \(strace.pid)"
-        #expect(try Self.count(data, "SELECT count() \(rows)") > 0)
+        #expect(try Fleet.count(data, "SELECT count() \(rows)") > 0)
         // The agent sends no request_name; every row has the name of its request.
-        #expect(try Self.count(data, "SELECT count() \(rows) AND (request_name = '' OR (request = 16902 AND request_name != 'PTRACE_SEIZE'))") == 0)
-        #expect(try Self.count(data, "SELECT count() \(rows) AND request_name LIKE 'PTRACE_%'") == (try Self.count(data, "SELECT count() \(rows)")))
+        #expect(try Fleet.count(data, "SELECT count() \(rows) AND (request_name = '' OR (request = 16902 AND request_name != 'PTRACE_SEIZE'))") == 0)
+        #expect(try Fleet.count(data, "SELECT count() \(rows) AND request_name LIKE 'PTRACE_%'") == (try Fleet.count(data, "SELECT count() \(rows)")))
     }
 
     @Test func theExamplePluginsTableReachesTheStoreThroughAnUnchangedServer() throws {
         let plugins = try ExamplePluginTests.buildExample()
         let dir = try makeTempDir(prefix: "fleet")
         let data = try makeTempDir(prefix: "fleet-data")
-        let server = try Server.start(store: ["--data-dir", data])
+        let server = try Fleet.Server.start(store: ["--data-dir", data])
         try "plugins:\n  enabled: [signals]\n".write(toFile: "\(dir)/agent.yaml", atomically: true, encoding: .utf8)
-        let agent = try Self.agent(port: server.port, spool: "\(dir)/spool", extra: ["--plugin-dir", plugins], dir: dir)
+        let agent = try Fleet.agent(port: server.port, spool: "\(dir)/spool", extra: ["--plugin-dir", plugins], dir: dir)
         let target = try BackgroundProcess("/bin/sleep", ["30"])
         kill(target.pid, SIGUSR2)
         _ = target.wait()
         let r = try agent.interrupt(after: 1.5)
         #expect(r.status == 0, "\(r.stderr)")
         _ = try server.stop()
-        #expect(try Self.count(data, "SELECT count() FROM audit.signal_events WHERE target_pid = \(target.pid) AND signal = \(SIGUSR2)") == 1)
+        #expect(try Fleet.count(data, "SELECT count() FROM audit.signal_events WHERE target_pid = \(target.pid) AND signal = \(SIGUSR2)") == 1)
     }
 }

@@ -11,7 +11,7 @@ import Testing
 /// the real `infrasight server` (embedded ClickHouse) and every attack is refused with a
 /// named reason, runs nothing, and leaves the server and its data serving the next agent.
 @Suite(.serialized) struct HostileAgentTests {
-    typealias Server = FleetTests.Server
+    typealias Server = Fleet.Server
 
     /// Sends `messages` on one stream and returns the first `count` answers (fewer when
     /// the server ends the stream).
@@ -206,7 +206,7 @@ import Testing
     /// the table; B's hello adds the rest) and again while B streams, leaves every row of
     /// B, a real agent with the full declaration, stored; and A's own rows too.
     @Test func aNarrowDeclarationOfASharedTableDoesNotChangeAnotherAgentsBatches() async throws {
-        let (helper, marker, dir) = try FleetTests.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "hostile-data")
         let server = try Server.start(store: ["--data-dir", data])
         let narrow = ("audit.tracing_events", "CREATE TABLE audit.tracing_events (pid UInt32, filename String) ENGINE = MergeTree ORDER BY pid")
@@ -218,11 +218,11 @@ import Testing
         let first = try await Self.converse(port: server.port, [Self.hello(node: "node-a", tables: [narrow]), fromA(1)], expecting: 2)
         #expect(first.last?.ack.rowsStored == 1, "\(first)")
 
-        let b = try FleetTests.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
+        let b = try Fleet.agent(port: server.port, spool: "\(dir)/spool", dir: dir)
         try b.waitForStderr("connected to server", timeout: 30)
         let again = try await Self.converse(port: server.port, [Self.hello(node: "node-a", tables: [narrow]), fromA(2)], expecting: 2)
         #expect(again.last?.ack.rowsStored == 1, "\(again)")
-        try FleetTests.openLoop(helper, marker, 1000)
+        try Fleet.openLoop(helper, marker, 1000)
         let r = try b.interrupt(after: 1.5)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try FleetTests.checkConservation(r, total: 1000) == 1000)
@@ -348,19 +348,19 @@ import Testing
     }
 
     @Test func aClientCertificateNamesTheAgentAndAForgedNodeIsRefused() throws {
-        let (helper, marker, dir) = try FleetTests.openLoop()
-        try FleetTests.makeCertificates(dir) // agent1.pem: CN=agent1, SAN DNS:localhost
+        let (helper, marker, dir) = try Fleet.openLoop()
+        try Fleet.makeCertificates(dir) // agent1.pem: CN=agent1, SAN DNS:localhost
         let data = try makeTempDir(prefix: "hostile-data")
         let server = try Server.start(store: ["--data-dir", data], extra: ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key", "--tls-ca", "\(dir)/ca1.pem", "--cert-identity"])
         let tls = ["--tls-ca", "\(dir)/ca1.pem", "--tls-cert", "\(dir)/agent1.pem", "--tls-key", "\(dir)/agent1.key"]
-        let forger = try FleetTests.agent(port: server.port, spool: "\(dir)/spool-f", extra: ["--duration", "30"] + tls, environment: ["NODE_NAME": "somebody-else"], dir: dir)
+        let forger = try Fleet.agent(port: server.port, spool: "\(dir)/spool-f", extra: ["--duration", "30"] + tls, environment: ["NODE_NAME": "somebody-else"], dir: dir)
         let f = try forger.wait(timeout: 120)
         #expect(f.status == 1)
         #expect(f.stderr.contains("the agent says it is node 'somebody-else' but its certificate names localhost, agent1"), "\(f.stderr)")
 
-        let member = try FleetTests.agent(port: server.port, spool: "\(dir)/spool", extra: tls, environment: ["NODE_NAME": "agent1"], dir: dir)
+        let member = try Fleet.agent(port: server.port, spool: "\(dir)/spool", extra: tls, environment: ["NODE_NAME": "agent1"], dir: dir)
         try member.waitForStderr("connected to server", timeout: 30)
-        try FleetTests.openLoop(helper, marker, 100)
+        try Fleet.openLoop(helper, marker, 100)
         let m = try member.interrupt(after: 1.5)
         #expect(m.status == 0, "\(m.stderr)")
         let s = try server.stop()
@@ -375,7 +375,7 @@ import Testing
         #expect(exposed.stderr == "infrasight: refusing to listen on 0.0.0.0:0 in plaintext with no agent authentication: anyone who reaches it could write rows; add --token-file, --agent-tokens or --tls-ca (mutual TLS), or --insecure to accept that\n")
         // TLS alone encrypts: anyone can still open a TLS connection and write rows.
         let dir = try makeTempDir(prefix: "hostile-secret")
-        try FleetTests.makeCertificates(dir)
+        try Fleet.makeCertificates(dir)
         let tls = ["--tls-cert", "\(dir)/server.pem", "--tls-key", "\(dir)/server.key"]
         let tlsOnly = try run(Paths.infrasight, ["server", "--listen", "0.0.0.0:0", "--data-dir", data, "--duration", "1"] + tls)
         #expect(tlsOnly.status == 2)
@@ -448,7 +448,7 @@ import Testing
     }
 
     @Test func aBatchTheServerRefusesIsSetAsideAndTheAgentGoesOn() throws {
-        let (helper, marker, dir) = try FleetTests.openLoop()
+        let (helper, marker, dir) = try Fleet.openLoop()
         let data = try makeTempDir(prefix: "hostile-data")
         // A batch left in the spool by an earlier run that no server can store.
         let spool = "\(dir)/spool"
@@ -464,9 +464,9 @@ import Testing
         try Data(bad.serializedBytes() as [UInt8]).write(to: URL(fileURLWithPath: String(format: "%@/%020d.batch", spool, 1)))
 
         let server = try Server.start(store: ["--data-dir", data])
-        let agent = try FleetTests.agent(port: server.port, spool: spool, dir: dir)
+        let agent = try Fleet.agent(port: server.port, spool: spool, dir: dir)
         try agent.waitForStderr("server refused a batch of 1 tracing rows", timeout: 30)
-        try FleetTests.openLoop(helper, marker, 500)
+        try Fleet.openLoop(helper, marker, 500)
         let r = try agent.interrupt(after: 1.5)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("malformed batch: row 0 ends inside column pid"), "\(r.stderr)")

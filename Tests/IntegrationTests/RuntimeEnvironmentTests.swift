@@ -78,7 +78,7 @@ import Testing
         var page = ""
         try waitUntil("exit_openat's run count reaches \(opens)", timeout: 10) {
             page = try get("http://127.0.0.1:\(port)/metrics").body
-            return FleetTests.value(page, exits) >= opens
+            return Fleet.value(page, exits) >= opens
         }
         let seconds = page.split(separator: "\n").first { $0.hasPrefix("infrasight_bpf_program_run_seconds_total{plugin=\"tracing\",program=\"exit_openat\"} ") }
         let value = Double(seconds?.split(separator: " ").last ?? "") ?? 0

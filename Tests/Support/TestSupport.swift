@@ -11,9 +11,16 @@ public enum Paths {
         return url.path
     }()
 
-    /// The debug build products (`swift build` must have run: tests use the real binary
-    /// and the real plugin libraries).
-    public static var binDir: String { "\(packageRoot)/.build/debug" }
+    /// The build products of the build in use: the directory of the running test bundle
+    /// (`swift test` runs `.build/<triple>/<configuration>/infrasightPackageTests.xctest`,
+    /// beside `infrasight` and the plugin libraries), so `swift test -c release` tests the
+    /// release build; `INFRASIGHT_BIN_DIR` overrides. `swift build` must have run: tests
+    /// use the real binary and the real plugin libraries.
+    public static let binDir: String = {
+        if let dir = ProcessInfo.processInfo.environment["INFRASIGHT_BIN_DIR"], !dir.isEmpty { return dir }
+        let running = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: running).deletingLastPathComponent().path
+    }()
     public static var infrasight: String { "\(binDir)/infrasight" }
     public static var tracingPlugin: String { "\(binDir)/libinfrasight-tracing.so" }
     public static var abiHeaderDir: String { "\(packageRoot)/Sources/CInfraSightABI/include" }
@@ -117,6 +124,8 @@ public final class BackgroundProcess {
             kill(pid, SIGKILL)
             _ = wait()
         }
+        // Its output files go with it (thousands of runs a suite: /tmp filled up).
+        try? FileManager.default.removeItem(atPath: dir)
     }
 
     public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }

@@ -14,15 +14,15 @@ public final class SignalProbe: ProbeModule {
         [ProbeOption("skip_probes", .bool, "ignore kill(pid, 0), which only checks that a process exists", default: "false")]
     }
 
-    let targetPid, signal, signalName, eventType: UInt32
+    // Generated from signal_events.sql at build time, typed by the column's kind: a
+    // misspelled column, or a value of the wrong kind (`put(signal, string:)`), does not compile.
+    let targetPid = SignalEventsColumns.target_pid
+    let signal = SignalEventsColumns.signal
+    let signalName = SignalEventsColumns.signal_name
+    let eventType = SignalEventsColumns.event_type
     let skipProbes: Bool
 
     public init(options: ProbeOptions) throws {
-        // Generated from signal_events.sql at build time: a misspelled column does not compile.
-        targetPid = SignalEventsColumns.target_pid
-        signal = SignalEventsColumns.signal
-        signalName = SignalEventsColumns.signal_name
-        eventType = SignalEventsColumns.event_type
         skipProbes = try options.bool("skip_probes") ?? false
         if skipProbes { options.log.info("kill(pid, 0) calls, which only probe a process, are not recorded") }
     }

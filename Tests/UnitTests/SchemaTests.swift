@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightCore
 import InfraSightSchema
 import InfraSightTestSupport
 import Testing
@@ -26,14 +27,19 @@ let originalColumns: [String: String] = [
         #expect(Array(actual.prefix(expected.count)) == expected)
     }
 
-    /// schema/ is the complete DDL for people who apply it by hand (links to the files the
-    /// plugins embed from their folders, verbatim): the two must not drift.
+    /// schema/ is the complete DDL for people who apply it by hand: what each built plugin
+    /// library hands the host (its descriptor's DDL, embedded at build time) must be
+    /// schema/'s file, verbatim.
     @Test(arguments: originalColumns.keys.sorted())
     func schemaFileIsTheDDLItsPluginEmbeds(table: String) throws {
         let plugin = String(table.dropLast("_events".count))
         let mine = try String(contentsOfFile: "\(Paths.packageRoot)/schema/\(table).sql", encoding: .utf8)
-        let embedded = try String(contentsOfFile: "\(Paths.packageRoot)/Plugins/\(plugin)/\(table).sql", encoding: .utf8)
-        #expect(mine == embedded, "schema/\(table).sql and Plugins/\(plugin)/\(table).sql differ")
+        let path = "\(Paths.realBinDir)/libinfrasight-\(plugin).so"
+        guard FileManager.default.fileExists(atPath: path) else { throw TestFailure("\(path) does not exist: run `swift build` before the tests") }
+        var loader = PluginLoader(pluginDirs: [Paths.realBinDir], pins: [:])
+        let loaded = try loader.load(path)
+        let embedded = try #require(loaded.tables.first { $0.name == table }, "\(path) has no table \(table)")
+        #expect(embedded.ddl == mine, "the DDL libinfrasight-\(plugin).so embeds differs from schema/\(table).sql")
     }
 
     /// Every row names its process across pid reuse (docs/process-identity.md): the last

@@ -1,5 +1,6 @@
 import CInfraSightABI
 import Foundation
+@testable import InfraSightContainers
 @testable import InfraSightCore
 import InfraSightSchema
 import Testing

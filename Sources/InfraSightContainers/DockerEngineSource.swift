@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import InfraSightCore
 
 /// The Docker Engine API (and podman's, which is the same) over a unix socket: inspect
 /// for one container, `/events` for every container as it is created, `/containers/json`
@@ -11,15 +12,24 @@ import Glibc
 /// container's rows wait for it (dockerd answers inspect of a starting container once it
 /// has started, a few hundred ms) and get the event's attributes only if it does not
 /// come in time.
-final class DockerEngineSource: ContainerMetadataSource {
-    let socketPath: String
-    init(socketPath: String) { self.socketPath = socketPath }
+public final class DockerEngineSource: ContainerMetadataSource {
+    public let socketPath: String
+    public init(socketPath: String) { self.socketPath = socketPath }
 
-    var description: String { "docker at \(socketPath)" }
+    public var description: String { "docker at \(socketPath)" }
+
+    /// The Docker (or podman) socket under `hostRoot`: `configured` if given, else the
+    /// first standard one there is.
+    public static func find(hostRoot: String, configured: String?) -> DockerEngineSource? {
+        let root = hostRoot == "/" ? "" : hostRoot
+        if let configured { return DockerEngineSource(socketPath: root + configured) }
+        return ["\(root)/var/run/docker.sock", "\(root)/run/podman/podman.sock"].first(where: UnixSocket.exists)
+            .map { DockerEngineSource(socketPath: $0) }
+    }
 
     /// GET /containers/<id>/json (HTTP/1.0: the body ends at close). Only a full id goes
     /// into the request line: anything else is no container of this API.
-    func inspect(_ id: String, timeout: Double) -> ContainerResolver.Answer {
+    public func inspect(_ id: String, timeout: Double) -> ContainerResolver.Answer {
         guard ContainerID.isFull(id) else { return .unknown }
         guard let response = get("/containers/\(id)/json", timeout: timeout) else { return .unavailable }
         if String(decoding: response.prefix(16), as: UTF8.self).contains(" 404") { return .unknown }
@@ -83,7 +93,7 @@ final class DockerEngineSource: ContainerMetadataSource {
     static let eventsPath = "/events?filters=" + #"{"type":["container"],"event":["create","destroy"]}"#
         .addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
 
-    func watch(_ resolver: ContainerResolver, stop: SignalFlag) {
+    public func watch(_ resolver: ContainerResolver, stop: SignalFlag) {
         var backoff = Backoff(initial: 0.5, maximum: 30)
         while !stop.isSet {
             if follow(resolver, stop: stop) { backoff.reset() }
