@@ -16,7 +16,5 @@ swift test --skip-build 2>&1 | tee .build/test.log
 # The kernel matrix: Debian's 5.10, 6.1 and 6.12 kernels under QEMU, each running the
 # release build over a workload of every plugin's calls (docs/kernels.md).
 scripts/kernel-matrix.sh
-# The unit suite again, under ThreadSanitizer (a build of its own in .build/tsan).
-scripts/tsan-unit-tests.sh
 # Artifacts the tests keep: the console's pages as headless Chromium showed them.
 echo "test artifacts: $(pwd)/.build/test-artifacts ($(ls .build/test-artifacts/console 2>/dev/null | tr '\n' ' '))"
