@@ -1,4 +1,5 @@
 import Foundation
+import InfraSightSchema
 
 /// Filters the host applies to every plugin's BPF program (set in read-only data before
 /// load, so unwanted events never reach user space). At most `HostFilters.maxEntries`
@@ -89,13 +90,6 @@ public struct PluginOptions: Equatable, Sendable {
             throw ConfigError(file: file, "plugins.options.\(plugin.name) cannot be written as JSON: \(error)")
         }
         return out
-    }
-
-    /// The kinds of value an option takes, as the ABI names them (`is_option_descriptor.type`).
-    enum OptionKind: String {
-        case int, bool, string
-        case intList = "int-list"
-        case stringList = "string-list"
     }
 
     /// An option's value, converted to its declared kind.

@@ -65,11 +65,8 @@ extension ProbeModule {
 
 /// One option a plugin accepts.
 public struct ProbeOption: Sendable {
-    public enum Kind: String, Sendable {
-        case int, string, bool
-        case intList = "int-list"
-        case stringList = "string-list"
-    }
+    /// `.int`, `.string`, `.bool`, `.intList`, `.stringList`.
+    public typealias Kind = OptionKind
     public let name: String
     public let kind: Kind
     public let description: String
